@@ -1,0 +1,32 @@
+"""Settings every actor of one ECE instance shares (picklable, passed at creation)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    store_url: str
+    # Prefix of every named actor, so several instances (tests, tenants) share a Ray cluster.
+    instance: str = "ece"
+    namespace: str = "ece"
+    auctions_per_actor: int = 500
+    # False = the naive baseline: one Ray call and one store write per command,
+    # one event feed call per watcher. Only the benchmark turns it off.
+    batching: bool = True
+    snapshot_every: int = 200
+    feed_capacity: int = 100_000
+
+    def directory_name(self) -> str:
+        return f"{self.instance}:directory"
+
+    def host_name(self, index: int) -> str:
+        return f"{self.instance}:host:{index}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ClusterConfig:
+        return cls(**data)

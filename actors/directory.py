@@ -1,0 +1,155 @@
+"""The directory: a named Ray actor that places auctions on hosts and says where each lives.
+
+Placement state is derived from the store (each auction record names its host), so a restarted
+directory rebuilds it by reading the open auctions; nothing here needs to be durable itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import ray
+
+from actors.config import ClusterConfig
+from actors.host import AuctionHost
+from storage import Store, open_store
+
+log = logging.getLogger("ece.directory")
+
+
+class DirectoryCore:
+    def __init__(self, config: ClusterConfig) -> None:
+        self.config = config
+        self.store: Store = open_store(config.store_url)
+        self.location: dict[str, str] = {}  # live auction -> host name
+        self.load: dict[str, int] = {}  # host name -> live auctions placed on it
+        self.handles: dict[str, ray.actor.ActorHandle] = {}
+        self._next_index = 0
+        self._lock = asyncio.Lock()
+        self._ready = asyncio.get_running_loop().create_task(self._start())
+
+    async def _start(self) -> None:
+        await self.store.open()
+        for record in await self.store.open_auctions():
+            self._assign(record["auction_id"], record["host"])
+        # Start every host that owns open auctions: each rebuilds them and runs their timers,
+        # which is how auctions whose end passed during a downtime get closed on start.
+        for name in list(self.load):
+            self._handle(name)
+        # Finished auctions whose settlement never ran (crash in between) belong to no live
+        # host any more; hosts settle their own, this catches the rest.
+        for record in await self.store.unsettled_finished():
+            self._handle(record.get("host") or self.config.host_name(0))
+        await asyncio.gather(*(h.ready.remote() for h in self.handles.values()))
+
+    def _assign(self, auction_id: str, host: str) -> None:
+        self.location[auction_id] = host
+        self.load[host] = self.load.get(host, 0) + 1
+        index = _host_index(host)
+        if index is not None:
+            self._next_index = max(self._next_index, index + 1)
+
+    def _handle(self, name: str) -> ray.actor.ActorHandle:
+        handle = self.handles.get(name)
+        if handle is None:
+            handle = AuctionHost.options(
+                name=name,
+                namespace=self.config.namespace,
+                lifetime="detached",
+                get_if_exists=True,
+                # Spread hosts over the cluster's nodes.
+                scheduling_strategy="SPREAD",
+            ).remote(name, self.config.to_dict())
+            self.handles[name] = handle
+        return handle
+
+    async def place(self, auction_id: str) -> str:
+        """Choose a host for a new auction (the fullest one with room, to pack memory)."""
+        await self._ready
+        async with self._lock:
+            if auction_id in self.location:
+                return self.location[auction_id]
+            capacity = self.config.auctions_per_actor
+            candidates = [
+                (count, name) for name, count in self.load.items() if count < capacity
+            ]
+            if candidates:
+                name = max(candidates)[1]
+            else:
+                name = self.config.host_name(self._next_index)
+            self._assign(auction_id, name)
+            handle = self._handle(name)
+        await handle.ready.remote()
+        return name
+
+    async def locate(self, auction_id: str) -> str | None:
+        await self._ready
+        return self.location.get(auction_id)
+
+    async def release(self, auction_id: str, host: str) -> None:
+        """A host finished an auction; retire hosts left empty when they hold one each."""
+        await self._ready
+        async with self._lock:
+            if self.location.get(auction_id) != host:
+                return
+            del self.location[auction_id]
+            self.load[host] -= 1
+            if self.load[host] == 0 and self.config.auctions_per_actor == 1:
+                del self.load[host]
+                handle = self.handles.pop(host, None)
+                if handle is not None:
+                    ray.kill(handle, no_restart=True)
+
+    async def hosts(self) -> dict[str, int]:
+        await self._ready
+        return dict(self.load)
+
+    async def ready(self) -> bool:
+        await self._ready
+        return True
+
+    async def shutdown(self) -> None:
+        """Kill every host (tests and `ece` shutdown of a private cluster)."""
+        for handle in self.handles.values():
+            ray.kill(handle, no_restart=True)
+        self.handles.clear()
+
+
+def _host_index(name: str) -> int | None:
+    tail = name.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=1_000)
+class Directory:
+    def __init__(self, config: dict) -> None:
+        logging.basicConfig(level=logging.INFO)
+        self.core = DirectoryCore(ClusterConfig.from_dict(config))
+
+    async def place(self, auction_id: str) -> str:
+        return await self.core.place(auction_id)
+
+    async def locate(self, auction_id: str) -> str | None:
+        return await self.core.locate(auction_id)
+
+    async def release(self, auction_id: str, host: str) -> None:
+        await self.core.release(auction_id, host)
+
+    async def hosts(self) -> dict[str, int]:
+        return await self.core.hosts()
+
+    async def ready(self) -> bool:
+        return await self.core.ready()
+
+    async def shutdown(self) -> None:
+        await self.core.shutdown()
+
+
+def get_or_create_directory(config: ClusterConfig) -> ray.actor.ActorHandle:
+    return Directory.options(
+        name=config.directory_name(),
+        namespace=config.namespace,
+        lifetime="detached",
+        get_if_exists=True,
+    ).remote(config.to_dict())

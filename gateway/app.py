@@ -1,0 +1,149 @@
+"""The aiohttp application: REST, WebSocket, static web UI and metrics on one port."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from gateway.auth import Tokens
+from gateway.config import Settings
+from gateway.fanout import Hub
+from gateway.rest import ApiError, error_middleware_payload, routes
+from gateway.router import Router
+from gateway.ws import Connection, TokenBucket, close_all, websocket_handler
+from storage import Store, open_store
+
+log = logging.getLogger("ece.gateway")
+STATIC = Path(__file__).parent / "static"
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.connections = Gauge("ece_ws_connections", "Open WebSocket connections",
+                                 registry=self.registry)
+        self.bids = Counter("ece_bids_total", "Bid commands answered, by outcome", ["code"],
+                            registry=self.registry)
+        self.errors = Counter("ece_ws_errors_total", "Rejected WebSocket messages", ["code"],
+                              registry=self.registry)
+        self.bid_seconds = Histogram(
+            "ece_bid_seconds", "Bid round trip inside the gateway",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+
+
+class Gateway:
+    """Per-process state the handlers share; created on startup, closed on shutdown."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.tokens = Tokens(settings.signing_secret(), settings.token_ttl_s)
+        self.metrics = Metrics()
+        self.connections: set[Connection] = set()
+        self.store: Store = open_store(settings.store_url)
+        self.router: Router
+        self.hub: Hub
+        self.ready = False
+        self._limiters: dict[str, TokenBucket] = {}
+        self._titles: dict[str, str] = {}
+
+    async def start(self) -> None:
+        await self.store.open()
+        self.router = Router(self.settings.cluster(), self.store, self.settings.max_inflight)
+        self.hub = Hub(self.router, self.store, self.settings.batching)
+        await self.router.ready()
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        await asyncio.gather(*close_all(set(self.connections)), return_exceptions=True)
+        await self.hub.close()
+        await self.store.close()
+
+    def limiter_for(self, user_id: str) -> TokenBucket:
+        bucket = self._limiters.get(user_id)
+        if bucket is None:
+            bucket = TokenBucket(self.settings.rate_per_s, self.settings.rate_burst)
+            self._limiters[user_id] = bucket
+        return bucket
+
+    async def enrich(self, view: dict) -> dict:
+        """Add the card's title (immutable, so cached) to an auction view."""
+        asset_id = view.get("asset_id")
+        title = self._titles.get(asset_id) if asset_id else None
+        if title is None and asset_id:
+            asset = await self.store.get_asset(asset_id)
+            title = asset["title"] if asset else ""
+            self._titles[asset_id] = title
+        return {**view, "title": title or ""}
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError:
+        raise
+    except web.HTTPException as exc:
+        if exc.status >= 400 and request.path.startswith("/api"):
+            code = {404: "NOT_FOUND", 405: "INVALID", 413: "INVALID"}.get(exc.status, "INVALID")
+            return web.json_response(error_middleware_payload(code, exc.reason),
+                                     status=exc.status)
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return web.json_response(error_middleware_payload("INTERNAL", "internal error"),
+                                 status=500)
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    gateway: Gateway = request.app[GATEWAY]
+    return web.Response(body=generate_latest(gateway.metrics.registry),
+                        content_type="text/plain")
+
+
+async def config_js(request: web.Request) -> web.Response:
+    gateway: Gateway = request.app[GATEWAY]
+    body = {"mint": gateway.settings.mint}
+    return web.Response(text=f"window.ECE_CONFIG = {json.dumps(body)};",
+                        content_type="application/javascript")
+
+
+def build_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[errors_as_json], client_max_size=64 * 1024)
+    gateway = Gateway(settings)
+    app[GATEWAY] = gateway
+
+    async def on_startup(_: web.Application) -> None:
+        await gateway.start()
+
+    async def on_shutdown(_: web.Application) -> None:
+        await gateway.stop()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    app.add_routes(routes)
+    app.router.add_get("/ws", websocket_handler)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/config.js", config_js)
+    app.router.add_get("/", index)
+    app.router.add_static("/static/", STATIC)
+    return app

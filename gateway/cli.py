@@ -1,0 +1,94 @@
+"""`ece serve`: the composition root. Starts (or joins) Ray, the actors and the gateway."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+import ray
+from aiohttp import web
+
+from actors.directory import get_or_create_directory
+from gateway.app import GATEWAY, build_app
+from gateway.config import Settings
+
+log = logging.getLogger("ece")
+
+
+def init_ray(settings: Settings) -> None:
+    if ray.is_initialized():
+        return
+    common = {"namespace": "ece", "log_to_driver": False, "configure_logging": False}
+    if settings.ray_address:
+        ray.init(address=settings.ray_address, **common)
+    else:
+        # A private single-node cluster; only loopback, as these machines require.
+        ray.init(
+            num_cpus=int(os.environ.get("ECE_RAY_CPUS", "2")),
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            **common,
+        )
+
+
+async def serve(settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    init_ray(settings)
+    directory = get_or_create_directory(settings.cluster())
+    await directory.ready.remote()  # hosts recovered, overdue auctions closing
+    app = build_app(settings)
+    runner = web.AppRunner(app, shutdown_timeout=10.0)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    url = f"http://{settings.host}:{settings.port}/"
+    print(f"ECE is serving on {url}", flush=True)
+    print(f"ECE_RAY_ADDRESS={ray.get_runtime_context().gcs_address}", flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    demo = None
+    if settings.seed:
+        from gateway.seed import run_demo
+
+        demo = asyncio.create_task(run_demo(url, settings))
+    await stop.wait()
+    print("ECE shutting down", flush=True)
+    if demo is not None:
+        demo.cancel()
+    gateway = app[GATEWAY]
+    # Let commands already sent to hosts finish: their writes are flushed and answered.
+    for _ in range(100):
+        if gateway.router.inflight() == 0:
+            break
+        await asyncio.sleep(0.05)
+    await runner.cleanup()  # closes sockets with 1001 (going away)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ece", description="Elite Card Exchange server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the gateway (and a local Ray unless ECE_RAY_ADDRESS)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("ECE_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "serve":
+        settings = Settings.from_env()
+        try:
+            asyncio.run(serve(settings))
+        finally:
+            if ray.is_initialized():
+                ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

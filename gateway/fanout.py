@@ -1,0 +1,223 @@
+"""Live events: one long-poll per auction host per gateway, fanned out to local sockets.
+
+Every subscription tracks the last seq its socket received. An event is sent only if it is the
+next one; an older one is dropped (duplicate) and a newer one triggers a fill from the store's
+event log (events are durable before they are published, so the log always has them). That one
+rule gives resume with `since`, no gap, no duplicate and no reordering, whatever the order in
+which the snapshot, the log and the live feed arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ray.exceptions import RayError
+
+from gateway.protocol import ProtocolError
+from gateway.router import FINISHED, Router
+from gateway.views import present_view
+from market.auction import public_event
+from storage import Store
+
+if TYPE_CHECKING:
+    from gateway.ws import Connection
+
+log = logging.getLogger("ece.fanout")
+
+# Resuming further back than this sends a fresh snapshot instead of the whole log.
+MAX_REPLAY = 1_000
+POLL_TIMEOUT_S = 2.0
+
+
+def event_frame(event: dict) -> dict:
+    return {"op": "event", **event}
+
+
+class Subscription:
+    def __init__(self, hub: Hub, conn: Connection, auction_id: str, auction_type: str) -> None:
+        self.hub = hub
+        self.conn = conn
+        self.auction_id = auction_id
+        self.auction_type = auction_type
+        self.last = 0
+        self.syncing = True  # until the snapshot or replay is out, live events wait here
+        self.buffer: list[dict] = []
+        self.closed = False
+
+    def deliver(self, event: dict, cache: dict | None = None) -> None:
+        if self.closed:
+            return
+        if self.syncing:
+            self.buffer.append(event)
+            return
+        seq = event["seq"]
+        if seq <= self.last:
+            return
+        if seq == self.last + 1:
+            self.conn.send(event_frame(event), cache)
+            self.last = seq
+            return
+        self.syncing = True
+        self.buffer.append(event)
+        self.hub.spawn(self.fill())
+
+    async def fill(self) -> None:
+        """Catch up from the log after `last`, then release what the live feed buffered."""
+        self.syncing = True
+        try:
+            for _ in range(5):
+                for event in await self.hub.store.load_events(self.auction_id, self.last):
+                    if event["seq"] == self.last + 1:
+                        self.conn.send(event_frame(public_event(event, self.auction_type)))
+                        self.last = event["seq"]
+                pending, self.buffer = sorted(self.buffer, key=lambda e: e["seq"]), []
+                gap = False
+                for event in pending:
+                    if event["seq"] == self.last + 1:
+                        self.conn.send(event_frame(event))
+                        self.last = event["seq"]
+                    elif event["seq"] > self.last + 1:
+                        gap = True
+                        self.buffer.append(event)
+                if not gap:
+                    return
+        finally:
+            self.syncing = False
+
+
+class Hub:
+    def __init__(self, router: Router, store: Store, batching: bool) -> None:
+        self.router = router
+        self.store = store
+        self.batching = batching
+        self.subs: dict[str, dict[Connection, Subscription]] = {}
+        self.host_of: dict[str, str] = {}
+        self.host_auctions: dict[str, set[str]] = {}
+        self.pollers: dict[Any, asyncio.Task] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self.delivered = 0
+
+    def spawn(self, coroutine) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def subscribe(
+        self, conn: Connection, auction_id: str, since: int | None, req_id: Any
+    ) -> None:
+        record = await self.store.get_auction(auction_id)
+        if record is None:
+            raise ProtocolError("AUCTION_NOT_FOUND", "no such auction", req_id)
+        self.unsubscribe(conn, auction_id)
+        sub = Subscription(self, conn, auction_id, record["spec"]["type"])
+        self.subs.setdefault(auction_id, {})[conn] = sub
+        conn.subscriptions.add(auction_id)
+        if record["status"] not in FINISHED:
+            host = await self.router.locate(auction_id)
+            if host is not None:
+                self._watch(host, auction_id, sub)
+        # Read again now that live events are being buffered: nothing can fall in between.
+        record = await self.store.get_auction(auction_id) or record
+        current = record["seq"]
+        if since is not None and since <= current and current - since <= MAX_REPLAY:
+            sub.last = since
+            await sub.fill()
+            if req_id is not None:
+                conn.send({"op": "ack", "req_id": req_id, "auction_id": auction_id,
+                           "seq": sub.last})
+            return
+        snapshot = {"op": "snapshot", "auction_id": auction_id, "seq": current,
+                    "auction": present_view(record["view"], record["spec"])}
+        if req_id is not None:
+            snapshot["req_id"] = req_id
+        conn.send(snapshot)
+        sub.last = current
+        await sub.fill()
+
+    def unsubscribe(self, conn: Connection, auction_id: str) -> None:
+        subs = self.subs.get(auction_id)
+        sub = subs.pop(conn, None) if subs else None
+        conn.subscriptions.discard(auction_id)
+        if sub is not None:
+            sub.closed = True
+            task = self.pollers.pop((conn, auction_id), None)
+            if task is not None:
+                task.cancel()
+        if subs is not None and not subs:
+            del self.subs[auction_id]
+            host = self.host_of.pop(auction_id, None)
+            if host is not None:
+                self.host_auctions.get(host, set()).discard(auction_id)
+
+    def drop(self, conn: Connection) -> None:
+        for auction_id in list(conn.subscriptions):
+            self.unsubscribe(conn, auction_id)
+
+    def dispatch(self, event: dict) -> None:
+        subs = self.subs.get(event["auction_id"])
+        if not subs:
+            return
+        cache: dict = {}  # each encoding is serialised once per event, not once per socket
+        for sub in list(subs.values()):
+            sub.deliver(event, cache)
+        self.delivered += len(subs)
+
+    # ---- pollers -------------------------------------------------------------------------
+
+    def _watch(self, host: str, auction_id: str, sub: Subscription) -> None:
+        self.host_of[auction_id] = host
+        self.host_auctions.setdefault(host, set()).add(auction_id)
+        if self.batching:
+            if host not in self.pollers or self.pollers[host].done():
+                self.pollers[host] = self.spawn(self._poll(host))
+        else:
+            # Naive baseline: every watcher pulls its own events from the host.
+            key = (sub.conn, auction_id)
+            self.pollers[key] = self.spawn(self._poll(host, sub))
+
+    def _resync(self, host: str) -> None:
+        for auction_id in list(self.host_auctions.get(host, ())):
+            for sub in list(self.subs.get(auction_id, {}).values()):
+                if not sub.syncing:
+                    self.spawn(sub.fill())
+
+    async def _poll(self, host: str, only: Subscription | None = None) -> None:
+        epoch: str | None = None
+        cursor = -1  # start at the feed's head; subscriptions fill from the log
+        backoff = 0.05
+        handle = self.router.host(host).handle
+        auction_id = only.auction_id if only else None
+        while (only is None and self.host_auctions.get(host)) or (only and not only.closed):
+            try:
+                reply = await handle.poll.remote(
+                    epoch, cursor, POLL_TIMEOUT_S, 10_000, auction_id
+                )
+            except asyncio.CancelledError:
+                raise
+            except (RayError, Exception) as exc:  # host restarting: back off and retry
+                log.info("poll %s failed: %s", host, type(exc).__name__)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+                continue
+            backoff = 0.05
+            first = epoch is None
+            epoch, cursor = reply["epoch"], reply["cursor"]
+            if only is not None:
+                for event in reply["events"]:
+                    only.deliver(event)
+                if reply["reset"] or first:
+                    self.spawn(only.fill())
+                continue
+            for event in reply["events"]:
+                self.dispatch(event)
+            if reply["reset"] or first:
+                self._resync(host)
+        if only is None:
+            self.pollers.pop(host, None)
+
+    async def close(self) -> None:
+        for task in list(self.pollers.values()) + list(self._tasks):
+            task.cancel()

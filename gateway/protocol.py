@@ -1,0 +1,115 @@
+"""Wire format: JSON text frames and msgpack binary frames, one schema, validated at the edge."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import msgpack
+
+from market.money import is_amount
+
+JSON = "json"
+MSGPACK = "msgpack"
+MAX_FRAME = 64 * 1024
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class ProtocolError(Exception):
+    """A request the client got wrong; answered with an `error` and nothing changes."""
+
+    def __init__(self, code: str, message: str, req_id: Any = None, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.req_id = req_id
+        self.details = details
+
+    def frame(self) -> dict:
+        body = {"op": "error", "code": self.code, "message": self.message, **self.details}
+        if self.req_id is not None:
+            body["req_id"] = self.req_id
+        return body
+
+
+def decode(data: str | bytes, encoding: str) -> dict:
+    try:
+        if encoding == JSON:
+            message = json.loads(data)
+        else:
+            message = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise ProtocolError("INVALID", f"malformed {encoding} frame") from exc
+    except Exception as exc:  # msgpack raises assorted errors on garbage
+        raise ProtocolError("INVALID", f"malformed {encoding} frame") from exc
+    if not isinstance(message, dict):
+        raise ProtocolError("INVALID", "a message must be an object with an 'op'")
+    return message
+
+
+def encode(message: dict, encoding: str) -> str | bytes:
+    if encoding == JSON:
+        return json.dumps(message, separators=(",", ":"))
+    return msgpack.packb(message, use_bin_type=True)
+
+
+def req_id_of(message: dict) -> Any:
+    """The request id if it is well-formed, else None (the error then carries none)."""
+    req_id = message.get("req_id")
+    if isinstance(req_id, str) and 0 < len(req_id) <= 128:
+        return req_id
+    if type(req_id) is int and 0 <= req_id <= 2**53:
+        return req_id
+    return None
+
+
+def require_req_id(message: dict) -> str | int:
+    req_id = req_id_of(message)
+    if req_id is None:
+        raise ProtocolError("INVALID", "req_id must be a string (1-128 chars) or an integer")
+    return req_id
+
+
+def valid_id(value: object) -> bool:
+    return isinstance(value, str) and bool(_ID.match(value))
+
+
+def require_auction_id(message: dict, req_id: Any = None) -> str:
+    auction_id = message.get("auction_id")
+    if not valid_id(auction_id):
+        raise ProtocolError("INVALID", "auction_id must be an id string", req_id)
+    return auction_id
+
+
+def require_amount(message: dict, field: str, req_id: Any, optional: bool = False) -> int | None:
+    if field not in message or (optional and message[field] is None):
+        if optional:
+            return None
+        raise ProtocolError("INVALID", f"{field} is required", req_id)
+    value = message[field]
+    if not is_amount(value):
+        raise ProtocolError(
+            "INVALID", f"{field} must be an integer number of cents from 0 to 2**53", req_id
+        )
+    return value
+
+
+def parse_bid(message: dict) -> tuple[str | int, str, int, int | None]:
+    req_id = require_req_id(message)
+    auction_id = require_auction_id(message, req_id)
+    amount = require_amount(message, "amount", req_id)
+    max_amount = require_amount(message, "max_amount", req_id, optional=True)
+    assert amount is not None
+    if max_amount is not None and max_amount < amount:
+        raise ProtocolError("INVALID", "max_amount must be at least amount", req_id)
+    return req_id, auction_id, amount, max_amount
+
+
+def parse_since(message: dict, req_id: Any) -> int | None:
+    since = message.get("since")
+    if since is None:
+        return None
+    if type(since) is not int or since < 0 or since > 2**53:
+        raise ProtocolError("INVALID", "since must be a non-negative integer seq", req_id)
+    return since

@@ -1,0 +1,283 @@
+"""REST routes (JSON). Errors are `{"error": {"code", "message"}}` with a 4xx status."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from gateway.auth import TokenError, hash_password, verify_password
+from gateway.protocol import valid_id
+from gateway.views import present_view
+from market.auction import parse_spec, public_event
+from market.errors import MarketError
+from storage import Conflict
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+routes = web.RouteTableDef()
+
+_USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
+STATUSES = ("scheduled", "live", "closed", "cancelled")
+STATUS_OF_CODE = {
+    "INVALID": 400, "UNAUTHORIZED": 401, "NOT_OWNER": 403, "NOT_SELLER": 403,
+    "FORBIDDEN": 403, "AUCTION_NOT_FOUND": 404, "ASSET_NOT_FOUND": 404, "NOT_FOUND": 404,
+    "USERNAME_TAKEN": 409, "ASSET_LISTED": 409, "HAS_BIDS": 409, "AUCTION_NOT_LIVE": 409,
+    "RATE_LIMITED": 429, "OVERLOADED": 503, "UNAVAILABLE": 503,
+}
+MAX_METADATA_BYTES = 4096
+
+
+class ApiError(web.HTTPException):
+    def __init__(self, code: str, message: str) -> None:
+        self.status_code = STATUS_OF_CODE.get(code, 400)
+        super().__init__(
+            text=json.dumps({"error": {"code": code, "message": message}}),
+            content_type="application/json",
+        )
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def gateway_of(request: web.Request) -> Gateway:
+    from gateway.app import GATEWAY  # app imports this module: resolve at call time
+
+    return request.app[GATEWAY]
+
+
+async def json_body(request: web.Request) -> dict:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError("INVALID", "body must be JSON") from exc
+    if not isinstance(body, dict):
+        raise ApiError("INVALID", "body must be a JSON object")
+    return body
+
+
+def caller(request: web.Request) -> str:
+    """The authenticated user id, from the bearer token only."""
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        raise ApiError("UNAUTHORIZED", "Authorization: Bearer <token> required")
+    try:
+        user_id, _ = gateway_of(request).tokens.verify(header[7:].strip())
+    except TokenError as exc:
+        raise ApiError("UNAUTHORIZED", "invalid or expired token") from exc
+    return user_id
+
+
+def _credentials(body: dict) -> tuple[str, str]:
+    username, password = body.get("username"), body.get("password")
+    if not isinstance(username, str) or not _USERNAME.match(username):
+        raise ApiError("INVALID", "username: 3-32 letters, digits, '_', '.' or '-'")
+    if not isinstance(password, str) or not 8 <= len(password) <= 256:
+        raise ApiError("INVALID", "password: 8-256 characters")
+    return username, password
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    if not gateway_of(request).ready:
+        raise ApiError("UNAVAILABLE", "starting")
+    return web.json_response({"status": "ok"})
+
+
+@routes.post("/api/users")
+async def create_user(request: web.Request) -> web.Response:
+    username, password = _credentials(await json_body(request))
+    gateway = gateway_of(request)
+    user = {"user_id": new_id("u"), "username": username,
+            "password_hash": await hash_password(password), "created_at": now_ms()}
+    try:
+        await gateway.store.create_user(user)
+    except Conflict as exc:
+        raise ApiError(exc.code, "username is taken") from exc
+    token = gateway.tokens.issue(user["user_id"], username)
+    return web.json_response({"user_id": user["user_id"], "username": username,
+                              "token": token}, status=201)
+
+
+@routes.post("/api/sessions")
+async def create_session(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    username, password = body.get("username"), body.get("password")
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise ApiError("INVALID", "username and password are required strings")
+    gateway = gateway_of(request)
+    user = await gateway.store.get_user_by_username(username)
+    if not await verify_password(user["password_hash"] if user else None, password):
+        raise ApiError("UNAUTHORIZED", "wrong username or password")
+    assert user is not None
+    token = gateway.tokens.issue(user["user_id"], user["username"])
+    return web.json_response({"user_id": user["user_id"], "username": user["username"],
+                              "token": token})
+
+
+@routes.get("/api/me")
+async def me(request: web.Request) -> web.Response:
+    user = await gateway_of(request).store.get_user(caller(request))
+    if user is None:
+        raise ApiError("UNAUTHORIZED", "unknown user")
+    return web.json_response({"user_id": user["user_id"], "username": user["username"]})
+
+
+@routes.post("/api/assets")
+async def create_asset(request: web.Request) -> web.Response:
+    user_id = caller(request)
+    gateway = gateway_of(request)
+    if gateway.settings.mint == "admin":
+        user = await gateway.store.get_user(user_id)
+        if user is None or user["username"] not in gateway.settings.admins:
+            raise ApiError("FORBIDDEN", "minting is restricted to admins")
+    body = await json_body(request)
+    title = body.pop("title", None)
+    if not isinstance(title, str) or not 1 <= len(title.strip()) <= 200:
+        raise ApiError("INVALID", "title: 1-200 characters")
+    for reserved in ("asset_id", "owner_id", "created_at", "listed_in"):
+        body.pop(reserved, None)
+    if len(json.dumps(body)) > MAX_METADATA_BYTES:
+        raise ApiError("INVALID", f"metadata over {MAX_METADATA_BYTES} bytes")
+    asset = {"asset_id": new_id("c"), "owner_id": user_id, "title": title.strip(),
+             "metadata": body, "created_at": now_ms()}
+    await gateway.store.create_asset(asset)
+    return web.json_response(_asset_json(asset), status=201)
+
+
+def _asset_json(asset: dict) -> dict:
+    return {**asset.get("metadata", {}), "asset_id": asset["asset_id"],
+            "owner_id": asset["owner_id"], "title": asset["title"],
+            "listed_in": asset.get("listed_in"), "created_at": asset.get("created_at")}
+
+
+@routes.get("/api/assets")
+async def list_assets(request: web.Request) -> web.Response:
+    owner = request.query.get("owner", "me")
+    owner_id = caller(request) if owner == "me" else owner
+    assets = await gateway_of(request).store.list_assets(owner_id)
+    return web.json_response({"assets": [_asset_json(a) for a in assets]})
+
+
+@routes.get("/api/assets/{asset_id}")
+async def get_asset(request: web.Request) -> web.Response:
+    asset_id = request.match_info["asset_id"]
+    asset = await gateway_of(request).store.get_asset(asset_id) if valid_id(asset_id) else None
+    if asset is None:
+        raise ApiError("ASSET_NOT_FOUND", "no such asset")
+    return web.json_response(_asset_json(asset))
+
+
+@routes.post("/api/auctions")
+async def create_auction(request: web.Request) -> web.Response:
+    user_id = caller(request)
+    body = await json_body(request)
+    asset_id = body.get("asset_id")
+    if not valid_id(asset_id):
+        raise ApiError("INVALID", "asset_id is required")
+    gateway = gateway_of(request)
+    auction_id = new_id("a")
+    now = now_ms()
+    try:
+        spec = parse_spec(body, auction_id=auction_id, asset_id=asset_id, seller_id=user_id,
+                          now=now)
+    except MarketError as exc:
+        raise ApiError("INVALID", exc.message) from exc
+    asset = await gateway.store.get_asset(asset_id)
+    if asset is None:
+        raise ApiError("ASSET_NOT_FOUND", "no such asset")
+    if asset["owner_id"] != user_id:
+        raise ApiError("NOT_OWNER", "you do not own this asset")
+    from market.auction import Auction  # the initial view comes from the rules themselves
+
+    record = {"auction_id": auction_id, "asset_id": asset_id, "seller_id": user_id,
+              "spec": spec.to_dict(), "view": Auction.new(spec).view(now),
+              "status": "scheduled", "seq": 0, "created_at": now}
+    result = await gateway.router.create(record)
+    if not result.get("ok"):
+        error = result["error"]
+        raise ApiError(error["code"], error.get("message", error["code"]))
+    view = await gateway.enrich(result["auction"])
+    return web.json_response(view, status=201)
+
+
+@routes.get("/api/auctions")
+async def list_auctions(request: web.Request) -> web.Response:
+    status = request.query.get("status")
+    if status is not None and status not in STATUSES:
+        raise ApiError("INVALID", f"status must be one of {', '.join(STATUSES)}")
+    try:
+        limit = min(int(request.query.get("limit", "200")), 500)
+    except ValueError as exc:
+        raise ApiError("INVALID", "limit must be an integer") from exc
+    gateway = gateway_of(request)
+    views = await gateway.store.list_auctions(status=status, limit=limit)
+    return web.json_response({"auctions": [await gateway.enrich(v) for v in views]})
+
+
+async def _record(request: web.Request) -> dict:
+    auction_id = request.match_info["auction_id"]
+    record = await gateway_of(request).store.get_auction(auction_id) if valid_id(
+        auction_id) else None
+    if record is None:
+        raise ApiError("AUCTION_NOT_FOUND", "no such auction")
+    return record
+
+
+@routes.get("/api/auctions/{auction_id}")
+async def get_auction(request: web.Request) -> web.Response:
+    record = await _record(request)
+    view = present_view(record["view"], record["spec"])
+    return web.json_response(await gateway_of(request).enrich(view))
+
+
+@routes.get("/api/auctions/{auction_id}/events")
+async def auction_events(request: web.Request) -> web.Response:
+    record = await _record(request)
+    try:
+        since = int(request.query.get("since", "0"))
+        limit = min(int(request.query.get("limit", "200")), 1000)
+    except ValueError as exc:
+        raise ApiError("INVALID", "since and limit must be integers") from exc
+    events = await gateway_of(request).store.load_events(record["auction_id"], since, limit)
+    kind = record["spec"]["type"]
+    return web.json_response({"events": [public_event(e, kind) for e in events]})
+
+
+@routes.post("/api/auctions/{auction_id}/cancel")
+async def cancel_auction(request: web.Request) -> web.Response:
+    user_id = caller(request)
+    record = await _record(request)
+    if record["seller_id"] != user_id:
+        raise ApiError("NOT_SELLER", "only the seller can cancel")
+    gateway = gateway_of(request)
+    result = await gateway.router.send(
+        {"op": "cancel", "auction_id": record["auction_id"], "by": user_id}
+    )
+    if not result.get("ok"):
+        error = result["error"]
+        raise ApiError(error["code"], error.get("message", error["code"]))
+    return web.json_response(await gateway.enrich(result["auction"]))
+
+
+@routes.get("/api/trades")
+async def list_trades(request: web.Request) -> web.Response:
+    asset_id = request.query.get("asset_id")
+    user = request.query.get("user")
+    user_id = caller(request) if user == "me" else user
+    trades = await gateway_of(request).store.list_trades(asset_id=asset_id, user_id=user_id)
+    return web.json_response({"trades": trades})
+
+
+def error_middleware_payload(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}

@@ -1,0 +1,155 @@
+"""Routes commands from this gateway to the auction hosts that own them.
+
+Commands bound for one host that arrive in the same event-loop tick travel in one Ray call
+(`HostClient`); with batching off (the benchmark's naive baseline) every command is its own
+call. Host failures become `UNAVAILABLE` results, which are transient: a retry with the same
+req_id is answered by the auction itself, which remembers every outcome it committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError, RayError
+
+from actors.config import ClusterConfig
+from actors.directory import get_or_create_directory
+from storage import Store
+
+log = logging.getLogger("ece.router")
+
+FINISHED = ("closed", "cancelled")
+
+
+def failure(code: str, message: str, **details: Any) -> dict:
+    return {"ok": False, "error": {"code": code, "message": message, **details}}
+
+
+class HostClient:
+    """One host's outbound queue: coalesces a tick's commands into one `submit` call."""
+
+    def __init__(self, name: str, handle: ray.actor.ActorHandle, batching: bool) -> None:
+        self.name = name
+        self.handle = handle
+        self.batching = batching
+        self._pending: list[tuple[dict, asyncio.Future]] = []
+        self._tasks: set[asyncio.Task] = set()
+        self.inflight = 0
+
+    def call(self, command: dict) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.inflight += 1
+        future.add_done_callback(self._done)
+        if not self.batching:
+            self._spawn([(command, future)])
+            return future
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append((command, future))
+        return future
+
+    def _done(self, _: asyncio.Future) -> None:
+        self.inflight -= 1
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if batch:
+            self._spawn(batch)
+
+    def _spawn(self, batch: list[tuple[dict, asyncio.Future]]) -> None:
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, batch: list[tuple[dict, asyncio.Future]]) -> None:
+        try:
+            results = await self.handle.submit.remote([command for command, _ in batch])
+        except (RayActorError, RayError) as exc:
+            log.warning("host %s unavailable: %s", self.name, type(exc).__name__)
+            results = [failure("UNAVAILABLE", "auction host restarting; retry")] * len(batch)
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+
+class Router:
+    def __init__(self, config: ClusterConfig, store: Store, max_inflight: int) -> None:
+        self.config = config
+        self.store = store
+        self.max_inflight = max_inflight
+        self.directory = get_or_create_directory(config)
+        self._locations: dict[str, str] = {}
+        self._hosts: dict[str, HostClient] = {}
+
+    async def ready(self) -> None:
+        await self.directory.ready.remote()
+
+    def host(self, name: str) -> HostClient:
+        client = self._hosts.get(name)
+        if client is None:
+            handle = ray.get_actor(name, namespace=self.config.namespace)
+            client = HostClient(name, handle, self.config.batching)
+            self._hosts[name] = client
+        return client
+
+    def inflight(self) -> int:
+        return sum(client.inflight for client in self._hosts.values())
+
+    async def locate(self, auction_id: str) -> str | None:
+        name = self._locations.get(auction_id)
+        if name is None:
+            name = await self.directory.locate.remote(auction_id)
+            if name is not None:
+                self._locations[auction_id] = name
+        return name
+
+    async def _not_served(self, auction_id: str) -> dict:
+        """Why no host serves an auction: it does not exist, or it has finished."""
+        record = await self.store.get_auction(auction_id)
+        if record is None:
+            return failure("AUCTION_NOT_FOUND", "no such auction")
+        if record["status"] in FINISHED:
+            return failure("AUCTION_NOT_LIVE", f"auction is {record['status']}")
+        return failure("UNAVAILABLE", "auction is being placed; retry")
+
+    async def send(self, command: dict) -> dict:
+        """Deliver one command to the auction's host and return its result."""
+        if self.inflight() >= self.max_inflight:
+            return failure("OVERLOADED", "too many commands in flight; retry shortly")
+        auction_id = command["auction_id"]
+        for _ in range(2):
+            try:
+                name = await self.locate(auction_id)
+                if name is None:
+                    return await self._not_served(auction_id)
+                result = await self.host(name).call(command)
+            except (RayActorError, RayError, ValueError) as exc:
+                log.warning("routing %s failed: %s", auction_id, exc)
+                return failure("UNAVAILABLE", "auction host unavailable; retry")
+            error = result.get("error") or {}
+            if error.get("code") != "NOT_HERE":
+                return result
+            self._locations.pop(auction_id, None)  # stale cache: ask the directory again
+        return await self._not_served(auction_id)
+
+    async def create(self, record: dict) -> dict:
+        auction_id = record["auction_id"]
+        name = await self.directory.place.remote(auction_id)
+        record = {**record, "host": name}
+        try:
+            result = await self.host(name).handle.create.remote(record)
+        except (RayActorError, RayError) as exc:
+            log.warning("create %s failed: %s", auction_id, exc)
+            result = failure("UNAVAILABLE", "auction host unavailable; retry")
+        if result.get("ok"):
+            self._locations[auction_id] = name
+        else:
+            await self.directory.release.remote(auction_id, name)
+        return result
+
+    def forget(self, auction_id: str) -> None:
+        self._locations.pop(auction_id, None)

@@ -1,0 +1,90 @@
+"""A local Ray cluster for the whole session, and ECE gateways running in this process."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+import ray
+from aiohttp import web
+
+from actors.directory import get_or_create_directory
+from gateway.app import GATEWAY, Gateway, build_app
+from gateway.config import Settings
+from tests.support import Api
+
+_instances = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    ray.init(num_cpus=2, namespace="ece", include_dashboard=False, log_to_driver=False,
+             _node_ip_address="127.0.0.1", configure_logging=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@dataclass
+class Ece:
+    base: str
+    settings: Settings
+    runner: web.AppRunner
+    http: aiohttp.ClientSession
+
+    @property
+    def api(self) -> Api:
+        return Api(self.base, self.http)
+
+    @property
+    def gateway(self) -> Gateway:
+        return self.runner.app[GATEWAY]
+
+
+async def start_gateway(settings: Settings) -> web.AppRunner:
+    runner = web.AppRunner(build_app(settings), shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner
+
+
+def port_of(runner: web.AppRunner) -> int:
+    return runner.addresses[0][1]
+
+
+async def shutdown_instance(settings: Settings) -> None:
+    directory = get_or_create_directory(settings.cluster())
+    await directory.shutdown.remote()
+    ray.kill(directory, no_restart=True)
+
+
+def make_settings(data_dir: Path, **overrides) -> Settings:
+    return Settings(data_dir=data_dir, seed=False, instance=f"t{next(_instances)}",
+                    secret="test-secret-of-at-least-thirty-two-bytes", **overrides)
+
+
+@pytest_asyncio.fixture(loop_scope="session", params=[500, 1], ids=["hosted", "per-auction"])
+async def ece(request, ray_cluster, tmp_path) -> AsyncIterator[Ece]:
+    """A fresh ECE instance (own store file, own actors); both hosting settings."""
+    settings = make_settings(tmp_path / "data", auctions_per_actor=request.param)
+    runner = await start_gateway(settings)
+    async with aiohttp.ClientSession() as http:
+        yield Ece(f"http://127.0.0.1:{port_of(runner)}", settings, runner, http)
+    await runner.cleanup()
+    await shutdown_instance(settings)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def ece_hosted(ray_cluster, tmp_path) -> AsyncIterator[Ece]:
+    """One instance at the default hosting setting, for tests about the gateway itself."""
+    settings = make_settings(tmp_path / "data")
+    runner = await start_gateway(settings)
+    async with aiohttp.ClientSession() as http:
+        yield Ece(f"http://127.0.0.1:{port_of(runner)}", settings, runner, http)
+    await runner.cleanup()
+    await shutdown_instance(settings)
