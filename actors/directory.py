@@ -74,10 +74,7 @@ class DirectoryCore:
             candidates = [
                 (count, name) for name, count in self.load.items() if count < capacity
             ]
-            if candidates:
-                name = max(candidates)[1]
-            else:
-                name = self.config.host_name(self._next_index)
+            name = max(candidates)[1] if candidates else self.config.host_name(self._next_index)
             self._assign(auction_id, name)
             handle = self._handle(name)
         await handle.ready.remote()

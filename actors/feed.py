@@ -7,6 +7,7 @@ event batch crosses the Ray boundary once per gateway, not once per watcher.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections import deque
 
@@ -62,9 +63,7 @@ class EventFeed:
         if cursor < 0 or epoch != self.epoch or cursor != self._head:
             return
         async with self._changed:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     self._changed.wait_for(lambda: self._head != cursor), timeout
                 )
-            except TimeoutError:
-                pass

@@ -10,6 +10,7 @@ the same loop, so thousands of auctions closing in the same second cost one comm
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import time
@@ -114,10 +115,8 @@ class AuctionHostCore:
             if self._deadlines:
                 timeout = max(0.0, (self._deadlines[0][0] - now_ms()) / 1000)
             if not self._queue:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
-                except TimeoutError:
-                    pass
             self._wake.clear()
             try:
                 await self._process()
@@ -226,10 +225,11 @@ class AuctionHostCore:
             ack = dict(outcome.ack or {})
             return {"ok": True, "ack": ack}, outcome.events, auction_id
         if op == "cancel":
+            produced = auction.advance(now)  # applied already: must be stored either way
             try:
-                produced = auction.advance(now) + auction.cancel(command["by"], now)
+                produced += auction.cancel(command["by"], now)
             except MarketError as exc:
-                return {"ok": False, "error": exc.to_dict()}, [], auction_id
+                return {"ok": False, "error": exc.to_dict()}, produced, auction_id
             return {"ok": True, "auction": auction.view(now)}, produced, auction_id
         if op == "view":
             return {"ok": True, "auction": auction.view(now)}, [], None

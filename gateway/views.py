@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from market.auction import AuctionSpec, Auction
+from market.auction import Auction, AuctionSpec
 
 
 def now_ms() -> int:
@@ -12,8 +12,9 @@ def now_ms() -> int:
 
 
 def present_view(view: dict, spec: dict) -> dict:
-    """The stored view, with what depends on the clock (a Dutch price) brought to now."""
+    """The stored view, with what depends on the clock (a live Dutch price) brought to now."""
     if view.get("type") == "dutch" and view.get("status") == "live":
-        price = Auction.dutch_price(AuctionSpec.from_dict(spec), now_ms())
+        # A live Dutch auction has no bid yet, so its price depends on the spec alone.
+        price = Auction.new(AuctionSpec.from_dict(spec)).current_price(now_ms())
         return {**view, "price": price, "min_bid": price}
     return view

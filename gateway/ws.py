@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -10,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from gateway.auth import TokenError
-from gateway.rest import gateway_of
 from gateway.protocol import (
     JSON,
     MAX_FRAME,
@@ -23,6 +23,7 @@ from gateway.protocol import (
     req_id_of,
     require_auction_id,
 )
+from gateway.rest import gateway_of
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -31,6 +32,8 @@ log = logging.getLogger("ece.ws")
 
 # Close code for "try again later" (RFC 6455 registry), used for clients too slow to keep up.
 TRY_AGAIN_LATER = 1013
+# How long a slow client gets to take its close frame before the TCP connection is dropped.
+SLOW_CLOSE_S = 10.0
 # Requests one socket may have in flight before it is told OVERLOADED.
 MAX_SOCKET_INFLIGHT = 1_000
 
@@ -55,8 +58,17 @@ class TokenBucket:
 
 
 class Connection:
-    __slots__ = ("closing", "encoding", "inflight", "queue", "subscriptions", "user_id",
-                 "username", "ws", "writer")
+    __slots__ = (
+        "closing",
+        "encoding",
+        "inflight",
+        "queue",
+        "subscriptions",
+        "user_id",
+        "username",
+        "writer",
+        "ws",
+    )
 
     def __init__(self, ws: web.WebSocketResponse, queue_size: int) -> None:
         self.ws = ws
@@ -83,9 +95,19 @@ class Connection:
         except asyncio.QueueFull:
             # A client that cannot keep up is cut loose rather than growing our memory.
             self.closing = True
-            asyncio.get_running_loop().create_task(
-                self.ws.close(code=TRY_AGAIN_LATER, message=b"send queue full")
+            asyncio.get_running_loop().create_task(self._close_slow())
+
+    async def _close_slow(self) -> None:
+        """Queue the 1013 close behind what is already buffered; drop the peer if it stalls."""
+        with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
+            await asyncio.wait_for(
+                self.ws.close(code=TRY_AGAIN_LATER, message=b"send queue full"), SLOW_CLOSE_S
             )
+        if self.writer is not None:
+            self.writer.cancel()
+        transport = self.ws._req.transport if self.ws._req is not None else None
+        if transport is not None and not transport.is_closing():
+            transport.abort()
 
     async def write_loop(self) -> None:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -52,10 +53,8 @@ class ServerProcess:
 
     def kill(self) -> None:
         """SIGKILL the whole process group we started (gateway, its Ray, its workers)."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait(timeout=30)
         self._log.close()
 
@@ -67,10 +66,8 @@ class ServerProcess:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.kill()
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # leftovers of the group, if any
-        except ProcessLookupError:
-            pass
         self._log.close()
         return self.proc.returncode
 

@@ -79,7 +79,7 @@ class Api:
 
     async def auction(self, seller: User, **fields: Any) -> dict:
         asset = await self.mint(seller)
-        body = {"asset_id": asset["asset_id"], "start_price": 1000, "duration_ms": 60_000,
+        body = {"asset_id": asset["asset_id"], "start_price": 1000, "duration_ms": 600_000,
                 **fields}
         status, view = await self.request("POST", "/api/auctions", seller, json=body)
         assert status == 201, view

@@ -1,0 +1,155 @@
+"""Storage contract shared by the SQLite and MongoDB back ends.
+
+Every method is async so that callers (Ray actors, aiohttp gateway processes) never block
+their event loop on I/O, whichever back end sits behind the interface.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+# Auction statuses the store itself reasons about (the market owns the full state machine).
+OPEN_STATUSES: tuple[str, ...] = ("scheduled", "live")
+FINISHED_STATUSES: tuple[str, ...] = ("closed", "cancelled")
+
+
+class StoreError(Exception):
+    """Any storage failure that is not a business conflict."""
+
+
+class Conflict(StoreError):
+    """A business rule refused the write; `code` is stable and safe to show to clients."""
+
+    def __init__(self, code: str, message: str | None = None) -> None:
+        super().__init__(message or code)
+        self.code: str = code
+        self.message: str = message or code
+
+    def __repr__(self) -> str:
+        return f"Conflict({self.code!r}, {self.message!r})"
+
+
+@dataclass
+class CommitBatch:
+    """One group commit: events, public views and private snapshots of many auctions.
+
+    events: each dict has at least ``auction_id`` and ``seq``; stored verbatim.
+    views: auction_id -> public view (must carry "status" and "seq"; may carry "ends_at").
+    snapshots: auction_id -> private snapshot (its seq under "seq").
+    """
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    views: dict[str, dict[str, Any]] = field(default_factory=dict)
+    snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def auction_ids(self) -> set[str]:
+        ids = {str(e["auction_id"]) for e in self.events}
+        ids.update(self.views)
+        ids.update(self.snapshots)
+        return ids
+
+    def is_empty(self) -> bool:
+        return not (self.events or self.views or self.snapshots)
+
+
+def username_key(username: str) -> str:
+    """Case-insensitive uniqueness key for usernames (casefold handles e.g. German ß)."""
+    return username.casefold()
+
+
+class Store(abc.ABC):
+    """Persistence for users, assets, auctions (event log + views + snapshots) and trades."""
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and create schema/indexes; idempotent and safe from many processes."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- users -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_user(self, user: dict[str, Any]) -> None:
+        """Insert {user_id, username, password_hash, created_at}; Conflict USERNAME_TAKEN."""
+
+    @abc.abstractmethod
+    async def get_user(self, user_id: str) -> dict[str, Any] | None: ...
+
+    @abc.abstractmethod
+    async def get_user_by_username(self, username: str) -> dict[str, Any] | None:
+        """Case-insensitive lookup."""
+
+    # -- assets ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_asset(self, asset: dict[str, Any]) -> None:
+        """Insert {asset_id, owner_id, title, metadata, created_at} (listed_in starts None)."""
+
+    @abc.abstractmethod
+    async def get_asset(self, asset_id: str) -> dict[str, Any] | None: ...
+
+    @abc.abstractmethod
+    async def list_assets(self, owner_id: str) -> list[dict[str, Any]]: ...
+
+    # -- auctions --------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_auction(self, record: dict[str, Any]) -> None:
+        """Atomically claim the asset (exists, owned by seller, not listed) and insert.
+
+        Conflict codes: ASSET_NOT_FOUND, NOT_OWNER, ASSET_LISTED, AUCTION_EXISTS.
+        """
+
+    @abc.abstractmethod
+    async def get_auction(self, auction_id: str) -> dict[str, Any] | None: ...
+
+    @abc.abstractmethod
+    async def list_auctions(
+        self, status: str | None = None, limit: int = 200, seller_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Stored public views; ends_at ascending, except closed/cancelled: newest first."""
+
+    @abc.abstractmethod
+    async def open_auctions(self, host: str | None = None) -> list[dict[str, Any]]:
+        """Records with status scheduled or live (optionally only those hosted by `host`)."""
+
+    @abc.abstractmethod
+    async def set_host(self, auction_id: str, host: str) -> None: ...
+
+    @abc.abstractmethod
+    async def commit(self, batch: CommitBatch) -> set[str]:
+        """Group commit; returns auction ids fenced out by an existing (auction_id, seq)."""
+
+    @abc.abstractmethod
+    async def load_events(
+        self, auction_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    # -- settlement ------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def settle(self, trade: dict[str, Any]) -> bool:
+        """Record trade, move the asset to the buyer, mark settled; True if newly settled."""
+
+    @abc.abstractmethod
+    async def release(self, auction_id: str, asset_id: str) -> bool:
+        """Unlist the asset of an unsold/cancelled auction, mark settled; True if newly."""
+
+    @abc.abstractmethod
+    async def unsettled_finished(self) -> list[dict[str, Any]]: ...
+
+    @abc.abstractmethod
+    async def get_trade(self, auction_id: str) -> dict[str, Any] | None: ...
+
+    @abc.abstractmethod
+    async def list_trades(
+        self, asset_id: str | None = None, user_id: str | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        """Newest first; user_id matches buyer or seller."""

@@ -1,0 +1,454 @@
+"""MongoDB back end on PyMongo's native asyncio client (no Motor).
+
+No multi-document transactions are used, so the store also works on a standalone mongod:
+atomicity comes from single-document conditional updates (find_one_and_update with a filter
+that encodes the precondition) and from the unique (auction_id, seq) index on the event log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo.write_concern import WriteConcern
+
+from storage.base import (
+    FINISHED_STATUSES,
+    OPEN_STATUSES,
+    CommitBatch,
+    Conflict,
+    Store,
+    StoreError,
+    username_key,
+)
+
+type Doc = dict[str, Any]
+
+_DUP_CODES = frozenset({11000, 11001})
+# A listing claim with no auction document after this long is a crashed create_auction.
+ORPHAN_CLAIM_S = 30.0
+
+_USER_FIELDS = ("user_id", "username", "password_hash", "created_at")
+_ASSET_FIELDS = ("asset_id", "owner_id", "title", "metadata", "created_at", "listed_in")
+_RECORD_FIELDS = (
+    "auction_id",
+    "asset_id",
+    "seller_id",
+    "host",
+    "spec",
+    "view",
+    "status",
+    "seq",
+    "snapshot",
+    "settled",
+    "created_at",
+)
+_TRADE_PROJECTION = {"_id": 0}
+
+
+def _pick(doc: Doc | None, fields: tuple[str, ...]) -> Doc | None:
+    if doc is None:
+        return None
+    return {f: doc.get(f) for f in fields}
+
+
+def _record(doc: Doc) -> Doc:
+    out = {f: doc.get(f) for f in _RECORD_FIELDS}
+    out["settled"] = bool(out["settled"])
+    return out
+
+
+def _event_key(event: Doc) -> tuple[str, int]:
+    try:
+        auction_id, seq = event["auction_id"], event["seq"]
+    except KeyError as exc:
+        raise StoreError(f"event lacks {exc.args[0]!r}: {event!r}") from None
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        raise StoreError(f"event seq must be an int: {event!r}")
+    return str(auction_id), seq
+
+
+class MongoStore(Store):
+    def __init__(
+        self,
+        uri: str,
+        db_name: str = "ece",
+        write_concern: str | int = "majority",
+        journal: bool = True,
+    ) -> None:
+        self.uri = uri
+        self.db_name = db_name
+        self.write_concern = WriteConcern(w=write_concern, j=journal)
+        self._client: AsyncMongoClient[Doc] | None = None
+        self._db: AsyncDatabase[Doc] | None = None
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _coll(self, name: str) -> AsyncCollection[Doc]:
+        if self._db is None:
+            raise StoreError("store is not open")
+        return self._db[name]
+
+    @property
+    def users(self) -> AsyncCollection[Doc]:
+        return self._coll("users")
+
+    @property
+    def assets(self) -> AsyncCollection[Doc]:
+        return self._coll("assets")
+
+    @property
+    def auctions(self) -> AsyncCollection[Doc]:
+        return self._coll("auctions")
+
+    @property
+    def events(self) -> AsyncCollection[Doc]:
+        return self._coll("events")
+
+    @property
+    def trades(self) -> AsyncCollection[Doc]:
+        return self._coll("trades")
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._client is not None:
+            return
+        client: AsyncMongoClient[Doc] = AsyncMongoClient(self.uri)
+        try:
+            db = client.get_database(self.db_name, write_concern=self.write_concern)
+            self._client, self._db = client, db
+            # create_index is idempotent for identical specs, so concurrent opens are fine.
+            await self.users.create_indexes(
+                [IndexModel([("username_lower", ASCENDING)], unique=True)]
+            )
+            await self.assets.create_indexes([IndexModel([("owner_id", ASCENDING)])])
+            await self.auctions.create_indexes(
+                [
+                    IndexModel([("status", ASCENDING), ("ends_at", ASCENDING)]),
+                    IndexModel([("host", ASCENDING), ("status", ASCENDING)]),
+                    IndexModel([("seller_id", ASCENDING), ("ends_at", ASCENDING)]),
+                    IndexModel([("settled", ASCENDING), ("status", ASCENDING)]),
+                ]
+            )
+            await self.events.create_indexes(
+                [IndexModel([("auction_id", ASCENDING), ("seq", ASCENDING)], unique=True)]
+            )
+            await self.trades.create_indexes(
+                [
+                    IndexModel([("auction_id", ASCENDING)], unique=True),
+                    IndexModel([("asset_id", ASCENDING), ("at", DESCENDING)]),
+                    IndexModel([("buyer_id", ASCENDING), ("at", DESCENDING)]),
+                    IndexModel([("seller_id", ASCENDING), ("at", DESCENDING)]),
+                ]
+            )
+        except BaseException:
+            self._client = self._db = None
+            await client.close()
+            raise
+
+    async def close(self) -> None:
+        client, self._client, self._db = self._client, None, None
+        if client is not None:
+            await client.close()
+
+    # -- users -----------------------------------------------------------------------------
+    async def create_user(self, user: dict[str, Any]) -> None:
+        doc = {f: user.get(f) for f in _USER_FIELDS}
+        doc["_id"] = user["user_id"]
+        doc["username_lower"] = username_key(user["username"])
+        try:
+            await self.users.insert_one(doc)
+        except DuplicateKeyError as exc:
+            if "username_lower" in str(exc.details or exc):
+                msg = f"username {user['username']!r} is taken"
+                raise Conflict("USERNAME_TAKEN", msg) from None
+            raise Conflict("USER_EXISTS", f"user {user['user_id']!r} exists") from None
+
+    async def get_user(self, user_id: str) -> dict[str, Any] | None:
+        return _pick(await self.users.find_one({"_id": user_id}), _USER_FIELDS)
+
+    async def get_user_by_username(self, username: str) -> dict[str, Any] | None:
+        doc = await self.users.find_one({"username_lower": username_key(username)})
+        return _pick(doc, _USER_FIELDS)
+
+    # -- assets ----------------------------------------------------------------------------
+    async def create_asset(self, asset: dict[str, Any]) -> None:
+        doc = {f: asset.get(f) for f in _ASSET_FIELDS}
+        doc.update(_id=asset["asset_id"], metadata=asset.get("metadata") or {}, listed_in=None)
+        doc["listed_at"] = None
+        try:
+            await self.assets.insert_one(doc)
+        except DuplicateKeyError:
+            raise Conflict("ASSET_EXISTS", f"asset {asset['asset_id']!r} exists") from None
+
+    async def get_asset(self, asset_id: str) -> dict[str, Any] | None:
+        return _pick(await self.assets.find_one({"_id": asset_id}), _ASSET_FIELDS)
+
+    async def list_assets(self, owner_id: str) -> list[dict[str, Any]]:
+        cursor = self.assets.find({"owner_id": owner_id}).sort(
+            [("created_at", ASCENDING), ("_id", ASCENDING)]
+        )
+        return [{f: doc.get(f) for f in _ASSET_FIELDS} async for doc in cursor]
+
+    # -- auctions --------------------------------------------------------------------------
+    async def create_auction(self, record: dict[str, Any]) -> None:
+        auction_id, asset_id, seller_id = (
+            record["auction_id"],
+            record["asset_id"],
+            record["seller_id"],
+        )
+        view, spec = record["view"], record["spec"]
+        doc: Doc = {f: record.get(f) for f in _RECORD_FIELDS}
+        doc.update(
+            _id=auction_id,
+            seq=int(record.get("seq", 0)),
+            snapshot=None,
+            snapshot_seq=-1,
+            settled=False,
+            ends_at=view.get("ends_at", spec.get("ends_at")),
+        )
+        # Step 1: claim the asset with one conditional update - the single atomic point
+        # that decides which of several concurrent listings wins, across processes.
+        claimed = await self._claim(asset_id, seller_id, auction_id)
+        # Step 2: insert the auction. A crash between the steps leaves an orphan claim,
+        # which _claim reclaims after ORPHAN_CLAIM_S (see _explain_refusal).
+        try:
+            await self.auctions.insert_one(doc)
+        except DuplicateKeyError:
+            if claimed:
+                await self.assets.update_one(
+                    {"_id": asset_id, "listed_in": auction_id},
+                    {"$set": {"listed_in": None, "listed_at": None}},
+                )
+            raise Conflict("AUCTION_EXISTS", f"auction {auction_id!r} exists") from None
+
+    async def _claim(self, asset_id: str, seller_id: str, auction_id: str) -> bool:
+        """Set listed_in=auction_id iff the seller owns the unlisted asset.
+
+        Returns True if this call made the claim, False if it already was ours (a retried
+        create_auction whose first attempt died before inserting the auction)."""
+        for _ in range(2):
+            done = await self.assets.find_one_and_update(
+                {"_id": asset_id, "owner_id": seller_id, "listed_in": None},
+                {"$set": {"listed_in": auction_id, "listed_at": time.time()}},
+                projection={"_id": 1},
+            )
+            if done is not None:
+                return True
+            if not await self._explain_refusal(asset_id, seller_id, auction_id):
+                return False
+        raise Conflict("ASSET_LISTED", f"asset {asset_id!r} is being listed concurrently")
+
+    async def _explain_refusal(self, asset_id: str, seller_id: str, auction_id: str) -> bool:
+        """Raise the matching Conflict; return True to retry the claim, False if ours."""
+        asset = await self.assets.find_one({"_id": asset_id})
+        if asset is None:
+            raise Conflict("ASSET_NOT_FOUND", f"asset {asset_id!r} not found")
+        if asset["owner_id"] != seller_id:
+            raise Conflict("NOT_OWNER", f"asset {asset_id!r} is not owned by the seller")
+        listed_in, listed_at = asset.get("listed_in"), asset.get("listed_at")
+        if listed_in is None:
+            return True  # released between our update and this read
+        if listed_in == auction_id:
+            if await self.auctions.find_one({"_id": auction_id}, {"_id": 1}) is not None:
+                raise Conflict("AUCTION_EXISTS", f"auction {auction_id!r} exists")
+            return False
+        stale = listed_at is None or time.time() - float(listed_at) > ORPHAN_CLAIM_S
+        if stale and await self.auctions.find_one({"_id": listed_in}, {"_id": 1}) is None:
+            # Orphan claim from a crashed create_auction: drop it only if unchanged.
+            await self.assets.update_one(
+                {"_id": asset_id, "listed_in": listed_in, "listed_at": listed_at},
+                {"$set": {"listed_in": None, "listed_at": None}},
+            )
+            return True
+        raise Conflict("ASSET_LISTED", f"asset {asset_id!r} is listed in {listed_in!r}")
+
+    async def get_auction(self, auction_id: str) -> dict[str, Any] | None:
+        doc = await self.auctions.find_one({"_id": auction_id})
+        return None if doc is None else _record(doc)
+
+    async def list_auctions(
+        self, status: str | None = None, limit: int = 200, seller_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        query: Doc = {}
+        if status is not None:
+            query["status"] = status
+        if seller_id is not None:
+            query["seller_id"] = seller_id
+        # Finished auctions are browsed as history: most recently ended first.
+        order = DESCENDING if status in FINISHED_STATUSES else ASCENDING
+        cursor = (
+            self.auctions.find(query, {"view": 1})
+            .sort([("ends_at", order), ("_id", order)])
+            .limit(int(limit))
+        )
+        return [doc["view"] async for doc in cursor]
+
+    async def open_auctions(self, host: str | None = None) -> list[dict[str, Any]]:
+        query: Doc = {"status": {"$in": list(OPEN_STATUSES)}}
+        if host is not None:
+            query["host"] = host
+        cursor = self.auctions.find(query).sort([("ends_at", ASCENDING), ("_id", ASCENDING)])
+        return [_record(doc) async for doc in cursor]
+
+    async def set_host(self, auction_id: str, host: str) -> None:
+        await self.auctions.update_one({"_id": auction_id}, {"$set": {"host": host}})
+
+    async def commit(self, batch: CommitBatch) -> set[str]:
+        if batch.is_empty():
+            return set()
+        # Tag every event with the batch id so a fenced auction's events that did land can
+        # be removed again without touching the rightful owner's events.
+        batch_id = uuid.uuid4().hex
+        docs: list[Doc] = []
+        for event in batch.events:
+            auction_id, seq = _event_key(event)
+            docs.append({"auction_id": auction_id, "seq": seq, "b": batch_id, "ev": event})
+        conflicted: set[str] = set()
+        if docs:
+            try:
+                # Unordered: one round trip, and one auction's conflict can't block others.
+                await self.events.insert_many(docs, ordered=False)
+            except BulkWriteError as exc:
+                conflicted = await self._fence(exc, docs, batch_id)
+            except PyMongoError as exc:
+                await self._discard(batch_id)
+                raise StoreError(f"event insert failed: {exc}") from exc
+        ops: list[UpdateOne] = []
+        for auction_id, view in batch.views.items():
+            if auction_id in conflicted:
+                continue
+            seq = int(view["seq"])
+            # `seq <= new` guard: a view never moves an auction backwards.
+            ops.append(
+                UpdateOne(
+                    {"_id": auction_id, "seq": {"$lte": seq}},
+                    {
+                        "$set": {
+                            "view": view,
+                            "status": view["status"],
+                            "seq": seq,
+                            "ends_at": view.get("ends_at"),
+                        }
+                    },
+                )
+            )
+        for auction_id, snap in batch.snapshots.items():
+            if auction_id in conflicted:
+                continue
+            seq = int(snap["seq"])
+            ops.append(
+                UpdateOne(
+                    {"_id": auction_id, "snapshot_seq": {"$lte": seq}},
+                    {"$set": {"snapshot": snap, "snapshot_seq": seq}},
+                )
+            )
+        if ops:
+            try:
+                await self.auctions.bulk_write(ops, ordered=False)
+            except PyMongoError as exc:
+                # Events are durable already; views/snapshots are re-derivable from them.
+                raise StoreError(f"view/snapshot update failed: {exc}") from exc
+        return conflicted
+
+    async def _fence(self, exc: BulkWriteError, docs: list[Doc], batch_id: str) -> set[str]:
+        details = exc.details or {}
+        conflicted: set[str] = set()
+        other: list[Any] = []
+        for err in details.get("writeErrors", []):
+            if err.get("code") in _DUP_CODES:
+                conflicted.add(docs[err["index"]]["auction_id"])
+            else:
+                other.append(err)
+        if other or details.get("writeConcernErrors"):
+            # Not a fencing conflict: keep the all-or-nothing promise for this batch.
+            await self._discard(batch_id)
+            raise StoreError(f"event insert failed: {other or details['writeConcernErrors']}")
+        if conflicted:
+            await self.events.delete_many(
+                {"auction_id": {"$in": sorted(conflicted)}, "b": batch_id}
+            )
+        return conflicted
+
+    async def _discard(self, batch_id: str) -> None:
+        # Best effort: the original error is what the caller needs to see.
+        with contextlib.suppress(PyMongoError):
+            await self.events.delete_many({"b": batch_id})
+
+    async def load_events(
+        self, auction_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        cursor = self.events.find(
+            {"auction_id": auction_id, "seq": {"$gt": int(after_seq)}}, {"ev": 1, "_id": 0}
+        ).sort("seq", ASCENDING)
+        if limit is not None:
+            if limit <= 0:
+                return []
+            cursor = cursor.limit(int(limit))
+        return [doc["ev"] async for doc in cursor]
+
+    # -- settlement ------------------------------------------------------------------------
+    async def settle(self, trade: dict[str, Any]) -> bool:
+        # Three idempotent single-document steps; the last one (flipping `settled`) decides
+        # the return value, so a retry after a crash mid-way finishes the job and reports
+        # True exactly once across all callers.
+        auction_id, asset_id = trade["auction_id"], trade["asset_id"]
+        found = await self.auctions.find_one({"_id": auction_id}, {"settled": 1})
+        if found is None:
+            raise Conflict("AUCTION_NOT_FOUND", f"auction {auction_id!r} not found")
+        if found.get("settled"):
+            return False
+        # A duplicate means an earlier, interrupted attempt already recorded the trade.
+        with contextlib.suppress(DuplicateKeyError):
+            await self.trades.insert_one({**trade, "_id": auction_id})
+        await self.assets.update_one(
+            {
+                "_id": asset_id,
+                "owner_id": trade["seller_id"],
+                "listed_in": {"$in": [auction_id, None]},
+            },
+            {"$set": {"owner_id": trade["buyer_id"], "listed_in": None, "listed_at": None}},
+        )
+        res = await self.auctions.update_one(
+            {"_id": auction_id, "settled": False}, {"$set": {"settled": True}}
+        )
+        return res.modified_count == 1
+
+    async def release(self, auction_id: str, asset_id: str) -> bool:
+        await self.assets.update_one(
+            {"_id": asset_id, "listed_in": auction_id},
+            {"$set": {"listed_in": None, "listed_at": None}},
+        )
+        res = await self.auctions.update_one(
+            {"_id": auction_id, "settled": False}, {"$set": {"settled": True}}
+        )
+        return res.modified_count == 1
+
+    async def unsettled_finished(self) -> list[dict[str, Any]]:
+        cursor = self.auctions.find(
+            {"settled": False, "status": {"$in": list(FINISHED_STATUSES)}}
+        ).sort([("ends_at", ASCENDING), ("_id", ASCENDING)])
+        return [_record(doc) async for doc in cursor]
+
+    async def get_trade(self, auction_id: str) -> dict[str, Any] | None:
+        return await self.trades.find_one({"_id": auction_id}, _TRADE_PROJECTION)
+
+    async def list_trades(
+        self, asset_id: str | None = None, user_id: str | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        query: Doc = {}
+        if asset_id is not None:
+            query["asset_id"] = asset_id
+        if user_id is not None:
+            query["$or"] = [{"buyer_id": user_id}, {"seller_id": user_id}]
+        cursor = (
+            self.trades.find(query, _TRADE_PROJECTION)
+            .sort([("at", DESCENDING), ("_id", DESCENDING)])
+            .limit(int(limit))
+        )
+        return [doc async for doc in cursor]

@@ -1,0 +1,563 @@
+"""SQLite back end: one file shared by many processes (Ray actors + gateway workers).
+
+Concurrency model: WAL lets readers proceed while one writer holds the lock; every write
+transaction starts with BEGIN IMMEDIATE so the write lock is taken up front (a deferred
+read->write upgrade fails with SQLITE_BUSY without waiting on the busy handler). Each store
+instance owns one connection used from one dedicated thread, keeping blocking sqlite3 calls
+off the event loop while preserving sqlite3's one-connection-per-thread comfort zone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from storage.base import (
+    FINISHED_STATUSES,
+    OPEN_STATUSES,
+    CommitBatch,
+    Conflict,
+    Store,
+    StoreError,
+    username_key,
+)
+
+_SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+BUSY_TIMEOUT_S = 10.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    user_id       TEXT PRIMARY KEY,
+    username      TEXT NOT NULL,
+    username_key  TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    created_at
+);
+CREATE TABLE IF NOT EXISTS assets (
+    asset_id   TEXT PRIMARY KEY,
+    owner_id   TEXT NOT NULL,
+    title      TEXT NOT NULL,
+    metadata   TEXT NOT NULL,
+    created_at,
+    listed_in  TEXT
+);
+CREATE INDEX IF NOT EXISTS assets_owner ON assets(owner_id);
+CREATE TABLE IF NOT EXISTS auctions (
+    auction_id   TEXT PRIMARY KEY,
+    asset_id     TEXT NOT NULL,
+    seller_id    TEXT NOT NULL,
+    host         TEXT NOT NULL,
+    spec         TEXT NOT NULL,
+    view         TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
+    ends_at,
+    snapshot     TEXT,
+    snapshot_seq INTEGER NOT NULL DEFAULT -1,
+    settled      INTEGER NOT NULL DEFAULT 0,
+    created_at
+);
+CREATE INDEX IF NOT EXISTS auctions_status_ends ON auctions(status, ends_at);
+CREATE INDEX IF NOT EXISTS auctions_seller_ends ON auctions(seller_id, ends_at);
+CREATE INDEX IF NOT EXISTS auctions_host_status ON auctions(host, status);
+CREATE INDEX IF NOT EXISTS auctions_unsettled ON auctions(settled, status);
+-- WITHOUT ROWID: the (auction_id, seq) key is the clustering order, so replay is one range scan.
+CREATE TABLE IF NOT EXISTS events (
+    auction_id TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    data       TEXT NOT NULL,
+    PRIMARY KEY (auction_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS trades (
+    auction_id TEXT PRIMARY KEY,
+    asset_id   TEXT NOT NULL,
+    seller_id  TEXT NOT NULL,
+    buyer_id   TEXT NOT NULL,
+    at,
+    data       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trades_asset ON trades(asset_id, at);
+CREATE INDEX IF NOT EXISTS trades_buyer ON trades(buyer_id, at);
+CREATE INDEX IF NOT EXISTS trades_seller ON trades(seller_id, at);
+"""
+
+_AUCTION_COLS = (
+    "auction_id, asset_id, seller_id, host, spec, view, status, seq, snapshot, settled, created_at"
+)
+
+
+def _dumps(value: Any) -> str:
+    # Compact separators: this runs for every event on the hot path.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _event_key(event: dict[str, Any]) -> tuple[str, int]:
+    try:
+        auction_id, seq = event["auction_id"], event["seq"]
+    except KeyError as exc:
+        raise StoreError(f"event lacks {exc.args[0]!r}: {event!r}") from None
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        raise StoreError(f"event seq must be an int: {event!r}")
+    return str(auction_id), seq
+
+
+class SqliteStore(Store):
+    def __init__(self, path: str, synchronous: str = "FULL") -> None:
+        mode = synchronous.upper()
+        if mode not in _SYNC_MODES:
+            raise ValueError(f"synchronous must be one of {_SYNC_MODES}, not {synchronous!r}")
+        self.path = path
+        self.synchronous = mode
+        self._conn: sqlite3.Connection | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    # -- plumbing --------------------------------------------------------------------------
+    async def _run[T](self, fn: Callable[..., T], *args: Any) -> T:
+        if self._pool is None or self._conn is None:
+            raise StoreError("store is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        assert self._conn is not None
+        return self._conn
+
+    def _write[T](self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run fn inside BEGIN IMMEDIATE ... COMMIT, rolling back on any exception."""
+        conn = self._db
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="ece-sqlite")
+        loop = asyncio.get_running_loop()
+        try:
+            self._conn = await loop.run_in_executor(self._pool, self._connect)
+        except BaseException:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+            raise
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves (the stdlib's implicit
+        # deferred BEGIN is exactly the lock-upgrade pattern that deadlocks under WAL).
+        conn = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            self._enable_wal(conn)
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @staticmethod
+    def _enable_wal(conn: sqlite3.Connection) -> None:
+        # Switching to WAL needs a brief exclusive lock; when many processes open a fresh
+        # file at once some may see "locked" without the busy handler, so retry briefly.
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+                continue
+            if str(mode).lower() != "wal":
+                raise StoreError(f"could not enable WAL on {conn!r}: journal_mode={mode}")
+            return
+
+    async def close(self) -> None:
+        if self._pool is None:
+            return
+        pool, conn = self._pool, self._conn
+        self._conn = None
+        if conn is not None:
+            await asyncio.get_running_loop().run_in_executor(pool, conn.close)
+        pool.shutdown(wait=True)
+        self._pool = None
+
+    # -- users -----------------------------------------------------------------------------
+    async def create_user(self, user: dict[str, Any]) -> None:
+        row = (
+            user["user_id"],
+            user["username"],
+            username_key(user["username"]),
+            user["password_hash"],
+            user.get("created_at"),
+        )
+
+        def tx(conn: sqlite3.Connection) -> None:
+            # Explicit checks (under the write lock) give precise conflict codes.
+            if conn.execute("SELECT 1 FROM users WHERE username_key=?", (row[2],)).fetchone():
+                raise Conflict("USERNAME_TAKEN", f"username {row[1]!r} is taken")
+            if conn.execute("SELECT 1 FROM users WHERE user_id=?", (row[0],)).fetchone():
+                raise Conflict("USER_EXISTS", f"user {row[0]!r} exists")
+            conn.execute(
+                "INSERT INTO users(user_id, username, username_key, password_hash, created_at)"
+                " VALUES (?,?,?,?,?)",
+                row,
+            )
+
+        await self._run(self._write, tx)
+
+    _USER_SELECT = "SELECT user_id, username, password_hash, created_at FROM users"
+
+    @staticmethod
+    def _user(row: tuple[Any, ...] | None) -> dict[str, Any] | None:
+        if row is None:
+            return None
+        return dict(zip(("user_id", "username", "password_hash", "created_at"), row, strict=True))
+
+    async def get_user(self, user_id: str) -> dict[str, Any] | None:
+        def q() -> dict[str, Any] | None:
+            sql = self._USER_SELECT + " WHERE user_id=?"
+            return self._user(self._db.execute(sql, (user_id,)).fetchone())
+
+        return await self._run(q)
+
+    async def get_user_by_username(self, username: str) -> dict[str, Any] | None:
+        key = username_key(username)
+
+        def q() -> dict[str, Any] | None:
+            sql = self._USER_SELECT + " WHERE username_key=?"
+            return self._user(self._db.execute(sql, (key,)).fetchone())
+
+        return await self._run(q)
+
+    # -- assets ----------------------------------------------------------------------------
+    async def create_asset(self, asset: dict[str, Any]) -> None:
+        row = (
+            asset["asset_id"],
+            asset["owner_id"],
+            asset["title"],
+            _dumps(asset.get("metadata") or {}),
+            asset.get("created_at"),
+        )
+
+        def tx(conn: sqlite3.Connection) -> None:
+            if conn.execute("SELECT 1 FROM assets WHERE asset_id=?", (row[0],)).fetchone():
+                raise Conflict("ASSET_EXISTS", f"asset {row[0]!r} exists")
+            conn.execute(
+                "INSERT INTO assets(asset_id, owner_id, title, metadata, created_at,"
+                " listed_in) VALUES (?,?,?,?,?,NULL)",
+                row,
+            )
+
+        await self._run(self._write, tx)
+
+    _ASSET_SELECT = "SELECT asset_id, owner_id, title, metadata, created_at, listed_in FROM assets"
+
+    @staticmethod
+    def _asset(row: tuple[Any, ...]) -> dict[str, Any]:
+        return {
+            "asset_id": row[0],
+            "owner_id": row[1],
+            "title": row[2],
+            "metadata": _loads(row[3]),
+            "created_at": row[4],
+            "listed_in": row[5],
+        }
+
+    async def get_asset(self, asset_id: str) -> dict[str, Any] | None:
+        def q() -> dict[str, Any] | None:
+            row = self._db.execute(self._ASSET_SELECT + " WHERE asset_id=?", (asset_id,))
+            found = row.fetchone()
+            return None if found is None else self._asset(found)
+
+        return await self._run(q)
+
+    async def list_assets(self, owner_id: str) -> list[dict[str, Any]]:
+        def q() -> list[dict[str, Any]]:
+            sql = self._ASSET_SELECT + " WHERE owner_id=? ORDER BY created_at, asset_id"
+            return [self._asset(r) for r in self._db.execute(sql, (owner_id,))]
+
+        return await self._run(q)
+
+    # -- auctions --------------------------------------------------------------------------
+    async def create_auction(self, record: dict[str, Any]) -> None:
+        view = record["view"]
+        auction_id, asset_id, seller_id = (
+            record["auction_id"],
+            record["asset_id"],
+            record["seller_id"],
+        )
+        row = (
+            auction_id,
+            asset_id,
+            seller_id,
+            record["host"],
+            _dumps(record["spec"]),
+            _dumps(view),
+            record["status"],
+            int(record.get("seq", 0)),
+            view.get("ends_at", record["spec"].get("ends_at")),
+            record.get("created_at"),
+        )
+
+        def tx(conn: sqlite3.Connection) -> None:
+            # Check-then-write is atomic because BEGIN IMMEDIATE holds the file's write lock.
+            found = conn.execute(
+                "SELECT owner_id, listed_in FROM assets WHERE asset_id=?", (asset_id,)
+            ).fetchone()
+            if found is None:
+                raise Conflict("ASSET_NOT_FOUND", f"asset {asset_id!r} not found")
+            if found[0] != seller_id:
+                raise Conflict("NOT_OWNER", f"asset {asset_id!r} is not owned by the seller")
+            if found[1] is not None:
+                raise Conflict("ASSET_LISTED", f"asset {asset_id!r} is listed in {found[1]!r}")
+            if conn.execute("SELECT 1 FROM auctions WHERE auction_id=?", (auction_id,)).fetchone():
+                raise Conflict("AUCTION_EXISTS", f"auction {auction_id!r} exists")
+            conn.execute(
+                "INSERT INTO auctions(auction_id, asset_id, seller_id, host, spec, view,"
+                " status, seq, ends_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                row,
+            )
+            conn.execute("UPDATE assets SET listed_in=? WHERE asset_id=?", (auction_id, asset_id))
+
+        await self._run(self._write, tx)
+
+    @staticmethod
+    def _record(row: tuple[Any, ...]) -> dict[str, Any]:
+        return {
+            "auction_id": row[0],
+            "asset_id": row[1],
+            "seller_id": row[2],
+            "host": row[3],
+            "spec": _loads(row[4]),
+            "view": _loads(row[5]),
+            "status": row[6],
+            "seq": row[7],
+            "snapshot": _loads(row[8]),
+            "settled": bool(row[9]),
+            "created_at": row[10],
+        }
+
+    def _records(self, where: str, args: Iterable[Any]) -> list[dict[str, Any]]:
+        sql = f"SELECT {_AUCTION_COLS} FROM auctions WHERE {where}"
+        return [self._record(r) for r in self._db.execute(sql, tuple(args))]
+
+    async def get_auction(self, auction_id: str) -> dict[str, Any] | None:
+        def q() -> dict[str, Any] | None:
+            found = self._records("auction_id=?", (auction_id,))
+            return found[0] if found else None
+
+        return await self._run(q)
+
+    async def list_auctions(
+        self, status: str | None = None, limit: int = 200, seller_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        clauses, args = [], []
+        if status is not None:
+            clauses.append("status=?")
+            args.append(status)
+        if seller_id is not None:
+            clauses.append("seller_id=?")
+            args.append(seller_id)
+        where = " AND ".join(clauses) or "1"
+        # Finished auctions are browsed as history: most recently ended first.
+        order = "DESC" if status in FINISHED_STATUSES else "ASC"
+        sql = (
+            f"SELECT view FROM auctions WHERE {where}"
+            f" ORDER BY ends_at {order}, auction_id {order} LIMIT ?"
+        )
+        args.append(int(limit))
+
+        def q() -> list[dict[str, Any]]:
+            return [json.loads(r[0]) for r in self._db.execute(sql, args)]
+
+        return await self._run(q)
+
+    async def open_auctions(self, host: str | None = None) -> list[dict[str, Any]]:
+        where = f"status IN ({','.join('?' * len(OPEN_STATUSES))})"
+        args: list[Any] = list(OPEN_STATUSES)
+        if host is not None:
+            where += " AND host=?"
+            args.append(host)
+        where += " ORDER BY ends_at, auction_id"
+        return await self._run(self._records, where, args)
+
+    async def set_host(self, auction_id: str, host: str) -> None:
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE auctions SET host=? WHERE auction_id=?", (host, auction_id))
+
+        await self._run(self._write, tx)
+
+    async def commit(self, batch: CommitBatch) -> set[str]:
+        if batch.is_empty():
+            return set()
+        return await self._run(self._commit, batch)
+
+    def _commit(self, batch: CommitBatch) -> set[str]:
+        # Serialise in the worker thread so the caller's event loop stays free.
+        groups: dict[str, list[tuple[str, int, str]]] = {}
+        rows: list[tuple[str, int, str]] = []
+        for event in batch.events:
+            auction_id, seq = _event_key(event)
+            row = (auction_id, seq, _dumps(event))
+            rows.append(row)
+            groups.setdefault(auction_id, []).append(row)
+        views = [
+            (_dumps(v), v["status"], int(v["seq"]), v.get("ends_at"), aid, int(v["seq"]))
+            for aid, v in batch.views.items()
+        ]
+        snaps = [
+            (_dumps(s), int(s["seq"]), aid, int(s["seq"])) for aid, s in batch.snapshots.items()
+        ]
+        insert = "INSERT INTO events(auction_id, seq, data) VALUES (?,?,?)"
+
+        def tx(conn: sqlite3.Connection) -> set[str]:
+            conflicted: set[str] = set()
+            if rows:
+                # Optimistic: one executemany for the whole batch. Only if some (auction_id,
+                # seq) already exists do we redo it per auction to find who is fenced out.
+                conn.execute("SAVEPOINT batch")
+                try:
+                    conn.executemany(insert, rows)
+                except sqlite3.IntegrityError:
+                    conn.execute("ROLLBACK TO batch")
+                    for auction_id, group in groups.items():
+                        conn.execute("SAVEPOINT one")
+                        try:
+                            conn.executemany(insert, group)
+                        except sqlite3.IntegrityError:
+                            conn.execute("ROLLBACK TO one")
+                            conflicted.add(auction_id)
+                        conn.execute("RELEASE one")
+                conn.execute("RELEASE batch")
+            # `seq <= ?` guards: a view/snapshot never moves an auction backwards.
+            if views:
+                conn.executemany(
+                    "UPDATE auctions SET view=?, status=?, seq=?, ends_at=?"
+                    " WHERE auction_id=? AND seq<=?",
+                    [v for v in views if v[4] not in conflicted],
+                )
+            if snaps:
+                conn.executemany(
+                    "UPDATE auctions SET snapshot=?, snapshot_seq=?"
+                    " WHERE auction_id=? AND snapshot_seq<=?",
+                    [s for s in snaps if s[2] not in conflicted],
+                )
+            return conflicted
+
+        return self._write(tx)
+
+    async def load_events(
+        self, auction_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        sql = "SELECT data FROM events WHERE auction_id=? AND seq>? ORDER BY seq LIMIT ?"
+        args = (auction_id, int(after_seq), -1 if limit is None else int(limit))
+
+        def q() -> list[dict[str, Any]]:
+            return [json.loads(r[0]) for r in self._db.execute(sql, args)]
+
+        return await self._run(q)
+
+    # -- settlement ------------------------------------------------------------------------
+    async def settle(self, trade: dict[str, Any]) -> bool:
+        auction_id, asset_id = trade["auction_id"], trade["asset_id"]
+        seller_id, buyer_id = trade["seller_id"], trade["buyer_id"]
+        trade_row = (auction_id, asset_id, seller_id, buyer_id, trade.get("at"), _dumps(trade))
+
+        def tx(conn: sqlite3.Connection) -> bool:
+            found = conn.execute(
+                "SELECT settled FROM auctions WHERE auction_id=?", (auction_id,)
+            ).fetchone()
+            if found is None:
+                raise Conflict("AUCTION_NOT_FOUND", f"auction {auction_id!r} not found")
+            if found[0]:
+                return False  # already applied: the saga step is a no-op
+            conn.execute(
+                "INSERT OR IGNORE INTO trades(auction_id, asset_id, seller_id, buyer_id, at,"
+                " data) VALUES (?,?,?,?,?,?)",
+                trade_row,
+            )
+            # Only move the asset if the seller still owns it through this listing.
+            conn.execute(
+                "UPDATE assets SET owner_id=?, listed_in=NULL WHERE asset_id=? AND owner_id=?"
+                " AND (listed_in IS NULL OR listed_in=?)",
+                (buyer_id, asset_id, seller_id, auction_id),
+            )
+            conn.execute("UPDATE auctions SET settled=1 WHERE auction_id=?", (auction_id,))
+            return True
+
+        return await self._run(self._write, tx)
+
+    async def release(self, auction_id: str, asset_id: str) -> bool:
+        def tx(conn: sqlite3.Connection) -> bool:
+            conn.execute(
+                "UPDATE assets SET listed_in=NULL WHERE asset_id=? AND listed_in=?",
+                (asset_id, auction_id),
+            )
+            cur = conn.execute(
+                "UPDATE auctions SET settled=1 WHERE auction_id=? AND settled=0", (auction_id,)
+            )
+            return cur.rowcount == 1
+
+        return await self._run(self._write, tx)
+
+    async def unsettled_finished(self) -> list[dict[str, Any]]:
+        where = (
+            f"settled=0 AND status IN ({','.join('?' * len(FINISHED_STATUSES))})"
+            " ORDER BY ends_at, auction_id"
+        )
+        return await self._run(self._records, where, FINISHED_STATUSES)
+
+    async def get_trade(self, auction_id: str) -> dict[str, Any] | None:
+        def q() -> dict[str, Any] | None:
+            row = self._db.execute(
+                "SELECT data FROM trades WHERE auction_id=?", (auction_id,)
+            ).fetchone()
+            return None if row is None else json.loads(row[0])
+
+        return await self._run(q)
+
+    async def list_trades(
+        self, asset_id: str | None = None, user_id: str | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if asset_id is not None:
+            clauses.append("asset_id=?")
+            args.append(asset_id)
+        if user_id is not None:
+            clauses.append("(buyer_id=? OR seller_id=?)")
+            args += [user_id, user_id]
+        where = " AND ".join(clauses) or "1"
+        sql = f"SELECT data FROM trades WHERE {where} ORDER BY at DESC, auction_id DESC LIMIT ?"
+        args.append(int(limit))
+
+        def q() -> list[dict[str, Any]]:
+            return [json.loads(r[0]) for r in self._db.execute(sql, args)]
+
+        return await self._run(q)

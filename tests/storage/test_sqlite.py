@@ -1,0 +1,171 @@
+"""SQLite-specific behaviour: many writers on one file, pragmas, URL factory."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from storage import CommitBatch, open_store
+from storage.mongo import MongoStore
+from storage.sqlite import SqliteStore
+from tests.storage.test_contract import asset, auction, event, view
+
+N_AUCTIONS = 10
+N_BATCHES = 60
+
+
+async def _write_many(store: SqliteStore, prefix: str) -> None:
+    """Create auctions, then group-commit N_BATCHES batches covering all of them."""
+    ids = [f"{prefix}-{i}" for i in range(N_AUCTIONS)]
+    for aid in ids:
+        await store.create_asset(asset(f"as-{aid}", prefix))
+        await store.create_auction(auction(aid, f"as-{aid}", prefix))
+    for seq in range(1, N_BATCHES + 1):
+        batch = CommitBatch(
+            events=[event(aid, seq, who=prefix) for aid in ids],
+            views={aid: view(aid, "live", seq) for aid in ids},
+            snapshots={aid: {"seq": seq} for aid in ids},
+        )
+        assert await store.commit(batch) == set()
+
+
+async def _verify(path: str, prefixes: list[str]) -> None:
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        for prefix in prefixes:
+            for i in range(N_AUCTIONS):
+                aid = f"{prefix}-{i}"
+                evs = await store.load_events(aid)
+                assert [e["seq"] for e in evs] == list(range(1, N_BATCHES + 1))
+                rec = await store.get_auction(aid)
+                assert rec is not None and rec["seq"] == N_BATCHES
+                assert rec["snapshot"] == {"seq": N_BATCHES}
+    finally:
+        await store.close()
+
+
+async def test_two_instances_in_two_threads_write_concurrently(tmp_path: Path) -> None:
+    # Each SqliteStore has its own connection on its own worker thread, so the two
+    # commit loops genuinely contend for the file's write lock.
+    path = str(tmp_path / "shared.db")
+    stores = [SqliteStore(path), SqliteStore(path)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        await asyncio.gather(_write_many(stores[0], "t0"), _write_many(stores[1], "t1"))
+    finally:
+        for s in stores:
+            await s.close()
+    await _verify(path, ["t0", "t1"])
+
+
+def _process_writer(path: str, prefix: str, barrier: Any) -> None:
+    async def main() -> None:
+        store = SqliteStore(path)
+        barrier.wait(timeout=60)  # open the fresh file at the same moment: schema/WAL race
+        await store.open()
+        try:
+            await _write_many(store, prefix)
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+async def test_two_processes_write_concurrently(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.db")
+    # spawn, not fork: the test process runs threads (store workers, mongoeco server).
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(3)
+    procs = [ctx.Process(target=_process_writer, args=(path, f"p{i}", barrier)) for i in range(3)]
+    for p in procs:
+        p.start()
+    try:
+        for p in procs:
+            await asyncio.to_thread(p.join, 120)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    await _verify(path, ["p0", "p1", "p2"])
+
+
+async def _pragma(store: SqliteStore, name: str) -> Any:
+    def q() -> Any:
+        return store._db.execute(f"PRAGMA {name}").fetchone()[0]
+
+    return await store._run(q)
+
+
+@pytest.mark.parametrize(("mode", "level"), [("FULL", 2), ("normal", 1), ("OFF", 0)])
+async def test_pragmas(tmp_path: Path, mode: str, level: int) -> None:
+    store = SqliteStore(str(tmp_path / "p.db"), synchronous=mode)
+    await store.open()
+    try:
+        assert await _pragma(store, "journal_mode") == "wal"
+        assert await _pragma(store, "synchronous") == level
+        assert await _pragma(store, "busy_timeout") == 10_000
+    finally:
+        await store.close()
+
+
+def test_bad_synchronous_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        SqliteStore(str(tmp_path / "p.db"), synchronous="SOMETIMES")
+
+
+async def test_open_is_idempotent_and_schema_survives_reopen(tmp_path: Path) -> None:
+    path = str(tmp_path / "r.db")
+    store = SqliteStore(path)
+    await store.open()
+    await store.open()
+    await store.create_asset(asset("a1", "u1"))
+    await store.close()
+    await store.close()
+    again = SqliteStore(path)
+    await again.open()
+    try:
+        assert (await again.get_asset("a1") or {})["owner_id"] == "u1"
+    finally:
+        await again.close()
+
+
+def test_open_store_urls(tmp_path: Path) -> None:
+    s = open_store(f"sqlite://{tmp_path}/x.db")
+    assert isinstance(s, SqliteStore) and (s.path, s.synchronous) == (f"{tmp_path}/x.db", "FULL")
+    s = open_store(f"sqlite://{tmp_path}/x.db?synchronous=NORMAL")
+    assert isinstance(s, SqliteStore) and s.synchronous == "NORMAL"
+    m = open_store("memory:bench")
+    assert isinstance(m, SqliteStore) and m.synchronous == "OFF"
+    assert os.path.basename(m.path) == "ece-bench.db"
+    g = open_store("mongodb://db1:27017,db2:27017/auctions?replicaSet=rs0")
+    assert isinstance(g, MongoStore) and g.db_name == "auctions"
+    assert g.write_concern.document == {"w": "majority", "j": True}
+    g = open_store("mongodb://localhost/?w=1&journal=false")
+    assert isinstance(g, MongoStore) and g.db_name == "ece"
+    assert g.write_concern.document == {"w": 1, "j": False}
+    with pytest.raises(ValueError):
+        open_store("postgres://nope")
+
+
+async def test_memory_store_is_shared_between_instances() -> None:
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    a, b = open_store(f"memory:{name}"), open_store(f"memory:{name}")
+    assert isinstance(a, SqliteStore)
+    try:
+        await a.open()
+        await b.open()
+        await a.create_asset(asset("a1", "u1"))
+        assert (await b.get_asset("a1") or {})["owner_id"] == "u1"
+    finally:
+        await a.close()
+        await b.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(a.path + suffix).unlink(missing_ok=True)
