@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.mongo_server import MONGO_URI_ENV, MongoecoServer
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -88,3 +90,17 @@ def start_server(tmp_path: Path) -> Iterator:
     for server in started:
         if server.proc.poll() is None:
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def mongo_uri() -> Iterator[str]:
+    real = os.environ.get(MONGO_URI_ENV)
+    if real:
+        yield real
+        return
+    server = MongoecoServer()
+    uri = server.start()
+    try:
+        yield uri
+    finally:
+        server.stop()

@@ -68,10 +68,27 @@ def make_settings(data_dir: Path, **overrides) -> Settings:
                     secret="test-secret-of-at-least-thirty-two-bytes", **overrides)
 
 
-@pytest_asyncio.fixture(loop_scope="session", params=[500, 1], ids=["hosted", "per-auction"])
+def _mongo_url(uri: str, db_name: str) -> str:
+    """The same server, another database: each instance gets an empty one."""
+    scheme_host, _, rest = uri.partition("://")
+    host, _, query = rest.partition("/")
+    query = query.split("?", 1)[1] if "?" in query else ""
+    return f"{scheme_host}://{host}/{db_name}" + (f"?{query}" if query else "")
+
+
+@pytest_asyncio.fixture(
+    loop_scope="session",
+    params=[(500, "sqlite"), (1, "sqlite"), (500, "mongo")],
+    ids=["hosted", "per-auction", "hosted-mongo"],
+)
 async def ece(request, ray_cluster, tmp_path) -> AsyncIterator[Ece]:
-    """A fresh ECE instance (own store file, own actors); both hosting settings."""
-    settings = make_settings(tmp_path / "data", auctions_per_actor=request.param)
+    """A fresh ECE instance (own store, own actors): both hosting settings, both stores."""
+    per_actor, store = request.param
+    overrides: dict = {"auctions_per_actor": per_actor}
+    if store == "mongo":
+        uri = request.getfixturevalue("mongo_uri")
+        overrides["mongodb_uri"] = _mongo_url(uri, f"ece_it_{next(_instances)}")
+    settings = make_settings(tmp_path / "data", **overrides)
     runner = await start_gateway(settings)
     async with aiohttp.ClientSession() as http:
         yield Ece(f"http://127.0.0.1:{port_of(runner)}", settings, runner, http)

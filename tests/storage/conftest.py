@@ -8,12 +8,8 @@ we run in-process on 127.0.0.1 (port 0 = a free port picked by the kernel).
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import os
-import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,66 +20,6 @@ from pymongo import AsyncMongoClient
 from storage import Store
 from storage.mongo import MongoStore
 from storage.sqlite import SqliteStore
-
-MONGO_URI_ENV = "ECE_TEST_MONGODB_URI"
-
-
-class MongoecoServer:
-    """mongoeco's wire server on its own thread and event loop.
-
-    It must not share the tests' loop: the driver blocks on socket replies that only this
-    loop can produce, and a dedicated thread also mirrors a separate server process.
-    """
-
-    def __init__(self) -> None:
-        self._ready: concurrent.futures.Future[str] = concurrent.futures.Future()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, name="mongoeco-wire", daemon=True)
-
-    def start(self) -> str:
-        self._thread.start()
-        return self._ready.result(timeout=30)
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:
-            if not self._ready.done():
-                self._ready.set_exception(exc)
-
-    async def _serve(self) -> None:
-        from mongoeco.engines.memory import MemoryEngine
-        from mongoeco.wire import AsyncMongoEcoProxyServer
-
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        server = AsyncMongoEcoProxyServer(engine=MemoryEngine(), host="127.0.0.1", port=0)
-        await server.start()
-        try:
-            self._ready.set_result(server.address.uri)
-            await self._stop.wait()
-        finally:
-            await server.close()
-
-
-@pytest.fixture(scope="session")
-def mongo_uri() -> Iterator[str]:
-    real = os.environ.get(MONGO_URI_ENV)
-    if real:
-        yield real
-        return
-    server = MongoecoServer()
-    uri = server.start()
-    try:
-        yield uri
-    finally:
-        server.stop()
 
 
 @dataclass
