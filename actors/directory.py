@@ -10,6 +10,7 @@ import asyncio
 import logging
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.config import ClusterConfig
 from actors.host import AuctionHost
@@ -58,8 +59,7 @@ class DirectoryCore:
                 namespace=self.config.namespace,
                 lifetime="detached",
                 get_if_exists=True,
-                # Spread hosts over the cluster's nodes.
-                scheduling_strategy="SPREAD",
+                scheduling_strategy=placement(self.config),
             ).remote(name, self.config.to_dict())
             self.handles[name] = handle
         return handle
@@ -143,10 +143,19 @@ class Directory:
         await self.core.shutdown()
 
 
+def placement(config: ClusterConfig) -> str | NodeAffinitySchedulingStrategy:
+    """Spread over the nodes when the store is shared (MongoDB); an embedded store is a file
+    on one machine, so everything that opens it stays on this node."""
+    if config.store_url.startswith(("mongodb://", "mongodb+srv://")):
+        return "SPREAD"
+    return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+
+
 def get_or_create_directory(config: ClusterConfig) -> ray.actor.ActorHandle:
     return Directory.options(
         name=config.directory_name(),
         namespace=config.namespace,
         lifetime="detached",
         get_if_exists=True,
+        scheduling_strategy=placement(config),
     ).remote(config.to_dict())
