@@ -30,7 +30,6 @@ def init_ray(settings: Settings) -> None:
         ray.init(
             num_cpus=int(os.environ.get("ECE_RAY_CPUS", "2")),
             include_dashboard=False,
-            _node_ip_address="127.0.0.1",
             **common,
         )
 
@@ -41,7 +40,7 @@ async def serve(settings: Settings) -> None:
     directory = get_or_create_directory(settings.cluster())
     await directory.ready.remote()  # hosts recovered, overdue auctions closing
     app = build_app(settings)
-    runner = web.AppRunner(app, shutdown_timeout=10.0)
+    runner = web.AppRunner(app, shutdown_timeout=10.0, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()

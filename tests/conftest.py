@@ -18,6 +18,8 @@ import requests
 from tests.mongo_server import MONGO_URI_ENV, MongoecoServer
 
 ROOT = Path(__file__).resolve().parent.parent
+# The test cluster binds Ray to loopback (read by Ray at import, so before any test module).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 def free_port() -> int:

@@ -24,7 +24,7 @@ _instances = itertools.count()
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[str]:
     ray.init(num_cpus=2, namespace="ece", include_dashboard=False, log_to_driver=False,
-             _node_ip_address="127.0.0.1", configure_logging=False)
+             configure_logging=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
