@@ -14,6 +14,7 @@ import contextlib
 import heapq
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import ray
@@ -239,11 +240,11 @@ class AuctionHostCore:
         now = now_ms()
         views: dict[str, dict] = {}
         snapshots: dict[str, dict] = {}
+        produced = Counter(e["auction_id"] for e in events)
         for auction_id in touched:
             auction = self.auctions[auction_id]
             views[auction_id] = auction.view(now)
-            produced = sum(1 for e in events if e["auction_id"] == auction_id)
-            count = self._since_snapshot.get(auction_id, 0) + produced
+            count = self._since_snapshot.get(auction_id, 0) + produced[auction_id]
             if count >= self.config.snapshot_every or auction.is_finished:
                 snapshots[auction_id] = auction.to_snapshot()
                 count = 0

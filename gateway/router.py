@@ -37,13 +37,10 @@ class HostClient:
         self.batching = batching
         self._pending: list[tuple[dict, asyncio.Future]] = []
         self._tasks: set[asyncio.Task] = set()
-        self.inflight = 0
 
     def call(self, command: dict) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self.inflight += 1
-        future.add_done_callback(self._done)
         if not self.batching:
             self._spawn([(command, future)])
             return future
@@ -51,9 +48,6 @@ class HostClient:
             loop.call_soon(self._flush)
         self._pending.append((command, future))
         return future
-
-    def _done(self, _: asyncio.Future) -> None:
-        self.inflight -= 1
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
@@ -84,6 +78,7 @@ class Router:
         self.directory = get_or_create_directory(config)
         self._locations: dict[str, str] = {}
         self._hosts: dict[str, HostClient] = {}
+        self._inflight = 0
 
     async def ready(self) -> None:
         await self.directory.ready.remote()
@@ -97,7 +92,7 @@ class Router:
         return client
 
     def inflight(self) -> int:
-        return sum(client.inflight for client in self._hosts.values())
+        return self._inflight
 
     async def locate(self, auction_id: str) -> str | None:
         name = self._locations.get(auction_id)
@@ -118,8 +113,15 @@ class Router:
 
     async def send(self, command: dict) -> dict:
         """Deliver one command to the auction's host and return its result."""
-        if self.inflight() >= self.max_inflight:
+        if self._inflight >= self.max_inflight:
             return failure("OVERLOADED", "too many commands in flight; retry shortly")
+        self._inflight += 1
+        try:
+            return await self._send(command)
+        finally:
+            self._inflight -= 1
+
+    async def _send(self, command: dict) -> dict:
         auction_id = command["auction_id"]
         for _ in range(2):
             try:

@@ -330,3 +330,39 @@ async def test_slow_client_is_disconnected_with_1013(ray_cluster, tmp_path):
     finally:
         await runner.cleanup()
         await shutdown_instance(settings)
+
+
+async def test_overloaded_is_transient(ray_cluster, tmp_path):
+    settings = make_settings(tmp_path / "busy", max_inflight=2, rate_per_s=1e6,
+                             rate_burst=1e6)
+    runner = await start_gateway(settings)
+    base = f"http://127.0.0.1:{port_of(runner)}"
+    import aiohttp
+
+    from tests.support import Api
+
+    try:
+        async with aiohttp.ClientSession() as http:
+            api = Api(base, http)
+            seller = await api.signup("s")
+            bidders = [await api.signup(f"b{i}") for i in range(3)]
+            view = await api.auction(seller, start_price=100)
+            sockets = [await connect(http, base, b) for b in bidders]
+            answers = await asyncio.gather(*(
+                s.bid(view["auction_id"], 100 + 1000 * j + i, req_id=f"o{i}-{j}")
+                for i, s in enumerate(sockets) for j in range(10)))
+            overloaded = [a for a in answers if a.get("code") == "OVERLOADED"]
+            assert overloaded, "more than 2 bids in flight must be refused"
+            accepted = [a for a in answers if a["op"] == "ack"]
+            assert (await api.get(view["auction_id"]))["bid_count"] == len(accepted)
+            # Not remembered: the same req_id goes through once the gateway has room.
+            retry = overloaded[0]
+            owner = next(s for s in sockets if retry in s.messages)
+            owner.messages.clear()
+            answer = await owner.bid(view["auction_id"], 10**9, req_id=retry["req_id"])
+            assert answer["op"] == "ack"
+            for s in sockets:
+                await s.close()
+    finally:
+        await runner.cleanup()
+        await shutdown_instance(settings)

@@ -1,0 +1,72 @@
+// Money in ECE is always an integer number of cents. Nothing here goes through floating
+// point: user input is parsed as a string and converted with BigInt, and formatting works on
+// the decimal digits of the integer.
+
+export const MAX_CENTS = 2 ** 53; // the server's upper bound (exact in a JS number)
+
+const AMOUNT = /^(?:(\d{1,3}(?:,\d{3})+)|(\d*))(?:\.(\d*))?$/;
+
+function groupThousands(digits) {
+  return digits.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+}
+
+function isCents(value) {
+  return Number.isInteger(value) && Math.abs(value) <= MAX_CENTS;
+}
+
+/** 123456 -> "$1,234.56"; null/undefined -> "—". */
+export function formatCents(cents) {
+  if (!isCents(cents)) return "—";
+  const digits = String(Math.abs(cents)).padStart(3, "0");
+  const whole = groupThousands(digits.slice(0, -2));
+  return `${cents < 0 ? "-" : ""}$${whole}.${digits.slice(-2)}`;
+}
+
+/** 123456 -> "1234.56": the editable form used to prefill inputs. */
+export function centsToInput(cents) {
+  if (!isCents(cents) || cents < 0) return "";
+  const digits = String(cents).padStart(3, "0");
+  return `${digits.slice(0, -2)}.${digits.slice(-2)}`;
+}
+
+/**
+ * Parse what a person typed as a dollar amount into integer cents.
+ * Accepts "52", "52.5", "52.50", "$1,052.50", " 52 ", ".75", "52.".
+ * Returns {ok: true, cents} or {ok: false, error}.
+ */
+export function parseDollars(text) {
+  let s = String(text ?? "").trim().replace(/\s+/g, "");
+  if (s.startsWith("$")) s = s.slice(1);
+  if (s === "") return { ok: false, error: "Enter an amount" };
+  if (s.startsWith("-")) return { ok: false, error: "The amount must be positive" };
+  const match = AMOUNT.exec(s);
+  if (!match) return { ok: false, error: "Enter an amount in dollars, like 52.50" };
+  const whole = (match[1] ?? match[2] ?? "").replaceAll(",", "");
+  const fraction = match[3] ?? "";
+  if (whole === "" && fraction === "") {
+    return { ok: false, error: "Enter an amount in dollars, like 52.50" };
+  }
+  if (fraction.length > 2) return { ok: false, error: "Use at most two decimals (cents)" };
+  const cents = BigInt(whole || "0") * 100n + BigInt(fraction.padEnd(2, "0"));
+  if (cents > BigInt(MAX_CENTS)) return { ok: false, error: "That amount is too large" };
+  return { ok: true, cents: Number(cents) };
+}
+
+// The English bid-increment ladder (upper bound exclusive, increment), in cents. The server
+// stays the authority on min_bid; this is only used to show an estimate between refreshes.
+const LADDER = [
+  [100, 5],
+  [500, 25],
+  [2_500, 50],
+  [10_000, 100],
+  [25_000, 250],
+  [50_000, 500],
+  [100_000, 1_000],
+  [250_000, 2_500],
+  [500_000, 5_000],
+];
+
+export function incrementFor(price) {
+  for (const [bound, step] of LADDER) if (price < bound) return step;
+  return 10_000;
+}
