@@ -64,7 +64,7 @@ class Gateway:
     async def start(self) -> None:
         await self.store.open()
         self.router = Router(self.settings.cluster(), self.store, self.settings.max_inflight)
-        self.hub = Hub(self.router, self.store, self.settings.batching)
+        self.hub = Hub(self.router, self.store, self.settings.batching, self.enrich)
         await self.router.ready()
         self.ready = True
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ray.exceptions import RayError
@@ -88,8 +89,12 @@ class Subscription:
 
 
 class Hub:
-    def __init__(self, router: Router, store: Store, batching: bool) -> None:
+    def __init__(
+        self, router: Router, store: Store, batching: bool,
+        enrich: Callable[[dict], Awaitable[dict]],
+    ) -> None:
         self.router = router
+        self.enrich = enrich
         self.store = store
         self.batching = batching
         self.subs: dict[str, dict[Connection, Subscription]] = {}
@@ -130,7 +135,7 @@ class Hub:
                            "seq": sub.last})
             return
         snapshot = {"op": "snapshot", "auction_id": auction_id, "seq": current,
-                    "auction": present_view(record["view"], record["spec"])}
+                    "auction": await self.enrich(present_view(record["view"]))}
         if req_id is not None:
             snapshot["req_id"] = req_id
         conn.send(snapshot)

@@ -222,7 +222,8 @@ async def list_auctions(request: web.Request) -> web.Response:
         raise ApiError("INVALID", "limit must be an integer") from exc
     gateway = gateway_of(request)
     views = await gateway.store.list_auctions(status=status, limit=limit)
-    return web.json_response({"auctions": [await gateway.enrich(v) for v in views]})
+    return web.json_response({"auctions": [await gateway.enrich(present_view(v))
+                                           for v in views]})
 
 
 async def _record(request: web.Request) -> dict:
@@ -237,7 +238,7 @@ async def _record(request: web.Request) -> dict:
 @routes.get("/api/auctions/{auction_id}")
 async def get_auction(request: web.Request) -> web.Response:
     record = await _record(request)
-    view = present_view(record["view"], record["spec"])
+    view = present_view(record["view"])
     return web.json_response(await gateway_of(request).enrich(view))
 
 

@@ -54,6 +54,14 @@ CLOSE_BUY_NOW = "buy_now"  # English buy-now bid
 CLOSE_BID = "bid"  # Dutch: first acceptable bid wins
 
 
+def dutch_price(
+    start_price: int, floor_price: int, step: int, step_ms: int, starts_at: int, now: int
+) -> int:
+    """A Dutch auction's price at `now`: down by `step` every `step_ms`, never below the floor."""
+    steps = max(0, now - starts_at) // step_ms
+    return max(floor_price, start_price - steps * step)
+
+
 def public_event(event: Event, auction_type: str) -> Event:
     """The client-safe copy of an event: private fields dropped, sealed bids anonymised."""
     out = {k: v for k, v in event.items() if k not in PRIVATE_EVENT_FIELDS}
@@ -193,8 +201,8 @@ class Auction:
         if self.status == "closed":
             return self.price
         assert spec.step is not None and spec.step_ms is not None and spec.floor_price is not None
-        steps = max(0, now - spec.starts_at) // spec.step_ms
-        return max(spec.floor_price, spec.start_price - steps * spec.step)
+        return dutch_price(spec.start_price, spec.floor_price, spec.step, spec.step_ms,
+                           spec.starts_at, now)
 
     def min_bid(self, now: int) -> int | None:
         """Smallest amount the next (new) bidder may bid; None once finished."""

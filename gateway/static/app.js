@@ -616,7 +616,9 @@ class RoomView {
     r.status = h("span", { class: "chip", testid: "status" });
     r.type = h("span", { class: `chip chip--${view.type}`, testid: "type", text: TYPE_LABEL[view.type] || view.type });
     r.priceLabel = h("div", { class: "price-block__label", id: "price-label" });
-    r.price = h("div", { class: "price-block__price", testid: "price", "aria-labelledby": "price-label", "aria-live": "polite" });
+    // A Dutch price ticks down every few seconds: not announced on each step.
+    r.price = h("div", { class: "price-block__price", testid: "price", "aria-labelledby": "price-label",
+      "aria-live": view.type === "dutch" ? "off" : "polite" });
     r.standing = h("div", { class: "standing", testid: "standing", "aria-live": "polite" });
     r.priceNote = h("div", { class: "price-block__note", testid: "price-note" });
     r.leader = h("dd", { testid: "leader" });
@@ -917,7 +919,6 @@ class RoomView {
       this.historyRows = new Map();
       this.historyOwner = me();
       r.history.replaceChildren();
-      r.history.classList.add("history--quiet"); // no entry animation for the initial batch
     }
     const shown = events.slice(0, HISTORY_LIMIT);
     const keep = new Set(shown.map((event) => event.seq));
@@ -931,6 +932,7 @@ class RoomView {
       let row = this.historyRows.get(event.seq);
       if (!row) {
         row = this.historyRow(event);
+        if (!rebuild) row.classList.add("history__row--new"); // only later rows animate in
         this.historyRows.set(event.seq, row);
       }
       if (r.history.children[index] !== row) r.history.insertBefore(row, r.history.children[index] || null);
@@ -938,7 +940,6 @@ class RoomView {
     r.empty ??= h("li", { class: "history__empty", text: "No activity yet" });
     if (shown.length === 0) r.history.append(r.empty);
     else r.empty.remove();
-    if (rebuild) requestAnimationFrame(() => r.history.classList.remove("history--quiet"));
     setText(r.historyNote, events.length > shown.length
       ? `Showing the latest ${shown.length} of ${events.length} events` : "");
   }
@@ -959,6 +960,7 @@ class RoomView {
           detail = `bid #${event.bid_count}`;
         } else if (view.type === "dutch") {
           text = `${who(event.bidder_id)} bought at ${formatCents(event.price)}`;
+          if (event.bidder_id === me()) kind = "bid mine";
         } else {
           text = `${who(event.bidder_id)} bid ${formatCents(event.amount)}`;
           detail = event.leader_id === event.bidder_id
@@ -1058,7 +1060,8 @@ class RoomView {
       this.feedback(bidErrorText(reply), "error");
       if (reply.code === "BID_TOO_LOW" && Number.isInteger(reply.min_bid)) {
         this.refs.amount.value = centsToInput(reply.min_bid);
-        this.amountDirty = true; // keep the suggested minimum the user is looking at
+        // Follow the live minimum from now on, unless this one is personal (a leader's raise).
+        this.amountDirty = reply.min_bid !== this.view.min_bid;
       }
       if (reply.code === "UNAUTHORIZED") signOut();
     }

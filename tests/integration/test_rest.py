@@ -175,3 +175,20 @@ async def test_events_route_and_unknown_route(ece_hosted):
     status, body = await api.request("GET", "/api/nothing-here")
     assert status == 404 and body["error"]["code"] == "NOT_FOUND"
     await ws.close()
+
+
+async def test_dutch_price_falls_in_every_read(ece_hosted):
+    api = ece_hosted.api
+    seller = await api.signup("seller")
+    view = await api.auction(seller, type="dutch", start_price=10_000, floor_price=1_000,
+                             step=100, step_ms=200)
+    from tests.support import wait_for
+
+    async def fallen_everywhere() -> bool:
+        single = await api.get(view["auction_id"])
+        _, listing = await api.request("GET", "/api/auctions?status=live")
+        listed = next(a for a in listing["auctions"] if a["auction_id"] == view["auction_id"])
+        return single["price"] < 10_000 and listed["price"] < 10_000 and (
+            listed["min_bid"] == listed["price"])
+
+    await wait_for(fallen_everywhere, timeout=5, message="dutch price falling in reads")

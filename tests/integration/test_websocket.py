@@ -30,6 +30,7 @@ async def test_ping_subscribe_unsubscribe_in_both_encodings(ece_hosted):
     assert pong["op"] == "pong"
     snapshot = await ws.request({"op": "subscribe", "auction_id": auction_id})
     assert snapshot["op"] == "snapshot" and snapshot["seq"] == snapshot["auction"]["seq"]
+    assert snapshot["auction"]["title"] == "Test Card"
     assert snapshot["auction"]["auction_id"] == auction_id
     await ws.bid(auction_id, 1000)
     event = await ws.wait_event(auction_id, "bid")
