@@ -153,3 +153,14 @@ class Store(abc.ABC):
         self, asset_id: str | None = None, user_id: str | None = None, limit: int = 200
     ) -> list[dict[str, Any]]:
         """Newest first; user_id matches buyer or seller."""
+
+
+def event_key(event: dict[str, Any]) -> tuple[str, int]:
+    """(auction_id, seq) of an event to append; refuses events that cannot be fenced."""
+    try:
+        auction_id, seq = event["auction_id"], event["seq"]
+    except KeyError as exc:
+        raise StoreError(f"event lacks {exc.args[0]!r}: {event!r}") from None
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        raise StoreError(f"event seq must be an int: {event!r}")
+    return str(auction_id), seq

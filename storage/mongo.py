@@ -25,6 +25,7 @@ from storage.base import (
     Conflict,
     Store,
     StoreError,
+    event_key,
     username_key,
 )
 
@@ -62,16 +63,6 @@ def _record(doc: Doc) -> Doc:
     out = {f: doc.get(f) for f in _RECORD_FIELDS}
     out["settled"] = bool(out["settled"])
     return out
-
-
-def _event_key(event: Doc) -> tuple[str, int]:
-    try:
-        auction_id, seq = event["auction_id"], event["seq"]
-    except KeyError as exc:
-        raise StoreError(f"event lacks {exc.args[0]!r}: {event!r}") from None
-    if not isinstance(seq, int) or isinstance(seq, bool):
-        raise StoreError(f"event seq must be an int: {event!r}")
-    return str(auction_id), seq
 
 
 class MongoStore(Store):
@@ -307,7 +298,7 @@ class MongoStore(Store):
         batch_id = uuid.uuid4().hex
         docs: list[Doc] = []
         for event in batch.events:
-            auction_id, seq = _event_key(event)
+            auction_id, seq = event_key(event)
             docs.append({"auction_id": auction_id, "seq": seq, "b": batch_id, "ev": event})
         conflicted: set[str] = set()
         if docs:

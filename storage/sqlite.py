@@ -24,6 +24,7 @@ from storage.base import (
     Conflict,
     Store,
     StoreError,
+    event_key,
     username_key,
 )
 
@@ -98,16 +99,6 @@ def _dumps(value: Any) -> str:
 
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
-
-
-def _event_key(event: dict[str, Any]) -> tuple[str, int]:
-    try:
-        auction_id, seq = event["auction_id"], event["seq"]
-    except KeyError as exc:
-        raise StoreError(f"event lacks {exc.args[0]!r}: {event!r}") from None
-    if not isinstance(seq, int) or isinstance(seq, bool):
-        raise StoreError(f"event seq must be an int: {event!r}")
-    return str(auction_id), seq
 
 
 class SqliteStore(Store):
@@ -423,7 +414,7 @@ class SqliteStore(Store):
         groups: dict[str, list[tuple[str, int, str]]] = {}
         rows: list[tuple[str, int, str]] = []
         for event in batch.events:
-            auction_id, seq = _event_key(event)
+            auction_id, seq = event_key(event)
             row = (auction_id, seq, _dumps(event))
             rows.append(row)
             groups.setdefault(auction_id, []).append(row)
