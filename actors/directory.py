@@ -84,6 +84,18 @@ class DirectoryCore:
         await self._ready
         return self.location.get(auction_id)
 
+    async def revive(self, name: str) -> None:
+        """Recreate a host that died for good (Ray restarts the others by itself)."""
+        await self._ready
+        async with self._lock:
+            try:
+                ray.get_actor(name, namespace=self.config.namespace)
+                return
+            except ValueError:
+                self.handles.pop(name, None)
+                handle = self._handle(name)
+        await handle.ready.remote()
+
     async def release(self, auction_id: str, host: str) -> None:
         """A host finished an auction; retire hosts left empty when they hold one each."""
         await self._ready
@@ -132,6 +144,9 @@ class Directory:
 
     async def release(self, auction_id: str, host: str) -> None:
         await self.core.release(auction_id, host)
+
+    async def revive(self, name: str) -> None:
+        await self.core.revive(name)
 
     async def hosts(self) -> dict[str, int]:
         return await self.core.hosts()

@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError, RayError
+from ray.exceptions import ActorDiedError, RayActorError, RayError
 
 from actors.config import ClusterConfig
 from actors.directory import get_or_create_directory
@@ -37,6 +37,7 @@ class HostClient:
         self.batching = batching
         self._pending: list[tuple[dict, asyncio.Future]] = []
         self._tasks: set[asyncio.Task] = set()
+        self.dead = False
 
     def call(self, command: dict) -> asyncio.Future:
         loop = asyncio.get_running_loop()
@@ -62,6 +63,11 @@ class HostClient:
     async def _send(self, batch: list[tuple[dict, asyncio.Future]]) -> None:
         try:
             results = await self.handle.submit.remote([command for command, _ in batch])
+        except ActorDiedError:
+            # Dead for good (not restarting): have it recreated; callers retry.
+            log.warning("host %s died; asking the directory to revive it", self.name)
+            self.dead = True
+            results = [failure("UNAVAILABLE", "auction host restarting; retry")] * len(batch)
         except (RayActorError, RayError) as exc:
             log.warning("host %s unavailable: %s", self.name, type(exc).__name__)
             results = [failure("UNAVAILABLE", "auction host restarting; retry")] * len(batch)
@@ -85,6 +91,10 @@ class Router:
 
     def host(self, name: str) -> HostClient:
         client = self._hosts.get(name)
+        if client is not None and client.dead:
+            del self._hosts[name]
+            self.directory.revive.remote(name)
+            client = None
         if client is None:
             handle = ray.get_actor(name, namespace=self.config.namespace)
             client = HostClient(name, handle, self.config.batching)

@@ -160,3 +160,20 @@ async def test_sigkill_everything_then_restart_resumes_every_auction(start_serve
 async def _closed(api, auction_id):
     view = await api.get(auction_id)
     return view if view["status"] == "closed" else None
+
+
+async def test_host_dead_for_good_is_recreated_from_the_store(ece_hosted):
+    ece = ece_hosted
+    api = ece.api
+    seller, a = await api.signup("seller"), await api.signup("a")
+    view = await api.auction(seller, start_price=100)
+    auction_id = view["auction_id"]
+    ws = await connect(ece.http, ece.base, a)
+    first = await ws.bid(auction_id, 100, max_amount=900)
+    host = ray.get_actor(await ece.gateway.router.locate(auction_id), namespace="ece")
+    ray.kill(host, no_restart=True)  # no Ray restart: the directory must bring it back
+    again = await _bid_until_settled(ws, auction_id, 1000, "after-death")
+    assert again["op"] == "ack" and again["seq"] == first["seq"] + 1
+    assert (again["price"], again["leader_id"]) == (100, a.user_id)  # own max raised
+    assert (await api.get(auction_id))["bid_count"] == 2
+    await ws.close()
