@@ -37,10 +37,10 @@ test: $(TEST_STAMP) browser-deps
 test-fast: $(TEST_STAMP)
 	$(PY) -m pytest -q -m "not browser and not slow"
 
-bench: $(TEST_STAMP)
+bench: $(STAMP)
 	$(PY) -m loadtests.bench $(BENCH_ARGS)
 
-bench-quick: $(TEST_STAMP)
+bench-quick: $(STAMP)
 	$(PY) -m loadtests.bench --quick
 
 LOCUST_HOST ?= http://127.0.0.1:8080
