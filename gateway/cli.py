@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
 import sys
 
 import ray
+import uvloop
 from aiohttp import web
 
 from actors.directory import get_or_create_directory
@@ -37,6 +39,8 @@ def init_ray(settings: Settings) -> None:
 async def serve(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     init_ray(settings)
+    gc.freeze()  # start-up objects (Ray, aiohttp, modules) never need scanning again
+    gc.set_threshold(50_000, 20, 50)
     directory = get_or_create_directory(settings.cluster())
     await directory.ready.remote()  # hosts recovered, overdue auctions closing
     app = build_app(settings)
@@ -82,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         settings = Settings.from_env()
         try:
-            asyncio.run(serve(settings))
+            # uvloop: the gateway is an I/O loop first; it makes sockets and frames cheaper.
+            asyncio.run(serve(settings), loop_factory=uvloop.new_event_loop)
         finally:
             if ray.is_initialized():
                 ray.shutdown()

@@ -22,6 +22,8 @@ from storage import Store
 log = logging.getLogger("ece.router")
 
 FINISHED = ("closed", "cancelled")
+# Submit calls outstanding per host: one being processed, one being filled meanwhile.
+MAX_CALLS_IN_FLIGHT = 2
 
 
 def failure(code: str, message: str, **details: Any) -> dict:
@@ -29,7 +31,13 @@ def failure(code: str, message: str, **details: Any) -> dict:
 
 
 class HostClient:
-    """One host's outbound queue: coalesces a tick's commands into one `submit` call."""
+    """One host's outbound queue: coalesces commands into few `submit` calls.
+
+    At most `MAX_CALLS_IN_FLIGHT` calls are outstanding per host; whatever arrives meanwhile
+    waits and leaves as the next batch. Under light load a command goes out on the next loop
+    tick; under heavy load batches grow instead of calls multiplying (like Nagle, or a
+    database's group commit).
+    """
 
     def __init__(self, name: str, handle: ray.actor.ActorHandle, batching: bool) -> None:
         self.name = name
@@ -37,6 +45,8 @@ class HostClient:
         self.batching = batching
         self._pending: list[tuple[dict, asyncio.Future]] = []
         self._tasks: set[asyncio.Task] = set()
+        self._calls = 0
+        self._flush_scheduled = False
         self.dead = False
 
     def call(self, command: dict) -> asyncio.Future:
@@ -45,20 +55,32 @@ class HostClient:
         if not self.batching:
             self._spawn([(command, future)])
             return future
-        if not self._pending:
-            loop.call_soon(self._flush)
         self._pending.append((command, future))
+        self._schedule_flush()
         return future
 
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled and self._calls < MAX_CALLS_IN_FLIGHT:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
     def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        if batch:
+        self._flush_scheduled = False
+        if self._pending and self._calls < MAX_CALLS_IN_FLIGHT:
+            batch, self._pending = self._pending, []
             self._spawn(batch)
 
     def _spawn(self, batch: list[tuple[dict, asyncio.Future]]) -> None:
+        self._calls += 1
         task = asyncio.get_running_loop().create_task(self._send(batch))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        self._calls -= 1
+        if self._pending:
+            self._schedule_flush()
 
     async def _send(self, batch: list[tuple[dict, asyncio.Future]]) -> None:
         try:
@@ -157,6 +179,12 @@ class Router:
         except (RayActorError, RayError) as exc:
             log.warning("create %s failed: %s", auction_id, exc)
             result = failure("UNAVAILABLE", "auction host unavailable; retry")
+        if not result.get("ok") and result["error"]["code"] == "UNAVAILABLE":
+            # The host may have died after the auction was stored: it exists then, and the
+            # restarted host recovers it like any other open auction.
+            record = await self.store.get_auction(auction_id)
+            if record is not None:
+                result = {"ok": True, "auction": record["view"]}
         if result.get("ok"):
             self._locations[auction_id] = name
         else:
