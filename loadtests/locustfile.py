@@ -38,6 +38,7 @@ import json
 import os
 import random
 import time
+from collections.abc import Iterator
 
 import gevent
 import websocket
@@ -204,6 +205,25 @@ class EceClient:
                 self.ws.close(timeout=2)
             self.ws = None
 
+    def messages(self) -> Iterator[tuple[dict, int]]:
+        """Every JSON message from the socket, forever (waits out reconnects)."""
+        while True:
+            ws = self.ws
+            if ws is None:
+                gevent.sleep(0.1)
+                continue
+            try:
+                raw = ws.recv()
+            except Exception:
+                gevent.sleep(0.1)
+                continue
+            if not raw:
+                continue
+            try:
+                yield json.loads(raw), len(raw)
+            except ValueError:
+                continue
+
 
 class BidderUser(HttpUser):
     """Bids min_bid on one live auction at a steady pace; rebids at once when outbid."""
@@ -315,23 +335,8 @@ class BidderUser(HttpUser):
             self.own_bids.clear()
 
     def _read(self) -> None:
-        while True:
-            ws = self.ece.ws
-            if ws is None:
-                gevent.sleep(0.1)
-                continue
-            try:
-                raw = ws.recv()
-            except Exception:
-                gevent.sleep(0.1)
-                continue
-            if not raw:
-                continue
-            try:
-                message = json.loads(raw)
-            except ValueError:
-                continue
-            self._on_message(message, len(raw))
+        for message, length in self.ece.messages():
+            self._on_message(message, length)
 
     def _on_message(self, message: dict, length: int) -> None:
         op = message.get("op")
@@ -430,29 +435,14 @@ class WatcherUser(HttpUser):
             self._watch_more()
 
     def _read(self) -> None:
-        while True:
-            ws = self.ece.ws
-            if ws is None:
-                gevent.sleep(0.1)
-                continue
-            try:
-                raw = ws.recv()
-            except Exception:
-                gevent.sleep(0.1)
-                continue
-            if not raw:
-                continue
-            try:
-                message = json.loads(raw)
-            except ValueError:
-                continue
+        for message, length in self.ece.messages():
             if message.get("op") != "event":
                 continue
             at = message.get("at")
             if isinstance(at, int):
                 # `at` is the server's clock; on one machine it is the same clock as ours.
                 _fire(self.environment, "event at→watcher",
-                      max(0.0, time.time() * 1000 - at), len(raw))
+                      max(0.0, time.time() * 1000 - at), length)
             if message.get("type") in ("closed", "cancelled"):
                 self.watching.discard(message.get("auction_id"))
 
