@@ -92,6 +92,13 @@ class AuctionHostCore:
         await self.feed.wait(epoch, cursor, timeout)
         return self.feed.read(epoch, cursor, limit, auction_id)
 
+    async def close(self) -> None:
+        """Stop the loop and release the store (tests; Ray simply ends the process)."""
+        self._loop_task.cancel()
+        for task in list(self._background):
+            task.cancel()
+        await self.store.close()
+
     def stats(self) -> dict:
         return {"name": self.name, "live": len(self.auctions), "ready": self._ready.is_set()}
 

@@ -63,7 +63,7 @@ async def test_close_on_time_settles_to_winner(ece):
         _, asset = await api.request("GET", f"/api/assets/{auction['asset_id']}")
         return asset["owner_id"] == buyer.user_id and asset["listed_in"] is None
 
-    await wait_for(owner, timeout=2, message="new owner visible")
+    await wait_for(owner, timeout=1, message="new owner visible within 1 s")
     status, trades = await api.request("GET", f"/api/trades?asset_id={auction['asset_id']}")
     assert status == 200 and len(trades["trades"]) == 1
     assert trades["trades"][0]["price"] == 500

@@ -367,3 +367,18 @@ async def test_overloaded_is_transient(ray_cluster, tmp_path):
     finally:
         await runner.cleanup()
         await shutdown_instance(settings)
+
+
+async def test_auth_op_signs_in_an_open_socket(ece_hosted):
+    api = ece_hosted.api
+    user = await api.signup("late")
+    view = await api.auction(await api.signup("seller"))
+    ws = await connect(ece_hosted.http, ece_hosted.base)  # anonymous at first
+    assert (await ws.bid(view["auction_id"], 1000))["code"] == "UNAUTHORIZED"
+    refused = await ws.request({"op": "auth", "token": "forged.token.value"})
+    assert refused["op"] == "error" and refused["code"] == "UNAUTHORIZED"
+    answer = await ws.request({"op": "auth", "token": user.token})
+    assert answer["op"] == "ack" and answer["user_id"] == user.user_id
+    ack = await ws.bid(view["auction_id"], 1000)
+    assert ack["op"] == "ack" and ack["leader_id"] == user.user_id
+    await ws.close()
