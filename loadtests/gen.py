@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import random
 import resource
@@ -424,6 +425,10 @@ async def hold_idle(job: dict, index: int, start, results) -> None:
 def worker_main(job: dict, index: int, start, results) -> None:
     """Entry point of one generator process (multiprocessing, spawn)."""
     raise_nofile()
+    # The generator's own collection pauses would be counted as server latency: keep them
+    # rare (the same setting the gateway and hosts use).
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 50)
     try:
         if job.get("kind") == "idle":
             asyncio.run(hold_idle(job, index, start, results))
