@@ -32,6 +32,7 @@ import random
 import resource
 import time
 import traceback
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,17 +178,7 @@ class Run:
         if closed_loop:
             for _ in range(self.window):
                 await self.send_bid(b)
-        ws = b.ws
-        while True:
-            msg = await ws.receive()
-            message = _decode(msg)
-            if message is None:
-                if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
-                                aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
-                    if clock.sending:
-                        stats.disconnects += 1
-                    return
-                continue
+        async for message in self.messages(b.ws):
             op = message.get("op")
             if op not in ("ack", "error", "bid"):
                 continue
@@ -234,21 +225,25 @@ class Run:
             elif not clock.sending and not b.pending:
                 return
 
+    async def messages(self, ws: aiohttp.ClientWebSocketResponse) -> AsyncIterator[dict]:
+        """Decoded messages until the socket closes (counted as a disconnect mid-run)."""
+        while True:
+            msg = await ws.receive()
+            message = _decode(msg)
+            if message is not None:
+                yield message
+            elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
+                              aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                if self.clock is not None and self.clock.sending:
+                    self.stats.disconnects += 1
+                return
+
     async def watcher_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         stats = self.stats
         clock = self.clock
         assert clock is not None
         sent = self.sent
-        while True:
-            msg = await ws.receive()
-            message = _decode(msg)
-            if message is None:
-                if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
-                                aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
-                    if clock.sending:
-                        stats.disconnects += 1
-                    return
-                continue
+        async for message in self.messages(ws):
             if message.get("op") != "event":
                 continue
             now = time.perf_counter()
