@@ -99,9 +99,6 @@ class AuctionHostCore:
             task.cancel()
         await self.store.close()
 
-    def stats(self) -> dict:
-        return {"name": self.name, "live": len(self.auctions), "ready": self._ready.is_set()}
-
     # ---- the loop ------------------------------------------------------------------------
 
     async def _wait_ready(self) -> None:
@@ -206,7 +203,7 @@ class AuctionHostCore:
         for auction_id in touched - conflicted:
             auction = self.auctions.get(auction_id)
             if auction is not None and auction.is_finished:
-                self._spawn(self._finish(auction_id))
+                self._spawn(self._finish(auction))
 
     async def _execute(self, command: dict, now: int) -> tuple[dict, list[dict], str | None]:
         op = command.get("op")
@@ -227,8 +224,7 @@ class AuctionHostCore:
                 command["bidder_id"], command["req_id"], command["amount"],
                 command.get("max_amount"), now,
             )
-            if auction.next_deadline() is not None:
-                self._schedule(auction)  # soft close may have moved the end
+            self._schedule(auction)  # soft close may have moved the end
             if outcome.error is not None:
                 return {"ok": False, "error": outcome.error.to_dict()}, outcome.events, auction_id
             ack = dict(outcome.ack or {})
@@ -286,10 +282,12 @@ class AuctionHostCore:
 
     # ---- settlement (saga step after a close) --------------------------------------------
 
-    async def _finish(self, auction_id: str) -> None:
-        record = await self.store.get_auction(auction_id)
-        if record is not None:
-            await self._settle(auction_id, record)
+    async def _finish(self, auction: Auction) -> None:
+        # Everything settlement needs is in memory and already durable: no store read.
+        auction_id = auction.spec.auction_id
+        await self._settle(auction_id, {"asset_id": auction.spec.asset_id,
+                                        "seller_id": auction.spec.seller_id,
+                                        "view": auction.view(now_ms())})
         self.auctions.pop(auction_id, None)
         self._since_snapshot.pop(auction_id, None)
         try:
@@ -340,9 +338,6 @@ class AuctionHost:
         auction_id: str | None = None,
     ) -> dict:
         return await self.core.poll(epoch, cursor, timeout, limit, auction_id)
-
-    async def stats(self) -> dict:
-        return self.core.stats()
 
     async def ready(self) -> bool:
         await self.core._wait_ready()

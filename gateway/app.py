@@ -19,7 +19,7 @@ from prometheus_client import (
 from gateway.auth import Tokens
 from gateway.config import Settings
 from gateway.fanout import Hub
-from gateway.rest import ApiError, error_middleware_payload, routes
+from gateway.rest import ApiError, error_body, routes
 from gateway.router import Router
 from gateway.ws import Connection, TokenBucket, close_all, websocket_handler
 from storage import Store, open_store
@@ -101,12 +101,12 @@ async def errors_as_json(request: web.Request, handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status >= 400 and request.path.startswith("/api"):
             code = {404: "NOT_FOUND", 405: "INVALID", 413: "INVALID"}.get(exc.status, "INVALID")
-            return web.json_response(error_middleware_payload(code, exc.reason),
+            return web.json_response(error_body(code, exc.reason),
                                      status=exc.status)
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return web.json_response(error_middleware_payload("INTERNAL", "internal error"),
+        return web.json_response(error_body("INTERNAL", "internal error"),
                                  status=500)
 
 

@@ -102,7 +102,6 @@ class Hub:
         self.host_auctions: dict[str, set[str]] = {}
         self.pollers: dict[Any, asyncio.Task] = {}
         self._tasks: set[asyncio.Task] = set()
-        self.delivered = 0
 
     def spawn(self, coroutine) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -168,7 +167,6 @@ class Hub:
         cache: dict = {}  # each encoding is serialised once per event, not once per socket
         for sub in list(subs.values()):
             sub.deliver(event, cache)
-        self.delivered += len(subs)
 
     # ---- pollers -------------------------------------------------------------------------
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from gateway.auth import TokenError, hash_password, verify_password
 from gateway.protocol import valid_id
-from gateway.views import present_view
-from market.auction import parse_spec, public_event
+from gateway.views import now_ms, present_view
+from market.auction import Auction, parse_spec, public_event
 from market.errors import MarketError
 from storage import Conflict
 
@@ -33,17 +32,15 @@ STATUS_OF_CODE = {
 MAX_METADATA_BYTES = 4096
 
 
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
 class ApiError(web.HTTPException):
     def __init__(self, code: str, message: str) -> None:
         self.status_code = STATUS_OF_CODE.get(code, 400)
-        super().__init__(
-            text=json.dumps({"error": {"code": code, "message": message}}),
-            content_type="application/json",
-        )
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
+        super().__init__(text=json.dumps(error_body(code, message)),
+                         content_type="application/json")
 
 
 def new_id(prefix: str) -> str:
@@ -198,8 +195,6 @@ async def create_auction(request: web.Request) -> web.Response:
         raise ApiError("ASSET_NOT_FOUND", "no such asset")
     if asset["owner_id"] != user_id:
         raise ApiError("NOT_OWNER", "you do not own this asset")
-    from market.auction import Auction  # the initial view comes from the rules themselves
-
     record = {"auction_id": auction_id, "asset_id": asset_id, "seller_id": user_id,
               "spec": spec.to_dict(), "view": Auction.new(spec).view(now),
               "status": "scheduled", "seq": 0, "created_at": now}
@@ -278,7 +273,3 @@ async def list_trades(request: web.Request) -> web.Response:
     user_id = caller(request) if user == "me" else user
     trades = await gateway_of(request).store.list_trades(asset_id=asset_id, user_id=user_id)
     return web.json_response({"trades": trades})
-
-
-def error_middleware_payload(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}

@@ -190,6 +190,3 @@ class Router:
         else:
             await self.directory.release.remote(auction_id, name)
         return result
-
-    def forget(self, auction_id: str) -> None:
-        self._locations.pop(auction_id, None)
