@@ -190,6 +190,8 @@ async def create_auction(request: web.Request) -> web.Response:
                           now=now)
     except MarketError as exc:
         raise ApiError("INVALID", exc.message) from exc
+    # A cheap early refusal, so a bad request never places (or starts) a host actor; the
+    # authoritative, race-free check is the store's atomic listing in the host's create.
     asset = await gateway.store.get_asset(asset_id)
     if asset is None:
         raise ApiError("ASSET_NOT_FOUND", "no such asset")
