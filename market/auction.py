@@ -24,8 +24,10 @@ from market.money import increment_for, is_amount
 from market.spec import AUCTION_TYPES, STATUSES, AuctionSpec, parse_spec
 
 __all__ = [
+    "ACKS_PER_BIDDER",
     "AUCTION_TYPES",
     "PRIVATE_EVENT_FIELDS",
+    "REFUSALS_PER_BIDDER",
     "STATUSES",
     "Auction",
     "AuctionSpec",
@@ -41,12 +43,19 @@ Event = dict[str, Any]
 PRIVATE_EVENT_FIELDS: frozenset[str] = frozenset({"max_amount", "req_id"})
 # What a sealed-bid auction hides in its bid events (only bid_count is public while live).
 _SEALED_HIDDEN: tuple[str, ...] = ("bidder_id", "amount", "price", "leader_id")
+# A `raised` event (a bidder raising their own bid) is public only as the fact that one happened.
+_RAISED_PUBLIC: tuple[str, ...] = ("auction_id", "seq", "type", "at")
 
-# Rejected bids are remembered only in memory (not part of the snapshot); bound the cache so a
-# client hammering bad requests cannot grow it without limit.
-_REJECTED_CACHE_SIZE = 1_024
-_MAX_ID_LEN = 128
-_SNAPSHOT_VERSION = 1
+# Idempotency memory, per bidder and auction: the last ACKS_PER_BIDDER accepted requests (state,
+# so in snapshots) and the last REFUSALS_PER_BIDDER refused ones (in memory only). A bidder's
+# own traffic evicts their oldest entry; another bidder's traffic never does.
+ACKS_PER_BIDDER = 256
+REFUSALS_PER_BIDDER = 256
+# The gateway prefixes a protocol req_id (up to 128 characters) with its type, e.g. "str:".
+_MAX_ID_LEN = 160
+# 2: acks bounded per bidder, listed oldest first. 1 (still read): every ack, by (bidder, req_id).
+_SNAPSHOT_VERSION = 2
+_READABLE_SNAPSHOT_VERSIONS = (1, 2)
 
 # Reasons carried by `closed` events.
 CLOSE_TIME = "time"  # ends_at reached
@@ -63,11 +72,19 @@ def dutch_price(
 
 
 def public_event(event: Event, auction_type: str) -> Event:
-    """The client-safe copy of an event: private fields dropped, sealed bids anonymised."""
+    """The client-safe copy of an event: private fields dropped, a leader's bid shown at the
+    price (never their maximum), sealed bids anonymised, raises reduced to the bare fact."""
+    kind = event.get("type")
+    if kind == "raised":
+        return {k: event[k] for k in _RAISED_PUBLIC if k in event}
     out = {k: v for k, v in event.items() if k not in PRIVATE_EVENT_FIELDS}
-    if auction_type == "sealed" and out.get("type") == "bid":
-        for key in _SEALED_HIDDEN:
-            out[key] = None
+    if kind == "bid":
+        if auction_type == "sealed":
+            for key in _SEALED_HIDDEN:
+                out[key] = None
+        elif "amount" in out and out.get("bidder_id") == out.get("leader_id"):
+            # What the leader offered above the price is as hidden as their maximum.
+            out["amount"] = out.get("price")
     return out
 
 
@@ -93,6 +110,15 @@ def _is_id(value: object) -> bool:
     return isinstance(value, str) and 0 < len(value) <= _MAX_ID_LEN
 
 
+def _remember[V](memory: dict[str, OrderedDict[str, V]], bidder_id: str, req_id: str,
+                 value: V, limit: int) -> None:
+    """Store `value` under (bidder_id, req_id), evicting that bidder's oldest beyond `limit`."""
+    mine = memory.setdefault(bidder_id, OrderedDict())
+    mine[req_id] = value
+    if len(mine) > limit:
+        mine.popitem(last=False)
+
+
 class Auction:
     """One auction's full private state. Mutated only through `apply(event)`."""
 
@@ -112,12 +138,14 @@ class Auction:
         # Sealed: bidder -> (current sealed bid, seq of that bid). Dutch: unused.
         # The seq breaks ties: the earlier one wins.
         self._book: dict[str, tuple[int, int]] = {}
-        # Accepted (bidder_id, req_id) -> the ack that was returned; part of the state.
-        self._acks: dict[tuple[str, str], dict[str, Any]] = {}
+        # Accepted: bidder_id -> req_id -> the ack returned, oldest first, at most
+        # ACKS_PER_BIDDER each; part of the state (evicted by `apply`, so replay agrees).
+        self._acks: dict[str, OrderedDict[str, dict[str, Any]]] = {}
         # The bid whose ack later events of the same command (extended/closed) update.
         self._last_bid: tuple[str, str] | None = None
-        # Rejected requests: in-memory only, so retries get the same answer on this replica.
-        self._rejected: OrderedDict[tuple[str, str], MarketError] = OrderedDict()
+        # Refused: the same shape, in memory only, so retries get the same answer on this
+        # replica.
+        self._rejected: dict[str, OrderedDict[str, MarketError]] = {}
 
     # ---- construction ------------------------------------------------------------------
 
@@ -146,14 +174,16 @@ class Auction:
             "winner_id": self.winner_id,
             "final_price": self.final_price,
             "book": [[b, amount, seq] for b, (amount, seq) in sorted(self._book.items())],
-            "acks": [[b, r, dict(ack)] for (b, r), ack in sorted(self._acks.items())],
+            "acks": [[b, r, dict(ack)] for b in sorted(self._acks)
+                     for r, ack in self._acks[b].items()],  # per bidder, oldest first
             "last_bid": list(self._last_bid) if self._last_bid is not None else None,
         }
 
     @classmethod
     def from_snapshot(cls, d: dict[str, Any]) -> Auction:
-        if d.get("version", _SNAPSHOT_VERSION) != _SNAPSHOT_VERSION:
-            raise ValueError(f"unsupported snapshot version {d.get('version')!r}")
+        version = d.get("version", _SNAPSHOT_VERSION)
+        if version not in _READABLE_SNAPSHOT_VERSIONS:
+            raise ValueError(f"unsupported snapshot version {version!r}")
         auction = cls(AuctionSpec.from_dict(d["spec"]))
         auction.status = d["status"]
         auction.seq = d["seq"]
@@ -164,7 +194,12 @@ class Auction:
         auction.winner_id = d["winner_id"]
         auction.final_price = d["final_price"]
         auction._book = {b: (amount, seq) for b, amount, seq in d["book"]}
-        auction._acks = {(b, r): dict(ack) for b, r, ack in d["acks"]}
+        rows = d["acks"]
+        if version == 1:
+            # Sorted by req_id, not age; an ack's seq grows with every later command.
+            rows = sorted(rows, key=lambda row: (row[0], row[2]["seq"]))
+        for b, r, ack in rows:
+            _remember(auction._acks, b, r, dict(ack), ACKS_PER_BIDDER)
         last = d.get("last_bid")
         auction._last_bid = (last[0], last[1]) if last else None
         return auction
@@ -282,20 +317,21 @@ class Auction:
             # No usable idempotency key, so this refusal cannot be remembered.
             return BidOutcome([], None, MarketError(
                 INVALID, f"bidder_id and req_id must be strings of 1..{_MAX_ID_LEN} characters"))
-        key = (bidder_id, req_id)
         # A retry must not change anything: not even the time transitions.
-        if key in self._acks:
-            return BidOutcome([], dict(self._acks[key]), None)
-        if key in self._rejected:
-            return BidOutcome([], None, self._rejected[key])
+        ack = self._acks.get(bidder_id, {}).get(req_id)
+        if ack is not None:
+            return BidOutcome([], dict(ack), None)
+        refused = self._rejected.get(bidder_id, {}).get(req_id)
+        if refused is not None:
+            return BidOutcome([], None, refused)
 
         events = self.advance(now)
         try:
             events.extend(self._decide_bid(bidder_id, req_id, amount, max_amount, now))
         except MarketError as err:
-            self._remember_rejection(key, err)
+            _remember(self._rejected, bidder_id, req_id, err, REFUSALS_PER_BIDDER)
             return BidOutcome(events, None, err)
-        return BidOutcome(events, dict(self._acks[key]), None)
+        return BidOutcome(events, dict(self._acks[bidder_id][req_id]), None)
 
     # ---- bid decisions (validate fully, then emit; never emit and then raise) ------------
 
@@ -347,12 +383,21 @@ class Auction:
             # First bid: nobody to compete with, so the price is the start price.
             new_leader, price, leader_max = bidder_id, spec.start_price, effective_max
         elif bidder_id == leader:
-            current_max = self._book[leader][0]
-            if effective_max <= current_max:
-                raise _too_low(max(min_bid, current_max + 1),
-                               "you already lead; a raise must exceed your current maximum")
             # Raising your own ceiling never makes you bid against yourself.
+            current_max = self._book[leader][0]
+            needed = current_max + self._increment(current_max)
+            if effective_max < needed:
+                raise _too_low(needed, "you already lead; raise your maximum by at least one "
+                               "increment")
             assert self.price is not None
+            reserve = spec.reserve_price
+            if reserve is None or not self.price < reserve <= effective_max:
+                # Nothing public moves: a private raise that neither counts nor extends.
+                self._emit(events, "raised", now, bidder_id=bidder_id, amount=amount,
+                           max_amount=effective_max, req_id=req_id, price=self.price,
+                           leader_id=leader, bid_count=self.bid_count)
+                return events
+            # It lifts the price to the reserve (below), which is public: an ordinary bid.
             new_leader, price, leader_max = leader, self.price, effective_max
         else:
             # Every other bidder's maximum is <= price < min_bid <= this bid's maximum, so the
@@ -397,12 +442,17 @@ class Auction:
         if previous is None:
             if amount < self.spec.start_price:
                 raise _too_low(self.spec.start_price)
-        elif amount <= previous[0]:
-            raise _too_low(previous[0] + 1, "a replacement bid must be higher than your bid")
+            kind, bid_count = "bid", self.bid_count + 1
+        else:
+            needed = previous[0] + increment_for(previous[0])
+            if amount < needed:
+                raise _too_low(needed, "a replacement bid must be at least one increment above "
+                               "your bid")
+            kind, bid_count = "raised", self.bid_count  # bid_count: bidders with a bid
         events: list[Event] = []
         # price/leader stay None: nothing about the standings is revealed until close.
-        self._emit(events, "bid", now, bidder_id=bidder_id, amount=amount, price=None,
-                   leader_id=None, bid_count=self.bid_count + 1, max_amount=effective_max,
+        self._emit(events, kind, now, bidder_id=bidder_id, amount=amount, price=None,
+                   leader_id=None, bid_count=bid_count, max_amount=effective_max,
                    req_id=req_id)
         return events
 
@@ -435,11 +485,6 @@ class Auction:
     def _increment(self, price: int) -> int:
         return self.spec.increment if self.spec.increment is not None else increment_for(price)
 
-    def _remember_rejection(self, key: tuple[str, str], err: MarketError) -> None:
-        self._rejected[key] = err
-        if len(self._rejected) > _REJECTED_CACHE_SIZE:
-            self._rejected.popitem(last=False)
-
     # ---- events --------------------------------------------------------------------------
 
     def _emit(self, events: list[Event], kind: str, now: int, **fields: Any) -> None:
@@ -459,7 +504,8 @@ class Auction:
         kind = event["type"]
         if kind == "started":
             self.status = "live"
-        elif kind == "bid":
+        elif kind in ("bid", "raised"):
+            # A raise (of one's own bid) carries the unchanged price, leader and bid_count.
             bidder = event["bidder_id"]
             if self.spec.type == "english":
                 self._book[bidder] = (event["max_amount"], seq)
@@ -468,10 +514,11 @@ class Auction:
             self.price = event["price"]
             self.leader_id = event["leader_id"]
             self.bid_count = event["bid_count"]
-            key = (bidder, event["req_id"])
-            self._acks[key] = {"seq": seq, "price": self.price, "leader_id": self.leader_id,
-                               "ends_at": self.ends_at, "bid_count": self.bid_count}
-            self._last_bid = key
+            req_id = event["req_id"]
+            ack = {"seq": seq, "price": self.price, "leader_id": self.leader_id,
+                   "ends_at": self.ends_at, "bid_count": self.bid_count}
+            _remember(self._acks, bidder, req_id, ack, ACKS_PER_BIDDER)
+            self._last_bid = (bidder, req_id)
         elif kind == "extended":
             self.ends_at = event["ends_at"]
             self._touch_last_ack(seq)
@@ -494,6 +541,7 @@ class Auction:
         """An extended/closed event caused by the bid just applied: its ack reports them."""
         if self._last_bid is None:
             return
-        ack = self._acks[self._last_bid]
+        bidder, req_id = self._last_bid
+        ack = self._acks[bidder][req_id]  # its bidder's newest, so never evicted
         ack["seq"] = seq
         ack["ends_at"] = self.ends_at

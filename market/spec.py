@@ -15,6 +15,8 @@ STATUSES: tuple[str, ...] = ("scheduled", "live", "closed", "cancelled")
 DEFAULT_SOFT_CLOSE_MS = 60_000
 MAX_SOFT_CLOSE_MS = 86_400_000  # one day
 MAX_DURATION_MS = 30 * 86_400_000  # thirty days
+# How far ahead an auction may be scheduled: a listing holds its card and a host slot.
+MAX_START_AHEAD_MS = 30 * 86_400_000
 
 # Fields that only make sense for one auction type; sending them for another type is almost
 # certainly a client mistake, so it is refused rather than silently ignored.
@@ -138,6 +140,8 @@ def parse_spec(
     starts_at = _time(raw, "starts_at", "epoch milliseconds")
     if starts_at is None:
         starts_at = now
+    if starts_at - now > MAX_START_AHEAD_MS:
+        raise _invalid("starts_at", "may be at most 30 days ahead")
 
     has_ends, has_duration = raw.get("ends_at") is not None, raw.get("duration_ms") is not None
     if has_ends == has_duration:

@@ -55,7 +55,9 @@ def test_first_bid_at_or_above_current_price_wins_at_current_price() -> None:
         "closed", 8_000, "A", 8_000)
     assert view["min_bid"] is None
     assert b.refused("B", 20_000, now=now + 1)["code"] == AUCTION_NOT_LIVE
-    assert public_event(bid, "dutch")["amount"] == 9_500
+    # The winner's bid is public at the price paid, not at what they offered.
+    assert public_event(bid, "dutch")["amount"] == 8_000
+    assert 9_500 not in public_event(bid, "dutch").values()
     assert "max_amount" not in public_event(bid, "dutch")
 
 

@@ -1,7 +1,10 @@
 """English auction rules: proxy bidding, increments, reserve, soft close, buy now, close."""
 
-from market.auction import Auction
+import json
+
+from market.auction import Auction, public_event
 from market.errors import AUCTION_NOT_LIVE, BID_TOO_LOW, INVALID, SELF_BID
+from market.money import increment_for
 from tests.unit.factories import HOUR, SELLER, T0, Bidder, live, make_auction
 
 END = T0 + HOUR
@@ -120,25 +123,118 @@ def test_leader_raising_own_max_does_not_move_price() -> None:
     b.ok("A", 1000, max_amount=2000)
     b.ok("B", 1200)
     assert b.auction.price == 1250
-    ack = b.ok("A", 1300, max_amount=9000)
-    assert (ack["price"], ack["leader_id"], ack["bid_count"]) == (1250, "A", 3)
+    out = b.bid("A", 1300, max_amount=9000)
+    assert types(out.events) == ["raised"]
+    assert out.ack is not None
+    assert (out.ack["price"], out.ack["leader_id"], out.ack["bid_count"]) == (1250, "A", 2)
     assert max_of(b.auction, "A") == 9000
     # B now needs to beat 9000 to lead; a bid of 5000 is outbid by the proxy at 5100.
     assert b.ok("B", 5000)["price"] == 5100
 
 
-def test_leader_raise_not_exceeding_own_max_is_too_low() -> None:
+def test_leader_raise_must_be_one_increment_above_own_max() -> None:
     b = live(start_price=1000)
     b.ok("A", 1000, max_amount=5000)
     err = b.refused("A", 1050)  # effective max 1050 <= 5000
     assert err["code"] == BID_TOO_LOW
-    assert err["min_bid"] == 5001
-    err = b.refused("A", 1050, max_amount=5000)
-    assert err["code"] == BID_TOO_LOW
+    assert err["min_bid"] == 5100  # 5,000 + the ladder's 100 at 5,000
+    assert b.refused("A", 1050, max_amount=5000)["min_bid"] == 5100
+    assert b.refused("A", 1050, max_amount=5099)["min_bid"] == 5100
     # the ordinary minimum still applies to the amount
     assert b.refused("A", 1049, max_amount=9000)["min_bid"] == 1050
     assert b.auction.bid_count == 1
     assert max_of(b.auction, "A") == 5000
+    assert types(b.bid("A", 1050, max_amount=5100).events) == ["raised"]
+    assert max_of(b.auction, "A") == 5100
+
+
+def test_one_cent_raise_is_refused_and_changes_nothing() -> None:
+    b = live(start_price=1000, soft_close_ms=60_000)
+    b.ok("A", 1000, max_amount=5000)
+    before = b.auction.to_snapshot()
+    out = b.bid("A", 5001, now=END - 1_000)
+    assert out.events == [] and out.error is not None
+    assert (out.error.code, out.error.details) == (BID_TOO_LOW, {"min_bid": 5100})
+    assert b.auction.to_snapshot() == before
+
+
+def test_leader_raise_uses_the_fixed_increment_when_set() -> None:
+    b = live(start_price=1000, increment=7)
+    b.ok("A", 1000, max_amount=5000)
+    assert b.refused("A", 5006)["min_bid"] == 5007
+    assert types(b.bid("A", 5007).events) == ["raised"]
+
+
+def test_raised_event_shape_and_public_copy() -> None:
+    b = live(start_price=1000)
+    b.ok("A", 1000, max_amount=2000)
+    b.ok("B", 1200)  # A leads at 1250, bid_count 2
+    out = b.bid("A", 1300, max_amount=9000, req_id="r-up", now=T0 + 7)
+    (raised,) = out.events
+    assert raised == {"auction_id": "auc-1", "seq": 4, "type": "raised", "at": T0 + 7,
+                      "bidder_id": "A", "amount": 1300, "max_amount": 9000, "req_id": "r-up",
+                      "price": 1250, "leader_id": "A", "bid_count": 2}
+    assert out.ack == {"seq": 4, "price": 1250, "leader_id": "A", "ends_at": END, "bid_count": 2}
+    assert public_event(raised, "english") == {"auction_id": "auc-1", "seq": 4,
+                                               "type": "raised", "at": T0 + 7}
+    view = b.auction.view(T0 + 8)
+    assert (view["price"], view["leader_id"], view["bid_count"]) == (1250, "A", 2)
+
+
+def test_self_raises_in_soft_close_window_never_extend() -> None:
+    b = live(start_price=1000, soft_close_ms=60_000)
+    b.ok("A", 1000, max_amount=2000)
+    b.ok("B", 1500)  # A leads at 1550
+    maximum = 2000
+    for i in range(35):
+        maximum += increment_for(maximum)
+        out = b.bid("A", maximum, now=END - 30_000 + i * 100)
+        assert types(out.events) == ["raised"]
+        assert out.ack is not None
+        assert (out.ack["ends_at"], out.ack["bid_count"], out.ack["price"]) == (END, 2, 1550)
+    a = b.auction
+    assert (a.ends_at, a.bid_count, a.price, a.leader_id) == (END, 2, 1550, "A")
+    assert max_of(a, "A") == maximum
+    closed = b.advance(END)
+    assert types(closed) == ["closed"]
+    assert (closed[0]["winner_id"], closed[0]["final_price"]) == ("A", 1550)
+    assert b.replayed().to_snapshot() == a.to_snapshot()
+
+
+def test_challenger_matching_a_raised_maximum_loses_the_tie() -> None:
+    b = live(start_price=1000)
+    b.ok("A", 1000, max_amount=2000)
+    b.ok("A", 1050, max_amount=6000)  # raise
+    ack = b.ok("B", 6000)
+    assert (ack["price"], ack["leader_id"]) == (6000, "A")
+    ack = b.ok("C", 6100, max_amount=6000 + 100)
+    assert (ack["price"], ack["leader_id"]) == (6100, "C")
+
+
+def test_replay_and_snapshot_with_raises_rebuild_the_same_state() -> None:
+    b = live(start_price=1000, reserve_price=3000, soft_close_ms=60_000)
+    b.ok("A", 1000, max_amount=2000)
+    b.ok("B", 1500)
+    b.ok("A", 1600, max_amount=2500, now=END - 10_000)  # raise below the reserve
+    b.ok("B", 2600, max_amount=2600, now=END - 9_000)  # B leads at 2600
+    b.ok("B", 2700, max_amount=2700 + 100, now=END - 8_000)  # B raises
+    b.ok("A", 2800, max_amount=4000, now=END)  # extended earlier, so still live
+    b.advance(b.auction.ends_at)
+    assert b.auction.status == "closed"
+    final = b.auction.to_snapshot()
+    assert "raised" in types(b.events)
+    assert b.replayed().to_snapshot() == final
+    for i in range(len(b.events) + 1):
+        resumed = Auction.from_snapshot(json.loads(json.dumps(
+            Auction.replay(b.auction.spec, b.events[:i]).to_snapshot())))
+        for event in b.events[i:]:
+            resumed.apply(event)
+        assert resumed.to_snapshot() == final
+    rebuilt = b.replayed()
+    for n in range(1, 7):
+        assert rebuilt.handle_bid("A" if n in (1, 3, 6) else "B", f"req-{n}", 0, None,
+                                  END + HOUR).ack is not None
+    assert rebuilt.to_snapshot() == final
 
 
 def test_reserve_price_jumps_to_reserve_when_leader_max_reaches_it() -> None:
@@ -164,10 +260,19 @@ def test_reserve_not_reached_keeps_price_and_reports_unmet() -> None:
     b.ok("B", 2000)
     assert (b.auction.price, b.auction.leader_id) == (2050, "A")
     assert b.auction.view(T0 + 1)["reserve_met"] is False
-    # leader raising their max to the reserve moves the price exactly to the reserve
-    ack = b.ok("A", 2100, max_amount=4500)
-    assert (ack["price"], ack["leader_id"]) == (4000, "A")
+    # A raise below the reserve moves nothing public.
+    assert types(b.bid("A", 2100, max_amount=3500).events) == ["raised"]
+    assert (b.auction.price, b.auction.bid_count) == (2050, 2)
+    # Raising to the reserve moves the price exactly to the reserve: a public price change,
+    # so an ordinary bid (counted, and it may extend a soft close).
+    out = b.bid("A", 2100, max_amount=4500)
+    assert types(out.events) == ["bid"]
+    assert out.ack is not None
+    assert (out.ack["price"], out.ack["leader_id"], out.ack["bid_count"]) == (4000, "A", 3)
     assert b.auction.view(T0 + 1)["reserve_met"] is True
+    # Once met, further raises are private again.
+    assert types(b.bid("A", 4600, max_amount=6000).events) == ["raised"]
+    assert (b.auction.price, b.auction.bid_count) == (4000, 3)
 
 
 def test_reserve_not_met_at_close_means_no_winner() -> None:
@@ -301,10 +406,12 @@ def test_buy_now_needs_the_amount_not_just_the_max() -> None:
     assert b.auction.status == "live"
 
 
-def test_bid_count_counts_commands_not_proxy_raises() -> None:
+def test_bid_count_counts_bids_not_proxy_or_self_raises() -> None:
     b = live(start_price=1000)
     b.ok("A", 1000, max_amount=10_000)
     for i, amount in enumerate((2000, 3000, 4000)):
         assert b.ok("B", amount)["bid_count"] == i + 2
+    assert b.auction.bid_count == 4
+    assert b.ok("A", 4200, max_amount=20_000)["bid_count"] == 4  # the leader's raise
     assert b.auction.bid_count == 4
     assert b.auction.leader_id == "A"

@@ -4,8 +4,16 @@ import json
 
 import pytest
 
-from market.auction import Auction, BidOutcome, public_event
-from market.errors import AUCTION_NOT_LIVE, BID_TOO_LOW, HAS_BIDS, NOT_SELLER, MarketError
+from market.auction import ACKS_PER_BIDDER, Auction, BidOutcome, public_event
+from market.errors import (
+    AUCTION_NOT_LIVE,
+    BID_TOO_LOW,
+    HAS_BIDS,
+    INVALID,
+    NOT_SELLER,
+    MarketError,
+)
+from market.money import increment_for
 from tests.unit.factories import HOUR, SELLER, T0, Bidder, live, make_auction, make_spec
 
 END = T0 + HOUR
@@ -149,6 +157,100 @@ def test_rejections_are_not_part_of_the_snapshot() -> None:
     assert b.auction.to_snapshot() == before
 
 
+def test_another_bidders_refusals_do_not_evict_mine() -> None:
+    a = make_auction(start_price=1000)
+    early = a.handle_bid("A", "mine", 1000, None, T0 - 1)
+    assert early.error is not None and early.error.code == AUCTION_NOT_LIVE
+    for i in range(1_000):  # B's traffic before the start...
+        assert a.handle_bid("B", f"b{i}", 1000, None, T0 - 1).error is not None
+    for i in range(1_000):  # ...and after it
+        assert a.handle_bid("B", f"c{i}", 1, None, T0 + 1).error is not None
+    assert a.status == "live"
+    again = a.handle_bid("A", "mine", 1000, None, T0 + 2)
+    assert again.events == [] and again.ack is None and again.error is early.error
+    assert a.bid_count == 0
+
+
+def test_refusals_are_remembered_256_per_bidder_oldest_evicted_first() -> None:
+    a = make_auction(start_price=1000)
+    first = [a.handle_bid("A", f"r{i}", 1000, None, T0 - 1) for i in range(ACKS_PER_BIDDER + 1)]
+    assert all(o.error is not None and o.error.code == AUCTION_NOT_LIVE for o in first)
+    assert a.handle_bid("A", "r1", 1000, None, T0 + 1).error is first[1].error
+    # r0 was A's oldest refusal and was evicted by A's own 257th: judged anew, now accepted.
+    assert a.handle_bid("A", "r0", 1000, None, T0 + 1).ack is not None
+
+
+def _sealed_raises(b: Bidder, bidder: str, count: int, amount: int = 1000) -> int:
+    """`count` accepted sealed bids by one bidder (a first bid, then replacements)."""
+    for _ in range(count):
+        b.ok(bidder, amount)
+        amount += increment_for(amount)
+    return amount
+
+
+def test_acks_are_remembered_256_per_bidder_oldest_evicted_first() -> None:
+    b = live(type="sealed", start_price=1000)
+    mine = b.bid("B", 1000, req_id="b-first")
+    _sealed_raises(b, "A", ACKS_PER_BIDDER + 1)  # req-1 .. req-257
+    acks = b.auction.to_snapshot()["acks"]
+    assert len(acks) == ACKS_PER_BIDDER + 1
+    assert sum(1 for bidder, _, _ in acks if bidder == "A") == ACKS_PER_BIDDER
+    assert "req-1" not in {r for _, r, _ in acks}
+    # B's only ack survived A's traffic; A's second-oldest is still answered the same.
+    assert b.bid("B", 1, req_id="b-first").ack == mine.ack
+    second = b.auction.handle_bid("A", "req-2", 0, None, T0 + 2)
+    assert second.events == [] and second.ack is not None and second.ack["seq"] == 4
+    # A's oldest was evicted: the retry is judged anew (a replacement below A's bid).
+    again = b.bid("A", 1000, req_id="req-1")
+    assert again.error is not None and again.error.code == BID_TOO_LOW
+    # Replay evicts exactly like live.
+    assert b.replayed().to_snapshot() == b.auction.to_snapshot()
+
+
+def test_snapshot_stays_bounded_with_10000_accepted_bids() -> None:
+    b = live(type="sealed", start_price=1000)
+    amount = _sealed_raises(b, "A", 300)
+    size_300 = len(json.dumps(b.auction.to_snapshot()))
+    _sealed_raises(b, "A", 9_700, amount)
+    snap = b.auction.to_snapshot()
+    assert len(snap["acks"]) == ACKS_PER_BIDDER
+    assert len(json.dumps(snap)) < size_300 * 1.2
+    assert snap["version"] == 2
+    clone = Auction.from_snapshot(json.loads(json.dumps(snap)))
+    assert clone.to_snapshot() == snap
+    assert Auction.from_snapshot(clone.to_snapshot()).to_snapshot() == snap
+    assert b.replayed().to_snapshot() == snap
+
+
+def test_version_1_snapshot_is_read_and_trimmed() -> None:
+    b = live(type="sealed", start_price=1000)
+    b.ok("B", 1000)
+    _sealed_raises(b, "A", ACKS_PER_BIDDER + 20)
+    current = b.auction.to_snapshot()
+    # A version-1 snapshot held every ack ever given, sorted by (bidder_id, req_id) (so
+    # "req-10" sorts before "req-2": the order says nothing about age).
+    every_ack = [[e["bidder_id"], e["req_id"],
+                  {"seq": e["seq"], "price": None, "leader_id": None, "ends_at": END,
+                   "bid_count": e["bid_count"]}]
+                 for e in b.events if e["type"] in ("bid", "raised")]
+    assert len(every_ack) == ACKS_PER_BIDDER + 21
+    v1 = dict(current, version=1, acks=sorted(every_ack, key=lambda row: row[:2]))
+    assert Auction.from_snapshot(json.loads(json.dumps(v1))).to_snapshot() == current
+    with pytest.raises(ValueError):
+        Auction.from_snapshot(dict(current, version=3))
+
+
+def test_req_id_with_type_prefix_of_132_characters_is_accepted() -> None:
+    b = live()
+    req_id = "str:" + "x" * 128
+    assert len(req_id) == 132
+    out = b.bid("A", 1000, req_id=req_id)
+    assert out.ack is not None
+    assert b.bid("A", 1000, req_id=req_id).ack == out.ack
+    too_long = b.bid("A", 5000, req_id="x" * 161)
+    assert too_long.error is not None and too_long.error.code == INVALID
+
+
 def test_returned_ack_is_a_copy() -> None:
     b = live()
     ack = b.ok("A", 1000)
@@ -168,6 +270,31 @@ def test_public_event_strips_private_fields_english() -> None:
                    "bidder_id": "A", "amount": 1000, "price": 1000, "leader_id": "A",
                    "bid_count": 1}
     assert "max_amount" in bid  # the original is untouched
+
+
+def test_public_event_shows_a_leading_bid_at_the_price() -> None:
+    b = live(start_price=1000)
+    bid = b.bid("A", 3000).events[0]  # lone bidder: leads at the start price
+    pub = public_event(bid, "english")
+    assert (pub["amount"], pub["price"], pub["leader_id"]) == (1000, 1000, "A")
+    assert 3000 not in pub.values()
+    assert bid["amount"] == 3000  # the original is untouched
+    # An outbid bidder's amount stays: it is below the price anyway.
+    outbid = b.bid("B", 1500).events[0]
+    assert (outbid["leader_id"], public_event(outbid, "english")["amount"]) == ("A", 1500)
+    # A challenger who takes the lead shows the price, not what they offered.
+    lead = b.bid("C", 9000).events[0]
+    assert (lead["leader_id"], lead["price"]) == ("C", 3100)
+    assert public_event(lead, "english")["amount"] == 3100
+
+
+def test_public_event_buy_now_and_dutch_show_the_price_paid() -> None:
+    b = live(start_price=1000, buy_now_price=8000)
+    bid = b.bid("A", 9000).events[0]
+    assert public_event(bid, "english")["amount"] == 8000
+    d = live(type="dutch", start_price=10_000, floor_price=5_000, step=1_000, step_ms=60_000)
+    bid = d.bid("A", 12_000).events[0]
+    assert public_event(bid, "dutch")["amount"] == 10_000
 
 
 def test_public_event_leaves_other_events_alone() -> None:

@@ -81,7 +81,7 @@ class Run:
     checkpoints: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     sent: list[tuple[str, str, int, int | None]] = field(default_factory=list)
     outcomes: dict[tuple[str, str], BidOutcome] = field(default_factory=dict)
-    accepted: int = 0
+    accepted: int = 0  # accepted bids that are not raises: what bid_count counts
 
 
 def leader_by_rule(book: list[list[Any]]) -> tuple[str, int]:
@@ -151,8 +151,9 @@ def run_ops(spec: AuctionSpec, script: list[tuple[Any, ...]]) -> Run:
                 assert auction.to_snapshot() == before
             else:
                 run.outcomes[key] = outcome
-                if outcome.ack is not None:
-                    run.accepted += 1
+                if outcome.ack is not None and not any(
+                        e["type"] == "raised" for e in outcome.events):
+                    run.accepted += 1  # a raise of one's own bid is not counted
                     assert outcome.ack["seq"] == auction.seq
                     assert outcome.ack["bid_count"] == auction.bid_count
             produced = outcome.events
@@ -223,6 +224,53 @@ def test_random_sequences_keep_invariants_and_replay_exactly(
         assert (auction.winner_id is None) == (auction.final_price is None)
         if auction.winner_id is not None and spec.reserve_price is not None:
             assert auction.final_price is not None and auction.final_price >= spec.reserve_price
+
+
+# Fields of a public event that are not money: identity, ordering, time and counts.
+_NOT_MONEY = frozenset({"seq", "at", "ends_at", "bid_count"})
+
+
+def _money(pub: dict[str, Any]) -> list[int]:
+    return [v for k, v in pub.items()
+            if k not in _NOT_MONEY and isinstance(v, int) and not isinstance(v, bool)]
+
+
+@st.composite
+def english_specs(draw: st.DrawFn) -> AuctionSpec:
+    start_price = draw(st.integers(0, 5_000))
+    raw: dict[str, Any] = {"type": "english", "start_price": start_price, "starts_at": START,
+                           "duration_ms": draw(st.integers(1_000, 300_000)),
+                           "soft_close_ms": draw(st.sampled_from((0, 10_000, 60_000)))}
+    if draw(st.booleans()):
+        raw["reserve_price"] = start_price + draw(st.integers(0, 6_000))
+    if draw(st.booleans()):
+        low = max(start_price + 1, raw.get("reserve_price", 0))
+        raw["buy_now_price"] = low + draw(st.integers(0, 10_000))
+    if draw(st.booleans()):
+        raw["increment"] = draw(st.integers(1, 300))
+    return parse_spec(raw, auction_id="p-1", asset_id="x", seller_id=SELLER, now=CREATED)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=english_specs(), script=ops)
+def test_public_events_never_reveal_the_leaders_maximum(
+    spec: AuctionSpec, script: list[tuple[Any, ...]]
+) -> None:
+    run = run_ops(spec, script)
+    state = Auction.new(spec)
+    for event in run.events:
+        state.apply(event)
+        pub = public_event(event, spec.type)
+        money = _money(pub)
+        if state.leader_id is not None and state.price is not None:
+            book = {b: m for b, m, _ in state.to_snapshot()["book"]}
+            leader_max = book[state.leader_id]
+            if leader_max > state.price:
+                assert leader_max not in money, (event, pub)
+        if event["type"] == "bid" and event["bidder_id"] == event["leader_id"]:
+            assert all(v <= event["price"] for v in money), (event, pub)
+        if event["type"] == "raised":
+            assert pub.keys() == {"auction_id", "seq", "type", "at"}
 
 
 @settings(max_examples=150, deadline=None)

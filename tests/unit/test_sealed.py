@@ -89,17 +89,36 @@ def test_tie_goes_to_the_earliest_bid() -> None:
     assert (closed["winner_id"], closed["final_price"]) == ("A", 5_000)
 
 
-def test_replacement_must_be_higher_and_counts_as_a_bid() -> None:
+def test_replacement_must_be_an_increment_higher_and_is_not_counted() -> None:
     b = live(**SEALED)
     b.ok("A", 5_000)
     b.ok("B", 6_000)
     err = b.refused("A", 5_000)
-    assert (err["code"], err["min_bid"]) == (BID_TOO_LOW, 5_001)
-    assert b.refused("A", 4_000)["min_bid"] == 5_001
-    assert b.ok("A", 8_000)["bid_count"] == 3
+    assert (err["code"], err["min_bid"]) == (BID_TOO_LOW, 5_100)  # 5,000 + ladder's 100
+    assert b.refused("A", 4_000)["min_bid"] == 5_100
+    assert b.refused("A", 5_001)["min_bid"] == 5_100
+    out = b.bid("A", 8_000)
+    assert [e["type"] for e in out.events] == ["raised"]
+    assert out.ack is not None and out.ack["bid_count"] == 2  # bidders with a bid
+    assert b.auction.bid_count == 2
     closed = b.advance(END)[0]
     # A's replaced bid counts once: second price is B's 6,000, not A's old 5,000.
     assert (closed["winner_id"], closed["final_price"]) == ("A", 6_000)
+
+
+def test_replacement_event_shape_and_public_copy() -> None:
+    b = live(**SEALED)
+    b.ok("A", 5_000)
+    out = b.bid("A", 5_100, req_id="again", now=T0 + 9)
+    (raised,) = out.events
+    assert raised == {"auction_id": "auc-1", "seq": 3, "type": "raised", "at": T0 + 9,
+                      "bidder_id": "A", "amount": 5_100, "max_amount": 5_100,
+                      "req_id": "again", "price": None, "leader_id": None, "bid_count": 1}
+    assert out.ack == {"seq": 3, "price": None, "leader_id": None, "ends_at": END,
+                       "bid_count": 1}
+    assert public_event(raised, "sealed") == {"auction_id": "auc-1", "seq": 3,
+                                              "type": "raised", "at": T0 + 9}
+    assert b.replayed().to_snapshot() == b.auction.to_snapshot()
 
 
 def test_replacement_moves_tie_order() -> None:
