@@ -9,9 +9,9 @@ import os
 import tempfile
 from urllib.parse import parse_qs, urlsplit
 
-from storage.base import CommitBatch, Conflict, Store, StoreError
+from storage.base import SETTLE_ASSET_MOVED, CommitBatch, Conflict, Store, StoreError
 
-__all__ = ["CommitBatch", "Conflict", "Store", "StoreError", "open_store"]
+__all__ = ["SETTLE_ASSET_MOVED", "CommitBatch", "Conflict", "Store", "StoreError", "open_store"]
 
 
 def _shm_dir() -> str:

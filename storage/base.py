@@ -7,12 +7,17 @@ their event loop on I/O, whichever back end sits behind the interface.
 from __future__ import annotations
 
 import abc
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 # Auction statuses the store itself reasons about (the market owns the full state machine).
 OPEN_STATUSES: tuple[str, ...] = ("scheduled", "live")
 FINISHED_STATUSES: tuple[str, ...] = ("closed", "cancelled")
+
+# `settle_error` of an auction whose winner got nothing: when it was settled, the asset was
+# no longer owned by the seller through this listing, so no trade was recorded.
+SETTLE_ASSET_MOVED = "ASSET_MOVED"
 
 
 class StoreError(Exception):
@@ -109,7 +114,8 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def get_auction(self, auction_id: str) -> dict[str, Any] | None: ...
+    async def get_auction(self, auction_id: str) -> dict[str, Any] | None:
+        """The auction record; `settle_error` is None unless settle() found the asset moved."""
 
     @abc.abstractmethod
     async def list_auctions(
@@ -136,7 +142,15 @@ class Store(abc.ABC):
     # -- settlement ------------------------------------------------------------------------
     @abc.abstractmethod
     async def settle(self, trade: dict[str, Any]) -> bool:
-        """Record trade, move the asset to the buyer, mark settled; True if newly settled."""
+        """Sell the asset to the buyer, record the trade, mark the auction settled.
+
+        Idempotent saga step. Returns True only for the call that settled the auction with
+        a sale. If the asset is no longer owned by the seller through this listing
+        (`listed_in` == the auction), nothing moves and no trade is recorded; the auction
+        is still marked settled, with `settle_error` = SETTLE_ASSET_MOVED, a warning is
+        logged and False is returned. Any call on a settled auction is a no-op returning
+        False. Conflict AUCTION_NOT_FOUND if the auction does not exist.
+        """
 
     @abc.abstractmethod
     async def release(self, auction_id: str, asset_id: str) -> bool:
@@ -164,3 +178,15 @@ def event_key(event: dict[str, Any]) -> tuple[str, int]:
     if not isinstance(seq, int) or isinstance(seq, bool):
         raise StoreError(f"event seq must be an int: {event!r}")
     return str(auction_id), seq
+
+
+def log_asset_moved(log: logging.Logger, trade: dict[str, Any]) -> None:
+    log.warning(
+        "settle %s: asset %s is no longer owned by %s through this listing;"
+        " no trade recorded for buyer %s (settle_error=%s)",
+        trade["auction_id"],
+        trade["asset_id"],
+        trade["seller_id"],
+        trade["buyer_id"],
+        SETTLE_ASSET_MOVED,
+    )

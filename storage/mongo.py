@@ -8,7 +8,7 @@ that encodes the precondition) and from the unique (auction_id, seq) index on th
 from __future__ import annotations
 
 import contextlib
-import time
+import logging
 import uuid
 from typing import Any
 
@@ -21,18 +21,23 @@ from pymongo.write_concern import WriteConcern
 from storage.base import (
     FINISHED_STATUSES,
     OPEN_STATUSES,
+    SETTLE_ASSET_MOVED,
     CommitBatch,
     Conflict,
     Store,
     StoreError,
     event_key,
+    log_asset_moved,
     username_key,
 )
 
 type Doc = dict[str, Any]
 
+log = logging.getLogger(__name__)
+
 _DUP_CODES = frozenset({11000, 11001})
-# A listing claim with no auction document after this long is a crashed create_auction.
+# A listing claim with no auction document after this long (by the MongoDB server's clock)
+# is a crashed create_auction.
 ORPHAN_CLAIM_S = 30.0
 
 _USER_FIELDS = ("user_id", "username", "password_hash", "created_at")
@@ -49,6 +54,7 @@ _RECORD_FIELDS = (
     "snapshot",
     "settled",
     "created_at",
+    "settle_error",
 )
 _TRADE_PROJECTION = {"_id": 0}
 
@@ -57,6 +63,20 @@ def _pick(doc: Doc | None, fields: tuple[str, ...]) -> Doc | None:
     if doc is None:
         return None
     return {f: doc.get(f) for f in fields}
+
+
+def _older_than_server_now(field: str, seconds: float) -> Doc:
+    """`$expr` body: `field`, stamped by the server ($currentDate), is more than `seconds`
+    old by the same server's clock ($$NOW). No process's clock takes part, so clock skew
+    between application hosts cannot matter. A null, missing or non-date stamp (written by
+    an older version of this store) counts as old."""
+    return {
+        "$cond": [
+            {"$eq": [{"$type": f"${field}"}, "date"]},
+            {"$gt": [{"$subtract": ["$$NOW", f"${field}"]}, int(seconds * 1000)]},
+            True,
+        ]
+    }
 
 
 def _record(doc: Doc) -> Doc:
@@ -201,6 +221,7 @@ class MongoStore(Store):
             snapshot=None,
             snapshot_seq=-1,
             settled=False,
+            settle_error=None,
             ends_at=view.get("ends_at", spec.get("ends_at")),
         )
         # Step 1: claim the asset with one conditional update - the single atomic point
@@ -226,7 +247,8 @@ class MongoStore(Store):
         for _ in range(2):
             done = await self.assets.find_one_and_update(
                 {"_id": asset_id, "owner_id": seller_id, "listed_in": None},
-                {"$set": {"listed_in": auction_id, "listed_at": time.time()}},
+                # Stamped with the server's clock: only ever compared with that clock.
+                {"$set": {"listed_in": auction_id}, "$currentDate": {"listed_at": True}},
                 projection={"_id": 1},
             )
             if done is not None:
@@ -249,14 +271,20 @@ class MongoStore(Store):
             if await self.auctions.find_one({"_id": auction_id}, {"_id": 1}) is not None:
                 raise Conflict("AUCTION_EXISTS", f"auction {auction_id!r} exists")
             return False
-        stale = listed_at is None or time.time() - float(listed_at) > ORPHAN_CLAIM_S
-        if stale and await self.auctions.find_one({"_id": listed_in}, {"_id": 1}) is None:
-            # Orphan claim from a crashed create_auction: drop it only if unchanged.
-            await self.assets.update_one(
-                {"_id": asset_id, "listed_in": listed_in, "listed_at": listed_at},
+        if await self.auctions.find_one({"_id": listed_in}, {"_id": 1}) is None:
+            # Maybe an orphan claim from a crashed create_auction: drop it only if it is
+            # unchanged and older than ORPHAN_CLAIM_S, both judged by the server itself.
+            dropped = await self.assets.update_one(
+                {
+                    "_id": asset_id,
+                    "listed_in": listed_in,
+                    "listed_at": listed_at,
+                    "$expr": _older_than_server_now("listed_at", ORPHAN_CLAIM_S),
+                },
                 {"$set": {"listed_in": None, "listed_at": None}},
             )
-            return True
+            if dropped.modified_count == 1:
+                return True
         raise Conflict("ASSET_LISTED", f"asset {asset_id!r} is listed in {listed_in!r}")
 
     async def get_auction(self, auction_id: str) -> dict[str, Any] | None:
@@ -385,30 +413,51 @@ class MongoStore(Store):
 
     # -- settlement ------------------------------------------------------------------------
     async def settle(self, trade: dict[str, Any]) -> bool:
-        # Three idempotent single-document steps; the last one (flipping `settled`) decides
-        # the return value, so a retry after a crash mid-way finishes the job and reports
-        # True exactly once across all callers.
-        auction_id, asset_id = trade["auction_id"], trade["asset_id"]
+        # Three idempotent single-document steps, ordered so that a retry after a crash at
+        # any point converges: (1) move the asset, conditionally, remembering the sale in
+        # the asset's `sold_in` list; (2) record the trade (keyed by auction) only if the
+        # asset moved - in this call or an earlier, interrupted one; (3) flip `settled`,
+        # which decides the return value, so True is reported exactly once.
+        auction_id = trade["auction_id"]
         found = await self.auctions.find_one({"_id": auction_id}, {"settled": 1})
         if found is None:
             raise Conflict("AUCTION_NOT_FOUND", f"auction {auction_id!r} not found")
         if found.get("settled"):
             return False
+        if not await self._sell_asset(trade):
+            res = await self.auctions.update_one(
+                {"_id": auction_id, "settled": False},
+                {"$set": {"settled": True, "settle_error": SETTLE_ASSET_MOVED}},
+            )
+            if res.modified_count == 1:
+                log_asset_moved(log, trade)
+            return False
         # A duplicate means an earlier, interrupted attempt already recorded the trade.
         with contextlib.suppress(DuplicateKeyError):
             await self.trades.insert_one({**trade, "_id": auction_id})
-        await self.assets.update_one(
-            {
-                "_id": asset_id,
-                "owner_id": trade["seller_id"],
-                "listed_in": {"$in": [auction_id, None]},
-            },
-            {"$set": {"owner_id": trade["buyer_id"], "listed_in": None, "listed_at": None}},
-        )
         res = await self.auctions.update_one(
             {"_id": auction_id, "settled": False}, {"$set": {"settled": True}}
         )
         return res.modified_count == 1
+
+    async def _sell_asset(self, trade: dict[str, Any]) -> bool:
+        """Move the asset to the buyer iff the seller owns it through this listing.
+
+        True if it moved now or in an earlier attempt for this auction: `sold_in` lists
+        every auction that sold the asset, so that stays recognisable even after the buyer
+        has relisted or resold it before the retry."""
+        auction_id, asset_id = trade["auction_id"], trade["asset_id"]
+        moved = await self.assets.update_one(
+            {"_id": asset_id, "owner_id": trade["seller_id"], "listed_in": auction_id},
+            {
+                "$set": {"owner_id": trade["buyer_id"], "listed_in": None, "listed_at": None},
+                "$push": {"sold_in": auction_id},
+            },
+        )
+        if moved.modified_count == 1:
+            return True
+        earlier = await self.assets.find_one({"_id": asset_id, "sold_in": auction_id}, {"_id": 1})
+        return earlier is not None
 
     async def release(self, auction_id: str, asset_id: str) -> bool:
         await self.assets.update_one(

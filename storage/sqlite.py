@@ -10,7 +10,9 @@ off the event loop while preserving sqlite3's one-connection-per-thread comfort 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -20,13 +22,17 @@ from typing import Any
 from storage.base import (
     FINISHED_STATUSES,
     OPEN_STATUSES,
+    SETTLE_ASSET_MOVED,
     CommitBatch,
     Conflict,
     Store,
     StoreError,
     event_key,
+    log_asset_moved,
     username_key,
 )
+
+log = logging.getLogger(__name__)
 
 _SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 BUSY_TIMEOUT_S = 10.0
@@ -61,6 +67,7 @@ CREATE TABLE IF NOT EXISTS auctions (
     snapshot     TEXT,
     snapshot_seq INTEGER NOT NULL DEFAULT -1,
     settled      INTEGER NOT NULL DEFAULT 0,
+    settle_error TEXT,
     created_at
 );
 CREATE INDEX IF NOT EXISTS auctions_status_ends ON auctions(status, ends_at);
@@ -87,8 +94,12 @@ CREATE INDEX IF NOT EXISTS trades_buyer ON trades(buyer_id, at);
 CREATE INDEX IF NOT EXISTS trades_seller ON trades(seller_id, at);
 """
 
+# Columns added after the first release: (table, column, declaration) for ALTER TABLE.
+_ADDED_COLUMNS = (("auctions", "settle_error", "TEXT"),)
+
 _AUCTION_COLS = (
-    "auction_id, asset_id, seller_id, host, spec, view, status, seq, snapshot, settled, created_at"
+    "auction_id, asset_id, seller_id, host, spec, view, status, seq, snapshot, settled,"
+    " created_at, settle_error"
 )
 
 
@@ -99,6 +110,17 @@ def _dumps(value: Any) -> str:
 
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open; never masks the error being handled.
+
+    SQLite may already have rolled back by itself (e.g. after SQLITE_FULL), in which case a
+    bare ROLLBACK would raise "no transaction is active" instead of the real error.
+    """
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 class SqliteStore(Store):
@@ -123,15 +145,26 @@ class SqliteStore(Store):
         return self._conn
 
     def _write[T](self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run fn inside BEGIN IMMEDIATE ... COMMIT, rolling back on any exception."""
+        """Run fn inside BEGIN IMMEDIATE ... COMMIT, rolling back on any exception.
+
+        A failed COMMIT (disk full, I/O error, busy) leaves SQLite inside the transaction,
+        holding the file's write lock; it is rolled back here and reported as StoreError so
+        that this connection, and every other process, can keep writing.
+        """
         conn = self._db
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = fn(conn)
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
-        conn.execute("COMMIT")
+        try:
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            _rollback(conn)
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"commit failed, transaction rolled back: {exc}") from exc
+            raise
         return result
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -162,6 +195,7 @@ class SqliteStore(Store):
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():
                         conn.execute(stmt)
+                self._add_missing_columns(conn)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -170,6 +204,14 @@ class SqliteStore(Store):
             conn.close()
             raise
         return conn
+
+    @staticmethod
+    def _add_missing_columns(conn: sqlite3.Connection) -> None:
+        # CREATE TABLE IF NOT EXISTS leaves a file made by an older version as it was.
+        for table, column, decl in _ADDED_COLUMNS:
+            have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     @staticmethod
     def _enable_wal(conn: sqlite3.Connection) -> None:
@@ -352,6 +394,7 @@ class SqliteStore(Store):
             "snapshot": _loads(row[8]),
             "settled": bool(row[9]),
             "created_at": row[10],
+            "settle_error": row[11],
         }
 
     def _records(self, where: str, args: Iterable[Any]) -> list[dict[str, Any]]:
@@ -480,7 +523,8 @@ class SqliteStore(Store):
         seller_id, buyer_id = trade["seller_id"], trade["buyer_id"]
         trade_row = (auction_id, asset_id, seller_id, buyer_id, trade.get("at"), _dumps(trade))
 
-        def tx(conn: sqlite3.Connection) -> bool:
+        def tx(conn: sqlite3.Connection) -> bool | None:
+            """True: sold and settled now; False: already settled; None: asset moved."""
             found = conn.execute(
                 "SELECT settled FROM auctions WHERE auction_id=?", (auction_id,)
             ).fetchone()
@@ -488,21 +532,32 @@ class SqliteStore(Store):
                 raise Conflict("AUCTION_NOT_FOUND", f"auction {auction_id!r} not found")
             if found[0]:
                 return False  # already applied: the saga step is a no-op
+            # The sale happens only if the seller still owns the asset through this listing;
+            # the trade is recorded only if it did.
+            moved = conn.execute(
+                "UPDATE assets SET owner_id=?, listed_in=NULL"
+                " WHERE asset_id=? AND owner_id=? AND listed_in=?",
+                (buyer_id, asset_id, seller_id, auction_id),
+            ).rowcount
+            if not moved:
+                conn.execute(
+                    "UPDATE auctions SET settled=1, settle_error=? WHERE auction_id=?",
+                    (SETTLE_ASSET_MOVED, auction_id),
+                )
+                return None
             conn.execute(
                 "INSERT OR IGNORE INTO trades(auction_id, asset_id, seller_id, buyer_id, at,"
                 " data) VALUES (?,?,?,?,?,?)",
                 trade_row,
             )
-            # Only move the asset if the seller still owns it through this listing.
-            conn.execute(
-                "UPDATE assets SET owner_id=?, listed_in=NULL WHERE asset_id=? AND owner_id=?"
-                " AND (listed_in IS NULL OR listed_in=?)",
-                (buyer_id, asset_id, seller_id, auction_id),
-            )
             conn.execute("UPDATE auctions SET settled=1 WHERE auction_id=?", (auction_id,))
             return True
 
-        return await self._run(self._write, tx)
+        outcome = await self._run(self._write, tx)
+        if outcome is None:
+            log_asset_moved(log, trade)
+            return False
+        return outcome
 
     async def release(self, auction_id: str, asset_id: str) -> bool:
         def tx(conn: sqlite3.Connection) -> bool:

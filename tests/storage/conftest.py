@@ -8,10 +8,12 @@ we run in-process on 127.0.0.1 (port 0 = a free port picked by the kernel).
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -68,3 +70,23 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 @pytest_asyncio.fixture
 async def store(backend: Backend) -> Store:
     return await backend.open()
+
+
+async def tamper_asset(store: Store, asset_id: str, **fields: Any) -> None:
+    """Overwrite stored asset fields directly, bypassing the contract.
+
+    Stands for whatever moved an asset behind an auction's back (an operator fix, a bug
+    elsewhere, a split-brain listing): the store must cope with what it then finds.
+    """
+    if isinstance(store, SqliteStore):
+        sets = ", ".join(f"{name}=?" for name in fields)
+        args = (*fields.values(), asset_id)
+
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute(f"UPDATE assets SET {sets} WHERE asset_id=?", args)
+
+        await store._run(store._write, tx)
+    elif isinstance(store, MongoStore):
+        await store.assets.update_one({"_id": asset_id}, {"$set": fields})
+    else:
+        raise TypeError(f"no raw access to {type(store).__name__}")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
 
-from storage import CommitBatch, Conflict, Store
-from tests.storage.conftest import Backend
+from storage import SETTLE_ASSET_MOVED, CommitBatch, Conflict, Store
+from tests.storage.conftest import Backend, tamper_asset
 
 T0 = 1_700_000_000.0
 
@@ -131,7 +132,7 @@ async def test_create_auction_lists_asset_and_returns_full_record(store: Store) 
     await store.create_auction(rec)
     assert (await store.get_asset("a1") or {})["listed_in"] == "x1"
     got = await store.get_auction("x1")
-    assert got == {**rec, "snapshot": None, "settled": False}
+    assert got == {**rec, "snapshot": None, "settled": False, "settle_error": None}
     assert await store.get_auction("nope") is None
 
 
@@ -295,6 +296,29 @@ async def test_views_and_snapshots_never_move_backwards(store: Store) -> None:
     assert rec is not None and (rec["view"], rec["snapshot"]) == (new, {"seq": 5})
 
 
+async def test_view_only_commit_repairs_a_stale_view(store: Store) -> None:
+    # The state a half-written Mongo commit leaves (events stored, view and snapshot not):
+    # a later commit carrying only the view and snapshot brings the record up to date.
+    await listed(store, "x1")
+    evs = [event("x1", s) for s in (1, 2, 3)]
+    await store.commit(CommitBatch(events=evs))
+    stale = await store.get_auction("x1")
+    assert stale is not None and (stale["status"], stale["seq"]) == ("scheduled", 0)
+
+    fresh, snap = view("x1", "closed", 3), {"seq": 3, "winner": "u2"}
+    assert await store.commit(CommitBatch(views={"x1": fresh}, snapshots={"x1": snap})) == set()
+    rec = await store.get_auction("x1")
+    assert rec is not None
+    assert (rec["view"], rec["status"], rec["seq"], rec["snapshot"]) == (fresh, "closed", 3, snap)
+    assert [r["auction_id"] for r in await store.unsettled_finished()] == ["x1"]
+    assert await store.list_auctions("closed") == [fresh]
+
+    # A view-only commit that is not newer changes nothing; the log is never touched.
+    assert await store.commit(CommitBatch(views={"x1": view("x1", "live", 2)})) == set()
+    assert await store.get_auction("x1") == rec
+    assert await store.load_events("x1") == evs
+
+
 async def test_load_events_after_seq_and_limit(store: Store) -> None:
     await listed(store, "x1")
     await listed(store, "x2")
@@ -402,7 +426,7 @@ async def test_settle_transfers_once_and_is_idempotent(store: Store) -> None:
     a = await store.get_asset("as-x1")
     assert a is not None and (a["owner_id"], a["listed_in"]) == ("u2", None)
     rec = await store.get_auction("x1")
-    assert rec is not None and rec["settled"] is True
+    assert rec is not None and (rec["settled"], rec["settle_error"]) == (True, None)
     assert await store.get_trade("x1") == t
     assert await store.get_trade("nope") is None
     assert [a["asset_id"] for a in await store.list_assets("u2")] == ["as-x1"]
@@ -411,6 +435,41 @@ async def test_settle_transfers_once_and_is_idempotent(store: Store) -> None:
     assert await store.settle(t) is False
     assert await store.settle({**t, "buyer_id": "u3", "price": 1}) is False
     assert await _state(store, "x1") == before
+    assert await store.list_trades() == [t]
+
+
+@pytest.mark.parametrize(
+    ("owner", "listed_in"),
+    [("u3", None), ("u1", "x9"), ("u1", None)],
+    ids=["given-to-another-user", "listed-in-another-auction", "unlisted"],
+)
+async def test_settle_records_no_trade_when_asset_moved(
+    store: Store, caplog: pytest.LogCaptureFixture, owner: str, listed_in: str | None
+) -> None:
+    await listed(store, "x1")
+    await finish(store, "x1", "closed")
+    # The asset is no longer the seller's through this listing when the auction settles.
+    await tamper_asset(store, "as-x1", owner_id=owner, listed_in=listed_in)
+    asset_before = await store.get_asset("as-x1")
+    t = trade("x1", "u2", 250, T0 + 61)
+
+    with caplog.at_level(logging.WARNING, logger="storage"):
+        assert await store.settle(t) is False
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "x1" in caplog.text and SETTLE_ASSET_MOVED in caplog.text
+    assert await store.get_trade("x1") is None
+    assert await store.list_trades() == []
+    assert await store.get_asset("as-x1") == asset_before
+    rec = await store.get_auction("x1")
+    assert rec is not None and (rec["settled"], rec["settle_error"]) == (True, SETTLE_ASSET_MOVED)
+    assert await store.unsettled_finished() == []  # the saga does not come back to it
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="storage"):
+        assert await store.settle(t) is False  # a no-op, warned about once
+    assert caplog.records == []
+    assert await store.list_trades() == []
+    assert await store.get_asset("as-x1") == asset_before
 
 
 async def test_concurrent_settle_applies_once(backend: Backend) -> None:

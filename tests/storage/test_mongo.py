@@ -1,22 +1,30 @@
-"""Mongo-specific behaviour: recovery of half-done create_auction (no transactions)."""
+"""Mongo-specific behaviour: recovery of half-done multi-step writes (no transactions)."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import AutoReconnect, PyMongoError
 
-from storage import CommitBatch, Conflict
-from storage.mongo import ORPHAN_CLAIM_S, MongoStore
-from tests.storage.test_contract import asset, auction, event
+import storage.mongo
+from storage import CommitBatch, Conflict, StoreError
+from storage.mongo import MongoStore
+from tests.storage.test_contract import T0, asset, auction, event, finish, listed, trade, view
+
+type Mongo = tuple[MongoStore, AsyncMongoClient[dict]]
 
 
 @pytest_asyncio.fixture
-async def mongo(mongo_uri: str) -> AsyncIterator[tuple[MongoStore, AsyncMongoClient[dict]]]:
+async def mongo(mongo_uri: str) -> AsyncIterator[Mongo]:
     db_name = f"ece_test_{uuid.uuid4().hex[:12]}"
     store = MongoStore(mongo_uri, db_name=db_name)
     raw: AsyncMongoClient[dict] = AsyncMongoClient(mongo_uri)
@@ -29,39 +37,253 @@ async def mongo(mongo_uri: str) -> AsyncIterator[tuple[MongoStore, AsyncMongoCli
         await raw.close()
 
 
-async def test_orphan_claim_is_reclaimed_only_when_stale(
-    mongo: tuple[MongoStore, AsyncMongoClient[dict]],
-) -> None:
-    store, raw = mongo
+# -- fault injection -----------------------------------------------------------------------
+class _FaultyCollection:
+    """Delegates to a real collection; `method` raises AutoReconnect (the process lost
+    MongoDB mid-operation, as if it crashed there) the first time it is called."""
+
+    def __init__(self, coll: AsyncCollection[dict], method: str, fired: list[str]) -> None:
+        self._coll, self._method, self._fired = coll, method, fired
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._coll, name)
+        if name != self._method or self._fired:
+            return attr
+
+        async def crash(*args: Any, **kwargs: Any) -> Any:
+            self._fired.append(f"{self._coll.name}.{name}")
+            raise AutoReconnect(f"injected failure in {self._coll.name}.{name}")
+
+        return crash
+
+
+class _FaultyDb:
+    def __init__(self, db: Any, collection: str, method: str) -> None:
+        self._db, self._collection, self._method = db, collection, method
+        self.fired: list[str] = []
+
+    def __getitem__(self, name: str) -> Any:
+        coll = self._db[name]
+        if name != self._collection:
+            return coll
+        return _FaultyCollection(coll, self._method, self.fired)
+
+
+@contextlib.contextmanager
+def failing(store: MongoStore, collection: str, method: str) -> Iterator[_FaultyDb]:
+    """Make `store`'s first `collection.method` call in the block fail."""
+    real = store._db
+    faulty = _FaultyDb(real, collection, method)
+    store._db = faulty  # type: ignore[assignment]
+    try:
+        yield faulty
+    finally:
+        store._db = real
+    assert faulty.fired == [f"{collection}.{method}"], "the fault was never hit"
+
+
+async def half_written_commit(store: MongoStore, batch: CommitBatch) -> None:
+    """Commit `batch` with its event insert succeeding and its view/snapshot write failing."""
+    with failing(store, "auctions", "bulk_write"), pytest.raises(StoreError):
+        await store.commit(batch)
+
+
+# -- create_auction: orphan claims, judged by the server's clock ---------------------------
+async def age_claim(raw: AsyncMongoClient[dict], store: MongoStore, aid: str, s: float) -> None:
+    """Backdate asset `aid`'s listing claim by `s` seconds of the clock that stamped it."""
     assets = raw[store.db_name]["assets"]
+    doc = await assets.find_one({"_id": aid})
+    assert doc is not None and doc["listed_in"] is not None
+    at = doc["listed_at"]
+    older = at - datetime.timedelta(seconds=s) if isinstance(at, datetime.datetime) else at - s
+    res = await assets.update_one({"_id": aid, "listed_at": at}, {"$set": {"listed_at": older}})
+    assert res.modified_count == 1
+
+
+async def test_orphan_claim_is_reclaimed_only_when_stale(mongo: Mongo) -> None:
+    store, raw = mongo
+    orphan_s = storage.mongo.ORPHAN_CLAIM_S
     await store.create_asset(asset("a1", "u1"))
     # A create_auction that crashed after claiming the asset but before inserting "ghost".
-    await assets.update_one(
-        {"_id": "a1"}, {"$set": {"listed_in": "ghost", "listed_at": time.time()}}
-    )
+    assert await store._claim("a1", "u1", "ghost") is True
     with pytest.raises(Conflict) as err:  # recent claim: may still be in flight
         await store.create_auction(auction("x1", "a1", "u1"))
     assert err.value.code == "ASSET_LISTED"
-    await assets.update_one(
-        {"_id": "a1"}, {"$set": {"listed_at": time.time() - ORPHAN_CLAIM_S - 1}}
+    await age_claim(raw, store, "a1", orphan_s - 2)
+    with pytest.raises(Conflict) as err:
+        await store.create_auction(auction("x1", "a1", "u1"))
+    assert err.value.code == "ASSET_LISTED"
+    await age_claim(raw, store, "a1", 3)  # now older than ORPHAN_CLAIM_S
+    await store.create_auction(auction("x1", "a1", "u1"))
+    assert (await store.get_asset("a1") or {})["listed_in"] == "x1"
+    # However old, a claim whose auction exists is a live listing, never an orphan.
+    await age_claim(raw, store, "a1", 10 * orphan_s)
+    with pytest.raises(Conflict) as err:
+        await store.create_auction(auction("x2", "a1", "u1"))
+    assert err.value.code == "ASSET_LISTED"
+    # The crashed attempt, retried late, finds the asset taken.
+    with pytest.raises(Conflict) as err:
+        await store.create_auction(auction("ghost", "a1", "u1"))
+    assert err.value.code == "ASSET_LISTED"
+    assert (await store.get_asset("a1") or {})["listed_in"] == "x1"
+
+
+async def test_claim_stamped_by_an_older_version_counts_as_stale(mongo: Mongo) -> None:
+    # Earlier versions stamped listed_at with the claiming process's time.time().
+    store, raw = mongo
+    await store.create_asset(asset("a1", "u1"))
+    await raw[store.db_name]["assets"].update_one(
+        {"_id": "a1"}, {"$set": {"listed_in": "ghost", "listed_at": time.time()}}
     )
     await store.create_auction(auction("x1", "a1", "u1"))
     assert (await store.get_asset("a1") or {})["listed_in"] == "x1"
 
 
-async def test_retried_create_auction_completes_own_claim(
-    mongo: tuple[MongoStore, AsyncMongoClient[dict]],
+class _SkewedTime:
+    """The `time` module as storage.mongo sees it, with the wall clock off by `skew` s."""
+
+    def __init__(self, skew: float) -> None:
+        self.skew = skew
+
+    def time(self) -> float:
+        return time.time() + self.skew
+
+    def time_ns(self) -> int:
+        return time.time_ns() + int(self.skew * 1e9)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+@contextlib.contextmanager
+def wall_clock_skew(skew: float) -> Iterator[None]:
+    """Skew the local wall clock for the storage.mongo calls made inside the block only.
+
+    The reference clock - the MongoDB server's (mongoeco reads its own) - is unaffected.
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        # raising=False: storage.mongo is not supposed to read a local clock at all.
+        mp.setattr(storage.mongo, "time", _SkewedTime(skew), raising=False)
+        yield
+
+
+HOUR = 3600.0
+
+
+@pytest.mark.parametrize("skew", [HOUR, -HOUR], ids=["ahead", "behind"])
+@pytest.mark.parametrize("skewed", ["claimer", "observer"])
+async def test_claim_takeover_ignores_skewed_host_clocks(
+    mongo: Mongo, mongo_uri: str, skewed: str, skew: float
 ) -> None:
     store, raw = mongo
+    other = MongoStore(mongo_uri, db_name=store.db_name)  # another process, same database
+    await other.open()
+    try:
+        claimer_skew, observer_skew = (skew, 0.0) if skewed == "claimer" else (0.0, skew)
+        await store.create_asset(asset("a1", "u1"))
+        # store's create_auction("x1") is in flight: asset claimed, auction not inserted yet.
+        with wall_clock_skew(claimer_skew):
+            assert await store._claim("a1", "u1", "x1") is True
+        with wall_clock_skew(observer_skew), pytest.raises(Conflict) as err:
+            await other.create_auction(auction("y1", "a1", "u1"))
+        assert err.value.code == "ASSET_LISTED"
+        assert (await other.get_asset("a1") or {})["listed_in"] == "x1"
+
+        # x1's creator died. Once the claim is older than ORPHAN_CLAIM_S by the reference
+        # clock, the other process reclaims it, whatever its own clock says.
+        await age_claim(raw, store, "a1", storage.mongo.ORPHAN_CLAIM_S + 1)
+        with wall_clock_skew(observer_skew):
+            await other.create_auction(auction("y1", "a1", "u1"))
+        assert (await other.get_asset("a1") or {})["listed_in"] == "y1"
+        with wall_clock_skew(claimer_skew), pytest.raises(Conflict) as err:
+            await store.create_auction(auction("x1", "a1", "u1"))
+        assert err.value.code == "ASSET_LISTED"
+        assert [r["auction_id"] for r in await store.open_auctions()] == ["y1"]
+    finally:
+        await other.close()
+
+
+async def test_retried_create_auction_completes_own_claim(mongo: Mongo) -> None:
+    store, _ = mongo
     await store.create_asset(asset("a1", "u1"))
-    await raw[store.db_name]["assets"].update_one(
-        {"_id": "a1"}, {"$set": {"listed_in": "x1", "listed_at": time.time()}}
-    )
+    assert await store._claim("a1", "u1", "x1") is True  # the first attempt died here
     await store.create_auction(auction("x1", "a1", "u1"))
     assert (await store.get_auction("x1") or {})["asset_id"] == "a1"
     with pytest.raises(Conflict) as err:
         await store.create_auction(auction("x1", "a1", "u1"))
     assert err.value.code == "AUCTION_EXISTS"
+
+
+# -- settle: a retry after a crash at any step converges -----------------------------------
+@pytest.mark.parametrize(
+    ("collection", "method"),
+    [("trades", "insert_one"), ("auctions", "update_one")],
+    ids=["after-asset-moved", "after-trade-recorded"],
+)
+@pytest.mark.parametrize("resold", [False, True], ids=["retry", "retry-after-resale"])
+async def test_settle_retry_after_crash_records_trade_once(
+    mongo: Mongo, collection: str, method: str, resold: bool
+) -> None:
+    store, _ = mongo
+    await listed(store, "x1")
+    await finish(store, "x1", "closed")
+    t = trade("x1", "u2", 250, T0 + 61)
+    with failing(store, collection, method), pytest.raises(PyMongoError):
+        await store.settle(t)
+    assert (await store.get_asset("as-x1") or {})["owner_id"] == "u2"
+    assert (await store.get_auction("x1") or {})["settled"] is False
+    if resold:  # the buyer already owns it, so may relist and sell it before the retry
+        await store.create_auction(auction("x2", "as-x1", "u2"))
+        await finish(store, "x2", "closed")
+        t2 = {**trade("x2", "u3", 300, T0 + 200, seller="u2"), "asset_id": "as-x1"}
+        assert await store.settle(t2) is True
+
+    assert await store.settle(t) is True
+    assert await store.settle(t) is False
+    assert await store.get_trade("x1") == t
+    assert [x["auction_id"] for x in await store.list_trades(user_id="u1")] == ["x1"]
+    rec = await store.get_auction("x1")
+    assert rec is not None and (rec["settled"], rec["settle_error"]) == (True, None)
+    assert (await store.get_asset("as-x1") or {})["owner_id"] == ("u3" if resold else "u2")
+
+
+async def test_settle_retry_after_crash_when_asset_moved(mongo: Mongo) -> None:
+    store, _ = mongo
+    await listed(store, "x1")
+    await finish(store, "x1", "closed")
+    await store.assets.update_one({"_id": "as-x1"}, {"$set": {"owner_id": "u9"}})
+    t = trade("x1", "u2", 250, T0 + 61)
+    with failing(store, "auctions", "update_one"), pytest.raises(PyMongoError):
+        await store.settle(t)
+    assert await store.settle(t) is False
+    rec = await store.get_auction("x1")
+    assert rec is not None and (rec["settled"], rec["settle_error"]) == (True, "ASSET_MOVED")
+    assert await store.list_trades() == []
+    assert (await store.get_asset("as-x1") or {})["owner_id"] == "u9"
+
+
+# -- commit --------------------------------------------------------------------------------
+async def test_half_written_commit_keeps_events_and_a_view_commit_repairs_it(
+    mongo: Mongo,
+) -> None:
+    store, _ = mongo
+    await listed(store, "x1")
+    evs = [event("x1", 1), event("x1", 2)]
+    fresh, snap = view("x1", "closed", 2), {"seq": 2}
+    await half_written_commit(
+        store, CommitBatch(events=evs, views={"x1": fresh}, snapshots={"x1": snap})
+    )
+    assert await store.load_events("x1") == evs  # durable, as documented
+    stale = await store.get_auction("x1")
+    assert stale is not None
+    assert (stale["status"], stale["seq"], stale["snapshot"]) == ("scheduled", 0, None)
+
+    # What the host does after recovery: re-commit the view (and snapshot) alone.
+    assert await store.commit(CommitBatch(views={"x1": fresh}, snapshots={"x1": snap})) == set()
+    rec = await store.get_auction("x1")
+    assert rec is not None
+    assert (rec["view"], rec["status"], rec["seq"], rec["snapshot"]) == (fresh, "closed", 2, snap)
+    assert await store.load_events("x1") == evs
 
 
 async def test_fenced_events_leave_no_trace_in_collection(

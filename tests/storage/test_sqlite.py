@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
+import sqlite3
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from storage import CommitBatch, open_store
+from storage import CommitBatch, StoreError, open_store
 from storage.mongo import MongoStore
 from storage.sqlite import SqliteStore
 from tests.storage.test_contract import asset, auction, event, view
@@ -97,6 +99,56 @@ async def test_two_processes_write_concurrently(tmp_path: Path) -> None:
     await _verify(path, ["p0", "p1", "p2"])
 
 
+class CommitFailsOnce:
+    """Stands in for a store's sqlite3 connection; the first COMMIT fails like a full disk."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.failed = False
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql == "COMMIT" and not self.failed:
+            self.failed = True
+            raise sqlite3.OperationalError("database or disk is full (injected)")
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+
+async def test_failed_commit_is_rolled_back_and_store_keeps_working(tmp_path: Path) -> None:
+    path = str(tmp_path / "c.db")
+    store, other = SqliteStore(path), SqliteStore(path)
+    await store.open()
+    await other.open()
+    try:
+        await store.create_asset(asset("a0", "u1"))
+        await store.create_auction(auction("x1", "a0", "u1"))
+        assert store._conn is not None
+        faulty = CommitFailsOnce(store._conn)
+        store._conn = faulty  # type: ignore[assignment]
+
+        lost = CommitBatch(events=[event("x1", 1)], views={"x1": view("x1", "live", 1)})
+        with pytest.raises(StoreError):
+            await store.commit(lost)
+        assert faulty.failed
+        assert not faulty.conn.in_transaction
+        for reader in (store, other):
+            assert await reader.load_events("x1") == []
+            assert (await reader.get_auction("x1") or {})["seq"] == 0
+
+        # This connection writes again, and it no longer holds the file's write lock.
+        await store.commit(lost)
+        await other.create_asset(asset("a1", "u2"))
+        for reader in (store, other):
+            assert await reader.load_events("x1") == [event("x1", 1)]
+            assert (await reader.get_auction("x1") or {})["seq"] == 1
+            assert (await reader.get_asset("a1") or {})["owner_id"] == "u2"
+    finally:
+        await store.close()
+        await other.close()
+
+
 async def _pragma(store: SqliteStore, name: str) -> Any:
     def q() -> Any:
         return store._db.execute(f"PRAGMA {name}").fetchone()[0]
@@ -133,6 +185,28 @@ async def test_open_is_idempotent_and_schema_survives_reopen(tmp_path: Path) -> 
     await again.open()
     try:
         assert (await again.get_asset("a1") or {})["owner_id"] == "u1"
+    finally:
+        await again.close()
+
+
+async def test_file_from_before_settle_error_is_migrated(tmp_path: Path) -> None:
+    path = str(tmp_path / "old.db")
+    store = SqliteStore(path)
+    await store.open()
+    await store.create_asset(asset("a1", "u1"))
+    await store.create_auction(auction("x1", "a1", "u1"))
+    await store.close()
+    # Back to the auctions table as the first release made it.
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("ALTER TABLE auctions DROP COLUMN settle_error")
+
+    again = SqliteStore(path)
+    await again.open()
+    try:
+        assert (await again.get_auction("x1") or {})["settle_error"] is None
+        await again.commit(CommitBatch(views={"x1": view("x1", "closed", 1)}))
+        await again.release("x1", "a1")
+        assert (await again.get_auction("x1") or {})["settled"] is True
     finally:
         await again.close()
 
