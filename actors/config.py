@@ -12,6 +12,8 @@ class ClusterConfig:
     instance: str = "ece"
     namespace: str = "ece"
     auctions_per_actor: int = 500
+    # Cap on auction host actors (each costs ~80 MB): `place` refuses past it (returns None).
+    max_hosts: int = 100
     # False = the naive baseline: one Ray call and one store write per command,
     # one event feed call per watcher. Only the benchmark turns it off.
     batching: bool = True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -15,17 +16,24 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from actors.config import ClusterConfig
 from actors.host import AuctionHost
 from storage import Store, open_store
+from storage.base import OPEN_STATUSES
 
 log = logging.getLogger("ece.directory")
 
 
+# Auctions released while unknown here (e.g. finished right after a directory restart): kept
+# so a concurrent `locate` that read the record just before the close does not adopt them.
+MAX_TOMBSTONES = 10_000
+
+
 class DirectoryCore:
-    def __init__(self, config: ClusterConfig) -> None:
+    def __init__(self, config: ClusterConfig, store: Store | None = None) -> None:
         self.config = config
-        self.store: Store = open_store(config.store_url)
+        self.store: Store = store if store is not None else open_store(config.store_url)
         self.location: dict[str, str] = {}  # live auction -> host name
         self.load: dict[str, int] = {}  # host name -> live auctions placed on it
         self.handles: dict[str, ray.actor.ActorHandle] = {}
+        self._released: OrderedDict[str, None] = OrderedDict()
         self._next_index = 0
         self._lock = asyncio.Lock()
         self._ready = asyncio.get_running_loop().create_task(self._start())
@@ -64,8 +72,14 @@ class DirectoryCore:
             self.handles[name] = handle
         return handle
 
-    async def place(self, auction_id: str) -> str:
-        """Choose a host for a new auction (the fullest one with room, to pack memory)."""
+    def _host_count(self) -> int:
+        return len(self.load.keys() | self.handles.keys())
+
+    async def place(self, auction_id: str) -> str | None:
+        """Choose a host for a new auction (the fullest one with room, to pack memory).
+
+        None when every host is full and starting another would exceed `max_hosts`.
+        """
         await self._ready
         async with self._lock:
             if auction_id in self.location:
@@ -74,7 +88,15 @@ class DirectoryCore:
             candidates = [
                 (count, name) for name, count in self.load.items() if count < capacity
             ]
-            name = max(candidates)[1] if candidates else self.config.host_name(self._next_index)
+            if candidates:
+                name = max(candidates)[1]
+            elif self._host_count() >= self.config.max_hosts:
+                log.warning("no room for auction %s: %d hosts (max_hosts) are full",
+                            auction_id, self._host_count())
+                return None
+            else:
+                name = self.config.host_name(self._next_index)
+            self._released.pop(auction_id, None)
             self._assign(auction_id, name)
             handle = self._handle(name)
         await handle.ready.remote()
@@ -82,12 +104,34 @@ class DirectoryCore:
 
     async def locate(self, auction_id: str) -> str | None:
         await self._ready
-        return self.location.get(auction_id)
+        name = self.location.get(auction_id)
+        if name is not None:
+            return name
+        # Unknown here: placed before a restart of this directory but stored only after it
+        # rebuilt itself from the store? The record says where it lives.
+        record = await self.store.get_auction(auction_id)
+        if (record is None or not record.get("host")
+                or record.get("status") not in OPEN_STATUSES):
+            return None
+        async with self._lock:
+            if auction_id in self._released:
+                return None
+            if auction_id not in self.location:
+                log.info("adopting auction %s on %s from the store", auction_id, record["host"])
+                self._assign(auction_id, record["host"])
+                self._handle(record["host"])
+            return self.location[auction_id]
 
     async def revive(self, name: str) -> None:
-        """Recreate a host that died for good (Ray restarts the others by itself)."""
+        """Recreate a host that died for good (Ray restarts the others by itself).
+
+        Only hosts with live auctions placed on them: a host retired after its auctions
+        finished stays retired, whatever stale location a gateway still holds.
+        """
         await self._ready
         async with self._lock:
+            if self.load.get(name, 0) <= 0:
+                return
             try:
                 ray.get_actor(name, namespace=self.config.namespace)
                 return
@@ -100,7 +144,12 @@ class DirectoryCore:
         """A host finished an auction; retire hosts left empty when they hold one each."""
         await self._ready
         async with self._lock:
-            if self.location.get(auction_id) != host:
+            if auction_id not in self.location:
+                self._released[auction_id] = None
+                if len(self._released) > MAX_TOMBSTONES:
+                    self._released.popitem(last=False)
+                return
+            if self.location[auction_id] != host:
                 return
             del self.location[auction_id]
             self.load[host] -= 1
@@ -136,7 +185,7 @@ class Directory:
         logging.basicConfig(level=logging.INFO)
         self.core = DirectoryCore(ClusterConfig.from_dict(config))
 
-    async def place(self, auction_id: str) -> str:
+    async def place(self, auction_id: str) -> str | None:
         return await self.core.place(auction_id)
 
     async def locate(self, auction_id: str) -> str | None:

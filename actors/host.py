@@ -3,8 +3,16 @@
 Each auction is a `market.Auction` state machine. Commands from all callers go into one queue;
 a single loop drains it, runs every command in arrival order (so each auction is strictly
 serial), writes the whole batch's events to the store in one commit and only then answers
-(group commit: durable before acknowledged). Timers are a heap of auction deadlines served by
-the same loop, so thousands of auctions closing in the same second cost one commit.
+(group commit: durable before acknowledged). Timers are served by the same loop from one heap
+entry per auction deadline, so thousands of auctions closing in the same second cost one commit.
+
+After a close, settlement runs as a saga of idempotent steps (repair the stored view if it
+lags the log, settle or release the asset, tell the directory), each retried with capped
+exponential backoff until it succeeds or the host stops.
+
+`AuctionHostCore` is plain asyncio: its store, clock and "auction finished" callback can be
+injected, so it runs without Ray (unit tests, the close-lag benchmark). `AuctionHost` is the
+thin Ray shell over it.
 """
 
 from __future__ import annotations
@@ -16,7 +24,9 @@ import heapq
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import ray
 
@@ -25,11 +35,22 @@ from actors.feed import EventFeed
 from market.auction import Auction, AuctionSpec, public_event
 from market.errors import MarketError
 from storage import CommitBatch, Conflict, Store, open_store
+from storage.base import OPEN_STATUSES
 
 log = logging.getLogger("ece.host")
 
 # Batches larger than this are split so one huge burst cannot starve the timers.
 MAX_BATCH = 5_000
+# Background steps (settlement, reload after a failed commit) are retried with capped
+# exponential backoff: first pause, doubling up to the cap, until they succeed or the host stops.
+RETRY_FIRST_S = 0.05
+RETRY_MAX_S = 5.0
+# After a fence, pauses between looks at the store for "nobody else wrote this auction": on
+# MongoDB the fenced batch of another writer stays visible for a short window.
+FENCE_RECHECKS_S = (0.05, 0.1, 0.2, 0.4, 0.8)
+
+Clock = Callable[[], int]
+OnFinished = Callable[[str], Awaitable[None]]
 
 
 def now_ms() -> int:
@@ -47,22 +68,43 @@ class _Pending:
 
 
 class AuctionHostCore:
-    """Everything the actor does, without Ray: the actor class below is a thin shell."""
+    """Everything the actor does, without Ray: the actor class below is a thin shell.
 
-    def __init__(self, name: str, config: ClusterConfig) -> None:
+    store: opened (idempotently) by the core; closed by `close()` only if the core built it
+    from `config.store_url`. clock: epoch milliseconds. on_finished(auction_id): awaited once
+    an auction's settlement succeeded (the Ray shell tells the directory); its errors are
+    logged, never retried.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        config: ClusterConfig,
+        store: Store | None = None,
+        clock: Clock = now_ms,
+        on_finished: OnFinished | None = None,
+    ) -> None:
         self.name = name
         self.config = config
+        self.clock = clock
+        self.store: Store = store if store is not None else open_store(config.store_url)
+        self._owns_store = store is None
+        self._on_finished = on_finished
         self.auctions: dict[str, Auction] = {}
         self.feed = EventFeed(config.feed_capacity)
-        self.store: Store = open_store(config.store_url)
         self._queue: list[_Pending] = []
         self._wake = asyncio.Event()
+        # Timers: the current deadline of each auction that has one, and a heap of
+        # (deadline, auction_id). An entry is pushed only when an auction's deadline changes;
+        # heap entries that no longer match the dict are stale and skipped when they surface.
+        self._deadline_of: dict[str, int] = {}
         self._deadlines: list[tuple[int, str]] = []
         self._since_snapshot: dict[str, int] = {}
+        self._finishing: set[str] = set()  # auctions whose settlement saga is running
         self._ready = asyncio.Event()
         self._failed: BaseException | None = None
-        self._loop_task = asyncio.get_running_loop().create_task(self._run())
         self._background: set[asyncio.Task] = set()
+        self._loop_task = asyncio.get_running_loop().create_task(self._run())
 
     # ---- public API (called through the actor) -------------------------------------------
 
@@ -92,12 +134,22 @@ class AuctionHostCore:
         await self.feed.wait(epoch, cursor, timeout)
         return self.feed.read(epoch, cursor, limit, auction_id)
 
+    async def ready(self) -> None:
+        """Return once recovery is done; raise if the host failed to start."""
+        await self._wait_ready()
+
+    def wake(self) -> None:
+        """Look at the timers now (after an injected clock jumped forward)."""
+        self._wake.set()
+
     async def close(self) -> None:
-        """Stop the loop and release the store (tests; Ray simply ends the process)."""
-        self._loop_task.cancel()
-        for task in list(self._background):
+        """Stop the loop and every background step; close the store if the core opened it."""
+        tasks = [self._loop_task, *self._background]
+        for task in tasks:
             task.cancel()
-        await self.store.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._owns_store:
+            await self.store.close()
 
     # ---- the loop ------------------------------------------------------------------------
 
@@ -118,8 +170,9 @@ class AuctionHostCore:
         self._ready.set()
         while True:
             timeout = None
-            if self._deadlines:
-                timeout = max(0.0, (self._deadlines[0][0] - now_ms()) / 1000)
+            deadline = self._next_deadline()
+            if deadline is not None:
+                timeout = max(0.0, (deadline - self.clock()) / 1000)
             if not self._queue:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
@@ -136,38 +189,94 @@ class AuctionHostCore:
         # A crash between a close and its settlement leaves it pending: finish it now.
         for record in await self.store.unsettled_finished():
             if record.get("host") == self.name:
-                await self._settle(record["auction_id"], record)
+                self._begin_finish(record["auction_id"], {
+                    "asset_id": record["asset_id"], "seller_id": record["seller_id"],
+                    "view": record["view"]})
 
     async def _load(self, record: dict) -> Auction:
+        auction_id = record["auction_id"]
         snapshot = record.get("snapshot")
         if snapshot:
             auction = Auction.from_snapshot(snapshot)
         else:
             auction = Auction.new(AuctionSpec.from_dict(record["spec"]))
-        for event in await self.store.load_events(record["auction_id"], after_seq=auction.seq):
+        events = await self.store.load_events(auction_id, after_seq=auction.seq)
+        for event in events:
             auction.apply(event)
-        self.auctions[record["auction_id"]] = auction
+        existing = self.auctions.get(auction_id)
+        if existing is not None:  # loaded meanwhile (an activate and a reload racing)
+            return existing
+        self.auctions[auction_id] = auction
         self._schedule(auction)
+        # Events past the stored view come from a commit that stored its events but not its
+        # views (MongoDB has no multi-document transaction, or the process died in between):
+        # nobody published them.
+        stored_seq = int(record.get("seq") or 0)
+        await self.feed.publish([public_event(e, auction.spec.type)
+                                 for e in events if e["seq"] > stored_seq])
+        if auction.is_finished and record.get("status") in OPEN_STATUSES:
+            # Closed by the log, open in the stored view: store the final view and snapshot,
+            # then settle it like any other close.
+            repair = CommitBatch(views={auction_id: auction.view(self.clock())},
+                                 snapshots={auction_id: auction.to_snapshot()})
+            self._begin_finish(auction_id, self._settlement(auction), repair)
         return auction
 
+    # ---- timers --------------------------------------------------------------------------
+
     def _schedule(self, auction: Auction) -> None:
+        """Track the auction's next deadline; push a heap entry only when it changed."""
+        auction_id = auction.spec.auction_id
         deadline = auction.next_deadline()
-        if deadline is not None:
-            heapq.heappush(self._deadlines, (deadline, auction.spec.auction_id))
+        if deadline is None:
+            self._deadline_of.pop(auction_id, None)
+            return
+        if self._deadline_of.get(auction_id) == deadline:
+            return
+        self._deadline_of[auction_id] = deadline
+        heapq.heappush(self._deadlines, (deadline, auction_id))
+        if len(self._deadlines) > 2 * len(self._deadline_of) + 64:
+            # Mostly stale entries (deadlines moved many times): rebuild from the dict.
+            self._deadlines = [(d, a) for a, d in self._deadline_of.items()]
+            heapq.heapify(self._deadlines)
+
+    def _next_deadline(self) -> int | None:
+        heap = self._deadlines
+        while heap and self._deadline_of.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def _due(self, now: int) -> list[str]:
+        """Pop the auctions whose current deadline is due at `now`."""
+        due: list[str] = []
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            deadline, auction_id = heapq.heappop(heap)
+            if self._deadline_of.get(auction_id) == deadline:
+                del self._deadline_of[auction_id]
+                due.append(auction_id)
+        return due
+
+    def _drop(self, auction_id: str) -> None:
+        """Stop serving an auction (finished, fenced, or memory ahead of the store)."""
+        self.auctions.pop(auction_id, None)
+        self._since_snapshot.pop(auction_id, None)
+        self._deadline_of.pop(auction_id, None)
+
+    # ---- batches -------------------------------------------------------------------------
 
     async def _process(self) -> None:
         size = MAX_BATCH if self.config.batching else 1
         batch, self._queue = self._queue[:size], self._queue[size:]
         if self._queue:
             self._wake.set()
-        now = now_ms()
+        now = self.clock()
         events: list[dict] = []
         touched: set[str] = set()
         results: list[tuple[_Pending, dict]] = []
 
         # Timers first: a bid that arrives after ends_at must meet a closed auction.
-        while self._deadlines and self._deadlines[0][0] <= now:
-            _, auction_id = heapq.heappop(self._deadlines)
+        for auction_id in self._due(now):
             auction = self.auctions.get(auction_id)
             if auction is None:
                 continue
@@ -179,7 +288,7 @@ class AuctionHostCore:
 
         for item in batch:
             result, produced, auction_id = await self._execute(item.command, now)
-            if produced:
+            if produced and auction_id is not None:
                 events.extend(produced)
                 touched.add(auction_id)
             results.append((item, result))
@@ -203,7 +312,7 @@ class AuctionHostCore:
         for auction_id in touched - conflicted:
             auction = self.auctions.get(auction_id)
             if auction is not None and auction.is_finished:
-                self._spawn(self._finish(auction))
+                self._begin_finish(auction_id, self._settlement(auction))
 
     async def _execute(self, command: dict, now: int) -> tuple[dict, list[dict], str | None]:
         op = command.get("op")
@@ -224,7 +333,7 @@ class AuctionHostCore:
                 command["bidder_id"], command["req_id"], command["amount"],
                 command.get("max_amount"), now,
             )
-            self._schedule(auction)  # soft close may have moved the end
+            self._schedule(auction)  # the close or a soft-close extension may have moved it
             if outcome.error is not None:
                 return {"ok": False, "error": outcome.error.to_dict()}, outcome.events, auction_id
             ack = dict(outcome.ack or {})
@@ -234,19 +343,23 @@ class AuctionHostCore:
             try:
                 produced += auction.cancel(command["by"], now)
             except MarketError as exc:
+                self._schedule(auction)
                 return {"ok": False, "error": exc.to_dict()}, produced, auction_id
+            self._schedule(auction)
             return {"ok": True, "auction": auction.view(now)}, produced, auction_id
         if op == "view":
             return {"ok": True, "auction": auction.view(now)}, [], None
         return error_result("INVALID", f"unknown host command {op!r}"), [], None
 
     async def _commit(self, events: list[dict], touched: set[str]) -> set[str]:
-        now = now_ms()
+        now = self.clock()
         views: dict[str, dict] = {}
         snapshots: dict[str, dict] = {}
         produced = Counter(e["auction_id"] for e in events)
         for auction_id in touched:
-            auction = self.auctions[auction_id]
+            auction = self.auctions.get(auction_id)
+            if auction is None:
+                continue
             views[auction_id] = auction.view(now)
             count = self._since_snapshot.get(auction_id, 0) + produced[auction_id]
             # A snapshot costs O(state); taking one every max(N, seq/2) events keeps both the
@@ -265,38 +378,99 @@ class AuctionHostCore:
             # is durable, so nothing unacknowledged survives.
             log.exception("host %s: commit failed; reloading %d auctions", self.name, len(touched))
             for auction_id in touched:
-                self.auctions.pop(auction_id, None)
+                self._drop(auction_id)
             self._spawn(self._reload(touched))
             return set(touched)
-        for auction_id in conflicted:
-            # Someone else owns this auction now (we are a stale owner): stop serving it.
-            log.warning("host %s: fenced out of auction %s", self.name, auction_id)
-            self.auctions.pop(auction_id, None)
+        if conflicted:
+            first_seq: dict[str, int] = {}
+            for event in events:
+                first_seq.setdefault(event["auction_id"], event["seq"])
+            for auction_id in conflicted:
+                # Someone stored one of these seqs first: stop serving the auction, then take
+                # it back only if the fence was spurious (see _reload_fenced).
+                log.warning("host %s: fenced out of auction %s", self.name, auction_id)
+                auction = self.auctions.get(auction_id)
+                durable = first_seq.get(auction_id, (auction.seq if auction else 0) + 1) - 1
+                self._drop(auction_id)
+                self._spawn(self._reload_fenced(auction_id, durable))
         return conflicted
 
     async def _reload(self, auction_ids: set[str]) -> None:
+        """After a failed commit: serve the auctions again from what the store holds."""
         for auction_id in auction_ids:
-            record = await self.store.get_auction(auction_id)
-            if record is not None and record.get("host") == self.name:
-                await self._load(record)
+            await self._retry(f"reload of {auction_id}", lambda a=auction_id: self._reload_one(a))
 
-    # ---- settlement (saga step after a close) --------------------------------------------
+    async def _reload_one(self, auction_id: str) -> None:
+        record = await self.store.get_auction(auction_id)
+        if (record is not None and record.get("host") == self.name
+                and auction_id not in self.auctions):
+            await self._load(record)
 
-    async def _finish(self, auction: Auction) -> None:
+    async def _reload_fenced(self, auction_id: str, durable_seq: int) -> None:
+        """Serve a fenced auction again if nobody else wrote it after our last durable seq.
+
+        A fence is spurious when the colliding events were a fenced batch of another writer,
+        visible only until it deletes them (MongoDB); then the store still ends at our last
+        durable seq and the auction is ours. If events after it stay, another owner (a stale
+        process of the same name, or the host it moved to) writes it: stay out.
+        """
+        for pause in (0.0, *FENCE_RECHECKS_S):
+            if pause:
+                await asyncio.sleep(pause)
+            try:
+                record = await self.store.get_auction(auction_id)
+                if record is None or record.get("host") != self.name:
+                    return  # moved to another host
+                if await self.store.load_events(auction_id, after_seq=durable_seq, limit=1):
+                    continue
+                if auction_id not in self.auctions:
+                    await self._load(record)
+                log.info("host %s: serving auction %s again after a spurious fence",
+                         self.name, auction_id)
+                return
+            except Exception:
+                log.warning("host %s: reload of fenced %s failed", self.name, auction_id,
+                            exc_info=True)
+        log.warning("host %s: auction %s is written by another owner; not serving it",
+                    self.name, auction_id)
+
+    # ---- settlement (saga after a close) -------------------------------------------------
+
+    def _settlement(self, auction: Auction) -> dict[str, Any]:
         # Everything settlement needs is in memory and already durable: no store read.
-        auction_id = auction.spec.auction_id
-        await self._settle(auction_id, {"asset_id": auction.spec.asset_id,
-                                        "seller_id": auction.spec.seller_id,
-                                        "view": auction.view(now_ms())})
-        self.auctions.pop(auction_id, None)
-        self._since_snapshot.pop(auction_id, None)
-        try:
-            directory = ray.get_actor(self.config.directory_name(), self.config.namespace)
-            await directory.release.remote(auction_id, self.name)
-        except Exception:  # the directory recomputes its counts from the store on restart
-            log.warning("host %s: could not tell the directory about %s", self.name, auction_id)
+        return {"asset_id": auction.spec.asset_id, "seller_id": auction.spec.seller_id,
+                "view": auction.view(self.clock())}
 
-    async def _settle(self, auction_id: str, record: dict) -> None:
+    def _begin_finish(self, auction_id: str, settlement: dict[str, Any],
+                      repair: CommitBatch | None = None) -> None:
+        if auction_id in self._finishing:
+            return
+        self._finishing.add(auction_id)
+        self._deadline_of.pop(auction_id, None)
+        self._spawn(self._finish(auction_id, settlement, repair))
+
+    async def _finish(self, auction_id: str, settlement: dict[str, Any],
+                      repair: CommitBatch | None) -> None:
+        """Repair the stored view (if it lags the log), settle, then release: each step is
+        idempotent and retried until it succeeds or the host stops."""
+        if repair is not None and not await self._retry(
+                f"view repair of {auction_id}", lambda: self.store.commit(repair)):
+            return
+        if not await self._retry(f"settlement of {auction_id}",
+                                 lambda: self._settle(auction_id, settlement)):
+            return
+        self._drop(auction_id)
+        self._finishing.discard(auction_id)
+        if self._on_finished is not None:
+            try:
+                await self._on_finished(auction_id)
+            except Exception:  # the directory recomputes its counts from the store on restart
+                log.warning("host %s: could not report %s finished", self.name, auction_id,
+                            exc_info=True)
+
+    async def _settle(self, auction_id: str, record: dict[str, Any]) -> None:
+        # settle()/release() return False when there was nothing (more) to do, e.g. already
+        # settled, or the asset had moved (no trade): both are a finished step, not a failure.
         view = record["view"]
         if view.get("winner_id"):
             await self.store.settle({
@@ -305,13 +479,31 @@ class AuctionHostCore:
                 "seller_id": record["seller_id"],
                 "buyer_id": view["winner_id"],
                 "price": view["final_price"],
-                "at": view.get("ends_at") or now_ms(),
+                "at": view.get("ends_at") or self.clock(),
             })
         else:
             await self.store.release(auction_id, record["asset_id"])
 
-    def _spawn(self, coroutine) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
+    async def _retry(self, what: str, step: Callable[[], Awaitable[object]]) -> bool:
+        """Run `step` until it succeeds (True); a business Conflict gives up (False)."""
+        delay = RETRY_FIRST_S
+        attempt = 1
+        while True:
+            try:
+                await step()
+                return True
+            except Conflict as exc:
+                log.error("host %s: %s refused: %r; giving up", self.name, what, exc)
+                return False
+            except Exception:
+                log.warning("host %s: %s failed (attempt %d); retrying in %.2fs", self.name,
+                            what, attempt, delay, exc_info=True)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+            attempt += 1
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -325,7 +517,8 @@ class AuctionHost:
         # Thousands of long-lived auction objects make full collections slow; collect the
         # young generation less often so pauses stay rare (they land in bid latency).
         gc.set_threshold(50_000, 20, 50)
-        self.core = AuctionHostCore(name, ClusterConfig.from_dict(config))
+        cluster = ClusterConfig.from_dict(config)
+        self.core = AuctionHostCore(name, cluster, on_finished=_DirectoryRelease(name, cluster))
 
     async def submit(self, commands: list[dict]) -> list[dict]:
         return await self.core.submit(commands)
@@ -340,5 +533,20 @@ class AuctionHost:
         return await self.core.poll(epoch, cursor, timeout, limit, auction_id)
 
     async def ready(self) -> bool:
-        await self.core._wait_ready()
+        await self.core.ready()
         return True
+
+
+class _DirectoryRelease:
+    """on_finished for a host in Ray: tell the directory the auction left this host."""
+
+    def __init__(self, host: str, config: ClusterConfig) -> None:
+        self.host = host
+        self.config = config
+        self._directory: ray.actor.ActorHandle | None = None
+
+    async def __call__(self, auction_id: str) -> None:
+        if self._directory is None:
+            self._directory = ray.get_actor(self.config.directory_name(),
+                                            namespace=self.config.namespace)
+        await self._directory.release.remote(auction_id, self.host)

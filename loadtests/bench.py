@@ -10,7 +10,9 @@ One run measures, on this machine:
 4. fan-out: one auction, many watchers, event deliveries/s;
 5. footprint: gateway RSS per idle WebSocket; host memory per live auction at the default
    hosting (ECE_AUCTIONS_PER_ACTOR=500) and at one auction per actor;
-6. durability cost: the SQLite file store against the in-memory store (ECE_STORE=memory:NAME).
+6. durability cost: the SQLite file store against the in-memory store (ECE_STORE=memory:NAME);
+7. close lag: N auctions closing in the same second on one host, how late each close is
+   durable and published (the host core in-process on a SQLite file, no Ray, no gateway).
 
 Servers run as subprocesses (own sessions, stopped by pid/pgid). The first one starts Ray; the
 others join it (ECE_RAY_ADDRESS) under their own ECE_INSTANCE, each with its own data dir.
@@ -56,6 +58,8 @@ from loadtests.servers import (
 )
 
 RESULTS = ROOT / "loadtests" / "results"
+# Stages the report knows, plus those that only add a figure of their own.
+STAGES = (*report.STAGES, "close_lag")
 GiB = 1024**3
 
 
@@ -81,6 +85,7 @@ class Params:
     auctions_per_actor_max: int  # cap at ECE_AUCTIONS_PER_ACTOR=1
     per_actor_budget_s: float
     per_actor_memory_budget: int  # bytes of host RSS at which the 1-per-actor stage stops
+    close_lag_auctions: int  # auctions closing in the same second on one host
     time_limit_s: float
 
     @classmethod
@@ -108,6 +113,7 @@ class Params:
             auctions_per_actor_max=3 if quick else 200,
             per_actor_budget_s=15.0 if quick else 75.0,
             per_actor_memory_budget=int(min(4 * GiB, available * 0.2)),
+            close_lag_auctions=200 if quick else 2000,
             time_limit_s=115.0 if quick else 590.0,
         )
         return p
@@ -503,6 +509,106 @@ def auctions_stage(params: Params, server: Managed, ray_root: Managed, per_actor
     return out
 
 
+# ---- stage 7: timers -----------------------------------------------------------------------
+
+def close_lag_stage(params: Params, tmp: Path) -> dict[str, Any]:
+    """N auctions closing in the same second on one host: how late each close is published
+    (committed to the store, then on the host's event feed) after its ends_at.
+
+    Two runs: the ends spread evenly over one second (the figures), and all at the same
+    instant (the worst case: one batch; its lag is `burst_ms`). The host core runs in this
+    process over a SQLite file at the default durability (synchronous=FULL), as a host
+    recovering the auctions after a restart would: the timer path alone, without Ray or a
+    gateway in between.
+    """
+    count = params.close_lag_auctions
+    spread = asyncio.run(_close_lag(count, 1000, tmp / "close_lag.db"))
+    burst = asyncio.run(_close_lag(count, 0, tmp / "close_lag_burst.db"))
+    return {
+        "figures": {"close_lag_p50_ms": round(spread["lag_ms"]["p50"], 2),
+                    "close_lag_p99_ms": round(spread["lag_ms"]["p99"], 2),
+                    "close_lag_max_ms": round(spread["lag_ms"]["max"], 2),
+                    "close_lag_burst_max_ms": round(burst["lag_ms"]["max"], 2)},
+        "details": {"auctions": count, "store": "sqlite synchronous=FULL",
+                    "ends_within_1s": spread, "ends_at_once": burst},
+    }
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    rank = max(0, min(len(sorted_values) - 1, round(q * len(sorted_values) + 0.5) - 1))
+    return sorted_values[rank]
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {"p50": round(_percentile(ordered, 0.50), 2),
+            "p99": round(_percentile(ordered, 0.99), 2), "max": round(ordered[-1], 2)}
+
+
+async def _close_lag(count: int, window_ms: int, path: Path) -> dict[str, Any]:
+    """`count` auctions on one host, their ends spread evenly over `window_ms`."""
+    from actors.config import ClusterConfig
+    from actors.host import AuctionHostCore
+    from market.auction import Auction, AuctionSpec
+    from storage import open_store
+
+    config = ClusterConfig(store_url=f"sqlite:///{path}", instance="closelag")
+    host = config.host_name(0)
+    setup = open_store(f"sqlite:///{path}?synchronous=OFF")  # filling it is not measured
+    await setup.open()
+    started = time.monotonic()
+    now = int(time.time() * 1000)
+    # Room for the inserts and the host's recovery (both ~linear in count) before the ends.
+    first_end = now + 1_000 + 2 * count
+    ends: dict[str, int] = {}
+    try:
+        for i in range(count):
+            asset_id, auction_id = f"c_lag{i}", f"a_lag{i}"
+            ends[auction_id] = first_end + i * window_ms // count
+            await setup.create_asset({"asset_id": asset_id, "owner_id": "u_seller",
+                                      "title": "t", "metadata": {}, "created_at": now})
+            spec = AuctionSpec(auction_id=auction_id, asset_id=asset_id, seller_id="u_seller",
+                               type="english", start_price=100, starts_at=now,
+                               ends_at=ends[auction_id], created_at=now, soft_close_ms=0)
+            await setup.create_auction({
+                "auction_id": auction_id, "asset_id": asset_id, "seller_id": "u_seller",
+                "host": host, "spec": spec.to_dict(), "view": Auction.new(spec).view(now),
+                "status": "scheduled", "seq": 0, "created_at": now,
+            })
+    finally:
+        await setup.close()
+    core = AuctionHostCore(host, config)
+    try:
+        await core.ready()
+        setup_s = time.monotonic() - started
+        spare_ms = first_end - int(time.time() * 1000)
+        if spare_ms < 0:
+            raise RuntimeError(f"setup overran the first end by {-spare_ms} ms")
+        published: dict[str, float] = {}
+        fired: dict[str, int] = {}
+
+        async def watch() -> None:
+            epoch, cursor = None, 0
+            while len(published) < count:
+                batch = await core.poll(epoch, cursor, 1.0)
+                at = time.time() * 1000
+                epoch, cursor = batch["epoch"], batch["cursor"]
+                for event in batch["events"]:
+                    if event["type"] == "closed" and event["auction_id"] in ends:
+                        published.setdefault(event["auction_id"], at)
+                        fired.setdefault(event["auction_id"], event["at"])
+
+        await asyncio.wait_for(watch(), timeout=60 + count / 50)
+    finally:
+        await core.close()
+    lag = [published[a] - ends[a] for a in ends]
+    fire = [float(fired[a] - ends[a]) for a in ends]
+    if min(lag) < 0 or min(fire) < 0:
+        raise RuntimeError(f"an auction closed before its end ({min(fire):.0f} ms)")
+    return {"window_ms": window_ms, "lag_ms": _spread(lag), "timer_fired_ms": _spread(fire),
+            "setup_s": round(setup_s, 2), "spare_before_first_end_ms": spare_ms}
+
+
 # ---- the run -------------------------------------------------------------------------------
 
 def machine_info(tmp: Path) -> dict[str, Any]:
@@ -540,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--measure", type=float, help="seconds per throughput window")
     parser.add_argument("--profile", type=Path, help="py-spy the gateway and hosts into DIR")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (server logs)")
-    parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(report.STAGES)}")
+    parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(STAGES)}")
     args = parser.parse_args(argv)
 
     params = Params.build(args)
@@ -569,10 +675,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_term)
     signal.alarm(int(params.time_limit_s))
 
-    wanted = set(report.STAGES)
+    wanted = set(STAGES)
     if args.only:
         wanted = {name.strip() for name in args.only.split(",")}
-        unknown = wanted - set(report.STAGES)
+        unknown = wanted - set(STAGES)
         if unknown:
             parser.error(f"unknown stage(s): {', '.join(sorted(unknown))}")
 
@@ -594,7 +700,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stage("rules_engine", rules_engine, params.rules_s, params.auctions, params.bidders)
         stage("echo", echo_limit, params, tmp)
-        if not wanted - {"rules_engine", "echo"}:
+        stage("close_lag", close_lag_stage, params, tmp)
+        if not wanted - {"rules_engine", "echo", "close_lag"}:
             raise StopIteration  # nothing needs a server
 
         # Servers: the first starts Ray; the others join it, each its own instance and data.
@@ -667,6 +774,14 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - t_start
     result = report.build(params=asdict(params), machine=machine, stages=stages, costs=costs,
                           errors=errors, elapsed_s=elapsed)
+    lag = stages.get("close_lag", {}).get("figures", {}).get("close_lag_p99_ms")
+    if "close_lag" in wanted:
+        n = params.close_lag_auctions
+        result["figures"]["close_lag_p99_ms"] = {
+            "value": lag, "unit": "ms",
+            "what": f"close lag p99, {n:,} auctions ending within 1 s, one host"}
+        if lag is None:
+            result["missing_stages"].append("close_lag")
     result["setup_anomalies"] = {k: {"count": len(v), "first": v[0]}
                                  for k, v in client.ANOMALIES.items()}
     result["generated_at"] = datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,406 @@
+"""AuctionHostCore in plain asyncio (no Ray): a real SQLite file, an injected clock, and a
+store wrapper that injects failures (fences, failed settlements, half-written commits)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from actors.config import ClusterConfig
+from actors.host import AuctionHostCore
+from market.auction import Auction, AuctionSpec
+from storage import CommitBatch, Store, StoreError, open_store
+from tests.support import wait_for
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+T0 = 1_700_000_000_000
+HOUR = 3_600_000
+HOST = "unit:host:0"
+SELLER = "u_seller"
+
+Hook = Callable[..., Awaitable[Any]]
+
+
+class FailingStore:
+    """Delegates every call to a real store; chosen calls of chosen methods fail instead.
+
+    `fail("settle", 1, 2)` raises StoreError on the first and second settle calls;
+    `on(method, hook)` replaces a method by `hook(n, real_method, *args)` (n counts from 1);
+    `die()` makes every later call fail, as if the process lost its store for good.
+    """
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.calls: Counter[str] = Counter()
+        self.dead = False
+        self._hooks: dict[str, Hook] = {}
+
+    def fail(self, method: str, *calls: int) -> None:
+        async def hook(n: int, real: Hook, *args: Any, **kwargs: Any) -> Any:
+            if n in calls:
+                raise StoreError(f"injected failure of {method} call {n}")
+            return await real(*args, **kwargs)
+
+        self.on(method, hook)
+
+    def on(self, method: str, hook: Hook) -> None:
+        self._hooks[method] = hook
+
+    def die(self) -> None:
+        self.dead = True
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self.inner, name)
+        if name.startswith("_") or not callable(real):
+            return real
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if self.dead:
+                raise StoreError(f"injected: store gone ({name})")
+            self.calls[name] += 1
+            hook = self._hooks.get(name)
+            if hook is not None:
+                return await hook(self.calls[name], real, *args, **kwargs)
+            return await real(*args, **kwargs)
+
+        return call
+
+
+class Clock:
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+@pytest_asyncio.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    real = open_store(f"sqlite:///{tmp_path / 'host.db'}?synchronous=OFF")
+    await real.open()
+    yield real
+    await real.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(T0 + 1)
+
+
+@pytest.fixture
+def released() -> list[str]:
+    return []
+
+
+@pytest_asyncio.fixture
+async def cores() -> AsyncIterator[list[AuctionHostCore]]:
+    """Every core a test starts; those still running at the end (a failed test) are closed."""
+    started: list[AuctionHostCore] = []
+    yield started
+    for core in started:
+        if not core._loop_task.done():
+            await core.close()
+
+
+async def add_auction(store: Store, auction_id: str = "a1", *, starts_at: int = T0,
+                      ends_at: int = T0 + HOUR, soft_close_ms: int = 0) -> dict:
+    asset_id = f"c_{auction_id}"
+    await store.create_asset({"asset_id": asset_id, "owner_id": SELLER, "title": "t",
+                              "metadata": {}, "created_at": T0 - 10})
+    spec = AuctionSpec(auction_id=auction_id, asset_id=asset_id, seller_id=SELLER,
+                       type="english", start_price=100, starts_at=starts_at, ends_at=ends_at,
+                       created_at=T0 - 10, soft_close_ms=soft_close_ms)
+    record = {"auction_id": auction_id, "asset_id": asset_id, "seller_id": SELLER,
+              "host": HOST, "spec": spec.to_dict(), "view": Auction.new(spec).view(T0 - 10),
+              "status": "scheduled", "seq": 0, "created_at": T0 - 10}
+    await store.create_auction(record)
+    return record
+
+
+async def start(store: Any, clock: Clock, released: list[str],
+                cores: list[AuctionHostCore]) -> AuctionHostCore:
+    async def on_finished(auction_id: str) -> None:
+        released.append(auction_id)
+
+    core = AuctionHostCore(HOST, ClusterConfig(store_url="sqlite:///unused", instance="unit"),
+                           store=store, clock=clock, on_finished=on_finished)
+    cores.append(core)
+    await core.ready()
+    return core
+
+
+async def live(core: AuctionHostCore, auction_id: str = "a1") -> None:
+    await wait_for(lambda: auction_id in core.auctions
+                   and core.auctions[auction_id].status == "live", message="auction live")
+
+
+def bid(bidder: str, amount: int, req_id: str, auction_id: str = "a1") -> dict:
+    return {"op": "bid", "auction_id": auction_id, "bidder_id": bidder, "req_id": req_id,
+            "amount": amount, "max_amount": None}
+
+
+async def close_at_end(core: AuctionHostCore, clock: Clock, ends_at: int = T0 + HOUR) -> None:
+    clock.now = ends_at + 5
+    core.wake()
+
+
+# ---- timers --------------------------------------------------------------------------------
+
+async def test_ten_thousand_bids_leave_one_timer_entry(store, clock, released, cores):
+    await add_auction(store)
+    core = await start(store, clock, released, cores)
+    await live(core)
+    # A replica of the auction tells the minimum bid ahead of each command of a batch.
+    shadow = Auction.from_snapshot(core.auctions["a1"].to_snapshot())
+    answers: list[dict] = []
+    n = 0
+    for _round in range(100):
+        commands = []
+        for j in range(100):
+            n += 1
+            if j % 2 == 0:  # accepted: two bidders outbidding each other at the minimum
+                command = bid(f"u{n % 4 // 2}", shadow.min_bid(clock.now) or 0, f"r{n}")
+                outcome = shadow.handle_bid(command["bidder_id"], command["req_id"],
+                                            command["amount"], None, clock.now)
+                assert outcome.error is None
+                commands.append(command)
+            else:  # refused: below the minimum
+                commands.append(bid("u9", 1, f"r{n}"))
+        answers += await core.submit(commands)
+    accepted = sum(1 for a in answers if a["ok"])
+    refused = sum(1 for a in answers if not a["ok"])
+    assert accepted == 5_000 and refused == 5_000, (accepted, refused)
+    assert all(a["error"]["code"] == "BID_TOO_LOW" for a in answers if not a["ok"])
+
+    assert core._deadline_of == {"a1": T0 + HOUR}
+    assert len(core._deadlines) <= 2, len(core._deadlines)
+
+    await close_at_end(core, clock)
+    await wait_for(lambda: released == ["a1"], message="closed and released")
+    assert "a1" not in core._deadline_of and core._next_deadline() is None
+    assert core._deadlines == []
+    assert (await store.get_auction("a1"))["status"] == "closed"
+    await core.close()
+
+
+async def test_many_auctions_each_keep_one_entry_and_close_in_order(store, clock, released,
+                                                                    cores):
+    for i in range(50):
+        await add_auction(store, f"m{i}", ends_at=T0 + HOUR + i)
+    core = await start(store, clock, released, cores)
+    await wait_for(lambda: all(core.auctions[f"m{i}"].status == "live" for i in range(50)),
+                   message="all live")
+    for k in range(20):  # refused bids on every auction: no new timer entries
+        await core.submit([bid("u1", 1, f"x{k}", f"m{i}") for i in range(50)])
+    assert len(core._deadlines) <= 2 * 50
+    assert len(core._deadline_of) == 50
+    clock.now = T0 + HOUR + 24  # the first 25 are due
+    core.wake()
+    await wait_for(lambda: len(released) == 25, message="first half closed")
+    assert sorted(released) == sorted(f"m{i}" for i in range(25))
+    assert core._next_deadline() == T0 + HOUR + 25
+    await close_at_end(core, clock, T0 + HOUR + 50)
+    await wait_for(lambda: len(released) == 50, message="all closed")
+    assert core._deadline_of == {} and core._next_deadline() is None
+    await core.close()
+
+
+async def test_soft_close_moves_the_single_timer_entry(store, clock, released, cores):
+    await add_auction(store, soft_close_ms=60_000)
+    core = await start(store, clock, released, cores)
+    await live(core)
+    clock.now = T0 + HOUR - 1_000  # inside the soft-close window
+    [ack] = await core.submit([bid("u1", 100, "r1")])
+    new_end = clock.now + 60_000
+    assert ack["ok"] and ack["ack"]["ends_at"] == new_end
+    assert core._deadline_of == {"a1": new_end}
+
+    clock.now = T0 + HOUR + 5  # the old end: its stale heap entry must not close anything
+    core.wake()
+    [view] = await core.submit([{"op": "view", "auction_id": "a1"}])
+    assert view["auction"]["status"] == "live" and core._next_deadline() == new_end
+
+    await close_at_end(core, clock, new_end)
+    await wait_for(lambda: released == ["a1"], message="closed at the extended end")
+    [closed] = [e for e in await store.load_events("a1") if e["type"] == "closed"]
+    assert closed["at"] >= new_end
+    await core.close()
+
+
+# ---- fencing -------------------------------------------------------------------------------
+
+async def test_spuriously_fenced_auction_is_served_again_from_its_durable_state(
+        store, clock, released, cores):
+    await add_auction(store)
+    wrapper = FailingStore(store)
+    fenced = {"armed": False, "times": 0}
+
+    async def fence_once(n: int, real: Hook, batch: CommitBatch) -> set[str]:
+        if not fenced["armed"] or not any(e["auction_id"] == "a1" for e in batch.events):
+            return await real(batch)
+        # What a fence stores for the auction: nothing (as MongoDB's spurious one, too).
+        fenced["armed"] = False
+        fenced["times"] += 1
+        rest = CommitBatch(events=[e for e in batch.events if e["auction_id"] != "a1"],
+                           views={k: v for k, v in batch.views.items() if k != "a1"},
+                           snapshots={k: v for k, v in batch.snapshots.items() if k != "a1"})
+        return await real(rest) | {"a1"}
+
+    wrapper.on("commit", fence_once)
+    core = await start(wrapper, clock, released, cores)
+    await live(core)
+    [first] = await core.submit([bid("u1", 100, "r1")])
+    assert first["ok"] and first["ack"]["seq"] == 2
+
+    fenced["armed"] = True
+    [lost] = await core.submit([bid("u2", 500, "r2")])
+    assert lost["error"]["code"] == "UNAVAILABLE" and fenced["times"] == 1
+
+    async def served() -> dict | None:
+        [answer] = await core.submit([bid("u2", 500, "r2")])  # the client's retry
+        return answer if answer["ok"] else None
+
+    again = await wait_for(served, timeout=10, message="auction served again")
+    assert again["ack"]["seq"] == 3  # continues from the durable seq 2
+    events = await store.load_events("a1")
+    assert [(e["seq"], e["type"], e.get("bidder_id")) for e in events] == [
+        (1, "started", None), (2, "bid", "u1"), (3, "bid", "u2")]
+    record = await store.get_auction("a1")
+    assert record["seq"] == 3 and record["view"]["leader_id"] == "u2"
+    await core.close()
+
+
+# ---- settlement ----------------------------------------------------------------------------
+
+async def test_failed_settlement_is_retried_then_released_once(store, clock, released, cores):
+    record = await add_auction(store)
+    wrapper = FailingStore(store)
+    wrapper.fail("settle", 1, 2)
+    seen: list[tuple[str, int, bool]] = []
+
+    async def on_finished(auction_id: str) -> None:
+        stored = await store.get_auction(auction_id)
+        seen.append((auction_id, wrapper.calls["settle"], stored["settled"]))
+
+    core = AuctionHostCore(HOST, ClusterConfig(store_url="sqlite:///unused", instance="unit"),
+                           store=wrapper, clock=clock, on_finished=on_finished)
+    cores.append(core)
+    await live(core)
+    [ack] = await core.submit([bid("u_buyer", 300, "r1")])
+    assert ack["ok"]
+    await close_at_end(core, clock)
+
+    await wait_for(lambda: seen, timeout=10, message="released after settlement")
+    assert seen == [("a1", 3, True)]  # released once, only after the third (good) settle
+    trades = await store.list_trades(asset_id=record["asset_id"])
+    assert [(t["buyer_id"], t["price"]) for t in trades] == [("u_buyer", 100)]
+    assert (await store.get_asset(record["asset_id"]))["owner_id"] == "u_buyer"
+    assert "a1" not in core.auctions
+    assert wrapper.calls["settle"] == 3
+    await core.close()
+
+
+async def test_stopping_the_host_stops_the_settlement_retries(store, clock, released, cores):
+    await add_auction(store)
+    wrapper = FailingStore(store)
+    wrapper.fail("settle", *range(1, 10_000))  # the store keeps refusing
+    core = await start(wrapper, clock, released, cores)
+    await live(core)
+    await core.submit([bid("u_buyer", 300, "r1")])
+    await close_at_end(core, clock)
+    await wait_for(lambda: wrapper.calls["settle"] >= 2, message="settlement retried")
+    await core.close()
+    assert all(task.done() for task in core._background) and released == []
+    assert not (await store.get_auction("a1"))["settled"]
+
+
+async def test_settle_answering_false_is_done_not_retried(store, clock, released, cores):
+    await add_auction(store)
+    wrapper = FailingStore(store)
+
+    async def asset_moved(n: int, real: Hook, trade: dict) -> bool:
+        return False  # what the store answers when the asset had moved: no trade, settled
+
+    wrapper.on("settle", asset_moved)
+    core = await start(wrapper, clock, released, cores)
+    await live(core)
+    await core.submit([bid("u_buyer", 300, "r1")])
+    await close_at_end(core, clock)
+    await wait_for(lambda: released == ["a1"], message="released")
+    assert wrapper.calls["settle"] == 1
+    await core.close()
+
+
+# ---- closed in the log, open in the stored view --------------------------------------------
+
+def _events_then_fail(wrapper: FailingStore, die: bool) -> None:
+    """The commit that closes a1 stores its events, then fails before views and snapshots."""
+
+    async def hook(n: int, real: Hook, batch: CommitBatch) -> set[str]:
+        if not any(e["type"] == "closed" and e["auction_id"] == "a1" for e in batch.events):
+            return await real(batch)
+        await real(CommitBatch(events=batch.events))
+        wrapper.on("commit", lambda n, real, batch: real(batch))  # only once
+        if die:
+            wrapper.die()
+        raise StoreError("injected: views and snapshots not written")
+
+    wrapper.on("commit", hook)
+
+
+async def _check_closed_and_settled(store: Store, record: dict) -> None:
+    async def settled() -> bool:
+        stored = await store.get_auction("a1")
+        return stored["status"] == "closed" and stored["settled"]
+
+    await wait_for(settled, timeout=10, message="stored closed and settled")
+    stored = await store.get_auction("a1")
+    assert stored["view"]["winner_id"] == "u_buyer" and stored["snapshot"]["status"] == "closed"
+    trades = await store.list_trades(asset_id=record["asset_id"])
+    assert [(t["buyer_id"], t["price"]) for t in trades] == [("u_buyer", 100)]
+
+
+async def test_auction_closed_in_log_but_live_in_view_is_finished_by_a_new_host(
+        store, clock, released, cores):
+    record = await add_auction(store)
+    wrapper = FailingStore(store)
+    _events_then_fail(wrapper, die=True)
+    old = await start(wrapper, clock, released, cores)
+    await live(old)
+    await old.submit([bid("u_buyer", 300, "r1")])
+    await close_at_end(old, clock)
+    await wait_for(lambda: wrapper.dead, message="the half-written commit")
+    await old.close()
+    stored = await store.get_auction("a1")
+    assert stored["status"] == "live"  # the inconsistent state the next host finds
+    assert [e["type"] for e in await store.load_events("a1")] == ["started", "bid", "closed"]
+
+    new = await start(store, clock, released, cores)
+    await _check_closed_and_settled(store, record)
+    await wait_for(lambda: released == ["a1"], message="released")
+    assert "a1" not in new.auctions
+    # The close nobody published is published now.
+    feed = new.feed.read(None, 0, 100)
+    assert [e["type"] for e in feed["events"]] == ["closed"]
+    await new.close()
+
+
+async def test_half_written_close_is_repaired_by_the_same_host(store, clock, released, cores):
+    record = await add_auction(store)
+    wrapper = FailingStore(store)
+    _events_then_fail(wrapper, die=False)
+    core = await start(wrapper, clock, released, cores)
+    await live(core)
+    await core.submit([bid("u_buyer", 300, "r1")])
+    await close_at_end(core, clock)
+    await _check_closed_and_settled(store, record)
+    await wait_for(lambda: released == ["a1"], message="released")
+    assert [e["type"] for e in core.feed.read(None, 0, 100)["events"]] == [
+        "started", "bid", "closed"]
+    await core.close()
