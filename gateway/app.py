@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
@@ -19,14 +20,19 @@ from prometheus_client import (
 from gateway.auth import Tokens
 from gateway.config import Settings
 from gateway.fanout import Hub
+from gateway.limits import ConnectionCounter, KeyedLimiter, LRUCache
 from gateway.rest import ApiError, error_body, routes
 from gateway.router import Router
-from gateway.ws import Connection, TokenBucket, close_all, websocket_handler
-from storage import Store, open_store
+from gateway.views import present_view
+from gateway.ws import Connection, close_all, websocket_handler
+from storage import Store, StoreError, open_store
 
 log = logging.getLogger("ece.gateway")
 STATIC = Path(__file__).parent / "static"
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
+# Per-key state (rate buckets, caches) is an LRU this large: memory stays bounded whatever
+# number of users, addresses or auctions a client makes up.
+MAX_KEYS = 100_000
 
 
 class Metrics:
@@ -58,28 +64,35 @@ class Gateway:
         self.router: Router
         self.hub: Hub
         self.ready = False
-        self._limiters: dict[str, TokenBucket] = {}
-        self._titles: dict[str, str] = {}
+        per_min = 1 / 60
+        self.bids_by_user = KeyedLimiter(settings.rate_per_s, settings.rate_burst, MAX_KEYS)
+        self.auth_by_ip = KeyedLimiter(settings.auth_ip_per_min * per_min,
+                                       settings.auth_ip_burst, MAX_KEYS)
+        self.auth_by_user = KeyedLimiter(settings.auth_user_per_min * per_min,
+                                         settings.auth_user_burst, MAX_KEYS)
+        self.quotas = {kind: KeyedLimiter(settings.create_per_min * per_min,
+                                          settings.create_burst, MAX_KEYS)
+                       for kind in ("mints", "listings")}
+        self.conns_by_ip = ConnectionCounter(settings.max_conn_per_ip, MAX_KEYS)
+        self.conns_by_user = ConnectionCounter(settings.max_conn_per_user, MAX_KEYS)
+        self._titles: LRUCache[str, str] = LRUCache(MAX_KEYS)
 
     async def start(self) -> None:
         await self.store.open()
         self.router = Router(self.settings.cluster(), self.store, self.settings.max_inflight)
-        self.hub = Hub(self.router, self.store, self.settings.batching, self.enrich)
+        self.hub = Hub(self.router, self.store, self.settings.batching, self.present)
         await self.router.ready()
         self.ready = True
 
-    async def stop(self) -> None:
+    async def close_sockets(self) -> None:
+        """Shutdown, first step: stop taking work and close every WebSocket with 1001."""
         self.ready = False
         await asyncio.gather(*close_all(set(self.connections)), return_exceptions=True)
+
+    async def stop(self) -> None:
+        """Shutdown, last step (after every handler finished): release the store."""
         await self.hub.close()
         await self.store.close()
-
-    def limiter_for(self, user_id: str) -> TokenBucket:
-        bucket = self._limiters.get(user_id)
-        if bucket is None:
-            bucket = TokenBucket(self.settings.rate_per_s, self.settings.rate_burst)
-            self._limiters[user_id] = bucket
-        return bucket
 
     async def enrich(self, view: dict) -> dict:
         """Add the card's title (immutable, so cached) to an auction view."""
@@ -88,8 +101,20 @@ class Gateway:
         if title is None and asset_id:
             asset = await self.store.get_asset(asset_id)
             title = asset["title"] if asset else ""
-            self._titles[asset_id] = title
+            self._titles.put(asset_id, title)
         return {**view, "title": title or ""}
+
+    async def present(self, view: dict) -> dict:
+        """A stored view as clients see it. A live Dutch price depends on the clock, so the
+        host that judges the bids (and its clock) prices it; the stored view is the fallback
+        when the host cannot answer."""
+        if view.get("type") == "dutch" and view.get("status") == "live":
+            result = await self.router.send({"op": "view", "auction_id": view["auction_id"]})
+            view = result["auction"] if result.get("ok") else present_view(view)
+        return await self.enrich(view)
+
+    async def present_all(self, views: list[dict]) -> list[dict]:
+        return list(await asyncio.gather(*(self.present(v) for v in views)))
 
 
 @web.middleware
@@ -104,6 +129,11 @@ async def errors_as_json(request: web.Request, handler) -> web.StreamResponse:
             return web.json_response(error_body(code, exc.reason),
                                      status=exc.status)
         raise
+    except StoreError:
+        if request.app[GATEWAY].ready:
+            log.exception("store error on %s %s", request.method, request.path)
+        return web.json_response(error_body("UNAVAILABLE", "storage unavailable; retry"),
+                                 status=503)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return web.json_response(error_body("INTERNAL", "internal error"),
@@ -132,13 +162,17 @@ def build_app(settings: Settings) -> web.Application:
     gateway = Gateway(settings)
     app[GATEWAY] = gateway
 
-    async def on_startup(_: web.Application) -> None:
+    async def resources(_: web.Application) -> AsyncIterator[None]:
+        # A cleanup context ends after every handler has finished (on_shutdown runs before),
+        # so a request still being served during shutdown never meets a closed store.
         await gateway.start()
-
-    async def on_shutdown(_: web.Application) -> None:
+        yield
         await gateway.stop()
 
-    app.on_startup.append(on_startup)
+    async def on_shutdown(_: web.Application) -> None:
+        await gateway.close_sockets()
+
+    app.cleanup_ctx.append(resources)
     app.on_shutdown.append(on_shutdown)
     app.add_routes(routes)
     app.router.add_get("/ws", websocket_handler)

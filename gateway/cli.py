@@ -84,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.command == "serve":
-        settings = Settings.from_env()
+        try:
+            settings = Settings.from_env()
+        except ValueError as exc:
+            print(f"ece: bad setting: {exc}", file=sys.stderr)
+            return 2
         try:
             # uvloop: the gateway is an I/O loop first; it makes sockets and frames cheaper.
             asyncio.run(serve(settings), loop_factory=uvloop.new_event_loop)

@@ -18,7 +18,6 @@ from ray.exceptions import RayError
 
 from gateway.protocol import ProtocolError
 from gateway.router import FINISHED, Router
-from gateway.views import present_view
 from market.auction import public_event
 from storage import Store
 
@@ -44,6 +43,8 @@ class Subscription:
         self.auction_type = auction_type
         self.last = 0
         self.syncing = True  # until the snapshot or replay is out, live events wait here
+        self.filling = False
+        self.refill = False  # the feed asked for a fill while one was running: run again
         self.buffer: list[dict] = []
         self.closed = False
 
@@ -64,37 +65,59 @@ class Subscription:
         self.buffer.append(event)
         self.hub.spawn(self.fill())
 
+    def request_fill(self) -> None:
+        """Read the log again soon: a feed (re)started and may have skipped events."""
+        if self.filling:
+            self.refill = True
+        elif not self.syncing:
+            self.hub.spawn(self.fill())
+        else:
+            self.refill = True  # the subscribe's own fill has not started yet
+
     async def fill(self) -> None:
-        """Catch up from the log after `last`, then release what the live feed buffered."""
-        self.syncing = True
+        """Catch up from the log after `last`, then release what the live feed buffered.
+
+        A request for another fill while this one runs makes it read the log once more: an
+        event published before a new poller's first cursor is found in the log, never lost.
+        """
+        if self.filling:
+            self.refill = True
+            return
+        self.syncing = self.filling = True
         try:
-            for _ in range(5):
-                for event in await self.hub.store.load_events(self.auction_id, self.last):
-                    if event["seq"] == self.last + 1:
-                        self.conn.send(event_frame(public_event(event, self.auction_type)))
-                        self.last = event["seq"]
-                pending, self.buffer = sorted(self.buffer, key=lambda e: e["seq"]), []
-                gap = False
-                for event in pending:
-                    if event["seq"] == self.last + 1:
-                        self.conn.send(event_frame(event))
-                        self.last = event["seq"]
-                    elif event["seq"] > self.last + 1:
-                        gap = True
-                        self.buffer.append(event)
-                if not gap:
-                    return
+            self.refill = True
+            while self.refill and not self.closed:
+                self.refill = False
+                await self._catch_up()
         finally:
-            self.syncing = False
+            self.syncing = self.filling = False
+
+    async def _catch_up(self) -> None:
+        for _ in range(5):
+            for event in await self.hub.store.load_events(self.auction_id, self.last):
+                if event["seq"] == self.last + 1:
+                    self.conn.send(event_frame(public_event(event, self.auction_type)))
+                    self.last = event["seq"]
+            pending, self.buffer = sorted(self.buffer, key=lambda e: e["seq"]), []
+            gap = False
+            for event in pending:
+                if event["seq"] == self.last + 1:
+                    self.conn.send(event_frame(event))
+                    self.last = event["seq"]
+                elif event["seq"] > self.last + 1:
+                    gap = True
+                    self.buffer.append(event)
+            if not gap:
+                return
 
 
 class Hub:
     def __init__(
         self, router: Router, store: Store, batching: bool,
-        enrich: Callable[[dict], Awaitable[dict]],
+        present: Callable[[dict], Awaitable[dict]],
     ) -> None:
         self.router = router
-        self.enrich = enrich
+        self.present = present
         self.store = store
         self.batching = batching
         self.subs: dict[str, dict[Connection, Subscription]] = {}
@@ -110,21 +133,30 @@ class Hub:
         return task
 
     async def subscribe(
-        self, conn: Connection, auction_id: str, since: int | None, req_id: Any
+        self, conn: Connection, auction_id: str, since: int | None, req_id: Any,
+        ticket: object,
     ) -> None:
+        """Answer a subscribe. `ticket` is this request's claim in `conn.subscriptions`: after
+        every await it is checked again, so a subscribe that finishes after its socket closed
+        or after an unsubscribe (or a newer subscribe) leaves nothing registered."""
         record = await self.store.get_auction(auction_id)
         if record is None:
             raise ProtocolError("AUCTION_NOT_FOUND", "no such auction", req_id)
-        self.unsubscribe(conn, auction_id)
+        if not conn.wants(auction_id, ticket):
+            return
+        self._discard(conn, auction_id)
         sub = Subscription(self, conn, auction_id, record["spec"]["type"])
         self.subs.setdefault(auction_id, {})[conn] = sub
-        conn.subscriptions.add(auction_id)
-        if record["status"] not in FINISHED:
-            host = await self.router.locate(auction_id)
-            if host is not None:
-                self._watch(host, auction_id, sub)
+        host = await self.router.locate(auction_id) if record["status"] not in FINISHED else None
+        if not conn.wants(auction_id, ticket):
+            self._discard(conn, auction_id, sub)
+            return
+        if host is not None:
+            self._watch(host, auction_id, sub)
         # Read again now that live events are being buffered: nothing can fall in between.
         record = await self.store.get_auction(auction_id) or record
+        if sub.closed:
+            return
         current = record["seq"]
         if since is not None and since <= current and current - since <= MAX_REPLAY:
             sub.last = since
@@ -134,7 +166,7 @@ class Hub:
                            "seq": sub.last})
             return
         snapshot = {"op": "snapshot", "auction_id": auction_id, "seq": current,
-                    "auction": await self.enrich(present_view(record["view"]))}
+                    "auction": await self.present(record["view"])}
         if req_id is not None:
             snapshot["req_id"] = req_id
         conn.send(snapshot)
@@ -142,9 +174,18 @@ class Hub:
         await sub.fill()
 
     def unsubscribe(self, conn: Connection, auction_id: str) -> None:
+        conn.subscriptions.pop(auction_id, None)
+        self._discard(conn, auction_id)
+
+    def _discard(self, conn: Connection, auction_id: str,
+                 only: Subscription | None = None) -> None:
+        """Remove conn's subscription to auction_id (only `only`, when given)."""
         subs = self.subs.get(auction_id)
-        sub = subs.pop(conn, None) if subs else None
-        conn.subscriptions.discard(auction_id)
+        sub = subs.get(conn) if subs else None
+        if only is not None and sub is not only:
+            return
+        if subs is not None and sub is not None:
+            del subs[conn]
         if sub is not None:
             sub.closed = True
             task = self.pollers.pop((conn, auction_id), None)
@@ -159,6 +200,10 @@ class Hub:
     def drop(self, conn: Connection) -> None:
         for auction_id in list(conn.subscriptions):
             self.unsubscribe(conn, auction_id)
+
+    def registered(self) -> int:
+        """Subscriptions held for sockets (a bound the tests check)."""
+        return sum(len(subs) for subs in self.subs.values())
 
     def dispatch(self, event: dict) -> None:
         subs = self.subs.get(event["auction_id"])
@@ -184,8 +229,7 @@ class Hub:
     def _resync(self, host: str) -> None:
         for auction_id in list(self.host_auctions.get(host, ())):
             for sub in list(self.subs.get(auction_id, {}).values()):
-                if not sub.syncing:
-                    self.spawn(sub.fill())
+                sub.request_fill()
 
     async def _poll(self, host: str, only: Subscription | None = None) -> None:
         epoch: str | None = None
@@ -212,7 +256,7 @@ class Hub:
                 for event in reply["events"]:
                     only.deliver(event)
                 if reply["reset"] or first:
-                    self.spawn(only.fill())
+                    only.request_fill()
                 continue
             for event in reply["events"]:
                 self.dispatch(event)

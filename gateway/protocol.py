@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -13,7 +14,47 @@ from market.money import is_amount
 JSON = "json"
 MSGPACK = "msgpack"
 MAX_FRAME = 64 * 1024
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Deeper documents than this are refused: nothing in the protocol nests more than a few levels,
+# and deep nesting is how a client makes a parser or encoder recurse until it fails.
+MAX_DEPTH = 32
+MAX_SINCE = 2**53
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity, -Infinity
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 overflows to inf, which is not JSON either
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def depth_of(value: Any, limit: int = MAX_DEPTH) -> int:
+    """Nesting depth of a decoded document, counting no further than `limit` + 1."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def parse_json(data: str | bytes) -> Any:
+    """Strict JSON: no NaN/Infinity, nesting at most MAX_DEPTH; ValueError otherwise."""
+    try:
+        value = json.loads(data, parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc
+    if depth_of(value) > MAX_DEPTH:
+        raise ValueError(f"JSON nested deeper than {MAX_DEPTH}")
+    return value
 
 
 class ProtocolError(Exception):
@@ -36,9 +77,11 @@ class ProtocolError(Exception):
 def decode(data: str | bytes, encoding: str) -> dict:
     try:
         if encoding == JSON:
-            message = json.loads(data)
+            message = parse_json(data)
         else:
             message = msgpack.unpackb(data, raw=False, strict_map_key=True)
+            if depth_of(message) > MAX_DEPTH:
+                raise ValueError("msgpack nested too deeply")
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         raise ProtocolError("INVALID", f"malformed {encoding} frame") from exc
     except Exception as exc:  # msgpack raises assorted errors on garbage
@@ -72,7 +115,7 @@ def require_req_id(message: dict) -> str | int:
 
 
 def valid_id(value: object) -> bool:
-    return isinstance(value, str) and bool(_ID.match(value))
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
 def require_auction_id(message: dict, req_id: Any = None) -> str:
@@ -110,6 +153,6 @@ def parse_since(message: dict, req_id: Any) -> int | None:
     since = message.get("since")
     if since is None:
         return None
-    if type(since) is not int or since < 0 or since > 2**53:
+    if type(since) is not int or since < 0 or since > MAX_SINCE:
         raise ProtocolError("INVALID", "since must be a non-negative integer seq", req_id)
     return since

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from gateway.auth import TokenError, hash_password, verify_password
-from gateway.protocol import valid_id
-from gateway.views import now_ms, present_view
+from gateway.auth import TokenError, hash_password, password_problem, verify_password
+from gateway.protocol import MAX_SINCE, parse_json, valid_id
+from gateway.views import now_ms
 from market.auction import Auction, parse_spec, public_event
 from market.errors import MarketError
 from storage import Conflict
@@ -21,15 +22,16 @@ if TYPE_CHECKING:
 
 routes = web.RouteTableDef()
 
-_USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
+_USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")
 STATUSES = ("scheduled", "live", "closed", "cancelled")
 STATUS_OF_CODE = {
     "INVALID": 400, "UNAUTHORIZED": 401, "NOT_OWNER": 403, "NOT_SELLER": 403,
     "FORBIDDEN": 403, "AUCTION_NOT_FOUND": 404, "ASSET_NOT_FOUND": 404, "NOT_FOUND": 404,
     "USERNAME_TAKEN": 409, "ASSET_LISTED": 409, "HAS_BIDS": 409, "AUCTION_NOT_LIVE": 409,
-    "RATE_LIMITED": 429, "OVERLOADED": 503, "UNAVAILABLE": 503,
+    "LIMIT_EXCEEDED": 409, "RATE_LIMITED": 429, "OVERLOADED": 503, "UNAVAILABLE": 503,
 }
 MAX_METADATA_BYTES = 4096
+MAX_LIMIT = 500
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
@@ -37,10 +39,18 @@ def error_body(code: str, message: str) -> dict[str, Any]:
 
 
 class ApiError(web.HTTPException):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
         self.status_code = STATUS_OF_CODE.get(code, 400)
+        headers = None
+        if retry_after is not None:
+            headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
         super().__init__(text=json.dumps(error_body(code, message)),
-                         content_type="application/json")
+                         content_type="application/json", headers=headers)
+
+
+def rate_limited(retry_after: float, what: str) -> ApiError:
+    return ApiError("RATE_LIMITED", f"too many {what}; retry in {math.ceil(retry_after)} s",
+                    retry_after)
 
 
 def new_id(prefix: str) -> str:
@@ -54,13 +64,31 @@ def gateway_of(request: web.Request) -> Gateway:
 
 
 async def json_body(request: web.Request) -> dict:
+    """The request's JSON object: UTF-8, no NaN/Infinity, bounded nesting; else 400."""
+    charset = (request.charset or "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise ApiError("INVALID", "body must be UTF-8 JSON")
+    raw = await request.read()
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError("INVALID", "body must be JSON") from exc
+        body = parse_json(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError("INVALID", f"body must be JSON: {str(exc)[:80]}") from exc
     if not isinstance(body, dict):
         raise ApiError("INVALID", "body must be a JSON object")
     return body
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter in low..high (a 400 otherwise, never a clamp or a 500)."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20):
+        raise ApiError("INVALID", f"{name} must be an integer in {low}..{high}")
+    value = int(raw)
+    if not low <= value <= high:
+        raise ApiError("INVALID", f"{name} must be an integer in {low}..{high}")
+    return value
 
 
 def caller(request: web.Request) -> str:
@@ -69,19 +97,39 @@ def caller(request: web.Request) -> str:
     if not header.startswith("Bearer "):
         raise ApiError("UNAUTHORIZED", "Authorization: Bearer <token> required")
     try:
-        user_id, _ = gateway_of(request).tokens.verify(header[7:].strip())
+        identity = gateway_of(request).tokens.verify(header[7:].strip())
     except TokenError as exc:
         raise ApiError("UNAUTHORIZED", "invalid or expired token") from exc
-    return user_id
+    return identity.user_id
 
 
 def _credentials(body: dict) -> tuple[str, str]:
     username, password = body.get("username"), body.get("password")
-    if not isinstance(username, str) or not _USERNAME.match(username):
+    if not isinstance(username, str) or _USERNAME.fullmatch(username) is None:
         raise ApiError("INVALID", "username: 3-32 letters, digits, '_', '.' or '-'")
-    if not isinstance(password, str) or not 8 <= len(password) <= 256:
-        raise ApiError("INVALID", "password: 8-256 characters")
+    if not isinstance(password, str):
+        raise ApiError("INVALID", "password must be a string")
+    problem = password_problem(password, username)
+    if problem is not None:
+        raise ApiError("INVALID", f"password: {problem}")
     return username, password
+
+
+def _throttle_auth(request: web.Request, username: str | None) -> None:
+    """Sign-in and sign-up tries per client IP and per username (429 with Retry-After)."""
+    gateway = gateway_of(request)
+    wait = gateway.auth_by_ip.take(request.remote or "?")
+    if wait is None and username is not None:
+        wait = gateway.auth_by_user.take(username.casefold()[:64])
+    if wait is not None:
+        raise rate_limited(wait, "sign-in attempts")
+
+
+def _quota(request: web.Request, kind: str, user_id: str) -> None:
+    """Per-user quota on what costs storage or a host slot (mints, listings)."""
+    wait = gateway_of(request).quotas[kind].take(user_id)
+    if wait is not None:
+        raise rate_limited(wait, kind)
 
 
 @routes.get("/healthz")
@@ -93,7 +141,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.post("/api/users")
 async def create_user(request: web.Request) -> web.Response:
-    username, password = _credentials(await json_body(request))
+    body = await json_body(request)
+    _throttle_auth(request, None)
+    username, password = _credentials(body)
     gateway = gateway_of(request)
     user = {"user_id": new_id("u"), "username": username,
             "password_hash": await hash_password(password), "created_at": now_ms()}
@@ -112,6 +162,9 @@ async def create_session(request: web.Request) -> web.Response:
     username, password = body.get("username"), body.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
         raise ApiError("INVALID", "username and password are required strings")
+    if len(username) > 64 or len(password) > 256:
+        raise ApiError("UNAUTHORIZED", "wrong username or password")
+    _throttle_auth(request, username)
     gateway = gateway_of(request)
     user = await gateway.store.get_user_by_username(username)
     if not await verify_password(user["password_hash"] if user else None, password):
@@ -134,10 +187,8 @@ async def me(request: web.Request) -> web.Response:
 async def create_asset(request: web.Request) -> web.Response:
     user_id = caller(request)
     gateway = gateway_of(request)
-    if gateway.settings.mint == "admin":
-        user = await gateway.store.get_user(user_id)
-        if user is None or user["username"] not in gateway.settings.admins:
-            raise ApiError("FORBIDDEN", "minting is restricted to admins")
+    if gateway.settings.mint == "admin" and user_id not in gateway.settings.admins:
+        raise ApiError("FORBIDDEN", "minting is restricted to admins")
     body = await json_body(request)
     title = body.pop("title", None)
     if not isinstance(title, str) or not 1 <= len(title.strip()) <= 200:
@@ -146,6 +197,7 @@ async def create_asset(request: web.Request) -> web.Response:
         body.pop(reserved, None)
     if len(json.dumps(body)) > MAX_METADATA_BYTES:
         raise ApiError("INVALID", f"metadata over {MAX_METADATA_BYTES} bytes")
+    _quota(request, "mints", user_id)
     asset = {"asset_id": new_id("c"), "owner_id": user_id, "title": title.strip(),
              "metadata": body, "created_at": now_ms()}
     await gateway.store.create_asset(asset)
@@ -162,6 +214,8 @@ def _asset_json(asset: dict) -> dict:
 async def list_assets(request: web.Request) -> web.Response:
     owner = request.query.get("owner", "me")
     owner_id = caller(request) if owner == "me" else owner
+    if not valid_id(owner_id):
+        raise ApiError("INVALID", "owner must be 'me' or a user id")
     assets = await gateway_of(request).store.list_assets(owner_id)
     return web.json_response({"assets": [_asset_json(a) for a in assets]})
 
@@ -197,6 +251,7 @@ async def create_auction(request: web.Request) -> web.Response:
         raise ApiError("ASSET_NOT_FOUND", "no such asset")
     if asset["owner_id"] != user_id:
         raise ApiError("NOT_OWNER", "you do not own this asset")
+    _quota(request, "listings", user_id)
     record = {"auction_id": auction_id, "asset_id": asset_id, "seller_id": user_id,
               "spec": spec.to_dict(), "view": Auction.new(spec).view(now),
               "status": "scheduled", "seq": 0, "created_at": now}
@@ -213,14 +268,10 @@ async def list_auctions(request: web.Request) -> web.Response:
     status = request.query.get("status")
     if status is not None and status not in STATUSES:
         raise ApiError("INVALID", f"status must be one of {', '.join(STATUSES)}")
-    try:
-        limit = min(int(request.query.get("limit", "200")), 500)
-    except ValueError as exc:
-        raise ApiError("INVALID", "limit must be an integer") from exc
+    limit = query_int(request, "limit", 200, 1, MAX_LIMIT)
     gateway = gateway_of(request)
     views = await gateway.store.list_auctions(status=status, limit=limit)
-    return web.json_response({"auctions": [await gateway.enrich(present_view(v))
-                                           for v in views]})
+    return web.json_response({"auctions": await gateway.present_all(views)})
 
 
 async def _record(request: web.Request) -> dict:
@@ -235,18 +286,14 @@ async def _record(request: web.Request) -> dict:
 @routes.get("/api/auctions/{auction_id}")
 async def get_auction(request: web.Request) -> web.Response:
     record = await _record(request)
-    view = present_view(record["view"])
-    return web.json_response(await gateway_of(request).enrich(view))
+    return web.json_response(await gateway_of(request).present(record["view"]))
 
 
 @routes.get("/api/auctions/{auction_id}/events")
 async def auction_events(request: web.Request) -> web.Response:
     record = await _record(request)
-    try:
-        since = int(request.query.get("since", "0"))
-        limit = min(int(request.query.get("limit", "200")), 1000)
-    except ValueError as exc:
-        raise ApiError("INVALID", "since and limit must be integers") from exc
+    since = query_int(request, "since", 0, 0, MAX_SINCE)
+    limit = query_int(request, "limit", 200, 1, MAX_LIMIT)
     events = await gateway_of(request).store.load_events(record["auction_id"], since, limit)
     kind = record["spec"]["type"]
     return web.json_response({"events": [public_event(e, kind) for e in events]})
@@ -273,5 +320,8 @@ async def list_trades(request: web.Request) -> web.Response:
     asset_id = request.query.get("asset_id")
     user = request.query.get("user")
     user_id = caller(request) if user == "me" else user
+    for value in (asset_id, user_id):
+        if value is not None and not valid_id(value):
+            raise ApiError("INVALID", "asset_id and user must be ids")
     trades = await gateway_of(request).store.list_trades(asset_id=asset_id, user_id=user_id)
     return web.json_response({"trades": trades})

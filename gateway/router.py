@@ -17,6 +17,7 @@ from ray.exceptions import ActorDiedError, RayActorError, RayError
 
 from actors.config import ClusterConfig
 from actors.directory import get_or_create_directory
+from gateway.limits import LRUCache
 from storage import Store
 
 log = logging.getLogger("ece.router")
@@ -24,6 +25,7 @@ log = logging.getLogger("ece.router")
 FINISHED = ("closed", "cancelled")
 # Submit calls outstanding per host: one being processed, one being filled meanwhile.
 MAX_CALLS_IN_FLIGHT = 2
+MAX_CACHED_LOCATIONS = 100_000
 
 
 def failure(code: str, message: str, **details: Any) -> dict:
@@ -104,7 +106,8 @@ class Router:
         self.store = store
         self.max_inflight = max_inflight
         self.directory = get_or_create_directory(config)
-        self._locations: dict[str, str] = {}
+        # auction -> host, a cache of the directory's answers (bounded; misses ask again).
+        self._locations: LRUCache[str, str] = LRUCache(MAX_CACHED_LOCATIONS)
         self._hosts: dict[str, HostClient] = {}
         self._inflight = 0
 
@@ -131,7 +134,7 @@ class Router:
         if name is None:
             name = await self.directory.locate.remote(auction_id)
             if name is not None:
-                self._locations[auction_id] = name
+                self._locations.put(auction_id, name)
         return name
 
     async def _not_served(self, auction_id: str) -> dict:
@@ -161,18 +164,25 @@ class Router:
                 if name is None:
                     return await self._not_served(auction_id)
                 result = await self.host(name).call(command)
-            except (RayActorError, RayError, ValueError) as exc:
+            except ValueError:
+                # No such actor: a host retired after its auctions finished. The cached
+                # location is stale; the directory knows (and revives nothing it retired).
+                self._locations.pop(auction_id)
+                continue
+            except (RayActorError, RayError) as exc:
                 log.warning("routing %s failed: %s", auction_id, exc)
                 return failure("UNAVAILABLE", "auction host unavailable; retry")
             error = result.get("error") or {}
             if error.get("code") != "NOT_HERE":
                 return result
-            self._locations.pop(auction_id, None)  # stale cache: ask the directory again
+            self._locations.pop(auction_id)  # stale cache: ask the directory again
         return await self._not_served(auction_id)
 
     async def create(self, record: dict) -> dict:
         auction_id = record["auction_id"]
         name = await self.directory.place.remote(auction_id)
+        if name is None:  # every host slot (ECE_MAX_HOSTS) is taken
+            return failure("OVERLOADED", "no auction host capacity; retry later")
         record = {**record, "host": name}
         try:
             result = await self.host(name).handle.create.remote(record)
@@ -186,7 +196,7 @@ class Router:
             if record is not None:
                 result = {"ok": True, "auction": record["view"]}
         if result.get("ok"):
-            self._locations[auction_id] = name
+            self._locations.put(auction_id, name)
         else:
             await self.directory.release.remote(auction_id, name)
         return result

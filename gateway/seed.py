@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
+import os
 import random
+import secrets
 import time
+from pathlib import Path
 
 import aiohttp
 
@@ -14,8 +18,8 @@ from gateway.config import Settings
 
 log = logging.getLogger("ece.demo")
 
-DEMO_PASSWORD = "demo-password"
 DEMO_USERS = ("alice", "bob", "carol")
+DEMO_FILE = "demo-accounts.json"
 CARDS = (
     ("Charizard Holo 1st Edition", "Base Set", "PSA 9"),
     ("Black Lotus", "Alpha", "BGS 8.5"),
@@ -31,8 +35,26 @@ CARDS = (
 LIVE_TARGET = 6
 
 
-async def _account(http: aiohttp.ClientSession, base: str, username: str) -> dict:
-    body = {"username": username, "password": DEMO_PASSWORD}
+def demo_passwords(data_dir: Path, names: list[str]) -> dict[str, str]:
+    """Random passwords for the demo accounts, made once per data dir and kept there (0600),
+    so a restart signs in to the same accounts and no password is published anywhere."""
+    path = data_dir / DEMO_FILE
+    known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    missing = [name for name in names if name not in known]
+    if missing:
+        known |= {name: secrets.token_urlsafe(12) for name in missing}
+        temp = path.with_suffix(".tmp")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(known, handle)
+        os.replace(temp, path)
+    return known
+
+
+async def _account(
+    http: aiohttp.ClientSession, base: str, username: str, password: str
+) -> dict:
+    body = {"username": username, "password": password}
     async with http.post(f"{base}api/users", json=body) as response:
         if response.status == 201:
             return await response.json()
@@ -77,9 +99,9 @@ async def _keep_listings(http: aiohttp.ClientSession, base: str, sellers: list[d
         await asyncio.sleep(5)
 
 
-async def _bot(http: aiohttp.ClientSession, base: str, name: str) -> None:
+async def _bot(http: aiohttp.ClientSession, base: str, name: str, password: str) -> None:
     """Bids now and then on English auctions, with a private maximum, like a patient human."""
-    account = await _account(http, base, name)
+    account = await _account(http, base, name, password)
     ws_url = base.replace("http", "ws", 1) + f"ws?token={account['token']}"
     req = itertools.count()
     while True:
@@ -105,16 +127,21 @@ async def _bot(http: aiohttp.ClientSession, base: str, name: str) -> None:
 
 
 async def run_demo(base: str, settings: Settings) -> None:
+    bot_names = [f"bot{i + 1}" for i in range(settings.bots)]
+    passwords = demo_passwords(settings.data_dir, [*DEMO_USERS, *bot_names])
+    bots: list[asyncio.Task] = []
     async with aiohttp.ClientSession() as http:
         try:
-            sellers = [await _account(http, base, name) for name in DEMO_USERS]
-            bots = [asyncio.create_task(_bot(http, base, f"bot{i + 1}"))
-                    for i in range(settings.bots)]
-            print(f"Demo accounts: {', '.join(DEMO_USERS)} (password '{DEMO_PASSWORD}')",
-                  flush=True)
+            sellers = [await _account(http, base, name, passwords[name]) for name in DEMO_USERS]
+            bots = [asyncio.create_task(_bot(http, base, name, passwords[name]))
+                    for name in bot_names]
+            print("Demo accounts (username / password, kept in "
+                  f"{settings.data_dir / DEMO_FILE}):", flush=True)
+            for name in DEMO_USERS:
+                print(f"  {name} / {passwords[name]}", flush=True)
             await _keep_listings(http, base, sellers)
         except asyncio.CancelledError:
-            for task in locals().get("bots", []):
+            for task in bots:
                 task.cancel()
             raise
         except Exception:

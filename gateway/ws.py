@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from gateway.auth import TokenError
+from gateway.limits import TokenBucket
 from gateway.protocol import (
     JSON,
     MAX_FRAME,
@@ -23,7 +24,7 @@ from gateway.protocol import (
     req_id_of,
     require_auction_id,
 )
-from gateway.rest import gateway_of
+from gateway.rest import ApiError, gateway_of
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -38,48 +39,45 @@ SLOW_CLOSE_S = 10.0
 MAX_SOCKET_INFLIGHT = 1_000
 
 
-class TokenBucket:
-    """Per-user rate limit: `rate` tokens/s refill up to `burst`."""
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = burst
-        self.stamp = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
-
 class Connection:
     __slots__ = (
         "closing",
         "encoding",
+        "expires_at",
         "inflight",
+        "ip",
         "queue",
         "subscriptions",
+        "transport",
         "user_id",
-        "username",
         "writer",
         "ws",
     )
 
-    def __init__(self, ws: web.WebSocketResponse, queue_size: int) -> None:
+    def __init__(self, ws: web.WebSocketResponse, queue_size: int, ip: str = "?") -> None:
         self.ws = ws
+        self.ip = ip
         self.user_id: str | None = None
-        self.username: str | None = None
+        self.expires_at = 0.0  # epoch seconds at which the identity's token expires
         self.encoding = JSON
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=queue_size)
-        self.subscriptions: set[str] = set()
+        # auction id -> the subscribe request that owns it; a subscribe still being answered
+        # checks it is still the owner before it registers anything (see Hub.subscribe).
+        self.subscriptions: dict[str, object] = {}
         self.inflight = 0
         self.closing = False
         self.writer: asyncio.Task | None = None
+        self.transport: asyncio.BaseTransport | None = None
+
+    def wants(self, auction_id: str, ticket: object) -> bool:
+        """Is the subscribe request `ticket` still wanted (socket open, not unsubscribed)?"""
+        return not self.closing and self.subscriptions.get(auction_id) is ticket
+
+    def current_user(self) -> str | None:
+        """The user id while the token that proved it is valid; anonymous once it expires."""
+        if self.user_id is not None and time.time() >= self.expires_at:
+            return None
+        return self.user_id
 
     def send(self, message: dict, cache: dict | None = None, encoding: str | None = None) -> None:
         if self.closing:
@@ -105,9 +103,8 @@ class Connection:
             )
         if self.writer is not None:
             self.writer.cancel()
-        transport = self.ws._req.transport if self.ws._req is not None else None
-        if transport is not None and not transport.is_closing():
-            transport.abort()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()
 
     async def write_loop(self) -> None:
         try:
@@ -123,24 +120,52 @@ class Connection:
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     gateway: Gateway = gateway_of(request)
-    ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=30.0, compress=False)
-    await ws.prepare(request)
-    conn = Connection(ws, gateway.settings.send_queue)
+    if not gateway.ready:
+        raise ApiError("UNAVAILABLE", "shutting down or starting; retry")
+    ip = request.remote or "?"
     token = _token_of(request)
-    auth_error: str | None = None
+    identity = None
     if token:
         try:
-            conn.user_id, conn.username = gateway.tokens.verify(token)
-        except TokenError as exc:
-            auth_error = str(exc)
+            identity = gateway.tokens.verify(token)
+        except TokenError:
+            identity = None
+    # Caps are checked before the upgrade, so a refused client costs one HTTP answer.
+    if not gateway.conns_by_ip.acquire(ip):
+        raise ApiError("LIMIT_EXCEEDED", "too many connections from this address")
+    conn: Connection | None = None
+    user_held = False
+    try:
+        if identity is not None:
+            if not gateway.conns_by_user.acquire(identity.user_id):
+                raise ApiError("LIMIT_EXCEEDED", "too many connections for this user")
+            user_held = True
+        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=30.0, compress=False)
+        conn = Connection(ws, gateway.settings.send_queue, ip)
+        if identity is not None:
+            conn.user_id, conn.expires_at = identity.user_id, identity.expires_at
+        await ws.prepare(request)
+        conn.transport = request.transport
+        await _serve(gateway, conn, bad_token=bool(token) and identity is None)
+        return ws
+    finally:
+        gateway.conns_by_ip.release(ip)
+        if conn is not None:
+            _forget_identity(gateway, conn)
+        elif user_held and identity is not None:
+            gateway.conns_by_user.release(identity.user_id)
+
+
+async def _serve(gateway: Gateway, conn: Connection, bad_token: bool) -> None:
     conn.writer = asyncio.get_running_loop().create_task(conn.write_loop())
     gateway.connections.add(conn)
     gateway.metrics.connections.inc()
-    limiter = TokenBucket(gateway.settings.rate_per_s * 4, gateway.settings.rate_burst * 4)
+    settings = gateway.settings
+    limiter = TokenBucket(settings.frame_rate, settings.frame_burst)
     try:
-        if auth_error:
+        if bad_token:
             conn.send({"op": "error", "code": "UNAUTHORIZED", "message": "invalid token"})
-        async for msg in ws:
+        async for msg in conn.ws:
             if msg.type == WSMsgType.TEXT:
                 encoding, data = JSON, msg.data
             elif msg.type == WSMsgType.BINARY:
@@ -149,21 +174,27 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
                 break
             conn.encoding = encoding
             try:
-                message = decode(data, encoding)
+                # Before decoding: a flood costs a bucket check per frame, not a parse.
                 if not limiter.take():
-                    raise ProtocolError("RATE_LIMITED", "too many messages", req_id_of(message))
+                    raise ProtocolError("RATE_LIMITED", "too many messages")
+                message = decode(data, encoding)
                 await _dispatch(gateway, conn, message, encoding)
             except ProtocolError as exc:
                 gateway.metrics.errors.labels(exc.code).inc()
                 conn.send(exc.frame(), encoding=encoding)
     finally:
+        conn.closing = True  # first: a subscribe still in flight must not register now
         gateway.connections.discard(conn)
         gateway.metrics.connections.dec()
         gateway.hub.drop(conn)
-        conn.closing = True
         if conn.writer is not None:
             conn.writer.cancel()
-    return ws
+
+
+def _forget_identity(gateway: Gateway, conn: Connection) -> None:
+    if conn.user_id is not None:
+        gateway.conns_by_user.release(conn.user_id)
+        conn.user_id, conn.expires_at = None, 0.0
 
 
 def _token_of(request: web.Request) -> str | None:
@@ -178,18 +209,28 @@ async def _dispatch(gateway: Gateway, conn: Connection, message: dict, encoding:
     req_id = req_id_of(message)
     if op == "bid":
         bid = parse_bid(message)
-        if conn.user_id is None:
+        user_id = conn.current_user()
+        if user_id is None:
+            _forget_identity(gateway, conn)  # an expired token leaves an anonymous socket
             raise ProtocolError("UNAUTHORIZED", "sign in to bid", bid[0])
         if conn.inflight >= MAX_SOCKET_INFLIGHT:
             raise ProtocolError("OVERLOADED", "too many bids in flight on this socket", bid[0])
         conn.inflight += 1
         # Bids run concurrently so one socket can pipeline; the answer keeps its encoding.
-        task = gateway.hub.spawn(_bid(gateway, conn, bid, encoding))
+        # The bidder is who the socket is when the bid arrives: a later `auth` on the same
+        # socket must not change who this bid is from.
+        task = gateway.hub.spawn(_bid(gateway, conn, user_id, bid, encoding))
         task.add_done_callback(lambda _: _finished(conn))
     elif op == "subscribe":
         auction_id = require_auction_id(message, req_id)
         since = parse_since(message, req_id)
-        gateway.hub.spawn(_subscribe(gateway, conn, auction_id, since, req_id, encoding))
+        limit = gateway.settings.max_subscriptions
+        if auction_id not in conn.subscriptions and len(conn.subscriptions) >= limit:
+            raise ProtocolError("LIMIT_EXCEEDED", f"at most {limit} subscriptions per socket",
+                                req_id)
+        ticket = conn.subscriptions[auction_id] = object()
+        gateway.hub.spawn(_subscribe(gateway, conn, auction_id, since, req_id, encoding,
+                                     ticket))
     elif op == "unsubscribe":
         auction_id = require_auction_id(message, req_id)
         gateway.hub.unsubscribe(conn, auction_id)
@@ -204,10 +245,14 @@ async def _dispatch(gateway: Gateway, conn: Connection, message: dict, encoding:
         token = message.get("token")
         if not isinstance(token, str):
             raise ProtocolError("INVALID", "token must be a string", req_id)
+        _forget_identity(gateway, conn)  # a failed auth leaves the socket anonymous
         try:
-            conn.user_id, conn.username = gateway.tokens.verify(token)
+            identity = gateway.tokens.verify(token)
         except TokenError as exc:
             raise ProtocolError("UNAUTHORIZED", "invalid token", req_id) from exc
+        if not gateway.conns_by_user.acquire(identity.user_id):
+            raise ProtocolError("LIMIT_EXCEEDED", "too many connections for this user", req_id)
+        conn.user_id, conn.expires_at = identity.user_id, identity.expires_at
         conn.send({"op": "ack", "req_id": req_id, "user_id": conn.user_id}, encoding=encoding)
     elif not isinstance(op, str):
         raise ProtocolError("INVALID", "every message needs an 'op' string", req_id)
@@ -219,18 +264,19 @@ def _finished(conn: Connection) -> None:
     conn.inflight -= 1
 
 
-async def _bid(gateway: Gateway, conn: Connection, bid: tuple, encoding: str) -> None:
+async def _bid(
+    gateway: Gateway, conn: Connection, user_id: str, bid: tuple, encoding: str
+) -> None:
     req_id, auction_id, amount, max_amount = bid
-    assert conn.user_id is not None
     started = time.perf_counter()
-    if not gateway.limiter_for(conn.user_id).take():
+    if gateway.bids_by_user.take(user_id) is not None:
         reply = {"op": "error", "req_id": req_id, "code": "RATE_LIMITED",
                  "message": "bid rate limit reached; retry shortly"}
     else:
         result = await gateway.router.send({
             "op": "bid",
             "auction_id": auction_id,
-            "bidder_id": conn.user_id,  # from the token only, never from the message
+            "bidder_id": user_id,  # from the token only, never from the message
             # Typed key: the int 7 and the string "7" are different requests.
             "req_id": f"{type(req_id).__name__}:{req_id}",
             "amount": amount,
@@ -249,11 +295,13 @@ async def _bid(gateway: Gateway, conn: Connection, bid: tuple, encoding: str) ->
 
 async def _subscribe(
     gateway: Gateway, conn: Connection, auction_id: str, since: int | None, req_id: Any,
-    encoding: str,
+    encoding: str, ticket: object,
 ) -> None:
     try:
-        await gateway.hub.subscribe(conn, auction_id, since, req_id)
+        await gateway.hub.subscribe(conn, auction_id, since, req_id, ticket)
     except ProtocolError as exc:
+        if conn.subscriptions.get(auction_id) is ticket:
+            del conn.subscriptions[auction_id]
         conn.send(exc.frame(), encoding=encoding)
 
 

@@ -62,6 +62,8 @@ ACK_TIMEOUT = _env_float("LOCUST_ACK_TIMEOUT", 10.0)
 AUCTION_MS = int(_env_float("LOCUST_AUCTION_MS", 300_000))
 PREFIX = os.environ.get("LOCUST_USER_PREFIX", "locust")
 PASSWORD = os.environ.get("LOCUST_PASSWORD", "locust-password")
+# A 429 on sign-up or sign-in (per-address throttling) is waited out this many times.
+MAX_THROTTLED_RETRIES = 10
 REST_TIMEOUT = 30
 
 _numbers = itertools.count()
@@ -99,16 +101,22 @@ class EceClient:
     def _post(self, path: str, body: dict, token: str | None = None,
               name: str | None = None) -> tuple[int, dict]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        with self.user.client.post(path, json=body, headers=headers, name=name or path,
-                                   timeout=REST_TIMEOUT, catch_response=True) as response:
-            try:
-                data = response.json()
-            except ValueError:
-                data = {}
-            # 409 (name taken) is an expected answer for sign-up-or-sign-in.
-            if response.status_code in (200, 201, 409):
-                response.success()
-            return response.status_code, data
+        for attempt in range(MAX_THROTTLED_RETRIES + 1):
+            with self.user.client.post(path, json=body, headers=headers, name=name or path,
+                                       timeout=REST_TIMEOUT, catch_response=True) as response:
+                try:
+                    data = response.json()
+                except ValueError:
+                    data = {}
+                # 409 (name taken) is an expected answer for sign-up-or-sign-in; 429 (sign-ins
+                # from one address are throttled) is honoured: wait Retry-After, then retry.
+                if response.status_code in (200, 201, 409, 429):
+                    response.success()
+                if response.status_code != 429 or attempt == MAX_THROTTLED_RETRIES:
+                    return response.status_code, data
+                wait = float(response.headers.get("Retry-After", "1"))
+            gevent.sleep(wait)
+        raise AssertionError("unreachable")
 
     def account_for(self, username: str) -> dict:
         status, body = self._post("/api/users", {"username": username, "password": PASSWORD},

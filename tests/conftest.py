@@ -22,6 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
+# Many test users sign up from 127.0.0.1 and list cards quickly: raised through settings.
+SERVER_TEST_LIMITS = {
+    "ECE_AUTH_IP_PER_MIN": "100000", "ECE_AUTH_IP_BURST": "10000",
+    "ECE_AUTH_USER_PER_MIN": "100000", "ECE_AUTH_USER_BURST": "10000",
+    "ECE_CREATE_PER_MIN": "100000", "ECE_CREATE_BURST": "10000",
+}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -82,7 +90,7 @@ def start_server(tmp_path: Path) -> Iterator:
 
     def start(**env: str) -> ServerProcess:
         env = {"ECE_PORT": str(free_port()), "ECE_DATA_DIR": str(tmp_path / "data"),
-               "ECE_SEED": "0", **env}
+               "ECE_SEED": "0", **SERVER_TEST_LIMITS, **env}
         server = ServerProcess(env, tmp_path / f"server-{len(started)}.log")
         started.append(server)
         server.wait_ready()

@@ -85,6 +85,14 @@ class Api:
         assert status == 201, view
         return view
 
+    async def accepted_bids(self, auction_id: str) -> tuple[int, int]:
+        """(bid events, raised events) in the auction's log: every acked bid is one of them;
+        `bid_count` counts the first kind only (a leader's own raise is not a new bid)."""
+        status, body = await self.request("GET", f"/api/auctions/{auction_id}/events?limit=500")
+        assert status == 200, body
+        kinds = [e["type"] for e in body["events"]]
+        return kinds.count("bid"), kinds.count("raised")
+
     async def get(self, auction_id: str) -> dict:
         status, body = await self.request("GET", f"/api/auctions/{auction_id}")
         assert status == 200, body

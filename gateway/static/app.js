@@ -910,7 +910,9 @@ class RoomView {
   /** Newest first; rows are kept by seq so a new event adds one row (and animates only it). */
   renderHistory() {
     const r = this.refs;
-    const events = [...this.events.values()].sort((a, b) => b.seq - a.seq);
+    // A leader raising their own hidden maximum ("raised") changes nothing public: not shown.
+    const events = [...this.events.values()].filter((e) => e.type !== "raised")
+      .sort((a, b) => b.seq - a.seq);
     const key = `${events.length}:${events[0]?.seq}:${me()}`;
     if (key === this.renderedHistory) return;
     const rebuild = !this.historyRows || this.historyOwner !== me();
@@ -962,7 +964,8 @@ class RoomView {
           text = `${who(event.bidder_id)} bought at ${formatCents(event.price)}`;
           if (event.bidder_id === me()) kind = "bid mine";
         } else {
-          text = `${who(event.bidder_id)} bid ${formatCents(event.amount)}`;
+          // The leader's bid shows at the price it set (their maximum stays private).
+          text = `${who(event.bidder_id)} bid ${formatCents(event.amount ?? event.price)}`;
           detail = event.leader_id === event.bidder_id
             ? `leads at ${formatCents(event.price)}`
             : `${who(event.leader_id)} still leads (auto-bid) at ${formatCents(event.price)}`;
@@ -1137,7 +1140,7 @@ class AuthView {
       autocomplete: "username", required: true, minlength: 3, maxlength: 32, spellcheck: "false",
       autocapitalize: "none", "aria-describedby": signup ? "auth-username-hint" : null });
     this.password = h("input", { id: "auth-password", testid: "auth-password", name: "password",
-      type: "password", required: true, minlength: signup ? 8 : null, maxlength: 256,
+      type: "password", required: true, minlength: signup ? 10 : null, maxlength: 256,
       autocomplete: signup ? "new-password" : "current-password",
       "aria-describedby": signup ? "auth-password-hint" : null });
     this.error = h("p", { class: "feedback", testid: "auth-error", role: "alert", dataset: { kind: "error" } });
@@ -1157,7 +1160,7 @@ class AuthView {
         h("div", { class: "field" }, h("label", { for: "auth-username" }, "Username"), this.username,
           signup ? h("p", { class: "hint", id: "auth-username-hint" }, "3–32 letters, digits, “_”, “.” or “-”") : null),
         h("div", { class: "field" }, h("label", { for: "auth-password" }, "Password"), this.password,
-          signup ? h("p", { class: "hint", id: "auth-password-hint" }, "At least 8 characters") : null),
+          signup ? h("p", { class: "hint", id: "auth-password-hint" }, "At least 10 characters, not a common password") : null),
         this.submit, this.error))));
     this.username.focus();
   }
@@ -1168,7 +1171,7 @@ class AuthView {
     setText(this.error, "");
     if (this.mode === "signup") {
       if (!USERNAME.test(username)) return this.fail("Usernames are 3–32 letters, digits, “_”, “.” or “-”", this.username);
-      if (password.length < 8) return this.fail("Passwords need at least 8 characters", this.password);
+      if (password.length < 10) return this.fail("Passwords need at least 10 characters", this.password);
       if (password.length > 256) return this.fail("Passwords are at most 256 characters", this.password);
     } else if (!username || !password) {
       return this.fail("Enter your username and password", username ? this.password : this.username);

@@ -63,9 +63,16 @@ async def shutdown_instance(settings: Settings) -> None:
     ray.kill(directory, no_restart=True)
 
 
+# One test process plays many users from one address: the per-IP and per-user creation limits
+# are raised here (tests of those limits set their own).
+GENEROUS = {"auth_ip_per_min": 1e6, "auth_ip_burst": 1e5, "auth_user_per_min": 1e6,
+            "auth_user_burst": 1e5, "create_per_min": 1e6, "create_burst": 1e5}
+
+
 def make_settings(data_dir: Path, **overrides) -> Settings:
     return Settings(data_dir=data_dir, seed=False, instance=f"t{next(_instances)}",
-                    secret="test-secret-of-at-least-thirty-two-bytes", **overrides)
+                    secret="test-secret-of-at-least-thirty-two-bytes",
+                    **{**GENEROUS, **overrides})
 
 
 def _mongo_url(uri: str, db_name: str) -> str:
