@@ -38,6 +38,7 @@ LIVE_TARGET = 6
 def demo_passwords(data_dir: Path, names: list[str]) -> dict[str, str]:
     """Random passwords for the demo accounts, made once per data dir and kept there (0600),
     so a restart signs in to the same accounts and no password is published anywhere."""
+    data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / DEMO_FILE
     known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     missing = [name for name in names if name not in known]

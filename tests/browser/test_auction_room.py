@@ -99,8 +99,10 @@ def test_two_bidders_see_each_other_live_until_the_close(start_server, new_page)
     expect(ann.get_by_test_id("leader")).to_have_text(short(bob_id))
     expect(ann.get_by_test_id("bid-count")).to_have_text("2")
     expect(ann.get_by_test_id("standing")).to_have_text("You've been outbid")
+    # Bob's maximum ($15.00) is his secret: rivals see his bid at the price it set.
     expect(ann.get_by_test_id("history-row").first).to_contain_text(
-        f"{short(bob_id)} bid $15.00")
+        f"{short(bob_id)} bid $10.50")
+    expect(ann.get_by_test_id("history")).not_to_contain_text("$15.00")
 
     # A bid under the minimum is refused with the minimum spelled out; nothing changes.
     bid(ann, "10.75", "Bid too low — minimum $11.00")
