@@ -139,18 +139,20 @@ class Hub:
         """Answer a subscribe. `ticket` is this request's claim in `conn.subscriptions`: after
         every await it is checked again, so a subscribe that finishes after its socket closed
         or after an unsubscribe (or a newer subscribe) leaves nothing registered."""
+        if not conn.wants(auction_id, ticket):
+            return self._dropped(conn, auction_id, req_id)  # no store read for it
         record = await self.store.get_auction(auction_id)
         if record is None:
             raise ProtocolError("AUCTION_NOT_FOUND", "no such auction", req_id)
         if not conn.wants(auction_id, ticket):
-            return
+            return self._dropped(conn, auction_id, req_id)
         self._discard(conn, auction_id)
         sub = Subscription(self, conn, auction_id, record["spec"]["type"])
         self.subs.setdefault(auction_id, {})[conn] = sub
         host = await self.router.locate(auction_id) if record["status"] not in FINISHED else None
         if not conn.wants(auction_id, ticket):
             self._discard(conn, auction_id, sub)
-            return
+            return self._dropped(conn, auction_id, req_id)
         if host is not None:
             self._watch(host, auction_id, sub)
         # Read again now that live events are being buffered: nothing can fall in between.
@@ -172,6 +174,14 @@ class Hub:
         conn.send(snapshot)
         sub.last = current
         await sub.fill()
+
+    @staticmethod
+    def _dropped(conn: Connection, auction_id: str, req_id: Any) -> None:
+        """A subscribe overtaken by a newer subscribe or an unsubscribe of the same auction
+        still gets an answer, so a client waiting on its req_id is not left hanging."""
+        if req_id is not None:
+            conn.send({"op": "ack", "req_id": req_id, "auction_id": auction_id,
+                       "subscribed": False})
 
     def unsubscribe(self, conn: Connection, auction_id: str) -> None:
         conn.subscriptions.pop(auction_id, None)

@@ -37,6 +37,9 @@ TRY_AGAIN_LATER = 1013
 SLOW_CLOSE_S = 10.0
 # Requests one socket may have in flight before it is told OVERLOADED.
 MAX_SOCKET_INFLIGHT = 1_000
+# Subscribes one socket may have being answered at once (each reads the store): a client
+# sending them faster than they are answered is told OVERLOADED instead of queueing work.
+MAX_PENDING_SUBSCRIBES = 32
 
 
 class Connection:
@@ -46,6 +49,7 @@ class Connection:
         "expires_at",
         "inflight",
         "ip",
+        "pending_subscribes",
         "queue",
         "subscriptions",
         "transport",
@@ -65,6 +69,7 @@ class Connection:
         # checks it is still the owner before it registers anything (see Hub.subscribe).
         self.subscriptions: dict[str, object] = {}
         self.inflight = 0
+        self.pending_subscribes = 0
         self.closing = False
         self.writer: asyncio.Task | None = None
         self.transport: asyncio.BaseTransport | None = None
@@ -224,11 +229,15 @@ async def _dispatch(gateway: Gateway, conn: Connection, message: dict, encoding:
     elif op == "subscribe":
         auction_id = require_auction_id(message, req_id)
         since = parse_since(message, req_id)
+        if conn.pending_subscribes >= MAX_PENDING_SUBSCRIBES:
+            raise ProtocolError("OVERLOADED", "too many subscribes being answered; retry",
+                                req_id)
         limit = gateway.settings.max_subscriptions
         if auction_id not in conn.subscriptions and len(conn.subscriptions) >= limit:
             raise ProtocolError("LIMIT_EXCEEDED", f"at most {limit} subscriptions per socket",
                                 req_id)
         ticket = conn.subscriptions[auction_id] = object()
+        conn.pending_subscribes += 1
         gateway.hub.spawn(_subscribe(gateway, conn, auction_id, since, req_id, encoding,
                                      ticket))
     elif op == "unsubscribe":
@@ -303,6 +312,8 @@ async def _subscribe(
         if conn.subscriptions.get(auction_id) is ticket:
             del conn.subscriptions[auction_id]
         conn.send(exc.frame(), encoding=encoding)
+    finally:
+        conn.pending_subscribes -= 1
 
 
 def close_all(connections: set[Connection]) -> list:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
+import websocket
 
 from gateway.auth import Tokens
 from tests.integration.conftest import (
@@ -68,6 +70,37 @@ async def test_subscribes_finishing_after_the_socket_closed_leave_nothing(ece_ho
     assert hub.subs == {} and hub.host_of == {}
     assert all(not auctions for auctions in hub.host_auctions.values())
     await ws.close()
+
+
+def _burst(url: str, frames: list[dict]) -> list[dict]:
+    """Send every frame in one TCP write (so the server reads them all at once); answers."""
+    ws = websocket.create_connection(url, timeout=10)
+    try:
+        ws.sock.sendall(b"".join(
+            websocket.ABNF.create_frame(json.dumps(f), websocket.ABNF.OPCODE_TEXT).format()
+            for f in frames))
+        return [json.loads(ws.recv()) for _ in frames]
+    finally:
+        ws.close()
+
+
+async def test_subscribes_in_flight_per_socket_are_capped(ece_hosted):
+    """A burst of subscribes is not queued without bound (each costs store reads): past the
+    per-socket cap they are refused OVERLOADED at once, and retrying later works."""
+    seller = await ece_hosted.api.signup("seller")
+    auction_id = (await ece_hosted.api.auction(seller))["auction_id"]
+    url = ece_hosted.base.replace("http", "ws", 1) + "/ws"
+    frames = [{"op": "subscribe", "auction_id": auction_id, "req_id": i} for i in range(100)]
+    answers = await asyncio.to_thread(_burst, url, frames)
+    codes = [a.get("code", a["op"]) for a in answers]
+    assert codes.count("OVERLOADED") >= 1, codes
+    # Each is answered: a snapshot, a refusal, or (overtaken by a later subscribe of the
+    # same auction) an ack that says it is not the subscription that stands.
+    assert set(codes) <= {"snapshot", "OVERLOADED", "ack"}
+    assert all(a.get("subscribed") is False for a in answers if a["op"] == "ack")
+    assert {a["req_id"] for a in answers} == set(range(100))
+    await wait_for(lambda: _quiet(ece_hosted), message="subscribes answered")
+    assert ece_hosted.gateway.hub.registered() == 0
 
 
 async def test_subscriptions_per_socket_are_capped(ray_cluster, tmp_path):
