@@ -33,7 +33,14 @@ import ray
 from actors.config import ClusterConfig
 from actors.feed import EventFeed
 from market.auction import Auction, AuctionSpec, public_event
-from market.errors import MarketError
+from market.errors import (
+    AUCTION_NOT_FOUND,
+    INVALID,
+    NOT_HERE,
+    UNAVAILABLE,
+    MarketError,
+    error_result,
+)
 from storage import CommitBatch, Conflict, Store, open_store
 from storage.base import OPEN_STATUSES
 
@@ -55,10 +62,6 @@ OnFinished = Callable[[str], Awaitable[None]]
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def error_result(code: str, message: str, **details: object) -> dict:
-    return {"ok": False, "error": {"code": code, "message": message, **details}}
 
 
 @dataclass
@@ -299,7 +302,7 @@ class AuctionHostCore:
             conflicted = set()
         for item, result in results:
             if item.command.get("auction_id") in conflicted:
-                result = error_result("UNAVAILABLE", "auction moved to another host; retry")
+                result = error_result(UNAVAILABLE, "auction moved to another host; retry")
             if not item.future.done():
                 item.future.set_result(result)
 
@@ -320,14 +323,14 @@ class AuctionHostCore:
         if op == "activate":
             record = await self.store.get_auction(auction_id)
             if record is None:
-                return error_result("AUCTION_NOT_FOUND", "no such auction"), [], None
+                return error_result(AUCTION_NOT_FOUND, "no such auction"), [], None
             auction = self.auctions.get(auction_id) or await self._load(record)
             produced = auction.advance(now)
             self._schedule(auction)
             return {"ok": True, "auction": auction.view(now)}, produced, auction_id
         auction = self.auctions.get(auction_id)
         if auction is None:
-            return error_result("NOT_HERE", "auction is not served by this host"), [], None
+            return error_result(NOT_HERE, "auction is not served by this host"), [], None
         if op == "bid":
             outcome = auction.handle_bid(
                 command["bidder_id"], command["req_id"], command["amount"],
@@ -349,7 +352,7 @@ class AuctionHostCore:
             return {"ok": True, "auction": auction.view(now)}, produced, auction_id
         if op == "view":
             return {"ok": True, "auction": auction.view(now)}, [], None
-        return error_result("INVALID", f"unknown host command {op!r}"), [], None
+        return error_result(INVALID, f"unknown host command {op!r}"), [], None
 
     async def _commit(self, events: list[dict], touched: set[str]) -> set[str]:
         now = self.clock()

@@ -1,4 +1,9 @@
-"""`ece serve`: the composition root. Starts (or joins) Ray, the actors and the gateway."""
+"""`ece serve`: the composition root. Starts (or joins) Ray, the actors and the gateway.
+
+Ray reads some settings from the environment when it is imported, so `main` sets them first
+and everything that imports Ray (the actors, the gateway app) is imported after, inside the
+functions that need it. Importing this module changes nothing and does not import Ray.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +14,32 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import MutableMapping
+from pathlib import Path
 
-import ray
 import uvloop
-from aiohttp import web
 
-from actors.directory import get_or_create_directory
-from gateway.app import GATEWAY, build_app
 from gateway.config import Settings
 
 log = logging.getLogger("ece")
 
 
+def prepare_environment(env: MutableMapping[str, str] = os.environ,
+                        home: Path | None = None) -> None:
+    """What Ray must find in the environment when it is imported (never overriding it)."""
+    address = env.get("ECE_RAY_ADDRESS", "")
+    if not address or address.startswith(("127.", "localhost")):
+        # A private single-node Ray (tests, `make run`, gateways joining it) stays on
+        # loopback; joining a real cluster leaves it alone.
+        env.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if address and ((home or Path.home()) / ".ray" / "auth_token").exists():
+        # A local Ray started by `ray.init()` requires its token; a joining driver must send it.
+        env.setdefault("RAY_AUTH_MODE", "token")
+
+
 def init_ray(settings: Settings) -> None:
+    import ray
+
     if ray.is_initialized():
         return
     common = {"namespace": "ece", "log_to_driver": False, "configure_logging": False}
@@ -37,6 +55,13 @@ def init_ray(settings: Settings) -> None:
 
 
 async def serve(settings: Settings) -> None:
+    import ray
+    from aiohttp import web
+
+    from actors.directory import get_or_create_directory
+    from gateway.app import build_app
+    from gateway.state import GATEWAY
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     init_ray(settings)
     gc.freeze()  # start-up objects (Ray, aiohttp, modules) never need scanning again
@@ -75,6 +100,7 @@ async def serve(settings: Settings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    prepare_environment()
     parser = argparse.ArgumentParser(prog="ece", description="Elite Card Exchange server")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the gateway (and a local Ray unless ECE_RAY_ADDRESS)")
@@ -93,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             # uvloop: the gateway is an I/O loop first; it makes sockets and frames cheaper.
             asyncio.run(serve(settings), loop_factory=uvloop.new_event_loop)
         finally:
+            import ray
+
             if ray.is_initialized():
                 ray.shutdown()
     return 0

@@ -19,6 +19,7 @@ from ray.exceptions import RayError
 from gateway.protocol import ProtocolError
 from gateway.router import FINISHED, Router
 from market.auction import public_event
+from market.errors import AUCTION_NOT_FOUND
 from storage import Store
 
 if TYPE_CHECKING:
@@ -143,7 +144,7 @@ class Hub:
             return self._dropped(conn, auction_id, req_id)  # no store read for it
         record = await self.store.get_auction(auction_id)
         if record is None:
-            raise ProtocolError("AUCTION_NOT_FOUND", "no such auction", req_id)
+            raise ProtocolError(AUCTION_NOT_FOUND, "no such auction", req_id)
         if not conn.wants(auction_id, ticket):
             return self._dropped(conn, auction_id, req_id)
         self._discard(conn, auction_id)

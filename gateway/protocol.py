@@ -9,6 +9,7 @@ from typing import Any
 
 import msgpack
 
+from market.errors import INVALID, error_dict
 from market.money import is_amount
 
 JSON = "json"
@@ -68,7 +69,7 @@ class ProtocolError(Exception):
         self.details = details
 
     def frame(self) -> dict:
-        body = {"op": "error", "code": self.code, "message": self.message, **self.details}
+        body = {"op": "error", **error_dict(self.code, self.message, **self.details)}
         if self.req_id is not None:
             body["req_id"] = self.req_id
         return body
@@ -83,11 +84,11 @@ def decode(data: str | bytes, encoding: str) -> dict:
             if depth_of(message) > MAX_DEPTH:
                 raise ValueError("msgpack nested too deeply")
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise ProtocolError("INVALID", f"malformed {encoding} frame") from exc
+        raise ProtocolError(INVALID, f"malformed {encoding} frame") from exc
     except Exception as exc:  # msgpack raises assorted errors on garbage
-        raise ProtocolError("INVALID", f"malformed {encoding} frame") from exc
+        raise ProtocolError(INVALID, f"malformed {encoding} frame") from exc
     if not isinstance(message, dict):
-        raise ProtocolError("INVALID", "a message must be an object with an 'op'")
+        raise ProtocolError(INVALID, "a message must be an object with an 'op'")
     return message
 
 
@@ -110,7 +111,7 @@ def req_id_of(message: dict) -> Any:
 def require_req_id(message: dict) -> str | int:
     req_id = req_id_of(message)
     if req_id is None:
-        raise ProtocolError("INVALID", "req_id must be a string (1-128 chars) or an integer")
+        raise ProtocolError(INVALID, "req_id must be a string (1-128 chars) or an integer")
     return req_id
 
 
@@ -121,7 +122,7 @@ def valid_id(value: object) -> bool:
 def require_auction_id(message: dict, req_id: Any = None) -> str:
     auction_id = message.get("auction_id")
     if not valid_id(auction_id):
-        raise ProtocolError("INVALID", "auction_id must be an id string", req_id)
+        raise ProtocolError(INVALID, "auction_id must be an id string", req_id)
     return auction_id
 
 
@@ -129,11 +130,11 @@ def require_amount(message: dict, field: str, req_id: Any, optional: bool = Fals
     if field not in message or (optional and message[field] is None):
         if optional:
             return None
-        raise ProtocolError("INVALID", f"{field} is required", req_id)
+        raise ProtocolError(INVALID, f"{field} is required", req_id)
     value = message[field]
     if not is_amount(value):
         raise ProtocolError(
-            "INVALID", f"{field} must be an integer number of cents from 0 to 2**53", req_id
+            INVALID, f"{field} must be an integer number of cents from 0 to 2**53", req_id
         )
     return value
 
@@ -145,7 +146,7 @@ def parse_bid(message: dict) -> tuple[str | int, str, int, int | None]:
     max_amount = require_amount(message, "max_amount", req_id, optional=True)
     assert amount is not None
     if max_amount is not None and max_amount < amount:
-        raise ProtocolError("INVALID", "max_amount must be at least amount", req_id)
+        raise ProtocolError(INVALID, "max_amount must be at least amount", req_id)
     return req_id, auction_id, amount, max_amount
 
 
@@ -154,5 +155,5 @@ def parse_since(message: dict, req_id: Any) -> int | None:
     if since is None:
         return None
     if type(since) is not int or since < 0 or since > MAX_SINCE:
-        raise ProtocolError("INVALID", "since must be a non-negative integer seq", req_id)
+        raise ProtocolError(INVALID, "since must be a non-negative integer seq", req_id)
     return since

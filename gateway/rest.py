@@ -6,41 +6,49 @@ import json
 import math
 import re
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from gateway.auth import TokenError, hash_password, password_problem, verify_password
 from gateway.protocol import MAX_SINCE, parse_json, valid_id
+from gateway.state import gateway_of
 from gateway.views import now_ms
 from market.auction import Auction, parse_spec, public_event
-from market.errors import MarketError
+from market.errors import (
+    ASSET_NOT_FOUND,
+    AUCTION_NOT_FOUND,
+    FORBIDDEN,
+    INVALID,
+    NOT_OWNER,
+    NOT_SELLER,
+    RATE_LIMITED,
+    UNAUTHORIZED,
+    UNAVAILABLE,
+    MarketError,
+    error_dict,
+    http_status,
+)
 from storage import Conflict
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 routes = web.RouteTableDef()
 
 _USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")
 STATUSES = ("scheduled", "live", "closed", "cancelled")
-STATUS_OF_CODE = {
-    "INVALID": 400, "UNAUTHORIZED": 401, "NOT_OWNER": 403, "NOT_SELLER": 403,
-    "FORBIDDEN": 403, "AUCTION_NOT_FOUND": 404, "ASSET_NOT_FOUND": 404, "NOT_FOUND": 404,
-    "USERNAME_TAKEN": 409, "ASSET_LISTED": 409, "HAS_BIDS": 409, "AUCTION_NOT_LIVE": 409,
-    "LIMIT_EXCEEDED": 409, "RATE_LIMITED": 429, "OVERLOADED": 503, "UNAVAILABLE": 503,
-}
 MAX_METADATA_BYTES = 4096
 MAX_LIMIT = 500
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
+    """A REST error body: `{"error": {"code", "message"}}`."""
+    return {"error": error_dict(code, message)}
 
 
 class ApiError(web.HTTPException):
+    """A REST refusal, answered with the code's status from the registry."""
+
     def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
-        self.status_code = STATUS_OF_CODE.get(code, 400)
+        self.status_code = http_status(code)
         headers = None
         if retry_after is not None:
             headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
@@ -49,7 +57,7 @@ class ApiError(web.HTTPException):
 
 
 def rate_limited(retry_after: float, what: str) -> ApiError:
-    return ApiError("RATE_LIMITED", f"too many {what}; retry in {math.ceil(retry_after)} s",
+    return ApiError(RATE_LIMITED, f"too many {what}; retry in {math.ceil(retry_after)} s",
                     retry_after)
 
 
@@ -57,24 +65,18 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
 
 
-def gateway_of(request: web.Request) -> Gateway:
-    from gateway.app import GATEWAY  # app imports this module: resolve at call time
-
-    return request.app[GATEWAY]
-
-
 async def json_body(request: web.Request) -> dict:
     """The request's JSON object: UTF-8, no NaN/Infinity, bounded nesting; else 400."""
     charset = (request.charset or "utf-8").lower()
     if charset not in ("utf-8", "utf8"):
-        raise ApiError("INVALID", "body must be UTF-8 JSON")
+        raise ApiError(INVALID, "body must be UTF-8 JSON")
     raw = await request.read()
     try:
         body = parse_json(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError("INVALID", f"body must be JSON: {str(exc)[:80]}") from exc
+        raise ApiError(INVALID, f"body must be JSON: {str(exc)[:80]}") from exc
     if not isinstance(body, dict):
-        raise ApiError("INVALID", "body must be a JSON object")
+        raise ApiError(INVALID, "body must be a JSON object")
     return body
 
 
@@ -84,10 +86,10 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
     if raw is None:
         return default
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 20):
-        raise ApiError("INVALID", f"{name} must be an integer in {low}..{high}")
+        raise ApiError(INVALID, f"{name} must be an integer in {low}..{high}")
     value = int(raw)
     if not low <= value <= high:
-        raise ApiError("INVALID", f"{name} must be an integer in {low}..{high}")
+        raise ApiError(INVALID, f"{name} must be an integer in {low}..{high}")
     return value
 
 
@@ -95,23 +97,23 @@ def caller(request: web.Request) -> str:
     """The authenticated user id, from the bearer token only."""
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
-        raise ApiError("UNAUTHORIZED", "Authorization: Bearer <token> required")
+        raise ApiError(UNAUTHORIZED, "Authorization: Bearer <token> required")
     try:
         identity = gateway_of(request).tokens.verify(header[7:].strip())
     except TokenError as exc:
-        raise ApiError("UNAUTHORIZED", "invalid or expired token") from exc
+        raise ApiError(UNAUTHORIZED, "invalid or expired token") from exc
     return identity.user_id
 
 
 def _credentials(body: dict) -> tuple[str, str]:
     username, password = body.get("username"), body.get("password")
     if not isinstance(username, str) or _USERNAME.fullmatch(username) is None:
-        raise ApiError("INVALID", "username: 3-32 letters, digits, '_', '.' or '-'")
+        raise ApiError(INVALID, "username: 3-32 letters, digits, '_', '.' or '-'")
     if not isinstance(password, str):
-        raise ApiError("INVALID", "password must be a string")
+        raise ApiError(INVALID, "password must be a string")
     problem = password_problem(password, username)
     if problem is not None:
-        raise ApiError("INVALID", f"password: {problem}")
+        raise ApiError(INVALID, f"password: {problem}")
     return username, password
 
 
@@ -135,7 +137,7 @@ def _quota(request: web.Request, kind: str, user_id: str) -> None:
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
     if not gateway_of(request).ready:
-        raise ApiError("UNAVAILABLE", "starting")
+        raise ApiError(UNAVAILABLE, "starting")
     return web.json_response({"status": "ok"})
 
 
@@ -161,14 +163,14 @@ async def create_session(request: web.Request) -> web.Response:
     body = await json_body(request)
     username, password = body.get("username"), body.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
-        raise ApiError("INVALID", "username and password are required strings")
+        raise ApiError(INVALID, "username and password are required strings")
     if len(username) > 64 or len(password) > 256:
-        raise ApiError("UNAUTHORIZED", "wrong username or password")
+        raise ApiError(UNAUTHORIZED, "wrong username or password")
     _throttle_auth(request, username)
     gateway = gateway_of(request)
     user = await gateway.store.get_user_by_username(username)
     if not await verify_password(user["password_hash"] if user else None, password):
-        raise ApiError("UNAUTHORIZED", "wrong username or password")
+        raise ApiError(UNAUTHORIZED, "wrong username or password")
     assert user is not None
     token = gateway.tokens.issue(user["user_id"], user["username"])
     return web.json_response({"user_id": user["user_id"], "username": user["username"],
@@ -179,7 +181,7 @@ async def create_session(request: web.Request) -> web.Response:
 async def me(request: web.Request) -> web.Response:
     user = await gateway_of(request).store.get_user(caller(request))
     if user is None:
-        raise ApiError("UNAUTHORIZED", "unknown user")
+        raise ApiError(UNAUTHORIZED, "unknown user")
     return web.json_response({"user_id": user["user_id"], "username": user["username"]})
 
 
@@ -188,15 +190,15 @@ async def create_asset(request: web.Request) -> web.Response:
     user_id = caller(request)
     gateway = gateway_of(request)
     if gateway.settings.mint == "admin" and user_id not in gateway.settings.admins:
-        raise ApiError("FORBIDDEN", "minting is restricted to admins")
+        raise ApiError(FORBIDDEN, "minting is restricted to admins")
     body = await json_body(request)
     title = body.pop("title", None)
     if not isinstance(title, str) or not 1 <= len(title.strip()) <= 200:
-        raise ApiError("INVALID", "title: 1-200 characters")
+        raise ApiError(INVALID, "title: 1-200 characters")
     for reserved in ("asset_id", "owner_id", "created_at", "listed_in"):
         body.pop(reserved, None)
     if len(json.dumps(body)) > MAX_METADATA_BYTES:
-        raise ApiError("INVALID", f"metadata over {MAX_METADATA_BYTES} bytes")
+        raise ApiError(INVALID, f"metadata over {MAX_METADATA_BYTES} bytes")
     _quota(request, "mints", user_id)
     asset = {"asset_id": new_id("c"), "owner_id": user_id, "title": title.strip(),
              "metadata": body, "created_at": now_ms()}
@@ -215,7 +217,7 @@ async def list_assets(request: web.Request) -> web.Response:
     owner = request.query.get("owner", "me")
     owner_id = caller(request) if owner == "me" else owner
     if not valid_id(owner_id):
-        raise ApiError("INVALID", "owner must be 'me' or a user id")
+        raise ApiError(INVALID, "owner must be 'me' or a user id")
     assets = await gateway_of(request).store.list_assets(owner_id)
     return web.json_response({"assets": [_asset_json(a) for a in assets]})
 
@@ -225,7 +227,7 @@ async def get_asset(request: web.Request) -> web.Response:
     asset_id = request.match_info["asset_id"]
     asset = await gateway_of(request).store.get_asset(asset_id) if valid_id(asset_id) else None
     if asset is None:
-        raise ApiError("ASSET_NOT_FOUND", "no such asset")
+        raise ApiError(ASSET_NOT_FOUND, "no such asset")
     return web.json_response(_asset_json(asset))
 
 
@@ -235,7 +237,7 @@ async def create_auction(request: web.Request) -> web.Response:
     body = await json_body(request)
     asset_id = body.get("asset_id")
     if not valid_id(asset_id):
-        raise ApiError("INVALID", "asset_id is required")
+        raise ApiError(INVALID, "asset_id is required")
     gateway = gateway_of(request)
     auction_id = new_id("a")
     now = now_ms()
@@ -243,14 +245,14 @@ async def create_auction(request: web.Request) -> web.Response:
         spec = parse_spec(body, auction_id=auction_id, asset_id=asset_id, seller_id=user_id,
                           now=now)
     except MarketError as exc:
-        raise ApiError("INVALID", exc.message) from exc
+        raise ApiError(INVALID, exc.message) from exc
     # A cheap early refusal, so a bad request never places (or starts) a host actor; the
     # authoritative, race-free check is the store's atomic listing in the host's create.
     asset = await gateway.store.get_asset(asset_id)
     if asset is None:
-        raise ApiError("ASSET_NOT_FOUND", "no such asset")
+        raise ApiError(ASSET_NOT_FOUND, "no such asset")
     if asset["owner_id"] != user_id:
-        raise ApiError("NOT_OWNER", "you do not own this asset")
+        raise ApiError(NOT_OWNER, "you do not own this asset")
     _quota(request, "listings", user_id)
     record = {"auction_id": auction_id, "asset_id": asset_id, "seller_id": user_id,
               "spec": spec.to_dict(), "view": Auction.new(spec).view(now),
@@ -267,7 +269,7 @@ async def create_auction(request: web.Request) -> web.Response:
 async def list_auctions(request: web.Request) -> web.Response:
     status = request.query.get("status")
     if status is not None and status not in STATUSES:
-        raise ApiError("INVALID", f"status must be one of {', '.join(STATUSES)}")
+        raise ApiError(INVALID, f"status must be one of {', '.join(STATUSES)}")
     limit = query_int(request, "limit", 200, 1, MAX_LIMIT)
     gateway = gateway_of(request)
     views = await gateway.store.list_auctions(status=status, limit=limit)
@@ -279,7 +281,7 @@ async def _record(request: web.Request) -> dict:
     record = await gateway_of(request).store.get_auction(auction_id) if valid_id(
         auction_id) else None
     if record is None:
-        raise ApiError("AUCTION_NOT_FOUND", "no such auction")
+        raise ApiError(AUCTION_NOT_FOUND, "no such auction")
     return record
 
 
@@ -304,7 +306,7 @@ async def cancel_auction(request: web.Request) -> web.Response:
     user_id = caller(request)
     record = await _record(request)
     if record["seller_id"] != user_id:
-        raise ApiError("NOT_SELLER", "only the seller can cancel")
+        raise ApiError(NOT_SELLER, "only the seller can cancel")
     gateway = gateway_of(request)
     result = await gateway.router.send(
         {"op": "cancel", "auction_id": record["auction_id"], "by": user_id}
@@ -322,6 +324,6 @@ async def list_trades(request: web.Request) -> web.Response:
     user_id = caller(request) if user == "me" else user
     for value in (asset_id, user_id):
         if value is not None and not valid_id(value):
-            raise ApiError("INVALID", "asset_id and user must be ids")
+            raise ApiError(INVALID, "asset_id and user must be ids")
     trades = await gateway_of(request).store.list_trades(asset_id=asset_id, user_id=user_id)
     return web.json_response({"trades": trades})

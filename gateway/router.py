@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import ray
 from ray.exceptions import ActorDiedError, RayActorError, RayError
@@ -18,6 +17,14 @@ from ray.exceptions import ActorDiedError, RayActorError, RayError
 from actors.config import ClusterConfig
 from actors.directory import get_or_create_directory
 from gateway.limits import LRUCache
+from market.errors import (
+    AUCTION_NOT_FOUND,
+    AUCTION_NOT_LIVE,
+    NOT_HERE,
+    OVERLOADED,
+    UNAVAILABLE,
+    error_result,
+)
 from storage import Store
 
 log = logging.getLogger("ece.router")
@@ -26,10 +33,6 @@ FINISHED = ("closed", "cancelled")
 # Submit calls outstanding per host: one being processed, one being filled meanwhile.
 MAX_CALLS_IN_FLIGHT = 2
 MAX_CACHED_LOCATIONS = 100_000
-
-
-def failure(code: str, message: str, **details: Any) -> dict:
-    return {"ok": False, "error": {"code": code, "message": message, **details}}
 
 
 class HostClient:
@@ -91,10 +94,10 @@ class HostClient:
             # Dead for good (not restarting): have it recreated; callers retry.
             log.warning("host %s died; asking the directory to revive it", self.name)
             self.dead = True
-            results = [failure("UNAVAILABLE", "auction host restarting; retry")] * len(batch)
+            results = [error_result(UNAVAILABLE, "auction host restarting; retry")] * len(batch)
         except (RayActorError, RayError) as exc:
             log.warning("host %s unavailable: %s", self.name, type(exc).__name__)
-            results = [failure("UNAVAILABLE", "auction host restarting; retry")] * len(batch)
+            results = [error_result(UNAVAILABLE, "auction host restarting; retry")] * len(batch)
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
@@ -141,15 +144,15 @@ class Router:
         """Why no host serves an auction: it does not exist, or it has finished."""
         record = await self.store.get_auction(auction_id)
         if record is None:
-            return failure("AUCTION_NOT_FOUND", "no such auction")
+            return error_result(AUCTION_NOT_FOUND, "no such auction")
         if record["status"] in FINISHED:
-            return failure("AUCTION_NOT_LIVE", f"auction is {record['status']}")
-        return failure("UNAVAILABLE", "auction is being placed; retry")
+            return error_result(AUCTION_NOT_LIVE, f"auction is {record['status']}")
+        return error_result(UNAVAILABLE, "auction is being placed; retry")
 
     async def send(self, command: dict) -> dict:
         """Deliver one command to the auction's host and return its result."""
         if self._inflight >= self.max_inflight:
-            return failure("OVERLOADED", "too many commands in flight; retry shortly")
+            return error_result(OVERLOADED, "too many commands in flight; retry shortly")
         self._inflight += 1
         try:
             return await self._send(command)
@@ -171,9 +174,9 @@ class Router:
                 continue
             except (RayActorError, RayError) as exc:
                 log.warning("routing %s failed: %s", auction_id, exc)
-                return failure("UNAVAILABLE", "auction host unavailable; retry")
+                return error_result(UNAVAILABLE, "auction host unavailable; retry")
             error = result.get("error") or {}
-            if error.get("code") != "NOT_HERE":
+            if error.get("code") != NOT_HERE:
                 return result
             self._locations.pop(auction_id)  # stale cache: ask the directory again
         return await self._not_served(auction_id)
@@ -182,14 +185,14 @@ class Router:
         auction_id = record["auction_id"]
         name = await self.directory.place.remote(auction_id)
         if name is None:  # every host slot (ECE_MAX_HOSTS) is taken
-            return failure("OVERLOADED", "no auction host capacity; retry later")
+            return error_result(OVERLOADED, "no auction host capacity; retry later")
         record = {**record, "host": name}
         try:
             result = await self.host(name).handle.create.remote(record)
         except (RayActorError, RayError) as exc:
             log.warning("create %s failed: %s", auction_id, exc)
-            result = failure("UNAVAILABLE", "auction host unavailable; retry")
-        if not result.get("ok") and result["error"]["code"] == "UNAVAILABLE":
+            result = error_result(UNAVAILABLE, "auction host unavailable; retry")
+        if not result.get("ok") and result["error"]["code"] == UNAVAILABLE:
             # The host may have died after the auction was stored: it exists then, and the
             # restarted host recovers it like any other open auction.
             record = await self.store.get_auction(auction_id)

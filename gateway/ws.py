@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSMsgType, web
 
 from gateway.auth import TokenError
 from gateway.limits import TokenBucket
@@ -24,10 +24,16 @@ from gateway.protocol import (
     req_id_of,
     require_auction_id,
 )
-from gateway.rest import ApiError, gateway_of
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
+from gateway.rest import ApiError
+from gateway.state import Gateway, gateway_of
+from market.errors import (
+    INVALID,
+    LIMIT_EXCEEDED,
+    OVERLOADED,
+    RATE_LIMITED,
+    UNAUTHORIZED,
+    UNAVAILABLE,
+)
 
 log = logging.getLogger("ece.ws")
 
@@ -126,7 +132,7 @@ class Connection:
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     gateway: Gateway = gateway_of(request)
     if not gateway.ready:
-        raise ApiError("UNAVAILABLE", "shutting down or starting; retry")
+        raise ApiError(UNAVAILABLE, "shutting down or starting; retry")
     ip = request.remote or "?"
     token = _token_of(request)
     identity = None
@@ -137,13 +143,13 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
             identity = None
     # Caps are checked before the upgrade, so a refused client costs one HTTP answer.
     if not gateway.conns_by_ip.acquire(ip):
-        raise ApiError("LIMIT_EXCEEDED", "too many connections from this address")
+        raise ApiError(LIMIT_EXCEEDED, "too many connections from this address")
     conn: Connection | None = None
     user_held = False
     try:
         if identity is not None:
             if not gateway.conns_by_user.acquire(identity.user_id):
-                raise ApiError("LIMIT_EXCEEDED", "too many connections for this user")
+                raise ApiError(LIMIT_EXCEEDED, "too many connections for this user")
             user_held = True
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=30.0, compress=False)
         conn = Connection(ws, gateway.settings.send_queue, ip)
@@ -169,7 +175,7 @@ async def _serve(gateway: Gateway, conn: Connection, bad_token: bool) -> None:
     limiter = TokenBucket(settings.frame_rate, settings.frame_burst)
     try:
         if bad_token:
-            conn.send({"op": "error", "code": "UNAUTHORIZED", "message": "invalid token"})
+            conn.send({"op": "error", "code": UNAUTHORIZED, "message": "invalid token"})
         async for msg in conn.ws:
             if msg.type == WSMsgType.TEXT:
                 encoding, data = JSON, msg.data
@@ -181,7 +187,7 @@ async def _serve(gateway: Gateway, conn: Connection, bad_token: bool) -> None:
             try:
                 # Before decoding: a flood costs a bucket check per frame, not a parse.
                 if not limiter.take():
-                    raise ProtocolError("RATE_LIMITED", "too many messages")
+                    raise ProtocolError(RATE_LIMITED, "too many messages")
                 message = decode(data, encoding)
                 await _dispatch(gateway, conn, message, encoding)
             except ProtocolError as exc:
@@ -217,9 +223,9 @@ async def _dispatch(gateway: Gateway, conn: Connection, message: dict, encoding:
         user_id = conn.current_user()
         if user_id is None:
             _forget_identity(gateway, conn)  # an expired token leaves an anonymous socket
-            raise ProtocolError("UNAUTHORIZED", "sign in to bid", bid[0])
+            raise ProtocolError(UNAUTHORIZED, "sign in to bid", bid[0])
         if conn.inflight >= MAX_SOCKET_INFLIGHT:
-            raise ProtocolError("OVERLOADED", "too many bids in flight on this socket", bid[0])
+            raise ProtocolError(OVERLOADED, "too many bids in flight on this socket", bid[0])
         conn.inflight += 1
         # Bids run concurrently so one socket can pipeline; the answer keeps its encoding.
         # The bidder is who the socket is when the bid arrives: a later `auth` on the same
@@ -230,11 +236,11 @@ async def _dispatch(gateway: Gateway, conn: Connection, message: dict, encoding:
         auction_id = require_auction_id(message, req_id)
         since = parse_since(message, req_id)
         if conn.pending_subscribes >= MAX_PENDING_SUBSCRIBES:
-            raise ProtocolError("OVERLOADED", "too many subscribes being answered; retry",
+            raise ProtocolError(OVERLOADED, "too many subscribes being answered; retry",
                                 req_id)
         limit = gateway.settings.max_subscriptions
         if auction_id not in conn.subscriptions and len(conn.subscriptions) >= limit:
-            raise ProtocolError("LIMIT_EXCEEDED", f"at most {limit} subscriptions per socket",
+            raise ProtocolError(LIMIT_EXCEEDED, f"at most {limit} subscriptions per socket",
                                 req_id)
         ticket = conn.subscriptions[auction_id] = object()
         conn.pending_subscribes += 1
@@ -253,20 +259,20 @@ async def _dispatch(gateway: Gateway, conn: Connection, message: dict, encoding:
     elif op == "auth":
         token = message.get("token")
         if not isinstance(token, str):
-            raise ProtocolError("INVALID", "token must be a string", req_id)
+            raise ProtocolError(INVALID, "token must be a string", req_id)
         _forget_identity(gateway, conn)  # a failed auth leaves the socket anonymous
         try:
             identity = gateway.tokens.verify(token)
         except TokenError as exc:
-            raise ProtocolError("UNAUTHORIZED", "invalid token", req_id) from exc
+            raise ProtocolError(UNAUTHORIZED, "invalid token", req_id) from exc
         if not gateway.conns_by_user.acquire(identity.user_id):
-            raise ProtocolError("LIMIT_EXCEEDED", "too many connections for this user", req_id)
+            raise ProtocolError(LIMIT_EXCEEDED, "too many connections for this user", req_id)
         conn.user_id, conn.expires_at = identity.user_id, identity.expires_at
         conn.send({"op": "ack", "req_id": req_id, "user_id": conn.user_id}, encoding=encoding)
     elif not isinstance(op, str):
-        raise ProtocolError("INVALID", "every message needs an 'op' string", req_id)
+        raise ProtocolError(INVALID, "every message needs an 'op' string", req_id)
     else:
-        raise ProtocolError("INVALID", f"unknown op {op[:32]!r}", req_id)
+        raise ProtocolError(INVALID, f"unknown op {op[:32]!r}", req_id)
 
 
 def _finished(conn: Connection) -> None:
@@ -279,7 +285,7 @@ async def _bid(
     req_id, auction_id, amount, max_amount = bid
     started = time.perf_counter()
     if gateway.bids_by_user.take(user_id) is not None:
-        reply = {"op": "error", "req_id": req_id, "code": "RATE_LIMITED",
+        reply = {"op": "error", "req_id": req_id, "code": RATE_LIMITED,
                  "message": "bid rate limit reached; retry shortly"}
     else:
         result = await gateway.router.send({
@@ -315,7 +321,3 @@ async def _subscribe(
     finally:
         conn.pending_subscribes -= 1
 
-
-def close_all(connections: set[Connection]) -> list:
-    return [c.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
-            for c in connections]

@@ -15,8 +15,8 @@ import os
 import sys
 import time
 
-# Like ECE's own private cluster (gateway/__init__.py): a loopback-only, single-node Ray. Ray
-# reads this when imported.
+# Like ECE's own private cluster (gateway.cli.prepare_environment): a loopback-only,
+# single-node Ray. Ray reads this when imported.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import ray

@@ -11,13 +11,15 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from market.errors import ASSET_MOVED
+
 # Auction statuses the store itself reasons about (the market owns the full state machine).
 OPEN_STATUSES: tuple[str, ...] = ("scheduled", "live")
 FINISHED_STATUSES: tuple[str, ...] = ("closed", "cancelled")
 
 # `settle_error` of an auction whose winner got nothing: when it was settled, the asset was
 # no longer owned by the seller through this listing, so no trade was recorded.
-SETTLE_ASSET_MOVED = "ASSET_MOVED"
+SETTLE_ASSET_MOVED = ASSET_MOVED
 
 
 class StoreError(Exception):

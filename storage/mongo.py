@@ -18,6 +18,16 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from pymongo.write_concern import WriteConcern
 
+from market.errors import (
+    ASSET_EXISTS,
+    ASSET_LISTED,
+    ASSET_NOT_FOUND,
+    AUCTION_EXISTS,
+    AUCTION_NOT_FOUND,
+    NOT_OWNER,
+    USER_EXISTS,
+    USERNAME_TAKEN,
+)
 from storage.base import (
     FINISHED_STATUSES,
     OPEN_STATUSES,
@@ -177,8 +187,8 @@ class MongoStore(Store):
         except DuplicateKeyError as exc:
             if "username_lower" in str(exc.details or exc):
                 msg = f"username {user['username']!r} is taken"
-                raise Conflict("USERNAME_TAKEN", msg) from None
-            raise Conflict("USER_EXISTS", f"user {user['user_id']!r} exists") from None
+                raise Conflict(USERNAME_TAKEN, msg) from None
+            raise Conflict(USER_EXISTS, f"user {user['user_id']!r} exists") from None
 
     async def get_user(self, user_id: str) -> dict[str, Any] | None:
         return _pick(await self.users.find_one({"_id": user_id}), _USER_FIELDS)
@@ -195,7 +205,7 @@ class MongoStore(Store):
         try:
             await self.assets.insert_one(doc)
         except DuplicateKeyError:
-            raise Conflict("ASSET_EXISTS", f"asset {asset['asset_id']!r} exists") from None
+            raise Conflict(ASSET_EXISTS, f"asset {asset['asset_id']!r} exists") from None
 
     async def get_asset(self, asset_id: str) -> dict[str, Any] | None:
         return _pick(await self.assets.find_one({"_id": asset_id}), _ASSET_FIELDS)
@@ -237,7 +247,7 @@ class MongoStore(Store):
                     {"_id": asset_id, "listed_in": auction_id},
                     {"$set": {"listed_in": None, "listed_at": None}},
                 )
-            raise Conflict("AUCTION_EXISTS", f"auction {auction_id!r} exists") from None
+            raise Conflict(AUCTION_EXISTS, f"auction {auction_id!r} exists") from None
 
     async def _claim(self, asset_id: str, seller_id: str, auction_id: str) -> bool:
         """Set listed_in=auction_id iff the seller owns the unlisted asset.
@@ -255,21 +265,21 @@ class MongoStore(Store):
                 return True
             if not await self._explain_refusal(asset_id, seller_id, auction_id):
                 return False
-        raise Conflict("ASSET_LISTED", f"asset {asset_id!r} is being listed concurrently")
+        raise Conflict(ASSET_LISTED, f"asset {asset_id!r} is being listed concurrently")
 
     async def _explain_refusal(self, asset_id: str, seller_id: str, auction_id: str) -> bool:
         """Raise the matching Conflict; return True to retry the claim, False if ours."""
         asset = await self.assets.find_one({"_id": asset_id})
         if asset is None:
-            raise Conflict("ASSET_NOT_FOUND", f"asset {asset_id!r} not found")
+            raise Conflict(ASSET_NOT_FOUND, f"asset {asset_id!r} not found")
         if asset["owner_id"] != seller_id:
-            raise Conflict("NOT_OWNER", f"asset {asset_id!r} is not owned by the seller")
+            raise Conflict(NOT_OWNER, f"asset {asset_id!r} is not owned by the seller")
         listed_in, listed_at = asset.get("listed_in"), asset.get("listed_at")
         if listed_in is None:
             return True  # released between our update and this read
         if listed_in == auction_id:
             if await self.auctions.find_one({"_id": auction_id}, {"_id": 1}) is not None:
-                raise Conflict("AUCTION_EXISTS", f"auction {auction_id!r} exists")
+                raise Conflict(AUCTION_EXISTS, f"auction {auction_id!r} exists")
             return False
         if await self.auctions.find_one({"_id": listed_in}, {"_id": 1}) is None:
             # Maybe an orphan claim from a crashed create_auction: drop it only if it is
@@ -285,7 +295,7 @@ class MongoStore(Store):
             )
             if dropped.modified_count == 1:
                 return True
-        raise Conflict("ASSET_LISTED", f"asset {asset_id!r} is listed in {listed_in!r}")
+        raise Conflict(ASSET_LISTED, f"asset {asset_id!r} is listed in {listed_in!r}")
 
     async def get_auction(self, auction_id: str) -> dict[str, Any] | None:
         doc = await self.auctions.find_one({"_id": auction_id})
@@ -421,7 +431,7 @@ class MongoStore(Store):
         auction_id = trade["auction_id"]
         found = await self.auctions.find_one({"_id": auction_id}, {"settled": 1})
         if found is None:
-            raise Conflict("AUCTION_NOT_FOUND", f"auction {auction_id!r} not found")
+            raise Conflict(AUCTION_NOT_FOUND, f"auction {auction_id!r} not found")
         if found.get("settled"):
             return False
         if not await self._sell_asset(trade):

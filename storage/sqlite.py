@@ -19,6 +19,16 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from market.errors import (
+    ASSET_EXISTS,
+    ASSET_LISTED,
+    ASSET_NOT_FOUND,
+    AUCTION_EXISTS,
+    AUCTION_NOT_FOUND,
+    NOT_OWNER,
+    USER_EXISTS,
+    USERNAME_TAKEN,
+)
 from storage.base import (
     FINISHED_STATUSES,
     OPEN_STATUSES,
@@ -253,9 +263,9 @@ class SqliteStore(Store):
         def tx(conn: sqlite3.Connection) -> None:
             # Explicit checks (under the write lock) give precise conflict codes.
             if conn.execute("SELECT 1 FROM users WHERE username_key=?", (row[2],)).fetchone():
-                raise Conflict("USERNAME_TAKEN", f"username {row[1]!r} is taken")
+                raise Conflict(USERNAME_TAKEN, f"username {row[1]!r} is taken")
             if conn.execute("SELECT 1 FROM users WHERE user_id=?", (row[0],)).fetchone():
-                raise Conflict("USER_EXISTS", f"user {row[0]!r} exists")
+                raise Conflict(USER_EXISTS, f"user {row[0]!r} exists")
             conn.execute(
                 "INSERT INTO users(user_id, username, username_key, password_hash, created_at)"
                 " VALUES (?,?,?,?,?)",
@@ -300,7 +310,7 @@ class SqliteStore(Store):
 
         def tx(conn: sqlite3.Connection) -> None:
             if conn.execute("SELECT 1 FROM assets WHERE asset_id=?", (row[0],)).fetchone():
-                raise Conflict("ASSET_EXISTS", f"asset {row[0]!r} exists")
+                raise Conflict(ASSET_EXISTS, f"asset {row[0]!r} exists")
             conn.execute(
                 "INSERT INTO assets(asset_id, owner_id, title, metadata, created_at,"
                 " listed_in) VALUES (?,?,?,?,?,NULL)",
@@ -364,13 +374,13 @@ class SqliteStore(Store):
                 "SELECT owner_id, listed_in FROM assets WHERE asset_id=?", (asset_id,)
             ).fetchone()
             if found is None:
-                raise Conflict("ASSET_NOT_FOUND", f"asset {asset_id!r} not found")
+                raise Conflict(ASSET_NOT_FOUND, f"asset {asset_id!r} not found")
             if found[0] != seller_id:
-                raise Conflict("NOT_OWNER", f"asset {asset_id!r} is not owned by the seller")
+                raise Conflict(NOT_OWNER, f"asset {asset_id!r} is not owned by the seller")
             if found[1] is not None:
-                raise Conflict("ASSET_LISTED", f"asset {asset_id!r} is listed in {found[1]!r}")
+                raise Conflict(ASSET_LISTED, f"asset {asset_id!r} is listed in {found[1]!r}")
             if conn.execute("SELECT 1 FROM auctions WHERE auction_id=?", (auction_id,)).fetchone():
-                raise Conflict("AUCTION_EXISTS", f"auction {auction_id!r} exists")
+                raise Conflict(AUCTION_EXISTS, f"auction {auction_id!r} exists")
             conn.execute(
                 "INSERT INTO auctions(auction_id, asset_id, seller_id, host, spec, view,"
                 " status, seq, ends_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -529,7 +539,7 @@ class SqliteStore(Store):
                 "SELECT settled FROM auctions WHERE auction_id=?", (auction_id,)
             ).fetchone()
             if found is None:
-                raise Conflict("AUCTION_NOT_FOUND", f"auction {auction_id!r} not found")
+                raise Conflict(AUCTION_NOT_FOUND, f"auction {auction_id!r} not found")
             if found[0]:
                 return False  # already applied: the saga step is a no-op
             # The sale happens only if the seller still owns the asset through this listing;

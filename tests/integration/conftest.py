@@ -14,8 +14,9 @@ import ray
 from aiohttp import web
 
 from actors.directory import get_or_create_directory
-from gateway.app import GATEWAY, Gateway, build_app
+from gateway.app import build_app
 from gateway.config import Settings
+from gateway.state import GATEWAY, Gateway
 from tests.support import Api
 
 _instances = itertools.count()

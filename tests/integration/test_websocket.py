@@ -13,7 +13,7 @@ import jwt
 import msgpack
 import pytest
 
-from gateway.app import GATEWAY
+from gateway.state import GATEWAY
 from tests.integration.conftest import make_settings, port_of, shutdown_instance, start_gateway
 from tests.support import connect, wait_for
 
