@@ -15,6 +15,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.config import ClusterConfig
 from actors.host import AuctionHost
+from actors.placement import choose_host
 from storage import Store, open_store
 from storage.base import OPEN_STATUSES
 
@@ -84,18 +85,14 @@ class DirectoryCore:
         async with self._lock:
             if auction_id in self.location:
                 return self.location[auction_id]
-            capacity = self.config.auctions_per_actor
-            candidates = [
-                (count, name) for name, count in self.load.items() if count < capacity
-            ]
-            if candidates:
-                name = max(candidates)[1]
-            elif self._host_count() >= self.config.max_hosts:
+            name = choose_host(
+                self.load, self.config.auctions_per_actor, self._next_index,
+                self.config.max_hosts, self.config.host_name, self.handles.keys(),
+            )
+            if name is None:
                 log.warning("no room for auction %s: %d hosts (max_hosts) are full",
                             auction_id, self._host_count())
                 return None
-            else:
-                name = self.config.host_name(self._next_index)
             self._released.pop(auction_id, None)
             self._assign(auction_id, name)
             handle = self._handle(name)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import deque
+from collections.abc import Sequence
 
 
 class EventFeed:
@@ -35,28 +36,8 @@ class EventFeed:
     def read(
         self, epoch: str | None, cursor: int, limit: int, auction_id: str | None = None
     ) -> dict:
-        """Events after `cursor`; `reset` when the reader may have missed some.
-
-        A negative cursor means "from now on": the reader gets the head and no events.
-        """
-        if cursor < 0:
-            return {"epoch": self.epoch, "cursor": self._head, "events": [], "reset": False}
-        oldest = self._head - len(self._events)
-        reset = epoch != self.epoch or cursor < oldest or cursor > self._head
-        start = oldest if reset else cursor
-        offset = start - oldest
-        chosen: list[dict] = []
-        end = start
-        for index in range(offset, len(self._events)):
-            if len(chosen) >= limit:
-                break
-            event = self._events[index]
-            end = oldest + index + 1
-            if auction_id is None or event["auction_id"] == auction_id:
-                chosen.append(event)
-        if not chosen and not reset:
-            end = self._head
-        return {"epoch": self.epoch, "cursor": end, "events": chosen, "reset": reset}
+        """Events after `cursor`; `reset` when the reader may have missed some (see read_ring)."""
+        return read_ring(self._events, self._head, self.epoch, epoch, cursor, limit, auction_id)
 
     async def wait(self, epoch: str | None, cursor: int, timeout: float) -> None:
         """Return once something is readable after `cursor` (or at the timeout)."""
@@ -67,3 +48,36 @@ class EventFeed:
                 await asyncio.wait_for(
                     self._changed.wait_for(lambda: self._head != cursor), timeout
                 )
+
+
+def read_ring(
+    events: Sequence[dict], head: int, epoch: str, reader_epoch: str | None, cursor: int,
+    limit: int, auction_id: str | None = None,
+) -> dict:
+    """A reader's next batch from a ring holding the newest events, `head` just past the last.
+
+    Cursors count events since the feed (re)started: the ring holds `head - len(events)` up to
+    `head`. A negative cursor means "from now on": the head and no events. A cursor of another
+    epoch, fallen out of the ring or ahead of the head restarts at the oldest event held, with
+    `reset` (the reader may have missed some). At most `limit` events, only `auction_id`'s when
+    given; the cursor returned is just past the last event looked at (the head when none
+    matched).
+    """
+    if cursor < 0:
+        return {"epoch": epoch, "cursor": head, "events": [], "reset": False}
+    oldest = head - len(events)
+    reset = reader_epoch != epoch or cursor < oldest or cursor > head
+    start = oldest if reset else cursor
+    offset = start - oldest
+    chosen: list[dict] = []
+    end = start
+    for index in range(offset, len(events)):
+        if len(chosen) >= limit:
+            break
+        event = events[index]
+        end = oldest + index + 1
+        if auction_id is None or event["auction_id"] == auction_id:
+            chosen.append(event)
+    if not chosen and not reset:
+        end = head
+    return {"epoch": epoch, "cursor": end, "events": chosen, "reset": reset}

@@ -48,7 +48,7 @@ def init_ray(settings: Settings) -> None:
     else:
         # A private single-node cluster; only loopback, as these machines require.
         ray.init(
-            num_cpus=int(os.environ.get("ECE_RAY_CPUS", "2")),
+            num_cpus=settings.ray_cpus,
             include_dashboard=False,
             **common,
         )
@@ -105,16 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the gateway (and a local Ray unless ECE_RAY_ADDRESS)")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("ECE_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     if args.command == "serve":
         try:
             settings = Settings.from_env()
         except ValueError as exc:
             print(f"ece: bad setting: {exc}", file=sys.stderr)
             return 2
+        logging.basicConfig(
+            level=settings.log_level,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
         try:
             # uvloop: the gateway is an I/O loop first; it makes sockets and frames cheaper.
             asyncio.run(serve(settings), loop_factory=uvloop.new_event_loop)

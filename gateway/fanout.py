@@ -4,7 +4,8 @@ Every subscription tracks the last seq its socket received. An event is sent onl
 next one; an older one is dropped (duplicate) and a newer one triggers a fill from the store's
 event log (events are durable before they are published, so the log always has them). That one
 rule gives resume with `since`, no gap, no duplicate and no reordering, whatever the order in
-which the snapshot, the log and the live feed arrive.
+which the snapshot, the log and the live feed arrive. The decisions themselves are pure
+functions in `gateway.resume`; this module does the I/O around them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ray.exceptions import RayError
 
 from gateway.protocol import ProtocolError
+from gateway.resume import Replay, classify, merge, resume_plan
 from gateway.router import FINISHED, Router
 from market.auction import public_event
 from market.errors import AUCTION_NOT_FOUND
@@ -55,12 +57,12 @@ class Subscription:
         if self.syncing:
             self.buffer.append(event)
             return
-        seq = event["seq"]
-        if seq <= self.last:
+        kind = classify(self.last, event["seq"])
+        if kind == "duplicate":
             return
-        if seq == self.last + 1:
+        if kind == "next":
             self.conn.send(event_frame(event), cache)
-            self.last = seq
+            self.last = event["seq"]
             return
         self.syncing = True
         self.buffer.append(event)
@@ -95,20 +97,16 @@ class Subscription:
 
     async def _catch_up(self) -> None:
         for _ in range(5):
-            for event in await self.hub.store.load_events(self.auction_id, self.last):
-                if event["seq"] == self.last + 1:
-                    self.conn.send(event_frame(public_event(event, self.auction_type)))
-                    self.last = event["seq"]
-            pending, self.buffer = sorted(self.buffer, key=lambda e: e["seq"]), []
-            gap = False
-            for event in pending:
-                if event["seq"] == self.last + 1:
-                    self.conn.send(event_frame(event))
-                    self.last = event["seq"]
-                elif event["seq"] > self.last + 1:
-                    gap = True
-                    self.buffer.append(event)
-            if not gap:
+            logged = await self.hub.store.load_events(self.auction_id, self.last)
+            # Live events that arrived during the read were buffered: merge them in now.
+            result = merge(
+                self.last, (public_event(e, self.auction_type) for e in logged), self.buffer
+            )
+            self.buffer = result.buffered
+            for event in result.to_send:
+                self.conn.send(event_frame(event))
+            self.last = result.last
+            if not result.gap:
                 return
 
 
@@ -161,8 +159,9 @@ class Hub:
         if sub.closed:
             return
         current = record["seq"]
-        if since is not None and since <= current and current - since <= MAX_REPLAY:
-            sub.last = since
+        plan = resume_plan(since, current, MAX_REPLAY)
+        if isinstance(plan, Replay):
+            sub.last = plan.since
             await sub.fill()
             if req_id is not None:
                 conn.send({"op": "ack", "req_id": req_id, "auction_id": auction_id,

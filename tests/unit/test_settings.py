@@ -21,6 +21,7 @@ def test_a_short_secret_is_refused() -> None:
 @pytest.mark.parametrize(("name", "value"), [
     ("ECE_SECRET", "short"), ("ECE_MAX_CONN_PER_IP", "0"), ("ECE_CREATE_PER_MIN", "nan"),
     ("ECE_PORT", "eighty"), ("ECE_MINT", "everyone"), ("ECE_FRAME_RATE", "-1"),
+    ("ECE_LOG_LEVEL", "LOUD"), ("ECE_SEED", "maybe"), ("ECE_PORT", "70000"),
 ])
 def test_serve_exits_2_on_a_bad_setting(monkeypatch, capsys, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
