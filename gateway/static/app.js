@@ -968,7 +968,7 @@ class RoomView {
           text = `${who(event.bidder_id)} bid ${formatCents(event.amount ?? event.price)}`;
           detail = event.leader_id === event.bidder_id
             ? `leads at ${formatCents(event.price)}`
-            : `${who(event.leader_id)} still leads (auto-bid) at ${formatCents(event.price)}`;
+            : `${who(event.leader_id)} ${event.leader_id === me() ? "still lead" : "still leads"} (auto-bid) at ${formatCents(event.price)}`;
           if (event.bidder_id === me()) kind = "bid mine";
         }
         break;
