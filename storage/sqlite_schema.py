@@ -1,0 +1,131 @@
+"""The SQLite store's file: connection settings (WAL, busy timeout, synchronous), the schema
+and its additive migrations. `storage.sqlite` holds the queries."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from storage.base import StoreError
+
+_SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+BUSY_TIMEOUT_S = 10.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    user_id       TEXT PRIMARY KEY,
+    username      TEXT NOT NULL,
+    username_key  TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    created_at
+);
+CREATE TABLE IF NOT EXISTS assets (
+    asset_id   TEXT PRIMARY KEY,
+    owner_id   TEXT NOT NULL,
+    title      TEXT NOT NULL,
+    metadata   TEXT NOT NULL,
+    created_at,
+    listed_in  TEXT
+);
+CREATE INDEX IF NOT EXISTS assets_owner ON assets(owner_id);
+CREATE TABLE IF NOT EXISTS auctions (
+    auction_id   TEXT PRIMARY KEY,
+    asset_id     TEXT NOT NULL,
+    seller_id    TEXT NOT NULL,
+    host         TEXT NOT NULL,
+    spec         TEXT NOT NULL,
+    view         TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
+    ends_at,
+    snapshot     TEXT,
+    snapshot_seq INTEGER NOT NULL DEFAULT -1,
+    settled      INTEGER NOT NULL DEFAULT 0,
+    settle_error TEXT,
+    created_at
+);
+CREATE INDEX IF NOT EXISTS auctions_status_ends ON auctions(status, ends_at);
+CREATE INDEX IF NOT EXISTS auctions_seller_ends ON auctions(seller_id, ends_at);
+CREATE INDEX IF NOT EXISTS auctions_host_status ON auctions(host, status);
+CREATE INDEX IF NOT EXISTS auctions_unsettled ON auctions(settled, status);
+-- WITHOUT ROWID: the (auction_id, seq) key is the clustering order, so replay is one range scan.
+CREATE TABLE IF NOT EXISTS events (
+    auction_id TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    data       TEXT NOT NULL,
+    PRIMARY KEY (auction_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS trades (
+    auction_id TEXT PRIMARY KEY,
+    asset_id   TEXT NOT NULL,
+    seller_id  TEXT NOT NULL,
+    buyer_id   TEXT NOT NULL,
+    at,
+    data       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trades_asset ON trades(asset_id, at);
+CREATE INDEX IF NOT EXISTS trades_buyer ON trades(buyer_id, at);
+CREATE INDEX IF NOT EXISTS trades_seller ON trades(seller_id, at);
+"""
+
+# Columns added after the first release: (table, column, declaration) for ALTER TABLE.
+_ADDED_COLUMNS = (("auctions", "settle_error", "TEXT"),)
+
+
+def sync_mode(synchronous: str) -> str:
+    mode = synchronous.upper()
+    if mode not in _SYNC_MODES:
+        raise ValueError(f"synchronous must be one of {_SYNC_MODES}, not {synchronous!r}")
+    return mode
+
+
+def connect(path: str, synchronous: str) -> sqlite3.Connection:
+    """Open `path` in WAL mode with the given synchronous level; create or migrate the schema."""
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves (the stdlib's implicit
+    # deferred BEGIN is exactly the lock-upgrade pattern that deadlocks under WAL).
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
+    try:
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        _enable_wal(conn)
+        conn.execute(f"PRAGMA synchronous={sync_mode(synchronous)}")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            _add_missing_columns(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    # CREATE TABLE IF NOT EXISTS leaves a file made by an older version as it was.
+    for table, column, decl in _ADDED_COLUMNS:
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    # Switching to WAL needs a brief exclusive lock; when many processes open a fresh
+    # file at once some may see "locked" without the busy handler, so retry briefly.
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+            continue
+        if str(mode).lower() != "wal":
+            raise StoreError(f"could not enable WAL on {conn!r}: journal_mode={mode}")
+        return
