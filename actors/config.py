@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -26,9 +27,9 @@ class ClusterConfig:
     def host_name(self, index: int) -> str:
         return f"{self.instance}:host:{index}"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> ClusterConfig:
+    def from_dict(cls, data: dict[str, Any]) -> ClusterConfig:
         return cls(**data)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -33,7 +34,7 @@ class DirectoryCore:
         self.store: Store = store if store is not None else open_store(config.store_url)
         self.location: dict[str, str] = {}  # live auction -> host name
         self.load: dict[str, int] = {}  # host name -> live auctions placed on it
-        self.handles: dict[str, ray.actor.ActorHandle] = {}
+        self.handles: dict[str, ray.actor.ActorHandle[Any]] = {}
         self._released: OrderedDict[str, None] = OrderedDict()
         self._next_index = 0
         self._lock = asyncio.Lock()
@@ -42,7 +43,8 @@ class DirectoryCore:
     async def _start(self) -> None:
         await self.store.open()
         for record in await self.store.open_auctions():
-            self._assign(record["auction_id"], record["host"])
+            # Every open auction was created through a host, so its record names one.
+            self._assign(record["auction_id"], record.get("host") or self.config.host_name(0))
         # Start every host that owns open auctions: each rebuilds them and runs their timers,
         # which is how auctions whose end passed during a downtime get closed on start.
         for name in list(self.load):
@@ -60,10 +62,10 @@ class DirectoryCore:
         if index is not None:
             self._next_index = max(self._next_index, index + 1)
 
-    def _handle(self, name: str) -> ray.actor.ActorHandle:
+    def _handle(self, name: str) -> ray.actor.ActorHandle[Any]:
         handle = self.handles.get(name)
         if handle is None:
-            handle = AuctionHost.options(
+            handle = AuctionHost.options(  # type: ignore[attr-defined]
                 name=name,
                 namespace=self.config.namespace,
                 lifetime="detached",
@@ -107,16 +109,16 @@ class DirectoryCore:
         # Unknown here: placed before a restart of this directory but stored only after it
         # rebuilt itself from the store? The record says where it lives.
         record = await self.store.get_auction(auction_id)
-        if (record is None or not record.get("host")
-                or record.get("status") not in OPEN_STATUSES):
+        host = record.get("host") if record is not None else None
+        if record is None or not host or record["status"] not in OPEN_STATUSES:
             return None
         async with self._lock:
             if auction_id in self._released:
                 return None
             if auction_id not in self.location:
-                log.info("adopting auction %s on %s from the store", auction_id, record["host"])
-                self._assign(auction_id, record["host"])
-                self._handle(record["host"])
+                log.info("adopting auction %s on %s from the store", auction_id, host)
+                self._assign(auction_id, host)
+                self._handle(host)
             return self.location[auction_id]
 
     async def revive(self, name: str) -> None:
@@ -176,9 +178,10 @@ def _host_index(name: str) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=1_000)
+# Ray's type stubs lack max_concurrency.
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=1_000)  # type: ignore[call-overload]
 class Directory:
-    def __init__(self, config: dict) -> None:
+    def __init__(self, config: dict[str, Any]) -> None:
         logging.basicConfig(level=logging.INFO)
         self.core = DirectoryCore(ClusterConfig.from_dict(config))
 
@@ -212,11 +215,12 @@ def placement(config: ClusterConfig) -> str | NodeAffinitySchedulingStrategy:
     return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
 
 
-def get_or_create_directory(config: ClusterConfig) -> ray.actor.ActorHandle:
-    return Directory.options(
+def get_or_create_directory(config: ClusterConfig) -> ray.actor.ActorHandle[Any]:
+    handle: ray.actor.ActorHandle[Any] = Directory.options(  # type: ignore[attr-defined]
         name=config.directory_name(),
         namespace=config.namespace,
         lifetime="detached",
         get_if_exists=True,
         scheduling_strategy=placement(config),
     ).remote(config.to_dict())
+    return handle

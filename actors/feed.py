@@ -12,20 +12,18 @@ import uuid
 from collections import deque
 from collections.abc import Sequence
 
+from actors.messages import Event, FeedPage
+
 
 class EventFeed:
     def __init__(self, capacity: int) -> None:
         # A new epoch after every (re)start tells readers their cursor means nothing here.
         self.epoch = uuid.uuid4().hex
-        self._events: deque[dict] = deque(maxlen=capacity)
+        self._events: deque[Event] = deque(maxlen=capacity)
         self._head = 0  # cursor just past the newest event
         self._changed = asyncio.Condition()
 
-    @property
-    def head(self) -> int:
-        return self._head
-
-    async def publish(self, events: list[dict]) -> None:
+    async def publish(self, events: list[Event]) -> None:
         if not events:
             return
         self._events.extend(events)
@@ -35,7 +33,7 @@ class EventFeed:
 
     def read(
         self, epoch: str | None, cursor: int, limit: int, auction_id: str | None = None
-    ) -> dict:
+    ) -> FeedPage:
         """Events after `cursor`; `reset` when the reader may have missed some (see read_ring)."""
         return read_ring(self._events, self._head, self.epoch, epoch, cursor, limit, auction_id)
 
@@ -51,9 +49,9 @@ class EventFeed:
 
 
 def read_ring(
-    events: Sequence[dict], head: int, epoch: str, reader_epoch: str | None, cursor: int,
+    events: Sequence[Event], head: int, epoch: str, reader_epoch: str | None, cursor: int,
     limit: int, auction_id: str | None = None,
-) -> dict:
+) -> FeedPage:
     """A reader's next batch from a ring holding the newest events, `head` just past the last.
 
     Cursors count events since the feed (re)started: the ring holds `head - len(events)` up to
@@ -64,12 +62,12 @@ def read_ring(
     matched).
     """
     if cursor < 0:
-        return {"epoch": epoch, "cursor": head, "events": [], "reset": False}
+        return FeedPage(epoch, head, False, [])
     oldest = head - len(events)
     reset = reader_epoch != epoch or cursor < oldest or cursor > head
     start = oldest if reset else cursor
     offset = start - oldest
-    chosen: list[dict] = []
+    chosen: list[Event] = []
     end = start
     for index in range(offset, len(events)):
         if len(chosen) >= limit:
@@ -80,4 +78,4 @@ def read_ring(
             chosen.append(event)
     if not chosen and not reset:
         end = head
-    return {"epoch": epoch, "cursor": end, "events": chosen, "reset": reset}
+    return FeedPage(epoch, end, reset, chosen)

@@ -22,27 +22,36 @@ import contextlib
 import gc
 import heapq
 import logging
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import ray
 
+from actors.clock import Clock, now_ms
 from actors.config import ClusterConfig
 from actors.feed import EventFeed
-from market.auction import Auction, AuctionSpec, public_event
-from market.errors import (
-    AUCTION_NOT_FOUND,
-    INVALID,
-    NOT_HERE,
-    UNAVAILABLE,
-    MarketError,
-    error_result,
+from actors.messages import (
+    Ack,
+    Acked,
+    Activate,
+    Cancel,
+    Command,
+    FeedPage,
+    GetView,
+    PlaceBid,
+    Reply,
+    Viewed,
+    refusal,
+    refused,
 )
+from market.auction import Auction, AuctionSpec, Event, public_event
+from market.errors import AUCTION_NOT_FOUND, NOT_HERE, UNAVAILABLE, MarketError
 from storage import CommitBatch, Conflict, Store, open_store
 from storage.base import OPEN_STATUSES
+from storage.records import AuctionRecord, Json, TradeRecord
 
 log = logging.getLogger("ece.host")
 
@@ -56,18 +65,22 @@ RETRY_MAX_S = 5.0
 # MongoDB the fenced batch of another writer stays visible for a short window.
 FENCE_RECHECKS_S = (0.05, 0.1, 0.2, 0.4, 0.8)
 
-Clock = Callable[[], int]
 OnFinished = Callable[[str], Awaitable[None]]
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass
 class _Pending:
-    command: dict
-    future: asyncio.Future = field(repr=False)
+    command: Command
+    future: asyncio.Future[Reply] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class _Settlement:
+    """Everything settling a finished auction needs (in memory and durable already)."""
+
+    asset_id: str
+    seller_id: str
+    view: Json
 
 
 class AuctionHostCore:
@@ -95,6 +108,8 @@ class AuctionHostCore:
         self._on_finished = on_finished
         self.auctions: dict[str, Auction] = {}
         self.feed = EventFeed(config.feed_capacity)
+        # The naive baseline (benchmark only) runs and commits one command at a time.
+        self._max_batch = MAX_BATCH if config.batching else 1
         self._queue: list[_Pending] = []
         self._wake = asyncio.Event()
         # Timers: the current deadline of each auction that has one, and a heap of
@@ -106,12 +121,12 @@ class AuctionHostCore:
         self._finishing: set[str] = set()  # auctions whose settlement saga is running
         self._ready = asyncio.Event()
         self._failed: BaseException | None = None
-        self._background: set[asyncio.Task] = set()
+        self._background: set[asyncio.Task[None]] = set()
         self._loop_task = asyncio.get_running_loop().create_task(self._run())
 
     # ---- public API (called through the actor) -------------------------------------------
 
-    async def submit(self, commands: list[dict]) -> list[dict]:
+    async def submit(self, commands: list[Command]) -> list[Reply]:
         """Run commands (any auctions) and answer each once its events are durable."""
         await self._wait_ready()
         loop = asyncio.get_running_loop()
@@ -120,19 +135,19 @@ class AuctionHostCore:
         self._wake.set()
         return list(await asyncio.gather(*(p.future for p in pending)))
 
-    async def create(self, record: dict) -> dict:
+    async def create(self, record: AuctionRecord) -> Reply:
         """Insert a new auction (atomic asset checks in the store), then start serving it."""
         await self._wait_ready()
         try:
             await self.store.create_auction(record)
         except Conflict as exc:
-            return error_result(exc.code, str(exc))
-        return (await self.submit([{"op": "activate", "auction_id": record["auction_id"]}]))[0]
+            return refused(exc.code, str(exc))
+        return (await self.submit([Activate(record["auction_id"])]))[0]
 
     async def poll(
         self, epoch: str | None, cursor: int, timeout: float, limit: int = 10_000,
         auction_id: str | None = None,
-    ) -> dict:
+    ) -> FeedPage:
         await self._wait_ready()
         await self.feed.wait(epoch, cursor, timeout)
         return self.feed.read(epoch, cursor, limit, auction_id)
@@ -192,17 +207,16 @@ class AuctionHostCore:
         # A crash between a close and its settlement leaves it pending: finish it now.
         for record in await self.store.unsettled_finished():
             if record.get("host") == self.name:
-                self._begin_finish(record["auction_id"], {
-                    "asset_id": record["asset_id"], "seller_id": record["seller_id"],
-                    "view": record["view"]})
+                self._begin_finish(record["auction_id"], _Settlement(
+                    record["asset_id"], record["seller_id"], record["view"]))
 
-    async def _load(self, record: dict) -> Auction:
+    async def _load(self, record: AuctionRecord) -> Auction:
         auction_id = record["auction_id"]
         snapshot = record.get("snapshot")
         if snapshot:
             auction = Auction.from_snapshot(snapshot)
         else:
-            auction = Auction.new(AuctionSpec.from_dict(record["spec"]))
+            auction = Auction(AuctionSpec.from_dict(record["spec"]))
         events = await self.store.load_events(auction_id, after_seq=auction.seq)
         for event in events:
             auction.apply(event)
@@ -269,14 +283,14 @@ class AuctionHostCore:
     # ---- batches -------------------------------------------------------------------------
 
     async def _process(self) -> None:
-        size = MAX_BATCH if self.config.batching else 1
+        size = self._max_batch
         batch, self._queue = self._queue[:size], self._queue[size:]
         if self._queue:
             self._wake.set()
         now = self.clock()
-        events: list[dict] = []
+        events: list[Event] = []
         touched: set[str] = set()
-        results: list[tuple[_Pending, dict]] = []
+        results: list[tuple[_Pending, Reply]] = []
 
         # Timers first: a bid that arrives after ends_at must meet a closed auction.
         for auction_id in self._due(now):
@@ -290,10 +304,10 @@ class AuctionHostCore:
             self._schedule(auction)
 
         for item in batch:
-            result, produced, auction_id = await self._execute(item.command, now)
-            if produced and auction_id is not None:
+            result, produced, owner = await self._execute(item.command, now)
+            if produced and owner is not None:
                 events.extend(produced)
-                touched.add(auction_id)
+                touched.add(owner)
             results.append((item, result))
 
         if events or touched:
@@ -301,8 +315,8 @@ class AuctionHostCore:
         else:
             conflicted = set()
         for item, result in results:
-            if item.command.get("auction_id") in conflicted:
-                result = error_result(UNAVAILABLE, "auction moved to another host; retry")
+            if item.command.auction_id in conflicted:
+                result = refused(UNAVAILABLE, "auction moved to another host; retry")
             if not item.future.done():
                 item.future.set_result(result)
 
@@ -317,47 +331,47 @@ class AuctionHostCore:
             if auction is not None and auction.is_finished:
                 self._begin_finish(auction_id, self._settlement(auction))
 
-    async def _execute(self, command: dict, now: int) -> tuple[dict, list[dict], str | None]:
-        op = command.get("op")
-        auction_id = command.get("auction_id")
-        if op == "activate":
+    async def _execute(
+        self, command: Command, now: int
+    ) -> tuple[Reply, list[Event], str | None]:
+        """Run one command: its reply, the events it produced and the auction they belong to."""
+        auction_id = command.auction_id
+        if isinstance(command, Activate):
             record = await self.store.get_auction(auction_id)
             if record is None:
-                return error_result(AUCTION_NOT_FOUND, "no such auction"), [], None
+                return refused(AUCTION_NOT_FOUND, "no such auction"), [], None
             auction = self.auctions.get(auction_id) or await self._load(record)
             produced = auction.advance(now)
             self._schedule(auction)
-            return {"ok": True, "auction": auction.view(now)}, produced, auction_id
-        auction = self.auctions.get(auction_id)
-        if auction is None:
-            return error_result(NOT_HERE, "auction is not served by this host"), [], None
-        if op == "bid":
+            return Viewed(auction.view(now)), produced, auction_id
+        found = self.auctions.get(auction_id)
+        if found is None:
+            return refused(NOT_HERE, "auction is not served by this host"), [], None
+        auction = found
+        if isinstance(command, PlaceBid):
             outcome = auction.handle_bid(
-                command["bidder_id"], command["req_id"], command["amount"],
-                command.get("max_amount"), now,
+                command.bidder_id, command.req_id, command.amount, command.max_amount, now
             )
             self._schedule(auction)  # the close or a soft-close extension may have moved it
             if outcome.error is not None:
-                return {"ok": False, "error": outcome.error.to_dict()}, outcome.events, auction_id
-            ack = dict(outcome.ack or {})
-            return {"ok": True, "ack": ack}, outcome.events, auction_id
-        if op == "cancel":
+                return refusal(outcome.error), outcome.events, auction_id
+            return Acked(cast(Ack, dict(outcome.ack or {}))), outcome.events, auction_id
+        if isinstance(command, Cancel):
             produced = auction.advance(now)  # applied already: must be stored either way
             try:
-                produced += auction.cancel(command["by"], now)
+                produced += auction.cancel(command.by, now)
             except MarketError as exc:
                 self._schedule(auction)
-                return {"ok": False, "error": exc.to_dict()}, produced, auction_id
+                return refusal(exc), produced, auction_id
             self._schedule(auction)
-            return {"ok": True, "auction": auction.view(now)}, produced, auction_id
-        if op == "view":
-            return {"ok": True, "auction": auction.view(now)}, [], None
-        return error_result(INVALID, f"unknown host command {op!r}"), [], None
+            return Viewed(auction.view(now)), produced, auction_id
+        assert isinstance(command, GetView)
+        return Viewed(auction.view(now)), [], None
 
-    async def _commit(self, events: list[dict], touched: set[str]) -> set[str]:
+    async def _commit(self, events: list[Event], touched: set[str]) -> set[str]:
         now = self.clock()
-        views: dict[str, dict] = {}
-        snapshots: dict[str, dict] = {}
+        views: dict[str, Json] = {}
+        snapshots: dict[str, Json] = {}
         produced = Counter(e["auction_id"] for e in events)
         for auction_id in touched:
             auction = self.auctions.get(auction_id)
@@ -401,7 +415,7 @@ class AuctionHostCore:
     async def _reload(self, auction_ids: set[str]) -> None:
         """After a failed commit: serve the auctions again from what the store holds."""
         for auction_id in auction_ids:
-            await self._retry(f"reload of {auction_id}", lambda a=auction_id: self._reload_one(a))
+            await self._retry(f"reload of {auction_id}", partial(self._reload_one, auction_id))
 
     async def _reload_one(self, auction_id: str) -> None:
         record = await self.store.get_auction(auction_id)
@@ -439,12 +453,12 @@ class AuctionHostCore:
 
     # ---- settlement (saga after a close) -------------------------------------------------
 
-    def _settlement(self, auction: Auction) -> dict[str, Any]:
+    def _settlement(self, auction: Auction) -> _Settlement:
         # Everything settlement needs is in memory and already durable: no store read.
-        return {"asset_id": auction.spec.asset_id, "seller_id": auction.spec.seller_id,
-                "view": auction.view(self.clock())}
+        return _Settlement(auction.spec.asset_id, auction.spec.seller_id,
+                           auction.view(self.clock()))
 
-    def _begin_finish(self, auction_id: str, settlement: dict[str, Any],
+    def _begin_finish(self, auction_id: str, settlement: _Settlement,
                       repair: CommitBatch | None = None) -> None:
         if auction_id in self._finishing:
             return
@@ -452,7 +466,7 @@ class AuctionHostCore:
         self._deadline_of.pop(auction_id, None)
         self._spawn(self._finish(auction_id, settlement, repair))
 
-    async def _finish(self, auction_id: str, settlement: dict[str, Any],
+    async def _finish(self, auction_id: str, settlement: _Settlement,
                       repair: CommitBatch | None) -> None:
         """Repair the stored view (if it lags the log), settle, then release: each step is
         idempotent and retried until it succeeds or the host stops."""
@@ -471,21 +485,21 @@ class AuctionHostCore:
                 log.warning("host %s: could not report %s finished", self.name, auction_id,
                             exc_info=True)
 
-    async def _settle(self, auction_id: str, record: dict[str, Any]) -> None:
+    async def _settle(self, auction_id: str, settlement: _Settlement) -> None:
         # settle()/release() return False when there was nothing (more) to do, e.g. already
         # settled, or the asset had moved (no trade): both are a finished step, not a failure.
-        view = record["view"]
+        view = settlement.view
         if view.get("winner_id"):
-            await self.store.settle({
-                "auction_id": auction_id,
-                "asset_id": record["asset_id"],
-                "seller_id": record["seller_id"],
-                "buyer_id": view["winner_id"],
-                "price": view["final_price"],
-                "at": view.get("ends_at") or self.clock(),
-            })
+            await self.store.settle(TradeRecord(
+                auction_id=auction_id,
+                asset_id=settlement.asset_id,
+                seller_id=settlement.seller_id,
+                buyer_id=view["winner_id"],
+                price=view["final_price"],
+                at=view.get("ends_at") or self.clock(),
+            ))
         else:
-            await self.store.release(auction_id, record["asset_id"])
+            await self.store.release(auction_id, settlement.asset_id)
 
     async def _retry(self, what: str, step: Callable[[], Awaitable[object]]) -> bool:
         """Run `step` until it succeeds (True); a business Conflict gives up (False)."""
@@ -511,11 +525,12 @@ class AuctionHostCore:
         task.add_done_callback(self._background.discard)
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=10_000)
+# Ray's type stubs lack max_concurrency.
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=10_000)  # type: ignore[call-overload]
 class AuctionHost:
     """Ray shell over AuctionHostCore; restarted by Ray, it rebuilds from the store."""
 
-    def __init__(self, name: str, config: dict) -> None:
+    def __init__(self, name: str, config: dict[str, Any]) -> None:
         logging.basicConfig(level=logging.INFO)
         # Thousands of long-lived auction objects make full collections slow; collect the
         # young generation less often so pauses stay rare (they land in bid latency).
@@ -523,16 +538,16 @@ class AuctionHost:
         cluster = ClusterConfig.from_dict(config)
         self.core = AuctionHostCore(name, cluster, on_finished=_DirectoryRelease(name, cluster))
 
-    async def submit(self, commands: list[dict]) -> list[dict]:
+    async def submit(self, commands: list[Command]) -> list[Reply]:
         return await self.core.submit(commands)
 
-    async def create(self, record: dict) -> dict:
+    async def create(self, record: AuctionRecord) -> Reply:
         return await self.core.create(record)
 
     async def poll(
         self, epoch: str | None, cursor: int, timeout: float, limit: int = 10_000,
         auction_id: str | None = None,
-    ) -> dict:
+    ) -> FeedPage:
         return await self.core.poll(epoch, cursor, timeout, limit, auction_id)
 
     async def ready(self) -> bool:
@@ -546,7 +561,7 @@ class _DirectoryRelease:
     def __init__(self, host: str, config: ClusterConfig) -> None:
         self.host = host
         self.config = config
-        self._directory: ray.actor.ActorHandle | None = None
+        self._directory: ray.actor.ActorHandle[Any] | None = None
 
     async def __call__(self, auction_id: str) -> None:
         if self._directory is None:

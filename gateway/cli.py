@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
@@ -42,7 +43,8 @@ def init_ray(settings: Settings) -> None:
 
     if ray.is_initialized():
         return
-    common = {"namespace": "ece", "log_to_driver": False, "configure_logging": False}
+    common: dict[str, Any] = {"namespace": "ece", "log_to_driver": False,
+                              "configure_logging": False}
     if settings.ray_address:
         ray.init(address=settings.ray_address, **common)
     else:

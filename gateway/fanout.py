@@ -1,5 +1,8 @@
 """Live events: one long-poll per auction host per gateway, fanned out to local sockets.
 
+The pollers are the hub's `Feeds`: `HostFeeds`, one per host; or, for the benchmark's naive
+baseline (ECE_BATCHING=0), `WatcherFeeds`, one per watcher. Whoever builds the `Hub` picks one.
+
 Every subscription tracks the last seq its socket received. An event is sent only if it is the
 next one; an older one is dropped (duplicate) and a newer one triggers a fill from the store's
 event log (events are durable before they are published, so the log always has them). That one
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ray.exceptions import RayError
 
+from actors.messages import FeedPage
 from gateway.protocol import ProtocolError
 from gateway.resume import Replay, classify, merge, resume_plan
 from gateway.router import FINISHED, Router
@@ -112,18 +116,17 @@ class Subscription:
 
 class Hub:
     def __init__(
-        self, router: Router, store: Store, batching: bool,
-        present: Callable[[dict], Awaitable[dict]],
+        self, router: Router, store: Store, present: Callable[[dict], Awaitable[dict]],
+        feeds: type[Feeds],
     ) -> None:
         self.router = router
         self.present = present
         self.store = store
-        self.batching = batching
         self.subs: dict[str, dict[Connection, Subscription]] = {}
         self.host_of: dict[str, str] = {}
         self.host_auctions: dict[str, set[str]] = {}
-        self.pollers: dict[Any, asyncio.Task] = {}
         self._tasks: set[asyncio.Task] = set()
+        self.feeds = feeds(self)
 
     def spawn(self, coroutine) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -198,9 +201,7 @@ class Hub:
             del subs[conn]
         if sub is not None:
             sub.closed = True
-            task = self.pollers.pop((conn, auction_id), None)
-            if task is not None:
-                task.cancel()
+            self.feeds.unwatch(conn, auction_id)
         if subs is not None and not subs:
             del self.subs[auction_id]
             host = self.host_of.pop(auction_id, None)
@@ -223,33 +224,51 @@ class Hub:
         for sub in list(subs.values()):
             sub.deliver(event, cache)
 
-    # ---- pollers -------------------------------------------------------------------------
-
     def _watch(self, host: str, auction_id: str, sub: Subscription) -> None:
         self.host_of[auction_id] = host
         self.host_auctions.setdefault(host, set()).add(auction_id)
-        if self.batching:
-            if host not in self.pollers or self.pollers[host].done():
-                self.pollers[host] = self.spawn(self._poll(host))
-        else:
-            # Naive baseline: every watcher pulls its own events from the host.
-            key = (sub.conn, auction_id)
-            self.pollers[key] = self.spawn(self._poll(host, sub))
+        self.feeds.watch(host, sub)
 
-    def _resync(self, host: str) -> None:
+    def resync(self, host: str) -> None:
+        """Have every subscription to `host`'s auctions read the log: its feed restarted."""
         for auction_id in list(self.host_auctions.get(host, ())):
             for sub in list(self.subs.get(auction_id, {}).values()):
                 sub.request_fill()
 
-    async def _poll(self, host: str, only: Subscription | None = None) -> None:
+    async def close(self) -> None:
+        for task in list(self.feeds.pollers.values()) + list(self._tasks):
+            task.cancel()
+
+
+# ---- feeds: how events come from the hosts ---------------------------------------------------
+
+
+class Feeds:
+    """Long-polls of the hosts' event feeds, run as the hub's tasks."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.pollers: dict[Any, asyncio.Task] = {}
+
+    def watch(self, host: str, sub: Subscription) -> None:
+        """`sub` (already registered with the hub) wants the live events of its auction."""
+        raise NotImplementedError
+
+    def unwatch(self, conn: Connection, auction_id: str) -> None:
+        """`conn`'s subscription to `auction_id` has closed."""
+
+    async def _poll(self, host: str, auction_id: str | None, running: Callable[[], bool],
+                    deliver: Callable[[list[dict], bool], None]) -> None:
+        """Poll `host`'s feed (of one auction, or all) while `running()`; hand each reply's
+        events to `deliver(events, restarted)`, `restarted` when the feed may have skipped
+        some (the first reply, or a reset) so the log must be read."""
         epoch: str | None = None
         cursor = -1  # start at the feed's head; subscriptions fill from the log
         backoff = 0.05
-        handle = self.router.host(host).handle
-        auction_id = only.auction_id if only else None
-        while (only is None and self.host_auctions.get(host)) or (only and not only.closed):
+        handle = self.hub.router.host(host).handle
+        while running():
             try:
-                reply = await handle.poll.remote(
+                page: FeedPage = await handle.poll.remote(
                     epoch, cursor, POLL_TIMEOUT_S, 10_000, auction_id
                 )
             except asyncio.CancelledError:
@@ -261,20 +280,46 @@ class Hub:
                 continue
             backoff = 0.05
             first = epoch is None
-            epoch, cursor = reply["epoch"], reply["cursor"]
-            if only is not None:
-                for event in reply["events"]:
-                    only.deliver(event)
-                if reply["reset"] or first:
-                    only.request_fill()
-                continue
-            for event in reply["events"]:
-                self.dispatch(event)
-            if reply["reset"] or first:
-                self._resync(host)
-        if only is None:
-            self.pollers.pop(host, None)
+            epoch, cursor = page.epoch, page.cursor
+            deliver(page.events, page.reset or first)
 
-    async def close(self) -> None:
-        for task in list(self.pollers.values()) + list(self._tasks):
+
+class HostFeeds(Feeds):
+    """One poller per host, for every auction of that host watched here: events dispatched
+    to each subscription, serialised once per encoding."""
+
+    def watch(self, host: str, sub: Subscription) -> None:
+        if host not in self.pollers or self.pollers[host].done():
+            self.pollers[host] = self.hub.spawn(self._run(host))
+
+    async def _run(self, host: str) -> None:
+        hub = self.hub
+
+        def deliver(events: list[dict], restarted: bool) -> None:
+            for event in events:
+                hub.dispatch(event)
+            if restarted:
+                hub.resync(host)
+
+        await self._poll(host, None, lambda: bool(hub.host_auctions.get(host)), deliver)
+        self.pollers.pop(host, None)
+
+
+class WatcherFeeds(Feeds):
+    """The naive baseline: every watcher pulls its own auction's events from the host."""
+
+    def watch(self, host: str, sub: Subscription) -> None:
+        def deliver(events: list[dict], restarted: bool) -> None:
+            for event in events:
+                sub.deliver(event)
+            if restarted:
+                sub.request_fill()
+
+        key = (sub.conn, sub.auction_id)
+        self.pollers[key] = self.hub.spawn(
+            self._poll(host, sub.auction_id, lambda: not sub.closed, deliver))
+
+    def unwatch(self, conn: Connection, auction_id: str) -> None:
+        task = self.pollers.pop((conn, auction_id), None)
+        if task is not None:
             task.cancel()

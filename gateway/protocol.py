@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeGuard
 
 import msgpack
 
+from actors.messages import PlaceBid
 from market.errors import INVALID, error_dict
 from market.money import is_amount
 
@@ -115,7 +117,7 @@ def require_req_id(message: dict) -> str | int:
     return req_id
 
 
-def valid_id(value: object) -> bool:
+def valid_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
@@ -139,7 +141,22 @@ def require_amount(message: dict, field: str, req_id: Any, optional: bool = Fals
     return value
 
 
-def parse_bid(message: dict) -> tuple[str | int, str, int, int | None]:
+@dataclass(frozen=True, slots=True)
+class BidRequest:
+    """A validated `bid` frame. Who bids is not in it: that is the socket's user."""
+
+    req_id: str | int
+    auction_id: str
+    amount: int
+    max_amount: int | None
+
+    def command(self, bidder_id: str) -> PlaceBid:
+        # Typed idempotency key: the int 7 and the string "7" are different requests.
+        key = f"{type(self.req_id).__name__}:{self.req_id}"
+        return PlaceBid(self.auction_id, bidder_id, key, self.amount, self.max_amount)
+
+
+def parse_bid(message: dict) -> BidRequest:
     req_id = require_req_id(message)
     auction_id = require_auction_id(message, req_id)
     amount = require_amount(message, "amount", req_id)
@@ -147,7 +164,7 @@ def parse_bid(message: dict) -> tuple[str | int, str, int, int | None]:
     assert amount is not None
     if max_amount is not None and max_amount < amount:
         raise ProtocolError(INVALID, "max_amount must be at least amount", req_id)
-    return req_id, auction_id, amount, max_amount
+    return BidRequest(req_id, auction_id, amount, max_amount)
 
 
 def parse_since(message: dict, req_id: Any) -> int | None:

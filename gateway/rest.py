@@ -10,15 +10,17 @@ from typing import Any
 
 from aiohttp import web
 
+from actors.clock import now_ms
+from actors.messages import AuctionView, Cancel, Refused, Reply, Viewed
 from gateway.auth import TokenError, hash_password, password_problem, verify_password
 from gateway.protocol import MAX_SINCE, parse_json, valid_id
 from gateway.state import gateway_of
-from gateway.views import now_ms
 from market.auction import Auction, parse_spec, public_event
 from market.errors import (
     ASSET_NOT_FOUND,
     AUCTION_NOT_FOUND,
     FORBIDDEN,
+    INTERNAL,
     INVALID,
     NOT_OWNER,
     NOT_SELLER,
@@ -30,10 +32,12 @@ from market.errors import (
     http_status,
 )
 from storage import Conflict
+from storage.records import AssetRecord, AuctionRecord, UserRecord
 
 routes = web.RouteTableDef()
 
-_USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")
+# The one definition of a valid username (the web page repeats it for its form check).
+USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")
 STATUSES = ("scheduled", "live", "closed", "cancelled")
 MAX_METADATA_BYTES = 4096
 MAX_LIMIT = 500
@@ -107,7 +111,7 @@ def caller(request: web.Request) -> str:
 
 def _credentials(body: dict) -> tuple[str, str]:
     username, password = body.get("username"), body.get("password")
-    if not isinstance(username, str) or _USERNAME.fullmatch(username) is None:
+    if not isinstance(username, str) or USERNAME.fullmatch(username) is None:
         raise ApiError(INVALID, "username: 3-32 letters, digits, '_', '.' or '-'")
     if not isinstance(password, str):
         raise ApiError(INVALID, "password must be a string")
@@ -147,8 +151,8 @@ async def create_user(request: web.Request) -> web.Response:
     _throttle_auth(request, None)
     username, password = _credentials(body)
     gateway = gateway_of(request)
-    user = {"user_id": new_id("u"), "username": username,
-            "password_hash": await hash_password(password), "created_at": now_ms()}
+    user = UserRecord(user_id=new_id("u"), username=username,
+                      password_hash=await hash_password(password), created_at=now_ms())
     try:
         await gateway.store.create_user(user)
     except Conflict as exc:
@@ -200,13 +204,13 @@ async def create_asset(request: web.Request) -> web.Response:
     if len(json.dumps(body)) > MAX_METADATA_BYTES:
         raise ApiError(INVALID, f"metadata over {MAX_METADATA_BYTES} bytes")
     _quota(request, "mints", user_id)
-    asset = {"asset_id": new_id("c"), "owner_id": user_id, "title": title.strip(),
-             "metadata": body, "created_at": now_ms()}
+    asset = AssetRecord(asset_id=new_id("c"), owner_id=user_id, title=title.strip(),
+                        metadata=body, created_at=now_ms())
     await gateway.store.create_asset(asset)
     return web.json_response(_asset_json(asset), status=201)
 
 
-def _asset_json(asset: dict) -> dict:
+def _asset_json(asset: AssetRecord) -> dict[str, Any]:
     return {**asset.get("metadata", {}), "asset_id": asset["asset_id"],
             "owner_id": asset["owner_id"], "title": asset["title"],
             "listed_in": asset.get("listed_in"), "created_at": asset.get("created_at")}
@@ -254,15 +258,20 @@ async def create_auction(request: web.Request) -> web.Response:
     if asset["owner_id"] != user_id:
         raise ApiError(NOT_OWNER, "you do not own this asset")
     _quota(request, "listings", user_id)
-    record = {"auction_id": auction_id, "asset_id": asset_id, "seller_id": user_id,
-              "spec": spec.to_dict(), "view": Auction.new(spec).view(now),
-              "status": "scheduled", "seq": 0, "created_at": now}
-    result = await gateway.router.create(record)
-    if not result.get("ok"):
-        error = result["error"]
-        raise ApiError(error["code"], error.get("message", error["code"]))
-    view = await gateway.enrich(result["auction"])
-    return web.json_response(view, status=201)
+    record = AuctionRecord(auction_id=auction_id, asset_id=asset_id, seller_id=user_id,
+                           spec=spec.to_dict(), view=Auction(spec).view(now),
+                           status="scheduled", seq=0, created_at=now)
+    view = _auction_of(await gateway.router.create(record))
+    return web.json_response(await gateway.enrich(view), status=201)
+
+
+def _auction_of(reply: Reply) -> AuctionView:
+    """The auction a create or cancel answered with, or its refusal as an ApiError."""
+    if isinstance(reply, Viewed):
+        return reply.auction
+    if isinstance(reply, Refused):
+        raise ApiError(reply.code, reply.error.get("message", reply.code))
+    raise ApiError(INTERNAL, f"unexpected reply {type(reply).__name__}")
 
 
 @routes.get("/api/auctions")
@@ -276,7 +285,7 @@ async def list_auctions(request: web.Request) -> web.Response:
     return web.json_response({"auctions": await gateway.present_all(views)})
 
 
-async def _record(request: web.Request) -> dict:
+async def _record(request: web.Request) -> AuctionRecord:
     auction_id = request.match_info["auction_id"]
     record = await gateway_of(request).store.get_auction(auction_id) if valid_id(
         auction_id) else None
@@ -308,13 +317,8 @@ async def cancel_auction(request: web.Request) -> web.Response:
     if record["seller_id"] != user_id:
         raise ApiError(NOT_SELLER, "only the seller can cancel")
     gateway = gateway_of(request)
-    result = await gateway.router.send(
-        {"op": "cancel", "auction_id": record["auction_id"], "by": user_id}
-    )
-    if not result.get("ok"):
-        error = result["error"]
-        raise ApiError(error["code"], error.get("message", error["code"]))
-    return web.json_response(await gateway.enrich(result["auction"]))
+    view = _auction_of(await gateway.router.send(Cancel(record["auction_id"], by=user_id)))
+    return web.json_response(await gateway.enrich(view))
 
 
 @routes.get("/api/trades")

@@ -1,8 +1,9 @@
 """Routes commands from this gateway to the auction hosts that own them.
 
 Commands bound for one host that arrive in the same event-loop tick travel in one Ray call
-(`HostClient`); with batching off (the benchmark's naive baseline) every command is its own
-call. Host failures become `UNAVAILABLE` results, which are transient: a retry with the same
+(`HostClient`). The benchmark's naive baseline (ECE_BATCHING=0) sends every command in a call
+of its own instead (`DirectHostClient`); the `Router` picks one of the two when it is built.
+Host failures become `UNAVAILABLE` results, which are transient: a retry with the same
 req_id is answered by the auction itself, which remembers every outcome it committed.
 """
 
@@ -16,6 +17,7 @@ from ray.exceptions import ActorDiedError, RayActorError, RayError
 
 from actors.config import ClusterConfig
 from actors.directory import get_or_create_directory
+from actors.messages import Command, Refused, Reply, Viewed, refused
 from gateway.limits import LRUCache
 from market.errors import (
     AUCTION_NOT_FOUND,
@@ -23,9 +25,9 @@ from market.errors import (
     NOT_HERE,
     OVERLOADED,
     UNAVAILABLE,
-    error_result,
 )
 from storage import Store
+from storage.records import AuctionRecord
 
 log = logging.getLogger("ece.router")
 
@@ -35,7 +37,58 @@ MAX_CALLS_IN_FLIGHT = 2
 MAX_CACHED_LOCATIONS = 100_000
 
 
-class HostClient:
+class BaseHostClient:
+    """One host's outbound side: `call(command)` is a future of its result that never fails
+    (a host that cannot answer yields UNAVAILABLE). Subclasses decide how commands are grouped
+    into `submit` calls."""
+
+    def __init__(self, name: str, handle: ray.actor.ActorHandle) -> None:
+        self.name = name
+        self.handle = handle
+        self._tasks: set[asyncio.Task] = set()
+        self._calls = 0
+        self.dead = False
+
+    def call(self, command: Command) -> asyncio.Future[Reply]:
+        raise NotImplementedError
+
+    def _spawn(self, batch: list[tuple[Command, asyncio.Future[Reply]]]) -> None:
+        self._calls += 1
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        self._calls -= 1
+
+    async def _send(self, batch: list[tuple[Command, asyncio.Future[Reply]]]) -> None:
+        results: list[Reply]
+        try:
+            results = await self.handle.submit.remote([command for command, _ in batch])
+        except ActorDiedError:
+            # Dead for good (not restarting): have it recreated; callers retry.
+            log.warning("host %s died; asking the directory to revive it", self.name)
+            self.dead = True
+            results = [refused(UNAVAILABLE, "auction host restarting; retry")] * len(batch)
+        except (RayActorError, RayError) as exc:
+            log.warning("host %s unavailable: %s", self.name, type(exc).__name__)
+            results = [refused(UNAVAILABLE, "auction host restarting; retry")] * len(batch)
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+
+class DirectHostClient(BaseHostClient):
+    """The naive baseline (ECE_BATCHING=0, for the benchmark): one `submit` call a command."""
+
+    def call(self, command: Command) -> asyncio.Future[Reply]:
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._spawn([(command, future)])
+        return future
+
+
+class HostClient(BaseHostClient):
     """One host's outbound queue: coalesces commands into few `submit` calls.
 
     At most `MAX_CALLS_IN_FLIGHT` calls are outstanding per host; whatever arrives meanwhile
@@ -44,22 +97,13 @@ class HostClient:
     database's group commit).
     """
 
-    def __init__(self, name: str, handle: ray.actor.ActorHandle, batching: bool) -> None:
-        self.name = name
-        self.handle = handle
-        self.batching = batching
-        self._pending: list[tuple[dict, asyncio.Future]] = []
-        self._tasks: set[asyncio.Task] = set()
-        self._calls = 0
+    def __init__(self, name: str, handle: ray.actor.ActorHandle) -> None:
+        super().__init__(name, handle)
+        self._pending: list[tuple[Command, asyncio.Future[Reply]]] = []
         self._flush_scheduled = False
-        self.dead = False
 
-    def call(self, command: dict) -> asyncio.Future:
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        if not self.batching:
-            self._spawn([(command, future)])
-            return future
+    def call(self, command: Command) -> asyncio.Future[Reply]:
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending.append((command, future))
         self._schedule_flush()
         return future
@@ -75,32 +119,10 @@ class HostClient:
             batch, self._pending = self._pending, []
             self._spawn(batch)
 
-    def _spawn(self, batch: list[tuple[dict, asyncio.Future]]) -> None:
-        self._calls += 1
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._sent)
-
     def _sent(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        self._calls -= 1
+        super()._sent(task)
         if self._pending:
             self._schedule_flush()
-
-    async def _send(self, batch: list[tuple[dict, asyncio.Future]]) -> None:
-        try:
-            results = await self.handle.submit.remote([command for command, _ in batch])
-        except ActorDiedError:
-            # Dead for good (not restarting): have it recreated; callers retry.
-            log.warning("host %s died; asking the directory to revive it", self.name)
-            self.dead = True
-            results = [error_result(UNAVAILABLE, "auction host restarting; retry")] * len(batch)
-        except (RayActorError, RayError) as exc:
-            log.warning("host %s unavailable: %s", self.name, type(exc).__name__)
-            results = [error_result(UNAVAILABLE, "auction host restarting; retry")] * len(batch)
-        for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
 
 
 class Router:
@@ -111,13 +133,16 @@ class Router:
         self.directory = get_or_create_directory(config)
         # auction -> host, a cache of the directory's answers (bounded; misses ask again).
         self._locations: LRUCache[str, str] = LRUCache(MAX_CACHED_LOCATIONS)
-        self._hosts: dict[str, HostClient] = {}
+        self._hosts: dict[str, BaseHostClient] = {}
+        # Chosen once: coalescing commands per host, or (the naive baseline) one call each.
+        self._host_client: type[BaseHostClient] = (
+            HostClient if config.batching else DirectHostClient)
         self._inflight = 0
 
     async def ready(self) -> None:
         await self.directory.ready.remote()
 
-    def host(self, name: str) -> HostClient:
+    def host(self, name: str) -> BaseHostClient:
         client = self._hosts.get(name)
         if client is not None and client.dead:
             del self._hosts[name]
@@ -125,7 +150,7 @@ class Router:
             client = None
         if client is None:
             handle = ray.get_actor(name, namespace=self.config.namespace)
-            client = HostClient(name, handle, self.config.batching)
+            client = self._host_client(name, handle)
             self._hosts[name] = client
         return client
 
@@ -140,27 +165,27 @@ class Router:
                 self._locations.put(auction_id, name)
         return name
 
-    async def _not_served(self, auction_id: str) -> dict:
+    async def _not_served(self, auction_id: str) -> Refused:
         """Why no host serves an auction: it does not exist, or it has finished."""
         record = await self.store.get_auction(auction_id)
         if record is None:
-            return error_result(AUCTION_NOT_FOUND, "no such auction")
+            return refused(AUCTION_NOT_FOUND, "no such auction")
         if record["status"] in FINISHED:
-            return error_result(AUCTION_NOT_LIVE, f"auction is {record['status']}")
-        return error_result(UNAVAILABLE, "auction is being placed; retry")
+            return refused(AUCTION_NOT_LIVE, f"auction is {record['status']}")
+        return refused(UNAVAILABLE, "auction is being placed; retry")
 
-    async def send(self, command: dict) -> dict:
+    async def send(self, command: Command) -> Reply:
         """Deliver one command to the auction's host and return its result."""
         if self._inflight >= self.max_inflight:
-            return error_result(OVERLOADED, "too many commands in flight; retry shortly")
+            return refused(OVERLOADED, "too many commands in flight; retry shortly")
         self._inflight += 1
         try:
             return await self._send(command)
         finally:
             self._inflight -= 1
 
-    async def _send(self, command: dict) -> dict:
-        auction_id = command["auction_id"]
+    async def _send(self, command: Command) -> Reply:
+        auction_id = command.auction_id
         for _ in range(2):
             try:
                 name = await self.locate(auction_id)
@@ -174,31 +199,31 @@ class Router:
                 continue
             except (RayActorError, RayError) as exc:
                 log.warning("routing %s failed: %s", auction_id, exc)
-                return error_result(UNAVAILABLE, "auction host unavailable; retry")
-            error = result.get("error") or {}
-            if error.get("code") != NOT_HERE:
+                return refused(UNAVAILABLE, "auction host unavailable; retry")
+            if not (isinstance(result, Refused) and result.code == NOT_HERE):
                 return result
             self._locations.pop(auction_id)  # stale cache: ask the directory again
         return await self._not_served(auction_id)
 
-    async def create(self, record: dict) -> dict:
+    async def create(self, record: AuctionRecord) -> Reply:
         auction_id = record["auction_id"]
         name = await self.directory.place.remote(auction_id)
         if name is None:  # every host slot (ECE_MAX_HOSTS) is taken
-            return error_result(OVERLOADED, "no auction host capacity; retry later")
-        record = {**record, "host": name}
+            return refused(OVERLOADED, "no auction host capacity; retry later")
+        placed: AuctionRecord = {**record, "host": name}
+        result: Reply
         try:
-            result = await self.host(name).handle.create.remote(record)
+            result = await self.host(name).handle.create.remote(placed)
         except (RayActorError, RayError) as exc:
             log.warning("create %s failed: %s", auction_id, exc)
-            result = error_result(UNAVAILABLE, "auction host unavailable; retry")
-        if not result.get("ok") and result["error"]["code"] == UNAVAILABLE:
+            result = refused(UNAVAILABLE, "auction host unavailable; retry")
+        if isinstance(result, Refused) and result.code == UNAVAILABLE:
             # The host may have died after the auction was stored: it exists then, and the
             # restarted host recovers it like any other open auction.
-            record = await self.store.get_auction(auction_id)
-            if record is not None:
-                result = {"ok": True, "auction": record["view"]}
-        if result.get("ok"):
+            stored = await self.store.get_auction(auction_id)
+            if stored is not None:
+                result = Viewed(stored["view"])
+        if not isinstance(result, Refused):
             self._locations.put(auction_id, name)
         else:
             await self.directory.release.remote(auction_id, name)

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 from aiohttp import WSCloseCode, web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from actors.messages import GetView, Viewed
 from gateway.auth import Tokens
 from gateway.config import Settings
-from gateway.fanout import Hub
+from gateway.fanout import HostFeeds, Hub, WatcherFeeds
 from gateway.limits import ConnectionCounter, KeyedLimiter, LRUCache
 from gateway.router import Router
 from gateway.views import present_view
@@ -74,7 +75,9 @@ class Gateway:
     async def start(self) -> None:
         await self.store.open()
         self.router = Router(self.settings.cluster(), self.store, self.settings.max_inflight)
-        self.hub = Hub(self.router, self.store, self.settings.batching, self.present)
+        # Chosen once: one poller per host, or (the naive baseline) one per watcher.
+        feeds = HostFeeds if self.settings.batching else WatcherFeeds
+        self.hub = Hub(self.router, self.store, self.present, feeds)
         await self.router.ready()
         self.ready = True
 
@@ -104,8 +107,8 @@ class Gateway:
         host that judges the bids (and its clock) prices it; the stored view is the fallback
         when the host cannot answer."""
         if view.get("type") == "dutch" and view.get("status") == "live":
-            result = await self.router.send({"op": "view", "auction_id": view["auction_id"]})
-            view = result["auction"] if result.get("ok") else present_view(view)
+            reply = await self.router.send(GetView(view["auction_id"]))
+            view = reply.auction if isinstance(reply, Viewed) else present_view(view)
         return await self.enrich(view)
 
     async def present_all(self, views: list[dict]) -> list[dict]:

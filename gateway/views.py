@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import time
+from actors.clock import now_ms
+from market.auction import dutch_next_drop, dutch_price
 
-from market.auction import dutch_price
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
+__all__ = ["now_ms", "present_view"]
 
 
 def present_view(view: dict) -> dict:
     """The stored view, with what depends on the clock (a live Dutch price) brought to now."""
     if view.get("type") == "dutch" and view.get("status") == "live":
-        price = dutch_price(view["start_price"], view["floor_price"], view["step"],
-                            view["step_ms"], view["starts_at"], now_ms())
-        return {**view, "price": price, "min_bid": price}
+        schedule = (view["start_price"], view["floor_price"], view["step"], view["step_ms"],
+                    view["starts_at"], now_ms())
+        price = dutch_price(*schedule)
+        return {**view, "price": price, "min_bid": price,
+                "next_drop_at": dutch_next_drop(*schedule)}
     return view

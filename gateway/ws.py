@@ -10,12 +10,14 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from actors.messages import Acked, Refused
 from gateway.auth import TokenError
 from gateway.limits import TokenBucket
 from gateway.protocol import (
     JSON,
     MAX_FRAME,
     MSGPACK,
+    BidRequest,
     ProtocolError,
     decode,
     encode,
@@ -27,12 +29,14 @@ from gateway.protocol import (
 from gateway.rest import ApiError
 from gateway.state import Gateway, gateway_of
 from market.errors import (
+    INTERNAL,
     INVALID,
     LIMIT_EXCEEDED,
     OVERLOADED,
     RATE_LIMITED,
     UNAUTHORIZED,
     UNAVAILABLE,
+    error_dict,
 )
 
 log = logging.getLogger("ece.ws")
@@ -78,7 +82,7 @@ class Connection:
         self.pending_subscribes = 0
         self.closing = False
         self.writer: asyncio.Task | None = None
-        self.transport: asyncio.BaseTransport | None = None
+        self.transport: asyncio.Transport | None = None
 
     def wants(self, auction_id: str, ticket: object) -> bool:
         """Is the subscribe request `ticket` still wanted (socket open, not unsubscribed)?"""
@@ -223,9 +227,10 @@ async def _dispatch(gateway: Gateway, conn: Connection, message: dict, encoding:
         user_id = conn.current_user()
         if user_id is None:
             _forget_identity(gateway, conn)  # an expired token leaves an anonymous socket
-            raise ProtocolError(UNAUTHORIZED, "sign in to bid", bid[0])
+            raise ProtocolError(UNAUTHORIZED, "sign in to bid", bid.req_id)
         if conn.inflight >= MAX_SOCKET_INFLIGHT:
-            raise ProtocolError(OVERLOADED, "too many bids in flight on this socket", bid[0])
+            raise ProtocolError(OVERLOADED, "too many bids in flight on this socket",
+                                bid.req_id)
         conn.inflight += 1
         # Bids run concurrently so one socket can pipeline; the answer keeps its encoding.
         # The bidder is who the socket is when the bid arrives: a later `auth` on the same
@@ -280,28 +285,25 @@ def _finished(conn: Connection) -> None:
 
 
 async def _bid(
-    gateway: Gateway, conn: Connection, user_id: str, bid: tuple, encoding: str
+    gateway: Gateway, conn: Connection, user_id: str, bid: BidRequest, encoding: str
 ) -> None:
-    req_id, auction_id, amount, max_amount = bid
+    req_id, auction_id = bid.req_id, bid.auction_id
     started = time.perf_counter()
+    reply: dict[str, Any]
     if gateway.bids_by_user.take(user_id) is not None:
         reply = {"op": "error", "req_id": req_id, "code": RATE_LIMITED,
                  "message": "bid rate limit reached; retry shortly"}
     else:
-        result = await gateway.router.send({
-            "op": "bid",
-            "auction_id": auction_id,
-            "bidder_id": user_id,  # from the token only, never from the message
-            # Typed key: the int 7 and the string "7" are different requests.
-            "req_id": f"{type(req_id).__name__}:{req_id}",
-            "amount": amount,
-            "max_amount": max_amount,
-        })
-        if result.get("ok"):
-            reply = {"op": "ack", "req_id": req_id, "auction_id": auction_id, **result["ack"]}
+        # The bidder is the token's user only, never anything in the message.
+        result = await gateway.router.send(bid.command(user_id))
+        if isinstance(result, Acked):
+            reply = {"op": "ack", "req_id": req_id, "auction_id": auction_id, **result.ack}
+        elif isinstance(result, Refused):
+            reply = {"op": "error", "req_id": req_id, "auction_id": auction_id,
+                     **result.error}
         else:
             reply = {"op": "error", "req_id": req_id, "auction_id": auction_id,
-                     **result["error"]}
+                     **error_dict(INTERNAL, "unexpected reply to a bid")}
     code = reply.get("code", "OK")
     gateway.metrics.bids.labels(code).inc()
     gateway.metrics.bid_seconds.observe(time.perf_counter() - started)

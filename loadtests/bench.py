@@ -43,24 +43,54 @@ from typing import Any
 import aiohttp
 import psutil
 
-from loadtests import client, gen, report
+from loadtests import gen, report
 from loadtests.driver import LoadResult, run_load
-from loadtests.servers import (
+from loadtests.usage import host_processes, ray_processes, rss, uss
+from testkit.client import Api, User, connect
+from testkit.processes import (
+    BENCH_LIMITS,
     ROOT,
     Managed,
-    host_processes,
+    free_port,
     ray_address_of,
-    ray_processes,
-    rss,
     start_ece,
-    start_echo,
-    uss,
 )
 
 RESULTS = ROOT / "loadtests" / "results"
 # Stages the report knows, plus those that only add a figure of their own.
 STAGES = (*report.STAGES, "close_lag")
 GiB = 1024**3
+# 503s met during set-up (transient by the API's contract, retried), reported with the results.
+ANOMALIES: dict[str, list] = {}
+# The auctions the benchmark lists: English, an hour, no soft close (no extension mid-run).
+BENCH_AUCTION = {"title": "Bench Card", "start_price": 100, "duration_ms": 3_600_000,
+                 "soft_close_ms": 0}
+
+
+def bench_api(base: str, http: aiohttp.ClientSession) -> Api:
+    """The set-up client: 503s retried (a host being placed), and recorded."""
+    return Api(base, http, retries=4, anomalies=ANOMALIES)
+
+
+def start_server(name: str, tmp: Path, env: dict[str, str]) -> Managed:
+    """`ece serve` with its own data dir under `tmp`; a benchmark is one client machine
+    driving thousands of users, so it raises the limits meant for hostile clients."""
+    data = tmp / name
+    data.mkdir(parents=True, exist_ok=True)
+    return start_ece(data / "server.log", {
+        "ECE_DATA_DIR": str(data / "data"),
+        "ECE_SECRET": "bench-secret-that-is-at-least-thirty-two-bytes-long",
+        **BENCH_LIMITS,
+        "ECE_LOG_LEVEL": "WARNING",
+        **env,
+    }, name)
+
+
+def start_echo(tmp: Path) -> Managed:
+    """The bare aiohttp WebSocket echo server (`loadtests.echo`)."""
+    port = free_port()
+    return Managed("echo", [sys.executable, "-m", "loadtests.echo", "--port", str(port)], {},
+                   tmp / "echo.log", port)
 
 
 @dataclass
@@ -131,7 +161,7 @@ def rules_engine(seconds: float, auctions: int = 20, bidders: int = 5) -> dict[s
         spec = AuctionSpec(auction_id=f"a{i}", asset_id=f"c{i}", seller_id="seller",
                            type="english", start_price=100, starts_at=now,
                            ends_at=now + 3_600_000, created_at=now, soft_close_ms=0)
-        auction = Auction.new(spec)
+        auction = Auction(spec)
         auction.advance(now)
         books.append(auction)
     names = [f"u{j}" for j in range(bidders)]
@@ -164,7 +194,7 @@ def echo_limit(params: Params, tmp: Path) -> dict[str, Any]:
             jobs.append(_job(params, echo.base, bidders, [], mode="closed"))
         result = run_load(jobs, {"echo_server": [echo.process()]})
     finally:
-        echo.stop()
+        echo.stop(grace=20)
     s = result.summary()
     return {"figures": {"messages_per_s": s["answered_per_s"]},
             "details": {"sockets": params.auctions * params.bidders, "window": params.window,
@@ -219,8 +249,8 @@ def _job(params: Params, url: str, bidders: list[dict], watchers: list[dict], mo
 
 @dataclass
 class Workload:
-    seller: client.Account
-    bidders: list[client.Account]
+    seller: User
+    bidders: list[User]
     auctions: list[dict]
     setup_s: float
 
@@ -228,19 +258,17 @@ class Workload:
 async def _setup_workload(base: str, k: int, b: int) -> Workload:
     started = time.monotonic()
     async with aiohttp.ClientSession() as http:
-        accounts = await client.signups(http, base, "bench", b + 1)
+        api = bench_api(base, http)
+        accounts = await api.signups("bench", b + 1)
         seller, bidders = accounts[0], accounts[1:]
-        auctions, _ = await client.create_auctions(http, base, seller, k, concurrency=8)
+        auctions, _ = await api.auctions(seller, k, concurrency=8, **BENCH_AUCTION)
     return Workload(seller, bidders, auctions, time.monotonic() - started)
 
 
 async def _refresh(base: str, auctions: list[dict]) -> list[dict]:
     async with aiohttp.ClientSession() as http:
-        out = []
-        for view in auctions:
-            async with http.get(f"{base}/api/auctions/{view['auction_id']}") as response:
-                out.append(await response.json())
-        return out
+        api = bench_api(base, http)
+        return [await api.get(view["auction_id"]) for view in auctions]
 
 
 def _bid_jobs(params: Params, base: str, work: Workload, mode: str,
@@ -252,8 +280,7 @@ def _bid_jobs(params: Params, base: str, work: Workload, mode: str,
                    for v in part for acct in work.bidders]
         watchers = [{"auction_id": v["auction_id"]} for v in part
                     for _ in range(params.watchers)]
-        jobs.append(_job(params, base.replace("http", "ws", 1), bidders, watchers, mode,
-                         rate_per_bidder))
+        jobs.append(_job(params, base, bidders, watchers, mode, rate_per_bidder))
     return jobs
 
 
@@ -360,21 +387,21 @@ def e2e_stage(params: Params, server: Managed, ray_root: Managed, label: str,
 # ---- stage 4: fan-out ----------------------------------------------------------------------
 
 def fanout_stage(params: Params, server: Managed, ray_root: Managed) -> dict[str, Any]:
-    async def setup() -> tuple[dict, list[client.Account]]:
+    async def setup() -> tuple[dict, list[User]]:
         async with aiohttp.ClientSession() as http:
-            accounts = await client.signups(http, server.base, "fan", params.fanout_bidders + 1)
-            view = await client.create_auction(http, server.base, accounts[0])
+            api = bench_api(server.base, http)
+            accounts = await api.signups("fan", params.fanout_bidders + 1)
+            view = await api.auction(accounts[0], **BENCH_AUCTION)
             return view, accounts[1:]
 
     view, bidders = asyncio.run(setup())
-    ws_url = server.base.replace("http", "ws", 1)
     watchers = [{"auction_id": view["auction_id"]} for _ in range(params.fanout_watchers)]
     parts = _split(watchers, params.procs)
     jobs = []
     for i, part in enumerate(parts):
         bids = [{"auction_id": view["auction_id"], "token": a.token, "bidder_id": a.user_id,
                  "floor": view["min_bid"]} for a in bidders] if i == 0 else []
-        job = _job(params, ws_url, bids, part, "closed", window=1,
+        job = _job(params, server.base, bids, part, "closed", window=1,
                    warmup_s=min(params.warmup_s, 2.0), measure_s=params.fanout_measure_s)
         job["connect_concurrency"] = 50
         jobs.append(job)
@@ -395,14 +422,12 @@ def fanout_stage(params: Params, server: Managed, ray_root: Managed) -> dict[str
 def idle_stage(params: Params, server: Managed) -> dict[str, Any]:
     from loadtests.driver import Generators
 
-    async def warm() -> client.Account:
+    async def warm() -> User:
         async with aiohttp.ClientSession() as http:
-            account = await client.signup(http, server.base, "idle")
-            url = f"{server.base.replace('http', 'ws', 1)}/ws?token={account.token}"
-            sockets = [await http.ws_connect(url) for _ in range(20)]
+            account = await bench_api(server.base, http).signup("idle")
+            sockets = [await connect(http, server.base, account) for _ in range(20)]
             for ws in sockets:
-                await ws.send_str('{"op":"ping","req_id":1}')
-                await ws.receive(timeout=10)
+                await ws.request({"op": "ping"})
             for ws in sockets:
                 await ws.close()
             return account
@@ -464,16 +489,17 @@ def auctions_stage(params: Params, server: Managed, ray_root: Managed, per_actor
 
     async def create() -> tuple[list[dict], dict[str, Any]]:
         async with aiohttp.ClientSession() as http:
-            seller = await client.signup(http, server.base, "mem")
-            first = await client.create_auction(http, server.base, seller)
+            api = bench_api(server.base, http)
+            seller = await api.signup("mem")
+            first = await api.auction(seller, **BENCH_AUCTION)
             await asyncio.sleep(0.5)
             first_hosts = _instance_hosts(ray_root, before)
             early = {"host_pids": [h.pid for h in first_hosts], "rss": rss(first_hosts)}
             concurrency = 16 if per_actor > 1 else 4
-            rest, _ = await client.create_auctions(
-                http, server.base, seller, target - 1, concurrency=concurrency,
-                deadline=deadline, keep_going=keep_going if per_actor == 1 else None,
-                errors=create_errors)
+            rest, _ = await api.auctions(
+                seller, target - 1, concurrency=concurrency, deadline=deadline,
+                keep_going=keep_going if per_actor == 1 else None, errors=create_errors,
+                **BENCH_AUCTION)
             return [first, *rest], early
 
     create_errors: list[str] = []
@@ -572,7 +598,7 @@ async def _close_lag(count: int, window_ms: int, path: Path) -> dict[str, Any]:
                                ends_at=ends[auction_id], created_at=now, soft_close_ms=0)
             await setup.create_auction({
                 "auction_id": auction_id, "asset_id": asset_id, "seller_id": "u_seller",
-                "host": host, "spec": spec.to_dict(), "view": Auction.new(spec).view(now),
+                "host": host, "spec": spec.to_dict(), "view": Auction(spec).view(now),
                 "status": "scheduled", "seq": 0, "created_at": now,
             })
     finally:
@@ -592,8 +618,8 @@ async def _close_lag(count: int, window_ms: int, path: Path) -> dict[str, Any]:
             while len(published) < count:
                 batch = await core.poll(epoch, cursor, 1.0)
                 at = time.time() * 1000
-                epoch, cursor = batch["epoch"], batch["cursor"]
-                for event in batch["events"]:
+                epoch, cursor = batch.epoch, batch.cursor
+                for event in batch.events:
                     if event["type"] == "closed" and event["auction_id"] in ends:
                         published.setdefault(event["auction_id"], at)
                         fired.setdefault(event["auction_id"], event["at"])
@@ -706,7 +732,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # Servers: the first starts Ray; the others join it, each its own instance and data.
         print(f"[{time.monotonic() - t_start:6.1f}s] starting servers ...", flush=True)
-        main_srv = start_ece("main", tmp, {"ECE_INSTANCE": f"b{bench_id}main", **ray_env})
+        main_srv = start_server("main", tmp, {"ECE_INSTANCE": f"b{bench_id}main", **ray_env})
         servers.append(main_srv)
         costs["ray_head_and_gateway_start_s"] = round(main_srv.wait_ready(180), 2)
         ray_address = ray_address_of(main_srv)
@@ -723,7 +749,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, env in joined_specs.items():
             if needs[name] not in wanted:
                 continue
-            srv = start_ece(name, tmp, {"ECE_RAY_ADDRESS": ray_address,
+            srv = start_server(name, tmp, {"ECE_RAY_ADDRESS": ray_address,
                                         "ECE_INSTANCE": f"b{bench_id}{name}", **ray_env, **env})
             servers.append(srv)
             joined[name] = srv
@@ -758,7 +784,7 @@ def main(argv: list[str] | None = None) -> int:
         t_stop = time.monotonic()
         for srv in reversed(servers):  # joined gateways first, the Ray head last
             try:
-                srv.stop()
+                srv.stop(grace=20)
             except Exception as exc:
                 errors.append(f"stop {srv.name}: {exc!r}")
         costs["stop_all_s"] = round(time.monotonic() - t_stop, 2)
@@ -783,7 +809,7 @@ def main(argv: list[str] | None = None) -> int:
         if lag is None:
             result["missing_stages"].append("close_lag")
     result["setup_anomalies"] = {k: {"count": len(v), "first": v[0]}
-                                 for k, v in client.ANOMALIES.items()}
+                                 for k, v in ANOMALIES.items()}
     result["generated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")

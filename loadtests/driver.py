@@ -13,7 +13,7 @@ import psutil
 from hdrh.histogram import HdrHistogram
 
 from loadtests import gen
-from loadtests.servers import cpu_seconds
+from loadtests.usage import cpu_seconds
 
 
 class GeneratorError(RuntimeError):

@@ -15,20 +15,18 @@ import os
 import sys
 import time
 
-# Like ECE's own private cluster (gateway.cli.prepare_environment): a loopback-only,
-# single-node Ray. Ray reads this when imported.
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+from actors.messages import Acked, PlaceBid
+from gateway.cli import prepare_environment
 
-import ray
+# A bid as the gateway sends it, answered with an ack as the host sends it (the same types).
+COMMAND = PlaceBid("a_0123456789abcdef", "u_0123456789abcdef", "int:123456789", 123_400)
+ACK = Acked({"seq": 12, "price": 123_400, "leader_id": "u_0123456789abcdef",
+             "ends_at": 1_800_000_000_000, "bid_count": 11})
 
-COMMAND = {"op": "bid", "auction_id": "a_0123456789abcdef", "bidder_id": "u_0123456789abcdef",
-           "req_id": "int:123456789", "amount": 123_400, "max_amount": None}
 
-
-@ray.remote(num_cpus=0, max_concurrency=1_000)
 class Noop:
-    async def call(self, commands: list[dict]) -> list[dict]:
-        return [{"ok": True} for _ in commands]
+    async def call(self, commands: list[PlaceBid]) -> list[Acked]:
+        return [ACK for _ in commands]
 
 
 async def measure(actor, seconds: float) -> dict:
@@ -63,9 +61,13 @@ async def measure(actor, seconds: float) -> dict:
 
 def main() -> None:
     address, seconds = sys.argv[1], float(sys.argv[2])
+    # Ray's environment as ECE's own gateways get it (loopback cluster), set before the import.
+    prepare_environment()
+    import ray
+
     ray.init(address=address, namespace=f"bench-raycall-{os.getpid()}", log_to_driver=False,
              configure_logging=False)
-    actor = Noop.remote()
+    actor = ray.remote(num_cpus=0, max_concurrency=1_000)(Noop).remote()
     try:
         result = asyncio.run(measure(actor, seconds))
     finally:

@@ -71,6 +71,15 @@ def dutch_price(
     return max(floor_price, start_price - steps * step)
 
 
+def dutch_next_drop(
+    start_price: int, floor_price: int, step: int, step_ms: int, starts_at: int, now: int
+) -> int | None:
+    """When a Dutch price next falls after `now` (None once it is at the floor)."""
+    if dutch_price(start_price, floor_price, step, step_ms, starts_at, now) <= floor_price:
+        return None
+    return starts_at + (max(0, now - starts_at) // step_ms + 1) * step_ms
+
+
 def public_event(event: Event, auction_type: str) -> Event:
     """The client-safe copy of an event: private fields dropped, a leader's bid shown at the
     price (never their maximum), sealed bids anonymised, raises reduced to the bare fact."""
@@ -148,10 +157,6 @@ class Auction:
         self._rejected: dict[str, OrderedDict[str, MarketError]] = {}
 
     # ---- construction ------------------------------------------------------------------
-
-    @classmethod
-    def new(cls, spec: AuctionSpec) -> Auction:
-        return cls(spec)
 
     @classmethod
     def replay(cls, spec: AuctionSpec, events: list[Event]) -> Auction:
@@ -283,6 +288,11 @@ class Auction:
             view["floor_price"] = spec.floor_price
             view["step"] = spec.step
             view["step_ms"] = spec.step_ms
+            assert spec.floor_price is not None and spec.step is not None
+            assert spec.step_ms is not None
+            view["next_drop_at"] = dutch_next_drop(
+                spec.start_price, spec.floor_price, spec.step, spec.step_ms, spec.starts_at, now
+            ) if self.status == "live" else None
         return view
 
     # ---- commands ----------------------------------------------------------------------
@@ -318,10 +328,12 @@ class Auction:
             return BidOutcome([], None, MarketError(
                 INVALID, f"bidder_id and req_id must be strings of 1..{_MAX_ID_LEN} characters"))
         # A retry must not change anything: not even the time transitions.
-        ack = self._acks.get(bidder_id, {}).get(req_id)
+        acks = self._acks.get(bidder_id)
+        ack = acks.get(req_id) if acks is not None else None
         if ack is not None:
             return BidOutcome([], dict(ack), None)
-        refused = self._rejected.get(bidder_id, {}).get(req_id)
+        refusals = self._rejected.get(bidder_id)
+        refused = refusals.get(req_id) if refusals is not None else None
         if refused is not None:
             return BidOutcome([], None, refused)
 
@@ -373,7 +385,7 @@ class Auction:
             price = spec.buy_now_price
             self._emit(events, "bid", now, bidder_id=bidder_id, amount=amount, price=price,
                        leader_id=bidder_id, bid_count=bid_count, max_amount=effective_max,
-                       req_id=req_id)
+                       req_id=req_id, min_bid=None)
             self._emit(events, "closed", now, reason=CLOSE_BUY_NOW, ends_at=now,
                        winner_id=bidder_id, final_price=price, price=price, leader_id=bidder_id)
             return events
@@ -412,9 +424,10 @@ class Auction:
         if reserve is not None and leader_max >= reserve and price < reserve:
             price = reserve  # the leader is willing to pay the reserve, so the reserve is met
 
+        # min_bid: what the next bid must reach, so clients never re-implement the ladder.
         self._emit(events, "bid", now, bidder_id=bidder_id, amount=amount, price=price,
                    leader_id=new_leader, bid_count=bid_count, max_amount=effective_max,
-                   req_id=req_id)
+                   req_id=req_id, min_bid=price + self._increment(price))
         if spec.soft_close_ms > 0 and self.ends_at - now < spec.soft_close_ms:
             self._emit(events, "extended", now, ends_at=now + spec.soft_close_ms)
         return events

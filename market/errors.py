@@ -83,11 +83,6 @@ def error_dict(code: str, message: str, **details: Any) -> dict[str, Any]:
     return {"code": code, "message": message, **details}
 
 
-def error_result(code: str, message: str, **details: Any) -> dict[str, Any]:
-    """A failed command's result, as hosts and the router return it."""
-    return {"ok": False, "error": error_dict(code, message, **details)}
-
-
 class MarketError(Exception):
     """A rule refused a request. `details` carries machine-readable extras (e.g. min_bid)."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 # Largest integer a JavaScript client can represent exactly; bigger values would round in JSON.
 MAX_AMOUNT = 2**53
 
@@ -20,7 +22,7 @@ _LADDER: tuple[tuple[int, int], ...] = (
 _TOP_INCREMENT = 10_000
 
 
-def is_amount(value: object) -> bool:
+def is_amount(value: object) -> TypeGuard[int]:
     """True only for a plain int (bool excluded: True is not 1 cent) within 0..MAX_AMOUNT."""
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_AMOUNT
 

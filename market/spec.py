@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, TypeGuard
 
 from market.errors import INVALID, MarketError
 from market.money import MAX_AMOUNT, is_amount
@@ -56,7 +56,7 @@ def _invalid(field: str, message: str) -> MarketError:
     return MarketError(INVALID, f"{field}: {message}", field=field)
 
 
-def _is_time(value: object) -> bool:
+def _is_time(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_AMOUNT
 
 

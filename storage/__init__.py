@@ -41,17 +41,16 @@ def open_store(url: str) -> Store:
         path, _, query = rest.partition("?")
         if not path:
             raise ValueError(f"sqlite URL needs a path: {url!r}")
-        opts = parse_qs(query)
-        return SqliteStore(path, synchronous=opts.get("synchronous", ["FULL"])[-1])
+        synchronous = parse_qs(query).get("synchronous", ["FULL"])[-1]
+        return SqliteStore(path, synchronous=synchronous)
     if url.startswith(("mongodb://", "mongodb+srv://")):
         from storage.mongo import MongoStore
 
         parts = urlsplit(url)
         db_name = parts.path.strip("/") or "ece"
-        opts = {k.lower(): v[-1] for k, v in parse_qs(parts.query).items()}
-        w: str | int = opts.get("w", "majority")
-        if isinstance(w, str) and w.isdigit():
-            w = int(w)
+        opts: dict[str, str] = {k.lower(): v[-1] for k, v in parse_qs(parts.query).items()}
+        concern = opts.get("w", "majority")
+        w: str | int = int(concern) if concern.isdigit() else concern
         journal = opts.get("journal", "true").lower() != "false"
         return MongoStore(url, db_name=db_name, write_concern=w, journal=journal)
     raise ValueError(f"unsupported store URL {url!r}")

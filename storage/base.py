@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from market.errors import ASSET_MOVED
+from storage.records import AssetRecord, AuctionRecord, Json, TradeRecord, UserRecord
 
 # Auction statuses the store itself reasons about (the market owns the full state machine).
 OPEN_STATUSES: tuple[str, ...] = ("scheduled", "live")
@@ -86,51 +87,48 @@ class Store(abc.ABC):
 
     # -- users -----------------------------------------------------------------------------
     @abc.abstractmethod
-    async def create_user(self, user: dict[str, Any]) -> None:
+    async def create_user(self, user: UserRecord) -> None:
         """Insert {user_id, username, password_hash, created_at}; Conflict USERNAME_TAKEN."""
 
     @abc.abstractmethod
-    async def get_user(self, user_id: str) -> dict[str, Any] | None: ...
+    async def get_user(self, user_id: str) -> UserRecord | None: ...
 
     @abc.abstractmethod
-    async def get_user_by_username(self, username: str) -> dict[str, Any] | None:
+    async def get_user_by_username(self, username: str) -> UserRecord | None:
         """Case-insensitive lookup."""
 
     # -- assets ----------------------------------------------------------------------------
     @abc.abstractmethod
-    async def create_asset(self, asset: dict[str, Any]) -> None:
+    async def create_asset(self, asset: AssetRecord) -> None:
         """Insert {asset_id, owner_id, title, metadata, created_at} (listed_in starts None)."""
 
     @abc.abstractmethod
-    async def get_asset(self, asset_id: str) -> dict[str, Any] | None: ...
+    async def get_asset(self, asset_id: str) -> AssetRecord | None: ...
 
     @abc.abstractmethod
-    async def list_assets(self, owner_id: str) -> list[dict[str, Any]]: ...
+    async def list_assets(self, owner_id: str) -> list[AssetRecord]: ...
 
     # -- auctions --------------------------------------------------------------------------
     @abc.abstractmethod
-    async def create_auction(self, record: dict[str, Any]) -> None:
+    async def create_auction(self, record: AuctionRecord) -> None:
         """Atomically claim the asset (exists, owned by seller, not listed) and insert.
 
         Conflict codes: ASSET_NOT_FOUND, NOT_OWNER, ASSET_LISTED, AUCTION_EXISTS.
         """
 
     @abc.abstractmethod
-    async def get_auction(self, auction_id: str) -> dict[str, Any] | None:
+    async def get_auction(self, auction_id: str) -> AuctionRecord | None:
         """The auction record; `settle_error` is None unless settle() found the asset moved."""
 
     @abc.abstractmethod
     async def list_auctions(
         self, status: str | None = None, limit: int = 200, seller_id: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[Json]:
         """Stored public views; ends_at ascending, except closed/cancelled: newest first."""
 
     @abc.abstractmethod
-    async def open_auctions(self, host: str | None = None) -> list[dict[str, Any]]:
+    async def open_auctions(self, host: str | None = None) -> list[AuctionRecord]:
         """Records with status scheduled or live (optionally only those hosted by `host`)."""
-
-    @abc.abstractmethod
-    async def set_host(self, auction_id: str, host: str) -> None: ...
 
     @abc.abstractmethod
     async def commit(self, batch: CommitBatch) -> set[str]:
@@ -139,11 +137,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def load_events(
         self, auction_id: str, after_seq: int = 0, limit: int | None = None
-    ) -> list[dict[str, Any]]: ...
+    ) -> list[Json]: ...
 
     # -- settlement ------------------------------------------------------------------------
     @abc.abstractmethod
-    async def settle(self, trade: dict[str, Any]) -> bool:
+    async def settle(self, trade: TradeRecord) -> bool:
         """Sell the asset to the buyer, record the trade, mark the auction settled.
 
         Idempotent saga step. Returns True only for the call that settled the auction with
@@ -159,15 +157,15 @@ class Store(abc.ABC):
         """Unlist the asset of an unsold/cancelled auction, mark settled; True if newly."""
 
     @abc.abstractmethod
-    async def unsettled_finished(self) -> list[dict[str, Any]]: ...
+    async def unsettled_finished(self) -> list[AuctionRecord]: ...
 
     @abc.abstractmethod
-    async def get_trade(self, auction_id: str) -> dict[str, Any] | None: ...
+    async def get_trade(self, auction_id: str) -> TradeRecord | None: ...
 
     @abc.abstractmethod
     async def list_trades(
         self, asset_id: str | None = None, user_id: str | None = None, limit: int = 200
-    ) -> list[dict[str, Any]]:
+    ) -> list[TradeRecord]:
         """Newest first; user_id matches buyer or seller."""
 
 
@@ -182,7 +180,7 @@ def event_key(event: dict[str, Any]) -> tuple[str, int]:
     return str(auction_id), seq
 
 
-def log_asset_moved(log: logging.Logger, trade: dict[str, Any]) -> None:
+def log_asset_moved(log: logging.Logger, trade: TradeRecord) -> None:
     log.warning(
         "settle %s: asset %s is no longer owned by %s through this listing;"
         " no trade recorded for buyer %s (settle_error=%s)",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
@@ -40,6 +40,7 @@ from storage.base import (
     log_asset_moved,
     username_key,
 )
+from storage.records import AssetRecord, AuctionRecord, TradeRecord, UserRecord
 
 type Doc = dict[str, Any]
 
@@ -89,10 +90,10 @@ def _older_than_server_now(field: str, seconds: float) -> Doc:
     }
 
 
-def _record(doc: Doc) -> Doc:
+def _record(doc: Doc) -> AuctionRecord:
     out = {f: doc.get(f) for f in _RECORD_FIELDS}
     out["settled"] = bool(out["settled"])
-    return out
+    return cast(AuctionRecord, out)  # documents are schemaless: this is where they get a type
 
 
 class MongoStore(Store):
@@ -178,7 +179,7 @@ class MongoStore(Store):
             await client.close()
 
     # -- users -----------------------------------------------------------------------------
-    async def create_user(self, user: dict[str, Any]) -> None:
+    async def create_user(self, user: UserRecord) -> None:
         doc = {f: user.get(f) for f in _USER_FIELDS}
         doc["_id"] = user["user_id"]
         doc["username_lower"] = username_key(user["username"])
@@ -190,15 +191,16 @@ class MongoStore(Store):
                 raise Conflict(USERNAME_TAKEN, msg) from None
             raise Conflict(USER_EXISTS, f"user {user['user_id']!r} exists") from None
 
-    async def get_user(self, user_id: str) -> dict[str, Any] | None:
-        return _pick(await self.users.find_one({"_id": user_id}), _USER_FIELDS)
+    async def get_user(self, user_id: str) -> UserRecord | None:
+        return cast(UserRecord | None,
+                    _pick(await self.users.find_one({"_id": user_id}), _USER_FIELDS))
 
-    async def get_user_by_username(self, username: str) -> dict[str, Any] | None:
+    async def get_user_by_username(self, username: str) -> UserRecord | None:
         doc = await self.users.find_one({"username_lower": username_key(username)})
-        return _pick(doc, _USER_FIELDS)
+        return cast(UserRecord | None, _pick(doc, _USER_FIELDS))
 
     # -- assets ----------------------------------------------------------------------------
-    async def create_asset(self, asset: dict[str, Any]) -> None:
+    async def create_asset(self, asset: AssetRecord) -> None:
         doc = {f: asset.get(f) for f in _ASSET_FIELDS}
         doc.update(_id=asset["asset_id"], metadata=asset.get("metadata") or {}, listed_in=None)
         doc["listed_at"] = None
@@ -207,17 +209,18 @@ class MongoStore(Store):
         except DuplicateKeyError:
             raise Conflict(ASSET_EXISTS, f"asset {asset['asset_id']!r} exists") from None
 
-    async def get_asset(self, asset_id: str) -> dict[str, Any] | None:
-        return _pick(await self.assets.find_one({"_id": asset_id}), _ASSET_FIELDS)
+    async def get_asset(self, asset_id: str) -> AssetRecord | None:
+        return cast(AssetRecord | None,
+                    _pick(await self.assets.find_one({"_id": asset_id}), _ASSET_FIELDS))
 
-    async def list_assets(self, owner_id: str) -> list[dict[str, Any]]:
+    async def list_assets(self, owner_id: str) -> list[AssetRecord]:
         cursor = self.assets.find({"owner_id": owner_id}).sort(
             [("created_at", ASCENDING), ("_id", ASCENDING)]
         )
-        return [{f: doc.get(f) for f in _ASSET_FIELDS} async for doc in cursor]
+        return [cast(AssetRecord, _pick(doc, _ASSET_FIELDS)) async for doc in cursor]
 
     # -- auctions --------------------------------------------------------------------------
-    async def create_auction(self, record: dict[str, Any]) -> None:
+    async def create_auction(self, record: AuctionRecord) -> None:
         auction_id, asset_id, seller_id = (
             record["auction_id"],
             record["asset_id"],
@@ -297,7 +300,7 @@ class MongoStore(Store):
                 return True
         raise Conflict(ASSET_LISTED, f"asset {asset_id!r} is listed in {listed_in!r}")
 
-    async def get_auction(self, auction_id: str) -> dict[str, Any] | None:
+    async def get_auction(self, auction_id: str) -> AuctionRecord | None:
         doc = await self.auctions.find_one({"_id": auction_id})
         return None if doc is None else _record(doc)
 
@@ -318,15 +321,12 @@ class MongoStore(Store):
         )
         return [doc["view"] async for doc in cursor]
 
-    async def open_auctions(self, host: str | None = None) -> list[dict[str, Any]]:
+    async def open_auctions(self, host: str | None = None) -> list[AuctionRecord]:
         query: Doc = {"status": {"$in": list(OPEN_STATUSES)}}
         if host is not None:
             query["host"] = host
         cursor = self.auctions.find(query).sort([("ends_at", ASCENDING), ("_id", ASCENDING)])
         return [_record(doc) async for doc in cursor]
-
-    async def set_host(self, auction_id: str, host: str) -> None:
-        await self.auctions.update_one({"_id": auction_id}, {"$set": {"host": host}})
 
     async def commit(self, batch: CommitBatch) -> set[str]:
         if batch.is_empty():
@@ -422,7 +422,7 @@ class MongoStore(Store):
         return [doc["ev"] async for doc in cursor]
 
     # -- settlement ------------------------------------------------------------------------
-    async def settle(self, trade: dict[str, Any]) -> bool:
+    async def settle(self, trade: TradeRecord) -> bool:
         # Three idempotent single-document steps, ordered so that a retry after a crash at
         # any point converges: (1) move the asset, conditionally, remembering the sale in
         # the asset's `sold_in` list; (2) record the trade (keyed by auction) only if the
@@ -450,7 +450,7 @@ class MongoStore(Store):
         )
         return res.modified_count == 1
 
-    async def _sell_asset(self, trade: dict[str, Any]) -> bool:
+    async def _sell_asset(self, trade: TradeRecord) -> bool:
         """Move the asset to the buyer iff the seller owns it through this listing.
 
         True if it moved now or in an earlier attempt for this auction: `sold_in` lists
@@ -479,18 +479,19 @@ class MongoStore(Store):
         )
         return res.modified_count == 1
 
-    async def unsettled_finished(self) -> list[dict[str, Any]]:
+    async def unsettled_finished(self) -> list[AuctionRecord]:
         cursor = self.auctions.find(
             {"settled": False, "status": {"$in": list(FINISHED_STATUSES)}}
         ).sort([("ends_at", ASCENDING), ("_id", ASCENDING)])
         return [_record(doc) async for doc in cursor]
 
-    async def get_trade(self, auction_id: str) -> dict[str, Any] | None:
-        return await self.trades.find_one({"_id": auction_id}, _TRADE_PROJECTION)
+    async def get_trade(self, auction_id: str) -> TradeRecord | None:
+        return cast(TradeRecord | None,
+                    await self.trades.find_one({"_id": auction_id}, _TRADE_PROJECTION))
 
     async def list_trades(
         self, asset_id: str | None = None, user_id: str | None = None, limit: int = 200
-    ) -> list[dict[str, Any]]:
+    ) -> list[TradeRecord]:
         query: Doc = {}
         if asset_id is not None:
             query["asset_id"] = asset_id
@@ -501,4 +502,4 @@ class MongoStore(Store):
             .sort([("at", DESCENDING), ("_id", DESCENDING)])
             .limit(int(limit))
         )
-        return [doc async for doc in cursor]
+        return [cast(TradeRecord, doc) async for doc in cursor]

@@ -40,6 +40,7 @@ from storage.base import (
     log_asset_moved,
     username_key,
 )
+from storage.records import AssetRecord, AuctionRecord, TradeRecord, UserRecord
 from storage.sqlite_schema import connect, sync_mode
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ class SqliteStore(Store):
         self._pool = None
 
     # -- users -----------------------------------------------------------------------------
-    async def create_user(self, user: dict[str, Any]) -> None:
+    async def create_user(self, user: UserRecord) -> None:
         row = (
             user["user_id"],
             user["username"],
@@ -162,29 +163,30 @@ class SqliteStore(Store):
     _USER_SELECT = "SELECT user_id, username, password_hash, created_at FROM users"
 
     @staticmethod
-    def _user(row: tuple[Any, ...] | None) -> dict[str, Any] | None:
+    def _user(row: tuple[Any, ...] | None) -> UserRecord | None:
         if row is None:
             return None
-        return dict(zip(("user_id", "username", "password_hash", "created_at"), row, strict=True))
+        return UserRecord(user_id=row[0], username=row[1], password_hash=row[2],
+                          created_at=row[3])
 
-    async def get_user(self, user_id: str) -> dict[str, Any] | None:
-        def q() -> dict[str, Any] | None:
+    async def get_user(self, user_id: str) -> UserRecord | None:
+        def q() -> UserRecord | None:
             sql = self._USER_SELECT + " WHERE user_id=?"
             return self._user(self._db.execute(sql, (user_id,)).fetchone())
 
         return await self._run(q)
 
-    async def get_user_by_username(self, username: str) -> dict[str, Any] | None:
+    async def get_user_by_username(self, username: str) -> UserRecord | None:
         key = username_key(username)
 
-        def q() -> dict[str, Any] | None:
+        def q() -> UserRecord | None:
             sql = self._USER_SELECT + " WHERE username_key=?"
             return self._user(self._db.execute(sql, (key,)).fetchone())
 
         return await self._run(q)
 
     # -- assets ----------------------------------------------------------------------------
-    async def create_asset(self, asset: dict[str, Any]) -> None:
+    async def create_asset(self, asset: AssetRecord) -> None:
         row = (
             asset["asset_id"],
             asset["owner_id"],
@@ -207,7 +209,7 @@ class SqliteStore(Store):
     _ASSET_SELECT = "SELECT asset_id, owner_id, title, metadata, created_at, listed_in FROM assets"
 
     @staticmethod
-    def _asset(row: tuple[Any, ...]) -> dict[str, Any]:
+    def _asset(row: tuple[Any, ...]) -> AssetRecord:
         return {
             "asset_id": row[0],
             "owner_id": row[1],
@@ -217,23 +219,23 @@ class SqliteStore(Store):
             "listed_in": row[5],
         }
 
-    async def get_asset(self, asset_id: str) -> dict[str, Any] | None:
-        def q() -> dict[str, Any] | None:
+    async def get_asset(self, asset_id: str) -> AssetRecord | None:
+        def q() -> AssetRecord | None:
             row = self._db.execute(self._ASSET_SELECT + " WHERE asset_id=?", (asset_id,))
             found = row.fetchone()
             return None if found is None else self._asset(found)
 
         return await self._run(q)
 
-    async def list_assets(self, owner_id: str) -> list[dict[str, Any]]:
-        def q() -> list[dict[str, Any]]:
+    async def list_assets(self, owner_id: str) -> list[AssetRecord]:
+        def q() -> list[AssetRecord]:
             sql = self._ASSET_SELECT + " WHERE owner_id=? ORDER BY created_at, asset_id"
             return [self._asset(r) for r in self._db.execute(sql, (owner_id,))]
 
         return await self._run(q)
 
     # -- auctions --------------------------------------------------------------------------
-    async def create_auction(self, record: dict[str, Any]) -> None:
+    async def create_auction(self, record: AuctionRecord) -> None:
         view = record["view"]
         auction_id, asset_id, seller_id = (
             record["auction_id"],
@@ -276,7 +278,7 @@ class SqliteStore(Store):
         await self._run(self._write, tx)
 
     @staticmethod
-    def _record(row: tuple[Any, ...]) -> dict[str, Any]:
+    def _record(row: tuple[Any, ...]) -> AuctionRecord:
         return {
             "auction_id": row[0],
             "asset_id": row[1],
@@ -292,12 +294,12 @@ class SqliteStore(Store):
             "settle_error": row[11],
         }
 
-    def _records(self, where: str, args: Iterable[Any]) -> list[dict[str, Any]]:
+    def _records(self, where: str, args: Iterable[Any]) -> list[AuctionRecord]:
         sql = f"SELECT {_AUCTION_COLS} FROM auctions WHERE {where}"
         return [self._record(r) for r in self._db.execute(sql, tuple(args))]
 
-    async def get_auction(self, auction_id: str) -> dict[str, Any] | None:
-        def q() -> dict[str, Any] | None:
+    async def get_auction(self, auction_id: str) -> AuctionRecord | None:
+        def q() -> AuctionRecord | None:
             found = self._records("auction_id=?", (auction_id,))
             return found[0] if found else None
 
@@ -306,7 +308,8 @@ class SqliteStore(Store):
     async def list_auctions(
         self, status: str | None = None, limit: int = 200, seller_id: str | None = None
     ) -> list[dict[str, Any]]:
-        clauses, args = [], []
+        clauses: list[str] = []
+        args: list[Any] = []
         if status is not None:
             clauses.append("status=?")
             args.append(status)
@@ -327,7 +330,7 @@ class SqliteStore(Store):
 
         return await self._run(q)
 
-    async def open_auctions(self, host: str | None = None) -> list[dict[str, Any]]:
+    async def open_auctions(self, host: str | None = None) -> list[AuctionRecord]:
         where = f"status IN ({','.join('?' * len(OPEN_STATUSES))})"
         args: list[Any] = list(OPEN_STATUSES)
         if host is not None:
@@ -335,12 +338,6 @@ class SqliteStore(Store):
             args.append(host)
         where += " ORDER BY ends_at, auction_id"
         return await self._run(self._records, where, args)
-
-    async def set_host(self, auction_id: str, host: str) -> None:
-        def tx(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE auctions SET host=? WHERE auction_id=?", (host, auction_id))
-
-        await self._run(self._write, tx)
 
     async def commit(self, batch: CommitBatch) -> set[str]:
         if batch.is_empty():
@@ -413,7 +410,7 @@ class SqliteStore(Store):
         return await self._run(q)
 
     # -- settlement ------------------------------------------------------------------------
-    async def settle(self, trade: dict[str, Any]) -> bool:
+    async def settle(self, trade: TradeRecord) -> bool:
         auction_id, asset_id = trade["auction_id"], trade["asset_id"]
         seller_id, buyer_id = trade["seller_id"], trade["buyer_id"]
         trade_row = (auction_id, asset_id, seller_id, buyer_id, trade.get("at"), _dumps(trade))
@@ -452,7 +449,7 @@ class SqliteStore(Store):
         if outcome is None:
             log_asset_moved(log, trade)
             return False
-        return outcome
+        return bool(outcome)
 
     async def release(self, auction_id: str, asset_id: str) -> bool:
         def tx(conn: sqlite3.Connection) -> bool:
@@ -467,15 +464,15 @@ class SqliteStore(Store):
 
         return await self._run(self._write, tx)
 
-    async def unsettled_finished(self) -> list[dict[str, Any]]:
+    async def unsettled_finished(self) -> list[AuctionRecord]:
         where = (
             f"settled=0 AND status IN ({','.join('?' * len(FINISHED_STATUSES))})"
             " ORDER BY ends_at, auction_id"
         )
         return await self._run(self._records, where, FINISHED_STATUSES)
 
-    async def get_trade(self, auction_id: str) -> dict[str, Any] | None:
-        def q() -> dict[str, Any] | None:
+    async def get_trade(self, auction_id: str) -> TradeRecord | None:
+        def q() -> TradeRecord | None:
             row = self._db.execute(
                 "SELECT data FROM trades WHERE auction_id=?", (auction_id,)
             ).fetchone()
@@ -485,7 +482,7 @@ class SqliteStore(Store):
 
     async def list_trades(
         self, asset_id: str | None = None, user_id: str | None = None, limit: int = 200
-    ) -> list[dict[str, Any]]:
+    ) -> list[TradeRecord]:
         clauses: list[str] = []
         args: list[Any] = []
         if asset_id is not None:
@@ -498,7 +495,7 @@ class SqliteStore(Store):
         sql = f"SELECT data FROM trades WHERE {where} ORDER BY at DESC, auction_id DESC LIMIT ?"
         args.append(int(limit))
 
-        def q() -> list[dict[str, Any]]:
+        def q() -> list[TradeRecord]:
             return [json.loads(r[0]) for r in self._db.execute(sql, args)]
 
         return await self._run(q)

@@ -12,6 +12,7 @@ export class ApiError extends Error {
 }
 
 export const session = {
+  key: SESSION_KEY,
   load() {
     try {
       const value = JSON.parse(localStorage.getItem(SESSION_KEY) || "null");

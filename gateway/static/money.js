@@ -51,22 +51,3 @@ export function parseDollars(text) {
   if (cents > BigInt(MAX_CENTS)) return { ok: false, error: "That amount is too large" };
   return { ok: true, cents: Number(cents) };
 }
-
-// The English bid-increment ladder (upper bound exclusive, increment), in cents. The server
-// stays the authority on min_bid; this is only used to show an estimate between refreshes.
-const LADDER = [
-  [100, 5],
-  [500, 25],
-  [2_500, 50],
-  [10_000, 100],
-  [25_000, 250],
-  [50_000, 500],
-  [100_000, 1_000],
-  [250_000, 2_500],
-  [500_000, 5_000],
-];
-
-export function incrementFor(price) {
-  for (const [bound, step] of LADDER) if (price < bound) return step;
-  return 10_000;
-}

@@ -33,9 +33,10 @@ def sign_up(page: Page, base: str, username: str) -> str:
     return user.get_attribute("data-user-id")
 
 
-def list_card(base: str, title: str, **terms) -> dict:
-    """A seller (over REST) mints a card and opens an English auction on it."""
-    body = {"username": "seller_sam", "password": PASSWORD}
+def list_card(base: str, title: str, seller: str = "seller_sam", **terms) -> dict:
+    """A new seller (over REST) mints a card and opens an auction on it (English unless
+    `type` says otherwise)."""
+    body = {"username": seller, "password": PASSWORD}
     response = requests.post(f"{base}/api/users", json=body, timeout=10)
     assert response.status_code == 201, response.text
     headers = {"Authorization": f"Bearer {response.json()['token']}"}
@@ -167,6 +168,74 @@ def test_room_recovers_after_a_dropped_connection(start_server, new_page):
     seqs = [int(s) for s in bob.locator('[data-testid="history-row"]').evaluate_all(
         "rows => rows.map(r => r.dataset.seq)")]
     assert seqs == sorted(seqs, reverse=True) and len(seqs) == len(set(seqs))
+
+
+def cents(text: str) -> int:
+    """"$1,234.50" -> 123450"""
+    whole, fraction = text.replace("$", "").replace(",", "").split(".")
+    return int(whole) * 100 + int(fraction)
+
+
+def test_minimum_and_dutch_price_come_from_the_server(start_server, new_page):
+    """The page never computes an increment or a Dutch price: a custom increment shows up
+    as the next minimum, and a Dutch price falls when the server says it does. Every module
+    loads as JavaScript, without a console error."""
+    server = start_server()
+    base = server.base
+    english = list_card(base, "Mew Promo", seller="seller_sam", duration_ms=120_000,
+                        increment=77)
+    _, ann = new_page()
+    problems: list[str] = []
+    ann.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    ann.on("pageerror", lambda error: problems.append(str(error)))
+    scripts: dict[str, str] = {}
+    ann.on("response", lambda r: scripts.__setitem__(r.url, r.headers.get("content-type", ""))
+           if r.url.endswith(".js") else None)
+    sign_up(ann, base, "ann_collects")
+
+    # English with a custom increment of 77 cents: the next minimum is the event's min_bid.
+    ann.goto(f"{base}/#/auction/{english['auction_id']}")
+    expect(ann.get_by_test_id("status")).to_have_text("Live")
+    bid(ann, "10.00", "you're the high bidder at $10.00")
+    expect(ann.get_by_test_id("min-bid")).to_have_text("$10.77")
+    expect(ann.get_by_test_id("price-note")).to_have_text("Next bid from $10.77")
+    assert requests.get(f"{base}/api/auctions/{english['auction_id']}",
+                        timeout=10).json()["min_bid"] == 1077
+
+    # Dutch: the room shows the server's price and counts down to its next drop.
+    dutch = list_card(base, "Lugia Neo Genesis", seller="seller_dee", type="dutch",
+                      start_price=5000, floor_price=4000, step=100, step_ms=2000,
+                      duration_ms=120_000)
+    ann.goto(f"{base}/#/auction/{dutch['auction_id']}")
+    expect(ann.get_by_test_id("status")).to_have_text("Live")
+    price = ann.get_by_test_id("price")
+    expect(ann.get_by_test_id("price-note")).to_have_text(
+        re.compile(r"Floor \$40\.00 · drops \$1\.00 in [0-2]s"))
+    first = cents(price.inner_text())
+    assert 4000 <= first <= 5000 and first % 100 == 0
+    # The next drop comes from the server (a REST view fetched at next_drop_at).
+    expect(price).to_have_text(f"${(first - 100) // 100}.00", timeout=10_000)
+    shown, minimum = ann.evaluate("""() => ["price", "min-bid"].map(
+        (id) => document.querySelector(`[data-testid=${id}]`).textContent)""")
+    assert shown == minimum  # a Dutch minimum is its current price
+    view = requests.get(f"{base}/api/auctions/{dutch['auction_id']}", timeout=10).json()
+    assert view["price"] <= first - 100 and view["price"] % 100 == 0, view  # may drop again
+    assert view["next_drop_at"] is not None
+
+    # Buying ends it at the server's current price.
+    ann.get_by_test_id("bid-submit").click()
+    expect(ann.get_by_test_id("bid-feedback")).to_contain_text("You bought it for $")
+    expect(ann.get_by_test_id("status")).to_have_text("Closed")
+    expect(ann.get_by_test_id("standing")).to_have_text("You won this card")
+    expect(ann.get_by_test_id("price-note")).to_have_text("")
+    final = requests.get(f"{base}/api/auctions/{dutch['auction_id']}", timeout=10).json()
+    expect(ann.get_by_test_id("final-price")).to_have_text(f"${final['final_price'] // 100}.00")
+
+    modules = {url: kind for url, kind in scripts.items() if "/static/" in url}
+    assert any(url.endswith("/static/views/room.js") for url in modules), modules
+    assert all(re.match(r"(text|application)/javascript", kind) for kind in modules.values()), \
+        modules
+    assert problems == []
 
 
 def test_money_is_parsed_exactly(new_page):

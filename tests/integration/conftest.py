@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from actors.directory import get_or_create_directory
 from gateway.app import build_app
 from gateway.config import Settings
 from gateway.state import GATEWAY, Gateway
-from tests.support import Api
+from testkit.client import Api, unique
 
 _instances = itertools.count()
 
@@ -76,6 +77,20 @@ def make_settings(data_dir: Path, **overrides) -> Settings:
                     **{**GENEROUS, **overrides})
 
 
+@asynccontextmanager
+async def gateway_with(tmp_path: Path, **overrides) -> AsyncIterator[Ece]:
+    """A fresh ECE instance (own store, own actors) served by a gateway in this process, with
+    `overrides` of the test settings; its data in a new folder under `tmp_path`."""
+    settings = make_settings(tmp_path / unique("g"), **overrides)
+    runner = await start_gateway(settings)
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield Ece(f"http://127.0.0.1:{port_of(runner)}", settings, runner, http)
+    finally:
+        await runner.cleanup()
+        await shutdown_instance(settings)
+
+
 def _mongo_url(uri: str, db_name: str) -> str:
     """The same server, another database: each instance gets an empty one."""
     scheme_host, _, rest = uri.partition("://")
@@ -96,20 +111,12 @@ async def ece(request, ray_cluster, tmp_path) -> AsyncIterator[Ece]:
     if store == "mongo":
         uri = request.getfixturevalue("mongo_uri")
         overrides["mongodb_uri"] = _mongo_url(uri, f"ece_it_{next(_instances)}")
-    settings = make_settings(tmp_path / "data", **overrides)
-    runner = await start_gateway(settings)
-    async with aiohttp.ClientSession() as http:
-        yield Ece(f"http://127.0.0.1:{port_of(runner)}", settings, runner, http)
-    await runner.cleanup()
-    await shutdown_instance(settings)
+    async with gateway_with(tmp_path, **overrides) as instance:
+        yield instance
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def ece_hosted(ray_cluster, tmp_path) -> AsyncIterator[Ece]:
     """One instance at the default hosting setting, for tests about the gateway itself."""
-    settings = make_settings(tmp_path / "data")
-    runner = await start_gateway(settings)
-    async with aiohttp.ClientSession() as http:
-        yield Ece(f"http://127.0.0.1:{port_of(runner)}", settings, runner, http)
-    await runner.cleanup()
-    await shutdown_instance(settings)
+    async with gateway_with(tmp_path) as instance:
+        yield instance

@@ -15,9 +15,10 @@ import ray
 
 from actors.config import ClusterConfig
 from actors.directory import get_or_create_directory
+from actors.messages import GetView, Viewed
 from market.auction import Auction, AuctionSpec
 from storage import Store, open_store
-from tests.support import unique, wait_for
+from testkit.client import unique, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -43,7 +44,7 @@ class Instance:
                            type="english", start_price=100, starts_at=now,
                            ends_at=now + duration_ms, created_at=now, soft_close_ms=0)
         return {"auction_id": auction_id, "asset_id": asset_id, "seller_id": "u_seller",
-                "host": host, "spec": spec.to_dict(), "view": Auction.new(spec).view(now),
+                "host": host, "spec": spec.to_dict(), "view": Auction(spec).view(now),
                 "status": "scheduled", "seq": 0, "created_at": now}
 
     async def create(self, auction_id: str, duration_ms: int = 600_000) -> str:
@@ -52,7 +53,7 @@ class Instance:
         assert name is not None
         created = await self.host(name).create.remote(
             await self.record(auction_id, name, duration_ms))
-        assert created["ok"], created
+        assert isinstance(created, Viewed), created
         return name
 
 
@@ -102,7 +103,7 @@ async def test_directory_restart_between_place_and_insert_still_locates(instance
     await wait_for(restarted, timeout=60, interval=0.1, message="directory restarted")
     # The host stores the auction only now (the router's create, after place).
     created = await instance.host(name).create.remote(await instance.record("a1", name))
-    assert created["ok"], created
+    assert isinstance(created, Viewed), created
 
     assert await directory.locate.remote("a1") == name
     assert await directory.hosts.remote() == {name: 1}  # adopted into the counts
@@ -136,8 +137,8 @@ async def test_revive_recreates_a_dead_host_that_has_live_auctions(instance):
     await wait_for(lambda: not _alive(name), timeout=30, message="host gone")
 
     await directory.revive.remote(name)
-    [answer] = await instance.host(name).submit.remote([{"op": "view", "auction_id": "a1"}])
-    assert answer["ok"] and answer["auction"]["status"] == "live"
+    [answer] = await instance.host(name).submit.remote([GetView("a1")])
+    assert isinstance(answer, Viewed) and answer.auction["status"] == "live"
 
 
 @pytest.mark.parametrize("instance", [{"auctions_per_actor": 1, "max_hosts": 2},

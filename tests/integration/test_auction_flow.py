@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.support import connect, wait_for
+from testkit.client import connect, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -8,6 +8,7 @@ import pytest
 
 from actors.config import ClusterConfig
 from actors.host import AuctionHostCore
+from actors.messages import Acked, Activate, PlaceBid, Refused, Viewed
 from market.auction import Auction, AuctionSpec
 from storage import open_store
 
@@ -25,23 +26,23 @@ async def test_stale_owner_is_fenced_out(tmp_path):
                        start_price=100, starts_at=now, ends_at=now + 600_000, created_at=now)
     await store.create_auction({"auction_id": "a_f", "asset_id": "c_f", "seller_id": "u_s",
                                 "host": "h", "spec": spec.to_dict(),
-                                "view": Auction.new(spec).view(now), "status": "scheduled",
+                                "view": Auction(spec).view(now), "status": "scheduled",
                                 "seq": 0, "created_at": now})
     config = ClusterConfig(store_url=url, instance="fence")
     old = AuctionHostCore("h", config)  # the owner before a restart or a move
-    [started] = await old.submit([{"op": "activate", "auction_id": "a_f"}])
-    assert started["ok"] and started["auction"]["status"] == "live"
+    [started] = await old.submit([Activate("a_f")])
+    assert isinstance(started, Viewed) and started.auction["status"] == "live"
     new = AuctionHostCore("h", config)  # the new owner rebuilds from the store
-    bid = {"op": "bid", "auction_id": "a_f", "amount": 100, "max_amount": None}
-    [ack] = await new.submit([{**bid, "bidder_id": "u_new", "req_id": "n1"}])
-    assert ack["ok"] and ack["ack"]["seq"] == 2
+    [ack] = await new.submit([PlaceBid("a_f", "u_new", "n1", 100)])
+    assert isinstance(ack, Acked) and ack.ack["seq"] == 2
 
     # The stale owner still believes seq 2 is free: its append conflicts, nothing of it lands.
-    [stale] = await old.submit([{**bid, "bidder_id": "u_old", "req_id": "o1"}])
-    assert stale["error"]["code"] == "UNAVAILABLE"
+    [stale] = await old.submit([PlaceBid("a_f", "u_old", "o1", 100)])
+    assert isinstance(stale, Refused) and stale.code == "UNAVAILABLE"
     assert "a_f" not in old.auctions  # it stopped serving the auction
-    [again] = await old.submit([{**bid, "bidder_id": "u_old", "req_id": "o2"}])
-    assert again["error"]["code"] == "NOT_HERE"  # the gateway re-resolves on this
+    [again] = await old.submit([PlaceBid("a_f", "u_old", "o2", 100)])
+    # The gateway re-resolves the auction's host on NOT_HERE.
+    assert isinstance(again, Refused) and again.code == "NOT_HERE"
     events = await store.load_events("a_f")
     assert [(e["seq"], e["type"], e.get("bidder_id")) for e in events] == [
         (1, "started", None), (2, "bid", "u_new")]

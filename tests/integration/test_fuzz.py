@@ -39,7 +39,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.protocol import ProtocolError, decode, parse_bid, req_id_of
-from tests.conftest import SERVER_TEST_LIMITS, ServerProcess, free_port
+from gateway.rest import USERNAME
+from testkit.processes import MANY_USERS, Managed, start_ece
 
 SECRET = "fuzz-secret-0123456789abcdefghijklmnopqr"  # 40 chars
 assert len(SECRET) == 40
@@ -146,7 +147,7 @@ def describe_change(before: dict, after: dict) -> str:
 class Fuzz:
     """The running server, its seeded ids and tokens, and the store baseline."""
 
-    def __init__(self, server: ServerProcess, db: Path, http: requests.Session) -> None:
+    def __init__(self, server: Managed, db: Path, http: requests.Session) -> None:
         self.server, self.db, self.http = server, db, http
         self.users: list[dict] = []  # {user_id, username, token}
         self.assets: list[str] = []
@@ -310,9 +311,8 @@ def _seed(fz: Fuzz) -> None:
 def fz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzz]:
     root = tmp_path_factory.mktemp("fuzz")
     data = root / "data"
-    env = {"ECE_PORT": str(free_port()), "ECE_DATA_DIR": str(data), "ECE_SEED": "0",
-           "ECE_SECRET": SECRET, **SERVER_TEST_LIMITS}
-    server = ServerProcess(env, root / "server-0.log")
+    server = start_ece(root / "server-0.log",
+                       {"ECE_DATA_DIR": str(data), "ECE_SECRET": SECRET, **MANY_USERS})
     try:
         server.wait_ready()
         with requests.Session() as http:
@@ -464,7 +464,7 @@ def auction_bodies(draw: st.DrawFn) -> dict:
 
 usernames = st.one_of(strings, scalars,
                       st.sampled_from(["ab", "x" * 33, "bad name", "ünïcode", "a" * 64]),
-                      st.from_regex(r"[A-Za-z0-9_.-]{3,32}", fullmatch=True))
+                      st.from_regex(USERNAME.pattern, fullmatch=True))
 passwords = st.one_of(strings, scalars,
                       st.sampled_from(["short", "password123", "x" * 257, "y" * 256]))
 credentials = st.builds(
@@ -804,10 +804,10 @@ class Session:
             self.identity = fz.token_identity.get(message["token"])
         elif message.get("op") == "bid":
             try:
-                req_id, auction_id, _, _ = parse_bid(message)
+                bid = parse_bid(message)
             except ProtocolError:
                 return
-            self.bids.append(BidSent(_answer_key(req_id), auction_id, self.identity))
+            self.bids.append(BidSent(_answer_key(bid.req_id), bid.auction_id, self.identity))
 
     def drain(self, ping_id: str) -> None:
         """Read until the pong to `ping_id` and an answer to every well-formed bid arrived, or

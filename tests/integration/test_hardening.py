@@ -5,36 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
 import websocket
 
 from gateway.auth import Tokens
-from tests.integration.conftest import (
-    Ece,
-    make_settings,
-    port_of,
-    shutdown_instance,
-    start_gateway,
-)
-from tests.support import Api, User, connect, unique, wait_for
+from testkit.client import PASSWORD, User, connect, unique, wait_for
+from tests.integration.conftest import Ece, gateway_with
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-@asynccontextmanager
-async def gateway_with(tmp_path, **overrides) -> AsyncIterator[Ece]:
-    settings = make_settings(tmp_path / unique("g"), **overrides)
-    runner = await start_gateway(settings)
-    try:
-        async with aiohttp.ClientSession() as http:
-            yield Ece(f"http://127.0.0.1:{port_of(runner)}", settings, runner, http)
-    finally:
-        await runner.cleanup()
-        await shutdown_instance(settings)
 
 
 async def _quiet(ece: Ece) -> bool:
@@ -174,7 +154,7 @@ async def test_sign_in_is_throttled_per_username_and_per_address(ray_cluster, tm
                 "username": victim.username, "password": "wrong-password-1"}))[0])
         assert statuses[:3] == [401, 401, 401] and statuses[3:] == [429, 429]
         async with ece.http.post(ece.base + "/api/sessions", json={
-                "username": victim.username, "password": "secret-pw-1"}) as response:
+                "username": victim.username, "password": PASSWORD}) as response:
             assert response.status == 429  # even the right password waits: no oracle
             assert int(response.headers["Retry-After"]) >= 1
             assert (await response.json())["error"]["code"] == "RATE_LIMITED"
@@ -379,23 +359,16 @@ async def test_a_live_dutch_price_comes_from_the_hosts_clock(ece_hosted, monkeyp
 
 
 async def test_a_request_during_shutdown_is_not_a_500(ray_cluster, tmp_path):
-    settings = make_settings(tmp_path / "shutdown")
-    runner = await start_gateway(settings)
-    base = f"http://127.0.0.1:{port_of(runner)}"
-    try:
-        async with aiohttp.ClientSession() as http:
-            api = Api(base, http)
-            user = await api.signup("late")
-            # The shutdown's first step (sockets closed, not ready) has run; handlers still
-            # being served must find the store open.
-            await runner.app.shutdown()
-            status, body = await api.request("GET", "/api/assets", user)
-            assert status == 200, body
-            status, body = await api.request("GET", "/healthz")
-            assert status == 503 and body["error"]["code"] == "UNAVAILABLE"
-    finally:
-        await runner.cleanup()
-        await shutdown_instance(settings)
+    async with gateway_with(tmp_path) as ece:
+        api = ece.api
+        user = await api.signup("late")
+        # The shutdown's first step (sockets closed, not ready) has run; handlers still
+        # being served must find the store open.
+        await ece.runner.app.shutdown()
+        status, body = await api.request("GET", "/api/assets", user)
+        assert status == 200, body
+        status, body = await api.request("GET", "/healthz")
+        assert status == 503 and body["error"]["code"] == "UNAVAILABLE"
 
 
 async def test_listing_beyond_the_host_cap_is_overloaded_and_keeps_nothing(ray_cluster,

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 import ray
 
-from tests.support import Api, connect, wait_for
+from testkit.client import PASSWORD, Api, connect, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -101,13 +101,6 @@ async def test_bids_in_flight_during_a_kill_settle_on_retry(ece):
         await s.close()
 
 
-def _read_log_value(path, key: str) -> str:
-    for line in path.read_text().splitlines():
-        if line.startswith(key + "="):
-            return line.split("=", 1)[1]
-    raise AssertionError(f"{key} not in server log")
-
-
 async def test_sigkill_everything_then_restart_resumes_every_auction(start_server):
     server = start_server()
     async with aiohttp.ClientSession() as http:
@@ -150,7 +143,7 @@ async def test_sigkill_everything_then_restart_resumes_every_auction(start_serve
         # Tokens survive too (the secret is kept in the data dir), and bidding continues.
         status, _session = await api.request("POST", "/api/sessions",
                                             json={"username": a.username,
-                                                  "password": "secret-pw-1"})
+                                                  "password": PASSWORD})
         assert status == 200
         ws = await connect(http, restarted.base, a)
         ack = await ws.bid(long_running["auction_id"], 5200, max_amount=8000)

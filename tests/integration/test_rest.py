@@ -7,7 +7,7 @@ import time
 import jwt
 import pytest
 
-from tests.support import connect, unique
+from testkit.client import connect, unique
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -125,7 +125,7 @@ async def test_create_get_list_and_cancel_auctions(ece_hosted):
     status, listing = await api.request("GET", "/api/auctions?status=cancelled")
     assert view["auction_id"] in [a["auction_id"] for a in listing["auctions"]]
     # The card can be listed again once the cancellation released it.
-    from tests.support import wait_for
+    from testkit.client import wait_for
 
     async def relisted() -> bool:
         status, _ = await api.request("POST", "/api/auctions", seller, json=body)
@@ -182,7 +182,7 @@ async def test_dutch_price_falls_in_every_read(ece_hosted):
     seller = await api.signup("seller")
     view = await api.auction(seller, type="dutch", start_price=10_000, floor_price=1_000,
                              step=100, step_ms=200)
-    from tests.support import wait_for
+    from testkit.client import wait_for
 
     async def fallen_everywhere() -> bool:
         single = await api.get(view["auction_id"])

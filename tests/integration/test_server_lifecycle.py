@@ -7,7 +7,8 @@ import signal
 import aiohttp
 import pytest
 
-from tests.support import Api, connect, wait_for
+from testkit.client import Api, connect, wait_for
+from testkit.processes import start_ece
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -28,9 +29,9 @@ async def test_sigterm_closes_sockets_with_1001_and_keeps_acked_bids(start_serve
     assert server.proc.wait(timeout=60) == 0  # a clean exit, not a kill
     server.stop()
 
-    restarted = server.__class__  # same data dir, new process
-    again = restarted({"ECE_PORT": str(server.port), "ECE_DATA_DIR": str(
-        server.log_path.parent / "data"), "ECE_SEED": "0"}, server.log_path.parent / "again.log")
+    # Same port, same data dir, a new process.
+    again = start_ece(server.log_path.parent / "again.log", {
+        "ECE_PORT": str(server.port), "ECE_DATA_DIR": str(server.log_path.parent / "data")})
     try:
         again.wait_ready()
         async with aiohttp.ClientSession() as http:

@@ -15,7 +15,7 @@ from actors.config import ClusterConfig
 from actors.directory import get_or_create_directory
 from market.auction import Auction, AuctionSpec
 from storage import open_store
-from tests.support import unique, wait_for
+from testkit.client import unique, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -43,7 +43,7 @@ async def test_two_thousand_auctions_on_one_host_start_and_close_in_order(ray_cl
                            ends_at=ends_at, created_at=now)
         await store.create_auction({
             "auction_id": auction_id, "asset_id": asset_id, "seller_id": "u_seller",
-            "host": host, "spec": spec.to_dict(), "view": Auction.new(spec).view(now),
+            "host": host, "spec": spec.to_dict(), "view": Auction(spec).view(now),
             "status": "scheduled", "seq": 0, "created_at": now,
         })
     directory = get_or_create_directory(config)

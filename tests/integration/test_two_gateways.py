@@ -7,21 +7,15 @@ import asyncio
 import aiohttp
 import pytest
 
-from tests.support import Api, connect, wait_for
+from testkit.client import Api, connect, wait_for
+from testkit.processes import ray_address_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-def _ray_address(log_path) -> str:
-    for line in log_path.read_text().splitlines():
-        if line.startswith("ECE_RAY_ADDRESS="):
-            return line.split("=", 1)[1].strip()
-    raise AssertionError("first gateway did not print its Ray address")
-
-
 async def test_two_gateway_processes_agree(start_server):
     first = start_server()
-    second = start_server(ECE_RAY_ADDRESS=_ray_address(first.log_path))
+    second = start_server(ECE_RAY_ADDRESS=ray_address_of(first))
     async with aiohttp.ClientSession() as http:
         api1, api2 = Api(first.base, http), Api(second.base, http)
         seller = await api1.signup("seller")

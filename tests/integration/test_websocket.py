@@ -13,9 +13,8 @@ import jwt
 import msgpack
 import pytest
 
-from gateway.state import GATEWAY
-from tests.integration.conftest import make_settings, port_of, shutdown_instance, start_gateway
-from tests.support import connect, wait_for
+from testkit.client import connect, wait_for
+from tests.integration.conftest import gateway_with, port_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -210,46 +209,31 @@ async def test_resume_with_since_after_a_dropped_connection(ece_hosted):
         await s.close()
 
 
-@pytest.fixture
-def tight_settings(tmp_path):
-    return make_settings(tmp_path / "tight", rate_per_s=5.0, rate_burst=5.0, send_queue=8)
+async def test_rate_limit_is_transient_and_per_user(ray_cluster, tmp_path):
+    async with gateway_with(tmp_path, rate_per_s=5.0, rate_burst=5.0, send_queue=8) as ece:
+        http, base, api = ece.http, ece.base, ece.api
+        seller, greedy, calm = [await api.signup(p) for p in ("s", "greedy", "calm")]
+        view = await api.auction(seller, start_price=100)
+        ws = await connect(http, base, greedy)
+        answers = await asyncio.gather(*(
+            ws.bid(view["auction_id"], 100 + 100 * i, req_id=f"g{i}") for i in range(12)))
+        limited = [a for a in answers if a.get("code") == "RATE_LIMITED"]
+        assert limited, "a burst over the limit must be throttled"
+        assert len(limited) < 12
+        # Another user is not affected by the greedy one.
+        calm_ws = await connect(http, base, calm)
+        assert (await calm_ws.bid(view["auction_id"], 10_000))["op"] == "ack"
+        # RATE_LIMITED is not remembered: the same req_id succeeds once tokens refill.
+        retry_id = limited[0]["req_id"]
 
+        async def retried():
+            ws.messages.clear()  # forget the earlier answers that carry the same req_id
+            answer = await ws.bid(view["auction_id"], 50_000, req_id=retry_id)
+            return answer if answer["op"] == "ack" else None
 
-async def test_rate_limit_is_transient_and_per_user(ray_cluster, tight_settings):
-    runner = await start_gateway(tight_settings)
-    base = f"http://127.0.0.1:{port_of(runner)}"
-    import aiohttp
-
-    from tests.support import Api
-
-    try:
-        async with aiohttp.ClientSession() as http:
-            api = Api(base, http)
-            seller, greedy, calm = [await api.signup(p) for p in ("s", "greedy", "calm")]
-            view = await api.auction(seller, start_price=100)
-            ws = await connect(http, base, greedy)
-            answers = await asyncio.gather(*(
-                ws.bid(view["auction_id"], 100 + 100 * i, req_id=f"g{i}") for i in range(12)))
-            limited = [a for a in answers if a.get("code") == "RATE_LIMITED"]
-            assert limited, "a burst over the limit must be throttled"
-            assert len(limited) < 12
-            # Another user is not affected by the greedy one.
-            calm_ws = await connect(http, base, calm)
-            assert (await calm_ws.bid(view["auction_id"], 10_000))["op"] == "ack"
-            # RATE_LIMITED is not remembered: the same req_id succeeds once tokens refill.
-            retry_id = limited[0]["req_id"]
-
-            async def retried():
-                ws.messages.clear()  # forget the earlier answers that carry the same req_id
-                answer = await ws.bid(view["auction_id"], 50_000, req_id=retry_id)
-                return answer if answer["op"] == "ack" else None
-
-            assert (await wait_for(retried, timeout=5))["op"] == "ack"
-            await ws.close()
-            await calm_ws.close()
-    finally:
-        await runner.cleanup()
-        await shutdown_instance(tight_settings)
+        assert (await wait_for(retried, timeout=5))["op"] == "ack"
+        await ws.close()
+        await calm_ws.close()
 
 
 def _raw_ws_connect(port: int, path: str) -> socket.socket:
@@ -295,80 +279,57 @@ def _close_code(data: bytes) -> int | None:
 
 
 async def test_slow_client_is_disconnected_with_1013(ray_cluster, tmp_path):
-    settings = make_settings(tmp_path / "slow", send_queue=8, rate_per_s=1e6, rate_burst=1e6)
-    runner = await start_gateway(settings)
-    port = port_of(runner)
-    gateway = runner.app[GATEWAY]
-    import aiohttp
-
-    from tests.support import Api
-
-    try:
-        async with aiohttp.ClientSession() as http:
-            api = Api(f"http://127.0.0.1:{port}", http)
-            view = await api.auction(await api.signup("s"))
-            sock = await asyncio.to_thread(_raw_ws_connect, port, "/ws")
-            frame = _masked_text_frame(json.dumps({"op": "subscribe",
-                                                   "auction_id": view["auction_id"]}))
-            # Each subscribe makes the server send a snapshot, to a client that reads nothing.
-            await asyncio.to_thread(sock.sendall, frame * 3000)
-            await wait_for(lambda: all(c.closing for c in gateway.connections), timeout=30,
-                           message="slow client cut off")
-            # Now read everything that was sent: it ends with a close frame, code 1013.
-            sock.settimeout(15)
-            data = b""
-            while True:
-                chunk = await asyncio.to_thread(sock.recv, 65536)
-                if not chunk:
-                    break
-                data += chunk
-            sock.close()
-            assert _close_code(data) == 1013
-            # The server still serves others.
-            ws = await connect(http, f"http://127.0.0.1:{port}")
-            assert (await ws.request({"op": "ping"}))["op"] == "pong"
-            await ws.close()
-    finally:
-        await runner.cleanup()
-        await shutdown_instance(settings)
+    async with gateway_with(tmp_path, send_queue=8, rate_per_s=1e6, rate_burst=1e6) as ece:
+        http, api, gateway = ece.http, ece.api, ece.gateway
+        port = port_of(ece.runner)
+        view = await api.auction(await api.signup("s"))
+        sock = await asyncio.to_thread(_raw_ws_connect, port, "/ws")
+        frame = _masked_text_frame(json.dumps({"op": "subscribe",
+                                               "auction_id": view["auction_id"]}))
+        # Each subscribe makes the server send a snapshot, to a client that reads nothing.
+        await asyncio.to_thread(sock.sendall, frame * 3000)
+        await wait_for(lambda: all(c.closing for c in gateway.connections), timeout=30,
+                       message="slow client cut off")
+        # Now read everything that was sent: it ends with a close frame, code 1013.
+        sock.settimeout(15)
+        data = b""
+        while True:
+            chunk = await asyncio.to_thread(sock.recv, 65536)
+            if not chunk:
+                break
+            data += chunk
+        sock.close()
+        assert _close_code(data) == 1013
+        # The server still serves others.
+        ws = await connect(http, ece.base)
+        assert (await ws.request({"op": "ping"}))["op"] == "pong"
+        await ws.close()
 
 
 async def test_overloaded_is_transient(ray_cluster, tmp_path):
-    settings = make_settings(tmp_path / "busy", max_inflight=2, rate_per_s=1e6,
-                             rate_burst=1e6)
-    runner = await start_gateway(settings)
-    base = f"http://127.0.0.1:{port_of(runner)}"
-    import aiohttp
-
-    from tests.support import Api
-
-    try:
-        async with aiohttp.ClientSession() as http:
-            api = Api(base, http)
-            seller = await api.signup("s")
-            bidders = [await api.signup(f"b{i}") for i in range(3)]
-            view = await api.auction(seller, start_price=100)
-            sockets = [await connect(http, base, b) for b in bidders]
-            answers = await asyncio.gather(*(
-                s.bid(view["auction_id"], 100 + 1000 * j + i, req_id=f"o{i}-{j}")
-                for i, s in enumerate(sockets) for j in range(10)))
-            overloaded = [a for a in answers if a.get("code") == "OVERLOADED"]
-            assert overloaded, "more than 2 bids in flight must be refused"
-            accepted = [a for a in answers if a["op"] == "ack"]
-            bids, raises = await api.accepted_bids(view["auction_id"])
-            assert bids + raises == len(accepted)
-            assert (await api.get(view["auction_id"]))["bid_count"] == bids
-            # Not remembered: the same req_id goes through once the gateway has room.
-            retry = overloaded[0]
-            owner = next(s for s in sockets if retry in s.messages)
-            owner.messages.clear()
-            answer = await owner.bid(view["auction_id"], 10**9, req_id=retry["req_id"])
-            assert answer["op"] == "ack"
-            for s in sockets:
-                await s.close()
-    finally:
-        await runner.cleanup()
-        await shutdown_instance(settings)
+    async with gateway_with(tmp_path, max_inflight=2, rate_per_s=1e6, rate_burst=1e6) as ece:
+        http, base, api = ece.http, ece.base, ece.api
+        seller = await api.signup("s")
+        bidders = [await api.signup(f"b{i}") for i in range(3)]
+        view = await api.auction(seller, start_price=100)
+        sockets = [await connect(http, base, b) for b in bidders]
+        answers = await asyncio.gather(*(
+            s.bid(view["auction_id"], 100 + 1000 * j + i, req_id=f"o{i}-{j}")
+            for i, s in enumerate(sockets) for j in range(10)))
+        overloaded = [a for a in answers if a.get("code") == "OVERLOADED"]
+        assert overloaded, "more than 2 bids in flight must be refused"
+        accepted = [a for a in answers if a["op"] == "ack"]
+        bids, raises = await api.accepted_bids(view["auction_id"])
+        assert bids + raises == len(accepted)
+        assert (await api.get(view["auction_id"]))["bid_count"] == bids
+        # Not remembered: the same req_id goes through once the gateway has room.
+        retry = overloaded[0]
+        owner = next(s for s in sockets if retry in s.messages)
+        owner.messages.clear()
+        answer = await owner.bid(view["auction_id"], 10**9, req_id=retry["req_id"])
+        assert answer["op"] == "ack"
+        for s in sockets:
+            await s.close()
 
 
 async def test_auth_op_signs_in_an_open_socket(ece_hosted):

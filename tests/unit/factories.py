@@ -27,7 +27,7 @@ def make_spec(**overrides: Any) -> AuctionSpec:
 
 
 def make_auction(**overrides: Any) -> Auction:
-    return Auction.new(make_spec(**overrides))
+    return Auction(make_spec(**overrides))
 
 
 def live(**overrides: Any) -> Bidder:

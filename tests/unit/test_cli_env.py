@@ -42,3 +42,15 @@ def test_a_joining_driver_sends_the_local_token(tmp_path: Path) -> None:
     env = {}
     prepare_environment(env, home=tmp_path)
     assert "RAY_AUTH_MODE" not in env  # starting our own Ray: no token to send
+
+
+def test_ray_environment_is_set_in_one_place() -> None:
+    """Tests and benchmark tools call `prepare_environment()`; none sets Ray's variables."""
+    name = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+    setters = sorted(str(path.relative_to(ROOT))
+                     for folder in ("market", "storage", "actors", "gateway", "testkit",
+                                    "loadtests", "tests")
+                     for path in (ROOT / folder).rglob("*.py")
+                     if name in path.read_text(encoding="utf-8")
+                     and path != Path(__file__).resolve())
+    assert setters == ["gateway/cli.py"]

@@ -6,13 +6,13 @@ import ast
 import re
 from pathlib import Path
 
+from actors.messages import Refused, refusal, refused
 from gateway.rest import ApiError, error_body
 from market.errors import (
     BID_TOO_LOW,
     ERRORS,
     NOT_HERE,
     MarketError,
-    error_result,
     http_status,
 )
 
@@ -21,7 +21,7 @@ PROTOCOL = ROOT / "docs" / "protocol.md"
 LAYERS = ("market", "storage", "actors", "gateway")
 PUBLIC = {code for code, entry in ERRORS.items() if not entry.internal}
 # Functions and exceptions whose first argument is an error code.
-TAKES_A_CODE = {"error_result", "error_dict", "error_body", "ApiError", "ProtocolError",
+TAKES_A_CODE = {"refused", "error_dict", "error_body", "ApiError", "ProtocolError",
                 "Conflict", "MarketError"}
 
 
@@ -89,12 +89,11 @@ def test_every_entry_is_complete() -> None:
 
 
 def test_one_shape_for_errors() -> None:
-    assert error_result(NOT_HERE, "elsewhere") == {
-        "ok": False, "error": {"code": "NOT_HERE", "message": "elsewhere"}}
-    assert error_result(BID_TOO_LOW, "low", min_bid=5) == {
-        "ok": False, "error": {"code": "BID_TOO_LOW", "message": "low", "min_bid": 5}}
-    assert MarketError(BID_TOO_LOW, "low", min_bid=5).to_dict() == error_result(
-        BID_TOO_LOW, "low", min_bid=5)["error"]
+    assert refused(NOT_HERE, "elsewhere") == Refused({"code": "NOT_HERE", "message": "elsewhere"})
+    assert refused(BID_TOO_LOW, "low", min_bid=5).error == {
+        "code": "BID_TOO_LOW", "message": "low", "min_bid": 5}
+    assert refusal(MarketError(BID_TOO_LOW, "low", min_bid=5)) == refused(
+        BID_TOO_LOW, "low", min_bid=5)
     assert error_body("INVALID", "bad") == {"error": {"code": "INVALID", "message": "bad"}}
     assert ApiError("RATE_LIMITED", "slow down", 1.5).status == 429
 

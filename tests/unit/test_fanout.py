@@ -1,4 +1,5 @@
-"""Fan-out without Ray: a subscription's catch-up and the feed's restart requests."""
+"""Fan-out without Ray: a subscription's catch-up, the feed's restart requests, and both
+kinds of pollers (per host; per watcher, the naive baseline) delivering the same events."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import asyncio
 
 import pytest
 
-from gateway.fanout import Hub, Subscription
+from actors.messages import FeedPage
+from gateway.fanout import HostFeeds, Hub, Subscription, WatcherFeeds
+from testkit.client import wait_for
 
 
 class FakeStore:
@@ -50,7 +53,7 @@ async def test_an_event_published_while_a_fill_runs_is_not_lost() -> None:
     """A new poller starts at the feed's head; an event committed before that head but after
     the subscription's log read must still arrive (it is in the log: durable first)."""
     store = FakeStore()
-    hub = Hub(router=None, store=store, batching=True, present=None)  # type: ignore[arg-type]
+    hub = Hub(router=None, store=store, present=None, feeds=HostFeeds)  # type: ignore[arg-type]
     conn = FakeConnection()
     sub = Subscription(hub, conn, "a1", "english")  # type: ignore[arg-type]
     hub.subs["a1"] = {conn: sub}  # type: ignore[dict-item]
@@ -63,7 +66,7 @@ async def test_an_event_published_while_a_fill_runs_is_not_lost() -> None:
     # While the fill's read is in flight: seq 2 commits, then the poller's first reply comes
     # back with a cursor past it (no events) and asks every subscription to resync.
     store.append(2)
-    hub._resync("h")
+    hub.resync("h")
     gate.set()
     await asyncio.wait_for(filling, timeout=5)
     await asyncio.wait_for(_drain(hub), timeout=5)
@@ -74,14 +77,14 @@ async def test_an_event_published_while_a_fill_runs_is_not_lost() -> None:
 def test_a_subscription_that_is_not_syncing_fills_at_once() -> None:
     async def scenario() -> list[int]:
         store = FakeStore()
-        hub = Hub(router=None, store=store, batching=True, present=None)  # type: ignore[arg-type]
+        hub = Hub(router=None, store=store, present=None, feeds=HostFeeds)  # type: ignore[arg-type]
         conn = FakeConnection()
         sub = Subscription(hub, conn, "a1", "english")  # type: ignore[arg-type]
         sub.syncing = False
         hub.subs["a1"] = {conn: sub}  # type: ignore[dict-item]
         hub.host_auctions["h"] = {"a1"}
         store.append(1)
-        hub._resync("h")
+        hub.resync("h")
         await _drain(hub)
         return _seqs(conn)
 
@@ -91,3 +94,61 @@ def test_a_subscription_that_is_not_syncing_fills_at_once() -> None:
 async def _drain(hub: Hub) -> None:
     while hub._tasks:
         await asyncio.gather(*hub._tasks)
+
+
+class FakeHost:
+    """A host's `poll` (Ray-style: `handle.poll.remote(...)` is awaited): the given replies,
+    then nothing until cancelled."""
+
+    def __init__(self, replies: list[FeedPage]) -> None:
+        self.replies = replies
+        self.asked: list[str | None] = []  # the auction each poll was for (None: all)
+
+    @property
+    def handle(self) -> FakeHost:
+        return self
+
+    @property
+    def poll(self) -> FakeHost:
+        return self
+
+    def remote(self, epoch, cursor, timeout, limit, auction_id):
+        self.asked.append(auction_id)
+        return self._answer()
+
+    async def _answer(self) -> FeedPage:
+        if self.replies:
+            return self.replies.pop(0)
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+
+class FakeRouter:
+    def __init__(self, host: FakeHost) -> None:
+        self._host = host
+
+    def host(self, name: str) -> FakeHost:
+        return self._host
+
+
+@pytest.mark.parametrize(("feeds", "asked"), [(HostFeeds, None), (WatcherFeeds, "a1")])
+@pytest.mark.asyncio
+async def test_both_feeds_deliver_the_same_events(feeds, asked) -> None:
+    store = FakeStore()
+    events = [store.append(1), store.append(2)]
+    host = FakeHost([FeedPage("e1", 2, False, events)])
+    hub = Hub(router=FakeRouter(host), store=store, present=None,  # type: ignore[arg-type]
+              feeds=feeds)
+    conn = FakeConnection()
+    sub = Subscription(hub, conn, "a1", "english")  # type: ignore[arg-type]
+    sub.syncing = False
+    conn.subscriptions["a1"] = object()
+    hub.subs["a1"] = {conn: sub}  # type: ignore[dict-item]
+    hub._watch("h", "a1", sub)
+    await wait_for(lambda: _seqs(conn) == [1, 2] and not sub.filling, timeout=10,
+                   message="both events delivered")
+    assert host.asked[0] == asked
+    hub.unsubscribe(conn, "a1")
+    assert hub.subs == {} and hub.host_of == {}
+    await hub.close()
+    await asyncio.gather(*hub._tasks, return_exceptions=True)

@@ -13,9 +13,10 @@ import pytest_asyncio
 
 from actors.config import ClusterConfig
 from actors.host import AuctionHostCore
+from actors.messages import Acked, GetView, PlaceBid, Refused, Reply, Viewed
 from market.auction import Auction, AuctionSpec
 from storage import CommitBatch, Store, StoreError, open_store
-from tests.support import wait_for
+from testkit.client import wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -117,7 +118,7 @@ async def add_auction(store: Store, auction_id: str = "a1", *, starts_at: int = 
                        type="english", start_price=100, starts_at=starts_at, ends_at=ends_at,
                        created_at=T0 - 10, soft_close_ms=soft_close_ms)
     record = {"auction_id": auction_id, "asset_id": asset_id, "seller_id": SELLER,
-              "host": HOST, "spec": spec.to_dict(), "view": Auction.new(spec).view(T0 - 10),
+              "host": HOST, "spec": spec.to_dict(), "view": Auction(spec).view(T0 - 10),
               "status": "scheduled", "seq": 0, "created_at": T0 - 10}
     await store.create_auction(record)
     return record
@@ -140,9 +141,8 @@ async def live(core: AuctionHostCore, auction_id: str = "a1") -> None:
                    and core.auctions[auction_id].status == "live", message="auction live")
 
 
-def bid(bidder: str, amount: int, req_id: str, auction_id: str = "a1") -> dict:
-    return {"op": "bid", "auction_id": auction_id, "bidder_id": bidder, "req_id": req_id,
-            "amount": amount, "max_amount": None}
+def bid(bidder: str, amount: int, req_id: str, auction_id: str = "a1") -> PlaceBid:
+    return PlaceBid(auction_id, bidder, req_id, amount)
 
 
 async def close_at_end(core: AuctionHostCore, clock: Clock, ends_at: int = T0 + HOUR) -> None:
@@ -158,7 +158,7 @@ async def test_ten_thousand_bids_leave_one_timer_entry(store, clock, released, c
     await live(core)
     # A replica of the auction tells the minimum bid ahead of each command of a batch.
     shadow = Auction.from_snapshot(core.auctions["a1"].to_snapshot())
-    answers: list[dict] = []
+    answers: list[Reply] = []
     n = 0
     for _round in range(100):
         commands = []
@@ -166,17 +166,17 @@ async def test_ten_thousand_bids_leave_one_timer_entry(store, clock, released, c
             n += 1
             if j % 2 == 0:  # accepted: two bidders outbidding each other at the minimum
                 command = bid(f"u{n % 4 // 2}", shadow.min_bid(clock.now) or 0, f"r{n}")
-                outcome = shadow.handle_bid(command["bidder_id"], command["req_id"],
-                                            command["amount"], None, clock.now)
+                outcome = shadow.handle_bid(command.bidder_id, command.req_id,
+                                            command.amount, None, clock.now)
                 assert outcome.error is None
                 commands.append(command)
             else:  # refused: below the minimum
                 commands.append(bid("u9", 1, f"r{n}"))
         answers += await core.submit(commands)
-    accepted = sum(1 for a in answers if a["ok"])
-    refused = sum(1 for a in answers if not a["ok"])
-    assert accepted == 5_000 and refused == 5_000, (accepted, refused)
-    assert all(a["error"]["code"] == "BID_TOO_LOW" for a in answers if not a["ok"])
+    accepted = sum(1 for a in answers if isinstance(a, Acked))
+    refused = [a for a in answers if isinstance(a, Refused)]
+    assert accepted == 5_000 and len(refused) == 5_000, (accepted, len(refused))
+    assert all(a.code == "BID_TOO_LOW" for a in refused)
 
     assert core._deadline_of == {"a1": T0 + HOUR}
     assert len(core._deadlines) <= 2, len(core._deadlines)
@@ -218,13 +218,14 @@ async def test_soft_close_moves_the_single_timer_entry(store, clock, released, c
     clock.now = T0 + HOUR - 1_000  # inside the soft-close window
     [ack] = await core.submit([bid("u1", 100, "r1")])
     new_end = clock.now + 60_000
-    assert ack["ok"] and ack["ack"]["ends_at"] == new_end
+    assert isinstance(ack, Acked) and ack.ack["ends_at"] == new_end
     assert core._deadline_of == {"a1": new_end}
 
     clock.now = T0 + HOUR + 5  # the old end: its stale heap entry must not close anything
     core.wake()
-    [view] = await core.submit([{"op": "view", "auction_id": "a1"}])
-    assert view["auction"]["status"] == "live" and core._next_deadline() == new_end
+    [view] = await core.submit([GetView("a1")])
+    assert isinstance(view, Viewed)
+    assert view.auction["status"] == "live" and core._next_deadline() == new_end
 
     await close_at_end(core, clock, new_end)
     await wait_for(lambda: released == ["a1"], message="closed at the extended end")
@@ -256,18 +257,18 @@ async def test_spuriously_fenced_auction_is_served_again_from_its_durable_state(
     core = await start(wrapper, clock, released, cores)
     await live(core)
     [first] = await core.submit([bid("u1", 100, "r1")])
-    assert first["ok"] and first["ack"]["seq"] == 2
+    assert isinstance(first, Acked) and first.ack["seq"] == 2
 
     fenced["armed"] = True
     [lost] = await core.submit([bid("u2", 500, "r2")])
-    assert lost["error"]["code"] == "UNAVAILABLE" and fenced["times"] == 1
+    assert isinstance(lost, Refused) and lost.code == "UNAVAILABLE" and fenced["times"] == 1
 
-    async def served() -> dict | None:
+    async def served() -> Acked | None:
         [answer] = await core.submit([bid("u2", 500, "r2")])  # the client's retry
-        return answer if answer["ok"] else None
+        return answer if isinstance(answer, Acked) else None
 
     again = await wait_for(served, timeout=10, message="auction served again")
-    assert again["ack"]["seq"] == 3  # continues from the durable seq 2
+    assert again.ack["seq"] == 3  # continues from the durable seq 2
     events = await store.load_events("a1")
     assert [(e["seq"], e["type"], e.get("bidder_id")) for e in events] == [
         (1, "started", None), (2, "bid", "u1"), (3, "bid", "u2")]
@@ -293,7 +294,7 @@ async def test_failed_settlement_is_retried_then_released_once(store, clock, rel
     cores.append(core)
     await live(core)
     [ack] = await core.submit([bid("u_buyer", 300, "r1")])
-    assert ack["ok"]
+    assert isinstance(ack, Acked)
     await close_at_end(core, clock)
 
     await wait_for(lambda: seen, timeout=10, message="released after settlement")
@@ -387,7 +388,7 @@ async def test_auction_closed_in_log_but_live_in_view_is_finished_by_a_new_host(
     assert "a1" not in new.auctions
     # The close nobody published is published now.
     feed = new.feed.read(None, 0, 100)
-    assert [e["type"] for e in feed["events"]] == ["closed"]
+    assert [e["type"] for e in feed.events] == ["closed"]
     await new.close()
 
 
@@ -401,6 +402,6 @@ async def test_half_written_close_is_repaired_by_the_same_host(store, clock, rel
     await close_at_end(core, clock)
     await _check_closed_and_settled(store, record)
     await wait_for(lambda: released == ["a1"], message="released")
-    assert [e["type"] for e in core.feed.read(None, 0, 100)["events"]] == [
+    assert [e["type"] for e in core.feed.read(None, 0, 100).events] == [
         "started", "bid", "closed"]
     await core.close()

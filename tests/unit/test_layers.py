@@ -11,8 +11,11 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-# Inner to outer: a layer may import its own and inner layers only.
-LAYERS = ("market", "storage", "actors", "gateway")
+# Inner to outer: a layer may import its own and inner layers only. The server is the first
+# four; `testkit` (the client and process manager shared by the tests and the benchmark) and
+# `loadtests` drive it from outside, so the server never imports them.
+LAYERS = ("market", "storage", "actors", "gateway", "testkit", "loadtests")
+SERVER = LAYERS[:4]
 
 
 def _module_name(path: Path) -> str:
@@ -63,16 +66,20 @@ def _owner(name: str, modules: dict[str, Path]) -> str | None:
     return None
 
 
+def imported_names() -> dict[str, list[str]]:
+    """Our module -> every dotted name it imports (ours or not)."""
+    return {module: _imported_names(ast.parse(path.read_text(encoding="utf-8"),
+                                              filename=str(path)),
+                                    module, path.name == "__init__.py")
+            for module, path in _sources().items()}
+
+
 def import_graph() -> dict[str, set[str]]:
     """Our module -> the modules of ours it imports."""
     sources = _sources()
-    graph: dict[str, set[str]] = {}
-    for module, path in sources.items():
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        names = _imported_names(tree, module, path.name == "__init__.py")
-        graph[module] = {owner for name in names
-                         if (owner := _owner(name, sources)) not in (None, module)}
-    return graph
+    return {module: {owner for name in names
+                     if (owner := _owner(name, sources)) not in (None, module)}
+            for module, names in imported_names().items()}
 
 
 def tangles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -159,8 +166,15 @@ def _edges(graph: dict[str, set[str]], modules: set[str]) -> str:
 
 def test_no_inner_layer_imports_an_outer_one() -> None:
     found = layer_violations(import_graph())
-    assert not found, "layer violations (market <- storage <- actors <- gateway):\n" + "\n".join(
-        found)
+    assert not found, ("layer violations (market <- storage <- actors <- gateway <- testkit "
+                       "<- loadtests):\n" + "\n".join(found))
+
+
+def test_the_server_never_imports_test_code() -> None:
+    found = [f"{module} imports {name}" for module, names in sorted(imported_names().items())
+             if module.split(".")[0] in SERVER for name in names
+             if name.split(".")[0] in ("tests", "testkit", "loadtests")]
+    assert not found, "\n".join(found)
 
 
 def test_the_checks_catch_what_they_should() -> None:

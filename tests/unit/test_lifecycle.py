@@ -268,7 +268,7 @@ def test_public_event_strips_private_fields_english() -> None:
     pub = public_event(bid, "english")
     assert pub == {"auction_id": "auc-1", "seq": 2, "type": "bid", "at": T0 + 1,
                    "bidder_id": "A", "amount": 1000, "price": 1000, "leader_id": "A",
-                   "bid_count": 1}
+                   "bid_count": 1, "min_bid": 1050}
     assert "max_amount" in bid  # the original is untouched
 
 
@@ -344,7 +344,7 @@ def test_apply_rejects_gaps_and_foreign_events() -> None:
 
 
 def test_seq_is_consecutive_across_commands() -> None:
-    b = Bidder(Auction.new(make_spec(soft_close_ms=60_000)))
+    b = Bidder(Auction(make_spec(soft_close_ms=60_000)))
     b.bid("A", 1000, now=T0)
     b.bid("B", 1050, now=END - 10)
     b.bid("C", 1, now=END - 5)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from market.auction import Auction, AuctionSpec, BidOutcome, parse_spec, public_event
 from market.errors import MarketError
+from market.money import increment_for
 
 SELLER = "seller"
 BIDDERS = ("alice", "bob", "carol", "dave")
@@ -106,7 +107,7 @@ def check_english(auction: Auction, previous_price: int | None) -> None:
 
 
 def run_ops(spec: AuctionSpec, script: list[tuple[Any, ...]]) -> Run:
-    run = Run(Auction.new(spec))
+    run = Run(Auction(spec))
     auction = run.auction
     now = START - 50  # a few requests land before the start
     for n, op in enumerate(script):
@@ -227,7 +228,9 @@ def test_random_sequences_keep_invariants_and_replay_exactly(
 
 
 # Fields of a public event that are not money: identity, ordering, time and counts.
-_NOT_MONEY = frozenset({"seq", "at", "ends_at", "bid_count"})
+# min_bid is the public price plus the public increment: it carries nothing private (checked
+# below), though it may happen to equal a maximum.
+_NOT_MONEY = frozenset({"seq", "at", "ends_at", "bid_count", "min_bid"})
 
 
 def _money(pub: dict[str, Any]) -> list[int]:
@@ -257,7 +260,7 @@ def test_public_events_never_reveal_the_leaders_maximum(
     spec: AuctionSpec, script: list[tuple[Any, ...]]
 ) -> None:
     run = run_ops(spec, script)
-    state = Auction.new(spec)
+    state = Auction(spec)
     for event in run.events:
         state.apply(event)
         pub = public_event(event, spec.type)
@@ -271,6 +274,12 @@ def test_public_events_never_reveal_the_leaders_maximum(
             assert all(v <= event["price"] for v in money), (event, pub)
         if event["type"] == "raised":
             assert pub.keys() == {"auction_id", "seq", "type", "at"}
+        if event["type"] == "bid":
+            if pub["min_bid"] is None:  # a buy-now bid: it closes the auction
+                assert pub["price"] == spec.buy_now_price
+            else:
+                step = spec.increment or increment_for(pub["price"])
+                assert pub["min_bid"] == pub["price"] + step == state.min_bid(event["at"])
 
 
 @settings(max_examples=150, deadline=None)
@@ -286,7 +295,7 @@ def test_sealed_second_price_matches_a_direct_computation(
     spec = AuctionSpec(auction_id="s", asset_id="x", seller_id=SELLER, type="sealed",
                        start_price=0, starts_at=START, ends_at=START + 1_000,
                        created_at=CREATED, reserve_price=reserve)
-    auction = Auction.new(spec)
+    auction = Auction(spec)
     best: dict[str, tuple[int, int]] = {}  # bidder -> (amount, order)
     for i, (bidder, amount) in enumerate(amounts):
         out = auction.handle_bid(bidder, f"r{i}", amount, None, START + i)
