@@ -1,4 +1,4 @@
-"""Pure auction rules for ECE: money, validation and the auction state machine (no I/O)."""
+"""Pure rules for ECE: money, validation, the auction state machine, the ledger (no I/O)."""
 
 from market.auction import (
     AUCTION_TYPES,
@@ -10,6 +10,7 @@ from market.auction import (
     public_event,
 )
 from market.errors import MarketError
+from market.ledger import Balances, Entry
 from market.money import MAX_AMOUNT, increment_for, is_amount
 
 __all__ = [
@@ -18,7 +19,9 @@ __all__ = [
     "STATUSES",
     "Auction",
     "AuctionSpec",
+    "Balances",
     "BidOutcome",
+    "Entry",
     "MarketError",
     "increment_for",
     "is_amount",

@@ -61,6 +61,11 @@ OVERLOADED = _declare("OVERLOADED", 503, "too much work in flight or no host cap
 UNAVAILABLE = _declare("UNAVAILABLE", 503, "starting, stopping, or a host restarting or moving",
                        transient=True)
 INTERNAL = _declare("INTERNAL", 500, "an unexpected server error")
+# Tokens
+ASSET_REDEEMED = _declare("ASSET_REDEEMED", 409, "the asset was redeemed: its token is burned")
+# Money
+INSUFFICIENT_FUNDS = _declare("INSUFFICIENT_FUNDS", 409,
+                              "not enough available balance; `available` carries it")
 # Internal: never sent to a client
 NOT_HERE = _declare("NOT_HERE", 400, "host to router: this host does not serve the auction",
                     transient=True, internal=True)
