@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import generate_latest
 
+from gateway.catalog import routes as catalog_routes
 from gateway.config import Settings
 from gateway.rest import ApiError, error_body, routes
 from gateway.state import GATEWAY, Gateway
@@ -82,6 +83,7 @@ def build_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(on_shutdown)
     app.add_routes(routes)
+    app.add_routes(catalog_routes)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/config.js", config_js)

@@ -87,7 +87,7 @@ async def serve(settings: Settings) -> None:
     if settings.seed:
         from gateway.seed import run_demo
 
-        demo = asyncio.create_task(run_demo(url, settings))
+        demo = asyncio.create_task(run_demo(url, settings, app[GATEWAY].store))
     await stop.wait()
     print("ECE shutting down", flush=True)
     if demo is not None:

@@ -19,7 +19,6 @@ from market.auction import Auction, parse_spec, public_event
 from market.errors import (
     ASSET_NOT_FOUND,
     AUCTION_NOT_FOUND,
-    FORBIDDEN,
     INTERNAL,
     INVALID,
     NOT_OWNER,
@@ -32,7 +31,7 @@ from market.errors import (
     http_status,
 )
 from storage import Conflict
-from storage.records import AssetRecord, AuctionRecord, UserRecord
+from storage.records import AuctionRecord, UserRecord
 
 routes = web.RouteTableDef()
 
@@ -131,7 +130,7 @@ def _throttle_auth(request: web.Request, username: str | None) -> None:
         raise rate_limited(wait, "sign-in attempts")
 
 
-def _quota(request: web.Request, kind: str, user_id: str) -> None:
+def take_quota(request: web.Request, kind: str, user_id: str) -> None:
     """Per-user quota on what costs storage or a host slot (mints, listings)."""
     wait = gateway_of(request).quotas[kind].take(user_id)
     if wait is not None:
@@ -189,52 +188,6 @@ async def me(request: web.Request) -> web.Response:
     return web.json_response({"user_id": user["user_id"], "username": user["username"]})
 
 
-@routes.post("/api/assets")
-async def create_asset(request: web.Request) -> web.Response:
-    user_id = caller(request)
-    gateway = gateway_of(request)
-    if gateway.settings.mint == "admin" and user_id not in gateway.settings.admins:
-        raise ApiError(FORBIDDEN, "minting is restricted to admins")
-    body = await json_body(request)
-    title = body.pop("title", None)
-    if not isinstance(title, str) or not 1 <= len(title.strip()) <= 200:
-        raise ApiError(INVALID, "title: 1-200 characters")
-    for reserved in ("asset_id", "owner_id", "created_at", "listed_in"):
-        body.pop(reserved, None)
-    if len(json.dumps(body)) > MAX_METADATA_BYTES:
-        raise ApiError(INVALID, f"metadata over {MAX_METADATA_BYTES} bytes")
-    _quota(request, "mints", user_id)
-    asset = AssetRecord(asset_id=new_id("c"), owner_id=user_id, title=title.strip(),
-                        metadata=body, created_at=now_ms())
-    await gateway.store.create_asset(asset)
-    return web.json_response(_asset_json(asset), status=201)
-
-
-def _asset_json(asset: AssetRecord) -> dict[str, Any]:
-    return {**asset.get("metadata", {}), "asset_id": asset["asset_id"],
-            "owner_id": asset["owner_id"], "title": asset["title"],
-            "listed_in": asset.get("listed_in"), "created_at": asset.get("created_at")}
-
-
-@routes.get("/api/assets")
-async def list_assets(request: web.Request) -> web.Response:
-    owner = request.query.get("owner", "me")
-    owner_id = caller(request) if owner == "me" else owner
-    if not valid_id(owner_id):
-        raise ApiError(INVALID, "owner must be 'me' or a user id")
-    assets = await gateway_of(request).store.list_assets(owner_id)
-    return web.json_response({"assets": [_asset_json(a) for a in assets]})
-
-
-@routes.get("/api/assets/{asset_id}")
-async def get_asset(request: web.Request) -> web.Response:
-    asset_id = request.match_info["asset_id"]
-    asset = await gateway_of(request).store.get_asset(asset_id) if valid_id(asset_id) else None
-    if asset is None:
-        raise ApiError(ASSET_NOT_FOUND, "no such asset")
-    return web.json_response(_asset_json(asset))
-
-
 @routes.post("/api/auctions")
 async def create_auction(request: web.Request) -> web.Response:
     user_id = caller(request)
@@ -257,7 +210,7 @@ async def create_auction(request: web.Request) -> web.Response:
         raise ApiError(ASSET_NOT_FOUND, "no such asset")
     if asset["owner_id"] != user_id:
         raise ApiError(NOT_OWNER, "you do not own this asset")
-    _quota(request, "listings", user_id)
+    take_quota(request, "listings", user_id)
     record = AuctionRecord(auction_id=auction_id, asset_id=asset_id, seller_id=user_id,
                            spec=spec.to_dict(), view=Auction(spec).view(now),
                            status="scheduled", seq=0, created_at=now)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -14,25 +15,20 @@ from pathlib import Path
 
 import aiohttp
 
+from gateway.catalog import card_record
 from gateway.config import Settings
+from market.catalog import Grading
+from market.catalog_demo import demo_catalog, demo_copies
+from storage import Conflict, Store
 
 log = logging.getLogger("ece.demo")
 
 DEMO_USERS = ("alice", "bob", "carol")
 DEMO_FILE = "demo-accounts.json"
-CARDS = (
-    ("Charizard Holo 1st Edition", "Base Set", "PSA 9"),
-    ("Black Lotus", "Alpha", "BGS 8.5"),
-    ("Michael Jordan Rookie", "Fleer 1986", "PSA 8"),
-    ("Pikachu Illustrator", "Promo 1998", "PSA 7"),
-    ("Blue-Eyes White Dragon", "LOB 1st", "PSA 10"),
-    ("Mewtwo Holo", "Base Set", "PSA 10"),
-    ("Mickey Mantle", "Topps 1952", "SGC 6"),
-    ("Dark Magician", "SDY", "PSA 9"),
-    ("Shining Charizard", "Neo Destiny", "CGC 9.5"),
-    ("Lugia Holo", "Neo Genesis", "PSA 9"),
-)
 LIVE_TARGET = 6
+# The demo catalog and its graded copies are the same on every run (market.catalog_demo).
+CATALOG_SEED = 1
+COPIES = 5_000
 
 
 def demo_passwords(data_dir: Path, names: list[str]) -> dict[str, str]:
@@ -64,13 +60,35 @@ async def _account(
         return await response.json()
 
 
-async def _list_card(http: aiohttp.ClientSession, base: str, seller: dict, index: int) -> None:
+async def seed_catalog(store: Store) -> list[tuple[str, Grading]]:
+    """Import the demo catalog into the store (an operator's import, not a client's mint:
+    idempotent, no quota) and return the graded copies the demo sellers mint from it."""
+    cards = demo_catalog(CATALOG_SEED)
+    now = int(time.time() * 1000)
+    for card in cards:
+        with contextlib.suppress(Conflict):  # imported by an earlier run
+            await store.create_card(card_record(card, now))
+    return demo_copies(cards, CATALOG_SEED, COPIES)
+
+
+async def _mint(http: aiohttp.ClientSession, base: str, headers: dict[str, str],
+                copies: list[tuple[str, Grading]], index: int) -> dict:
+    """A graded copy from the demo list; copies minted by an earlier run are skipped."""
+    for offset in range(len(copies)):
+        card_id, grading = copies[(index + offset * 7919) % len(copies)]
+        body = {"card_id": card_id, **grading.to_dict()}
+        async with http.post(f"{base}api/assets", headers=headers, json=body) as response:
+            if response.status == 409:
+                continue  # CERT_EXISTS: this copy exists already
+            response.raise_for_status()
+            return await response.json()
+    raise RuntimeError("every demo copy is minted")
+
+
+async def _list_card(http: aiohttp.ClientSession, base: str, seller: dict, index: int,
+                     copies: list[tuple[str, Grading]]) -> None:
     headers = {"Authorization": f"Bearer {seller['token']}"}
-    title, set_name, grade = CARDS[index % len(CARDS)]
-    async with http.post(f"{base}api/assets", headers=headers,
-                         json={"title": title, "set": set_name, "grade": grade}) as response:
-        response.raise_for_status()
-        asset = await response.json()
+    asset = await _mint(http, base, headers, copies, index)
     kind = ("english", "english", "english", "dutch", "sealed")[index % 5]
     body: dict = {"asset_id": asset["asset_id"], "type": kind,
                   "duration_ms": random.randint(4, 12) * 60_000}
@@ -89,14 +107,15 @@ async def _list_card(http: aiohttp.ClientSession, base: str, seller: dict, index
             log.warning("demo listing failed: %s", await response.text())
 
 
-async def _keep_listings(http: aiohttp.ClientSession, base: str, sellers: list[dict]) -> None:
+async def _keep_listings(http: aiohttp.ClientSession, base: str, sellers: list[dict],
+                         copies: list[tuple[str, Grading]]) -> None:
     counter = itertools.count(int(time.time()) % 1000)
     while True:
         async with http.get(f"{base}api/auctions?status=live") as response:
             live = (await response.json())["auctions"]
         for _ in range(max(0, LIVE_TARGET - len(live))):
             index = next(counter)
-            await _list_card(http, base, sellers[index % len(sellers)], index)
+            await _list_card(http, base, sellers[index % len(sellers)], index, copies)
         await asyncio.sleep(5)
 
 
@@ -127,7 +146,8 @@ async def _bot(http: aiohttp.ClientSession, base: str, name: str, password: str)
             await asyncio.sleep(1)
 
 
-async def run_demo(base: str, settings: Settings) -> None:
+async def run_demo(base: str, settings: Settings, store: Store) -> None:
+    copies = await seed_catalog(store)
     bot_names = [f"bot{i + 1}" for i in range(settings.bots)]
     passwords = demo_passwords(settings.data_dir, [*DEMO_USERS, *bot_names])
     bots: list[asyncio.Task] = []
@@ -140,7 +160,7 @@ async def run_demo(base: str, settings: Settings) -> None:
                   f"{settings.data_dir / DEMO_FILE}):", flush=True)
             for name in DEMO_USERS:
                 print(f"  {name} / {passwords[name]}", flush=True)
-            await _keep_listings(http, base, sellers)
+            await _keep_listings(http, base, sellers, copies)
         except asyncio.CancelledError:
             for task in bots:
                 task.cancel()

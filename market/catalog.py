@@ -220,7 +220,7 @@ def grade_text(grade: float | None) -> str:
 def segment_key(card_id: str, grader: str, grade: object) -> str:
     """The card × grader × grade key prices, valuations and indexes are kept under.
 
-    "card_id|GRADER|grade": e.g. "c_123|PSA|9.5", "c_123|PSA|10", "c_123|RAW|-". The grader is
+    "card_id|GRADER|grade": e.g. "card_1|PSA|9.5", "card_1|PSA|10", "card_1|RAW|-". The grader is
     normalised and the grade validated like `parse_grading` (9.0 and 9 give the same key), so
     a key is unambiguous; card ids never contain "|". Raises MarketError(INVALID).
     """

@@ -403,10 +403,10 @@ def _card_id(seed: int, entry: _Entry, used: set[str]) -> str:
     text = f"{seed}|{entry.set.name}|{entry.number}|{entry.variant}|{entry.name}"
     digest = hashlib.sha256(text.encode()).hexdigest()
     size = 12
-    while f"c_{digest[:size]}" in used:  # never in practice; keeps ids unique regardless
+    while f"card_{digest[:size]}" in used:  # never in practice; keeps ids unique regardless
         size += 1
-    used.add(f"c_{digest[:size]}")
-    return f"c_{digest[:size]}"
+    used.add(f"card_{digest[:size]}")
+    return f"card_{digest[:size]}"
 
 
 def demo_catalog(seed: int, n: int = DEFAULT_CARDS) -> list[Card]:

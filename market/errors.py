@@ -41,9 +41,12 @@ NOT_SELLER = _declare("NOT_SELLER", 403, "only the seller may do this")
 NOT_FOUND = _declare("NOT_FOUND", 404, "no such REST route")
 AUCTION_NOT_FOUND = _declare("AUCTION_NOT_FOUND", 404, "no such auction")
 ASSET_NOT_FOUND = _declare("ASSET_NOT_FOUND", 404, "no such asset")
+CARD_NOT_FOUND = _declare("CARD_NOT_FOUND", 404, "no such card in the catalog")
 # Conflicts with the current state
 USERNAME_TAKEN = _declare("USERNAME_TAKEN", 409, "the username is taken (case-insensitive)")
 ASSET_LISTED = _declare("ASSET_LISTED", 409, "the asset is in another open auction")
+CERT_EXISTS = _declare("CERT_EXISTS", 409,
+                      "the grader's certificate number is already registered")
 HAS_BIDS = _declare("HAS_BIDS", 409, "an auction with bids cannot be cancelled")
 AUCTION_NOT_LIVE = _declare("AUCTION_NOT_LIVE", 409, "not started yet, closed or cancelled")
 USER_EXISTS = _declare("USER_EXISTS", 400, "a new user's random id collided")
@@ -72,6 +75,8 @@ NOT_HERE = _declare("NOT_HERE", 400, "host to router: this host does not serve t
 ASSET_EXISTS = _declare("ASSET_EXISTS", 400, "store: a new asset's id exists (REST says 503)",
                         internal=True)
 ASSET_MOVED = _declare("ASSET_MOVED", 400, "store: settle_error of a sale whose asset had moved",
+                       internal=True)
+CARD_EXISTS = _declare("CARD_EXISTS", 400, "store: a new card's id exists",
                        internal=True)
 
 # What REST answers for a code it does not know (e.g. from a newer host during an upgrade).

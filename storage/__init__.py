@@ -9,9 +9,24 @@ import os
 import tempfile
 from urllib.parse import parse_qs, urlsplit
 
-from storage.base import SETTLE_ASSET_MOVED, CommitBatch, Conflict, Store, StoreError
+from storage.base import (
+    SETTLE_ASSET_MOVED,
+    CommitBatch,
+    Conflict,
+    Store,
+    StoreError,
+    sort_name,
+)
 
-__all__ = ["SETTLE_ASSET_MOVED", "CommitBatch", "Conflict", "Store", "StoreError", "open_store"]
+__all__ = [
+    "SETTLE_ASSET_MOVED",
+    "CommitBatch",
+    "Conflict",
+    "Store",
+    "StoreError",
+    "open_store",
+    "sort_name",
+]
 
 
 def _shm_dir() -> str:

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import abc
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from market.errors import ASSET_MOVED
-from storage.records import AssetRecord, AuctionRecord, Json, TradeRecord, UserRecord
+from storage.records import (
+    AssetRecord,
+    AuctionRecord,
+    CardRecord,
+    Json,
+    TradeRecord,
+    UserRecord,
+)
 
 # Auction statuses the store itself reasons about (the market owns the full state machine).
 OPEN_STATUSES: tuple[str, ...] = ("scheduled", "live")
@@ -67,8 +75,55 @@ def username_key(username: str) -> str:
     return username.casefold()
 
 
+def sort_name(card: Mapping[str, Any]) -> str:
+    """The key cards are ordered by in `Store.search_cards` (then by `card_id`): the
+    casefolded name. Stores keep it alongside the card; it is not part of `CardRecord`.
+
+    The cursor of the page after a card is `(sort_name(card), card["card_id"])`: pass it as
+    `after` to get the cards strictly after that one.
+    """
+    return str(card["name"]).casefold()
+
+
+_MAX_CODE_POINT = 0x10FFFF
+_SURROGATES = range(0xD800, 0xE000)
+
+
+def prefix_bounds(prefix: str) -> tuple[str, str | None]:
+    """`(low, high)` such that a string starts with `prefix` iff `low <= s < high` in code
+    point order (SQLite's BINARY collation on UTF-8 and MongoDB's simple string order agree
+    with it); `high` None means no upper bound. Nothing in `prefix` is a wildcard."""
+    chars = list(prefix)
+    while chars:
+        last = ord(chars.pop()) + 1
+        if last in _SURROGATES:
+            last = _SURROGATES.stop  # not encodable in UTF-8: the next real code point
+        if last <= _MAX_CODE_POINT:
+            return prefix, "".join(chars) + chr(last)
+    return prefix, None
+
+
+def search_prefixes(terms: Iterable[str]) -> list[str]:
+    """A search's query terms as the stores match them: non-empty, without duplicates."""
+    return list(dict.fromkeys(t for t in terms if t))
+
+
+def population_row(grader: str, grade: Any, count: int) -> dict[str, Any]:
+    """One `Store.population` row; a whole grade as an int (10.0 -> 10), a half as a float."""
+    if grade is not None:
+        grade = int(grade) if float(grade) % 1 == 0 else float(grade)
+    return {"grader": grader, "grade": grade, "count": int(count)}
+
+
+def population_order(row: Mapping[str, Any]) -> tuple[str, float]:
+    """Sort key of population rows: grader ascending, then grade descending (None last)."""
+    grade = row["grade"]
+    return str(row["grader"]), (1.0 if grade is None else -float(grade))
+
+
 class Store(abc.ABC):
-    """Persistence for users, assets, auctions (event log + views + snapshots) and trades."""
+    """Persistence for users, the card catalog, assets, auctions (event log + views +
+    snapshots) and trades."""
 
     # -- lifecycle -------------------------------------------------------------------------
     @abc.abstractmethod
@@ -97,16 +152,58 @@ class Store(abc.ABC):
     async def get_user_by_username(self, username: str) -> UserRecord | None:
         """Case-insensitive lookup."""
 
+    # -- card catalog ----------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_card(self, card: CardRecord) -> None:
+        """Insert a catalog card with its search `terms`; Conflict CARD_EXISTS."""
+
+    @abc.abstractmethod
+    async def get_card(self, card_id: str) -> CardRecord | None:
+        """The card as created (optional text fields None when not set), or None."""
+
+    @abc.abstractmethod
+    async def search_cards(
+        self,
+        terms: list[str],
+        category: str | None = None,
+        set_name: str | None = None,
+        limit: int = 50,
+        after: tuple[str, str] | None = None,
+    ) -> list[CardRecord]:
+        """Cards where every term is a prefix of one of the card's stored `terms`.
+
+        Terms are literal (no wildcards: `%`, `_`, `.`, `*` and `\\` are characters like
+        any other) and compared as they are: normalise them with
+        `market.catalog.query_terms` first. No terms (or only empty ones): every card.
+        `category` and `set_name` filter by equality. Ordered by `(sort_name(card),
+        card_id)`; `after` is that pair of the last card of the previous page and the
+        result starts strictly after it. At most `limit` cards (none if `limit` <= 0).
+        """
+
+    @abc.abstractmethod
+    async def population(self, card_id: str) -> list[dict[str, Any]]:
+        """The Pop Report of a card: `[{grader, grade, count}]` over its assets (those with
+        a grader), one row per grader and grade; `grade` None for RAW. Ordered by grader,
+        then grade descending (None last)."""
+
     # -- assets ----------------------------------------------------------------------------
     @abc.abstractmethod
     async def create_asset(self, asset: AssetRecord) -> None:
-        """Insert {asset_id, owner_id, title, metadata, created_at} (listed_in starts None)."""
+        """Insert {asset_id, owner_id, title, metadata, created_at} and, for a graded copy,
+        {card_id, grader, grade, cert, token_id} (listed_in starts None).
+
+        Conflict ASSET_EXISTS if the id exists; CERT_EXISTS if `grader` and `cert` are both
+        set and another asset has the same pair (the database's unique index decides, so of
+        concurrent creates exactly one wins). The store does not check that the card exists.
+        """
 
     @abc.abstractmethod
-    async def get_asset(self, asset_id: str) -> AssetRecord | None: ...
+    async def get_asset(self, asset_id: str) -> AssetRecord | None:
+        """The asset with every AssetRecord key (graded ones None on a legacy asset)."""
 
     @abc.abstractmethod
-    async def list_assets(self, owner_id: str) -> list[AssetRecord]: ...
+    async def list_assets(self, owner_id: str) -> list[AssetRecord]:
+        """The owner's assets, oldest first, shaped like get_asset's."""
 
     # -- auctions --------------------------------------------------------------------------
     @abc.abstractmethod

@@ -24,6 +24,7 @@ from market.errors import (
     ASSET_NOT_FOUND,
     AUCTION_EXISTS,
     AUCTION_NOT_FOUND,
+    CERT_EXISTS,
     NOT_OWNER,
     USER_EXISTS,
     USERNAME_TAKEN,
@@ -40,6 +41,7 @@ from storage.base import (
     log_asset_moved,
     username_key,
 )
+from storage.mongo_catalog import CARD_INDEXES, MongoCatalog
 from storage.records import AssetRecord, AuctionRecord, TradeRecord, UserRecord
 
 type Doc = dict[str, Any]
@@ -52,7 +54,12 @@ _DUP_CODES = frozenset({11000, 11001})
 ORPHAN_CLAIM_S = 30.0
 
 _USER_FIELDS = ("user_id", "username", "password_hash", "created_at")
-_ASSET_FIELDS = ("asset_id", "owner_id", "title", "metadata", "created_at", "listed_in")
+_ASSET_FIELDS = (
+    "asset_id", "owner_id", "title", "metadata", "created_at", "listed_in", "card_id", "grader",
+    "grade", "cert", "token_id",
+)
+# A grader's certificate number is unique; assets without one (legacy, RAW) are not indexed.
+_CERT_INDEX = "grader_cert"
 _RECORD_FIELDS = (
     "auction_id",
     "asset_id",
@@ -96,7 +103,7 @@ def _record(doc: Doc) -> AuctionRecord:
     return cast(AuctionRecord, out)  # documents are schemaless: this is where they get a type
 
 
-class MongoStore(Store):
+class MongoStore(MongoCatalog, Store):
     def __init__(
         self,
         uri: str,
@@ -125,6 +132,10 @@ class MongoStore(Store):
         return self._coll("assets")
 
     @property
+    def cards(self) -> AsyncCollection[Doc]:
+        return self._coll("cards")
+
+    @property
     def auctions(self) -> AsyncCollection[Doc]:
         return self._coll("auctions")
 
@@ -148,7 +159,22 @@ class MongoStore(Store):
             await self.users.create_indexes(
                 [IndexModel([("username_lower", ASCENDING)], unique=True)]
             )
-            await self.assets.create_indexes([IndexModel([("owner_id", ASCENDING)])])
+            await self.assets.create_indexes(
+                [
+                    IndexModel([("owner_id", ASCENDING)]),
+                    IndexModel([("card_id", ASCENDING), ("grader", ASCENDING)]),
+                    IndexModel(
+                        [("grader", ASCENDING), ("cert", ASCENDING)],
+                        name=_CERT_INDEX,
+                        unique=True,
+                        partialFilterExpression={
+                            "grader": {"$type": "string"},
+                            "cert": {"$type": "string"},
+                        },
+                    ),
+                ]
+            )
+            await self.cards.create_indexes(CARD_INDEXES)
             await self.auctions.create_indexes(
                 [
                     IndexModel([("status", ASCENDING), ("ends_at", ASCENDING)]),
@@ -206,7 +232,11 @@ class MongoStore(Store):
         doc["listed_at"] = None
         try:
             await self.assets.insert_one(doc)
-        except DuplicateKeyError:
+        except DuplicateKeyError as exc:
+            # Which unique index refused it: _id, or (grader, cert).
+            if _CERT_INDEX in str(exc.details or exc):
+                msg = f"{asset.get('grader')} certificate {asset.get('cert')!r} is registered"
+                raise Conflict(CERT_EXISTS, msg) from None
             raise Conflict(ASSET_EXISTS, f"asset {asset['asset_id']!r} exists") from None
 
     async def get_asset(self, asset_id: str) -> AssetRecord | None:

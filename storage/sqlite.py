@@ -24,6 +24,7 @@ from market.errors import (
     ASSET_NOT_FOUND,
     AUCTION_EXISTS,
     AUCTION_NOT_FOUND,
+    CERT_EXISTS,
     NOT_OWNER,
     USER_EXISTS,
     USERNAME_TAKEN,
@@ -41,6 +42,7 @@ from storage.base import (
     username_key,
 )
 from storage.records import AssetRecord, AuctionRecord, TradeRecord, UserRecord
+from storage.sqlite_catalog import SqliteCatalog
 from storage.sqlite_schema import connect, sync_mode
 
 log = logging.getLogger(__name__)
@@ -71,7 +73,7 @@ def _rollback(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
 
 
-class SqliteStore(Store):
+class SqliteStore(SqliteCatalog, Store):
     def __init__(self, path: str, synchronous: str = "FULL") -> None:
         self.path = path
         self.synchronous = sync_mode(synchronous)
@@ -187,26 +189,36 @@ class SqliteStore(Store):
 
     # -- assets ----------------------------------------------------------------------------
     async def create_asset(self, asset: AssetRecord) -> None:
+        grader, cert = asset.get("grader"), asset.get("cert")
         row = (
             asset["asset_id"],
             asset["owner_id"],
             asset["title"],
             _dumps(asset.get("metadata") or {}),
             asset.get("created_at"),
+            *(asset.get(f) for f in ("card_id", "grader", "grade", "cert", "token_id")),
         )
 
         def tx(conn: sqlite3.Connection) -> None:
+            # Under the write lock; the unique index assets_grader_cert backs the cert check.
             if conn.execute("SELECT 1 FROM assets WHERE asset_id=?", (row[0],)).fetchone():
                 raise Conflict(ASSET_EXISTS, f"asset {row[0]!r} exists")
+            if grader is not None and cert is not None and conn.execute(
+                "SELECT 1 FROM assets WHERE grader=? AND cert=?", (grader, cert)
+            ).fetchone():
+                raise Conflict(CERT_EXISTS, f"{grader} certificate {cert!r} is registered")
             conn.execute(
-                "INSERT INTO assets(asset_id, owner_id, title, metadata, created_at,"
-                " listed_in) VALUES (?,?,?,?,?,NULL)",
+                "INSERT INTO assets(asset_id, owner_id, title, metadata, created_at, card_id,"
+                " grader, grade, cert, token_id, listed_in) VALUES (?,?,?,?,?,?,?,?,?,?,NULL)",
                 row,
             )
 
         await self._run(self._write, tx)
 
-    _ASSET_SELECT = "SELECT asset_id, owner_id, title, metadata, created_at, listed_in FROM assets"
+    _ASSET_SELECT = (
+        "SELECT asset_id, owner_id, title, metadata, created_at, listed_in, card_id, grader,"
+        " grade, cert, token_id FROM assets"
+    )
 
     @staticmethod
     def _asset(row: tuple[Any, ...]) -> AssetRecord:
@@ -217,6 +229,11 @@ class SqliteStore(Store):
             "metadata": _loads(row[3]),
             "created_at": row[4],
             "listed_in": row[5],
+            "card_id": row[6],
+            "grader": row[7],
+            "grade": row[8],
+            "cert": row[9],
+            "token_id": row[10],
         }
 
     async def get_asset(self, asset_id: str) -> AssetRecord | None:

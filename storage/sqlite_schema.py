@@ -19,15 +19,47 @@ CREATE TABLE IF NOT EXISTS users (
     password_hash TEXT NOT NULL,
     created_at
 );
+-- A graded copy also has card_id, grader, grade (untyped: 9 stays 9, 9.5 stays 9.5), cert
+-- and token_id, all NULL on a legacy asset.
 CREATE TABLE IF NOT EXISTS assets (
     asset_id   TEXT PRIMARY KEY,
     owner_id   TEXT NOT NULL,
     title      TEXT NOT NULL,
     metadata   TEXT NOT NULL,
     created_at,
-    listed_in  TEXT
+    listed_in  TEXT,
+    card_id    TEXT,
+    grader     TEXT,
+    grade,
+    cert       TEXT,
+    token_id   TEXT
 );
 CREATE INDEX IF NOT EXISTS assets_owner ON assets(owner_id);
+-- The catalog. sort_name = storage.base.sort_name(card) orders search results, terms is the
+-- JSON list as given, and card_terms holds one row per (term, card) for prefix searches.
+CREATE TABLE IF NOT EXISTS cards (
+    card_id    TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    sort_name  TEXT NOT NULL,
+    set_name   TEXT NOT NULL,
+    number     TEXT NOT NULL,
+    year       INTEGER NOT NULL,
+    category   TEXT NOT NULL,
+    player     TEXT,
+    character  TEXT,
+    variant    TEXT,
+    rarity     TEXT,
+    terms      TEXT NOT NULL,
+    created_at
+);
+CREATE INDEX IF NOT EXISTS cards_sort ON cards(sort_name, card_id);
+CREATE INDEX IF NOT EXISTS cards_category_sort ON cards(category, sort_name, card_id);
+CREATE INDEX IF NOT EXISTS cards_set_sort ON cards(set_name, sort_name, card_id);
+CREATE TABLE IF NOT EXISTS card_terms (
+    term    TEXT NOT NULL,
+    card_id TEXT NOT NULL,
+    PRIMARY KEY (term, card_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS auctions (
     auction_id   TEXT PRIMARY KEY,
     asset_id     TEXT NOT NULL,
@@ -69,7 +101,21 @@ CREATE INDEX IF NOT EXISTS trades_seller ON trades(seller_id, at);
 """
 
 # Columns added after the first release: (table, column, declaration) for ALTER TABLE.
-_ADDED_COLUMNS = (("auctions", "settle_error", "TEXT"),)
+_ADDED_COLUMNS = (
+    ("auctions", "settle_error", "TEXT"),
+    ("assets", "card_id", "TEXT"),
+    ("assets", "grader", "TEXT"),
+    ("assets", "grade", ""),
+    ("assets", "cert", "TEXT"),
+    ("assets", "token_id", "TEXT"),
+)
+
+# Indexes on added columns: created after _ADDED_COLUMNS has brought an old file up to date.
+_INDEXES_ON_ADDED_COLUMNS = """
+CREATE UNIQUE INDEX IF NOT EXISTS assets_grader_cert ON assets(grader, cert)
+    WHERE cert IS NOT NULL;
+CREATE INDEX IF NOT EXISTS assets_card ON assets(card_id, grader, grade);
+"""
 
 
 def sync_mode(synchronous: str) -> str:
@@ -92,10 +138,9 @@ def connect(path: str, synchronous: str) -> sqlite3.Connection:
         conn.execute(f"PRAGMA synchronous={sync_mode(synchronous)}")
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
-                    conn.execute(stmt)
+            _run_script(conn, _SCHEMA)
             _add_missing_columns(conn)
+            _run_script(conn, _INDEXES_ON_ADDED_COLUMNS)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -106,12 +151,19 @@ def connect(path: str, synchronous: str) -> sqlite3.Connection:
     return conn
 
 
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    # Not executescript(): that would COMMIT the surrounding BEGIN IMMEDIATE first.
+    for stmt in script.split(";"):
+        if stmt.strip():
+            conn.execute(stmt)
+
+
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
     # CREATE TABLE IF NOT EXISTS leaves a file made by an older version as it was.
     for table, column, decl in _ADDED_COLUMNS:
         have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         if column not in have:
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}".rstrip())
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:

@@ -49,3 +49,12 @@ export function secondsToDrop(view, now) {
   if (view.status !== "live" || !Number.isInteger(view.next_drop_at)) return null;
   return Math.max(0, Math.ceil((view.next_drop_at - now) / 1000));
 }
+
+/** An asset's grade as collectors write it: "PSA 10", "BGS 9.5", "Raw"; a card outside the
+ * catalog shows the seller's own words. */
+export function gradeLabel(asset) {
+  if (!asset) return "";
+  if (asset.grader === "RAW") return "Raw";
+  if (asset.grader) return `${asset.grader} ${asset.grade}`;
+  return typeof asset.grade === "string" ? asset.grade : "";
+}

@@ -1,7 +1,8 @@
 """Timers at scale: thousands of auctions on one host start and close, in order, none early.
 
-How late they close on a given machine is a benchmark figure (`close_lag` in loadtests/bench.py),
-not a pass/fail bound: here lateness is only bounded generously, so a loaded machine passes.
+How late they close on a given machine is a benchmark figure (`close_lag` in
+loadtests/stages_local.py), not a pass/fail bound: here lateness is only bounded generously,
+so a loaded machine passes.
 """
 
 from __future__ import annotations

@@ -309,3 +309,38 @@ async def test_relaxed_write_concern(mongo_uri: str) -> None:
         raw: AsyncMongoClient[dict] = AsyncMongoClient(mongo_uri)
         await raw.drop_database(db_name)
         await raw.close()
+
+
+# -- the catalog on a database written before it -------------------------------------------
+async def test_assets_written_before_the_catalog(mongo_uri: str) -> None:
+    """Asset documents of an older version (no graded fields at all) are read with those
+    fields None, never collide on the (grader, cert) index, and the index built on a
+    database full of them still refuses a duplicate certificate."""
+    db_name = f"ece_test_{uuid.uuid4().hex[:12]}"
+    raw: AsyncMongoClient[dict] = AsyncMongoClient(mongo_uri)
+    store = MongoStore(mongo_uri, db_name=db_name)
+    try:
+        await raw[db_name]["assets"].insert_many([
+            {"_id": f"a_old{i}", "asset_id": f"a_old{i}", "owner_id": "u1", "title": "Old",
+             "metadata": {}, "created_at": i, "listed_in": None, "listed_at": None}
+            for i in range(3)])
+        await store.open()
+        old = await store.get_asset("a_old0")
+        assert old == {"asset_id": "a_old0", "owner_id": "u1", "title": "Old", "metadata": {},
+                       "created_at": 0, "listed_in": None, "card_id": None, "grader": None,
+                       "grade": None, "cert": None, "token_id": None}
+        assert [a["asset_id"] for a in await store.list_assets("u1")] == [
+            "a_old0", "a_old1", "a_old2"]
+        copy: Any = {**asset("a_new", "u2"), "card_id": "card_1", "grader": "PSA",
+                     "grade": 10, "cert": "77", "token_id": "1"}
+        await store.create_asset(copy)
+        with pytest.raises(Conflict) as err:
+            await store.create_asset({**copy, "asset_id": "a_dup"})
+        assert err.value.code == "CERT_EXISTS"
+        assert await store.population("card_1") == [{"grader": "PSA", "grade": 10, "count": 1}]
+        indexes = await raw[db_name]["assets"].index_information()
+        assert indexes["grader_cert"]["unique"] is True
+    finally:
+        await store.close()
+        await raw.drop_database(db_name)
+        await raw.close()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from storage import CommitBatch, StoreError, open_store
+from storage import CommitBatch, Conflict, StoreError, open_store
 from storage.mongo import MongoStore
 from storage.sqlite import SqliteStore
 from tests.storage.test_contract import asset, auction, event, view
@@ -209,6 +209,75 @@ async def test_file_from_before_settle_error_is_migrated(tmp_path: Path) -> None
         assert (await again.get_auction("x1") or {})["settled"] is True
     finally:
         await again.close()
+
+
+# The assets table as releases before the card catalog made it.
+_ASSETS_BEFORE_CATALOG = """
+CREATE TABLE assets (
+    asset_id   TEXT PRIMARY KEY,
+    owner_id   TEXT NOT NULL,
+    title      TEXT NOT NULL,
+    metadata   TEXT NOT NULL,
+    created_at,
+    listed_in  TEXT
+)"""
+
+
+async def test_file_from_before_the_catalog_is_migrated(tmp_path: Path) -> None:
+    path = str(tmp_path / "old.db")
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute(_ASSETS_BEFORE_CATALOG)
+        conn.execute("CREATE INDEX assets_owner ON assets(owner_id)")
+        conn.execute("INSERT INTO assets VALUES ('a_old', 'u1', 'Old card', '{\"x\": 1}', 5, NULL)")
+    # Several instances open (and migrate) the old file at once.
+    stores = [SqliteStore(path) for _ in range(4)]
+    await asyncio.gather(*(s.open() for s in stores))
+    store = stores[0]
+    try:
+        assert await store.get_asset("a_old") == {
+            "asset_id": "a_old", "owner_id": "u1", "title": "Old card", "metadata": {"x": 1},
+            "created_at": 5, "listed_in": None, "card_id": None, "grader": None, "grade": None,
+            "cert": None, "token_id": None}
+        copy = {**asset("a_new", "u1"), "card_id": "card_1", "grader": "PSA", "grade": 9.5,
+                "cert": "123", "token_id": "42"}
+        await store.create_asset(copy)
+        assert await stores[1].get_asset("a_new") == {**copy, "listed_in": None}
+        with pytest.raises(Conflict) as err:
+            await stores[2].create_asset({**copy, "asset_id": "a_dup"})
+        assert err.value.code == "CERT_EXISTS"
+        assert await store.population("card_1") == [{"grader": "PSA", "grade": 9.5, "count": 1}]
+        await store.create_card({"card_id": "card_1", "name": "Pikachu", "set": "Base Set",
+                                 "number": "58/102", "year": 1999, "category": "pokemon",
+                                 "terms": ["pikachu", "base", "set"], "created_at": None})
+        assert [c["card_id"] for c in await stores[3].search_cards(["pik"])] == ["card_1"]
+    finally:
+        for s in stores:
+            await s.close()
+    # The database itself refuses a duplicate (grader, cert), whoever writes.
+    with (contextlib.closing(sqlite3.connect(path)) as conn,
+          pytest.raises(sqlite3.IntegrityError)):
+        conn.execute("INSERT INTO assets(asset_id, owner_id, title, metadata, grader, cert)"
+                     " VALUES ('a_raw', 'u2', 't', '{}', 'PSA', '123')")
+
+
+async def test_card_search_is_driven_by_the_term_index(tmp_path: Path) -> None:
+    from storage.sqlite_catalog import _search_sql
+
+    store = SqliteStore(str(tmp_path / "plan.db"))
+    await store.open()
+    try:
+        for terms, category in ((["pika"], None), (["pika", "base"], "pokemon")):
+            sql, args = _search_sql(terms, category, None, 50, ("a", "b"))
+            plan = " | ".join(str(r[-1]) for r in store._db.execute(
+                "EXPLAIN QUERY PLAN " + sql, args))
+            assert plan.count("SEARCH card_terms USING PRIMARY KEY (term>? AND term<?)") == len(
+                terms), plan
+            assert "SCAN card_terms" not in plan and "SCAN c " not in plan, plan
+        sql, args = _search_sql([], None, None, 50, ("a", "b"))
+        plan = " | ".join(str(r[-1]) for r in store._db.execute("EXPLAIN QUERY PLAN " + sql, args))
+        assert "USING INDEX cards_sort" in plan and "TEMP B-TREE" not in plan, plan
+    finally:
+        await store.close()
 
 
 def test_open_store_urls(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 // The generated artwork of a card: a hue from its id, its initial, title, set and grade.
 
 import { h } from "../dom.js";
-import { TYPE_LABEL } from "../format.js";
+import { TYPE_LABEL, gradeLabel } from "../format.js";
 
 function hueOf(text) {
   let hash = 0;
@@ -12,7 +12,7 @@ function hueOf(text) {
 export function cardArt(view, asset, size = "large") {
   const hue = hueOf(view.asset_id || view.auction_id);
   const title = view.title || asset?.title || "Untitled card";
-  const meta = [asset?.set, asset?.grade].filter((x) => typeof x === "string" && x).join(" · ");
+  const meta = [asset?.set, gradeLabel(asset)].filter((x) => typeof x === "string" && x).join(" · ");
   return h("div", { class: `card-art card-art--${size}`, style: `--hue:${hue}`, "aria-hidden": "true" },
     h("div", { class: "card-art__frame" },
       h("div", { class: "card-art__badge", text: TYPE_LABEL[view.type] || view.type }),

@@ -2,6 +2,7 @@
 
 import { api } from "../api.js";
 import { h, setText, toast } from "../dom.js";
+import { gradeLabel } from "../format.js";
 import { parseDollars } from "../money.js";
 import { CONFIG, signOut, state } from "../shell.js";
 
@@ -74,7 +75,7 @@ export class SellView {
     try {
       const { assets } = await api.myAssets(state.session.token);
       for (const asset of assets.filter((a) => !a.listed_in)) {
-        this.source.append(h("option", { value: asset.asset_id }, `${asset.title}${asset.grade ? ` (${asset.grade})` : ""}`));
+        this.source.append(h("option", { value: asset.asset_id }, `${asset.title}${gradeLabel(asset) ? ` (${gradeLabel(asset)})` : ""}`));
       }
     } catch {
       // minting still works
