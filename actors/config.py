@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import base64
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from market.provenance import Ed25519Signer
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,14 @@ class ClusterConfig:
     batching: bool = True
     snapshot_every: int = 200
     feed_capacity: int = 100_000
+    # The exchange's Ed25519 provenance key (base64 of 32 raw bytes): hosts sign the token
+    # transfers of the sales they settle. Empty: no signer (tests of the rules alone).
+    provenance_key: str = field(default="", repr=False)
+
+    def signer(self) -> Ed25519Signer | None:
+        if not self.provenance_key:
+            return None
+        return Ed25519Signer.from_private_bytes(base64.b64decode(self.provenance_key))
 
     def directory_name(self) -> str:
         return f"{self.instance}:directory"

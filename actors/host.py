@@ -49,9 +49,10 @@ from actors.messages import (
 )
 from market.auction import Auction, AuctionSpec, Event, public_event
 from market.errors import AUCTION_NOT_FOUND, NOT_HERE, UNAVAILABLE, MarketError
+from market.provenance import Record, next_record, token_id_for
 from storage import CommitBatch, Conflict, Store, open_store
 from storage.base import OPEN_STATUSES
-from storage.records import AuctionRecord, Json, TradeRecord
+from storage.records import AuctionRecord, Json, ProvenanceRecord, TradeRecord
 
 log = logging.getLogger("ece.host")
 
@@ -110,6 +111,7 @@ class AuctionHostCore:
         self.feed = EventFeed(config.feed_capacity)
         # The naive baseline (benchmark only) runs and commits one command at a time.
         self._max_batch = MAX_BATCH if config.batching else 1
+        self._signer = config.signer()  # signs the token transfers of settled sales
         self._queue: list[_Pending] = []
         self._wake = asyncio.Event()
         # Timers: the current deadline of each auction that has one, and a heap of
@@ -490,16 +492,39 @@ class AuctionHostCore:
         # settled, or the asset had moved (no trade): both are a finished step, not a failure.
         view = settlement.view
         if view.get("winner_id"):
-            await self.store.settle(TradeRecord(
+            trade = TradeRecord(
                 auction_id=auction_id,
                 asset_id=settlement.asset_id,
                 seller_id=settlement.seller_id,
                 buyer_id=view["winner_id"],
                 price=view["final_price"],
                 at=view.get("ends_at") or self.clock(),
-            ))
+            )
+            await self.store.settle(trade, await self._transfer(trade))
         else:
             await self.store.release(auction_id, settlement.asset_id)
+
+    async def _transfer(self, trade: TradeRecord) -> ProvenanceRecord | None:
+        """The token's signed transfer record for this sale, or None: no chain to extend (a
+        card minted before tokens, or no signer), already extended by an earlier attempt of
+        this step, or the seller no longer owns it (the store then records ASSET_MOVED).
+        Every field comes from the trade, so a retried step signs the very same record."""
+        token_id = token_id_for(trade["asset_id"])
+        chain = await self.store.load_provenance(token_id)
+        if not chain or self._signer is None:
+            return None
+        tail = chain[-1]
+        if tail["kind"] == "transfer" and tail["ref"] == trade["auction_id"]:
+            return None
+        try:
+            return cast(ProvenanceRecord, next_record(
+                token_id, cast(Record, tail), "transfer", frm=trade["seller_id"],
+                to=trade["buyer_id"], reason="auction", ref=trade["auction_id"],
+                price=trade["price"], at=trade["at"], signer=self._signer))
+        except MarketError as exc:
+            log.warning("host %s: no transfer record for %s: %s", self.name,
+                        trade["auction_id"], exc.message)
+            return None
 
     async def _retry(self, what: str, step: Callable[[], Awaitable[object]]) -> bool:
         """Run `step` until it succeeds (True); a business Conflict gives up (False)."""

@@ -17,6 +17,7 @@ from gateway.catalog import routes as catalog_routes
 from gateway.config import Settings
 from gateway.rest import ApiError, error_body, routes
 from gateway.state import GATEWAY, Gateway
+from gateway.tokens import routes as token_routes
 from gateway.ws import websocket_handler
 from market.errors import INTERNAL, INVALID, NOT_FOUND, UNAVAILABLE, http_status
 from storage import StoreError
@@ -84,6 +85,7 @@ def build_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(on_shutdown)
     app.add_routes(routes)
     app.add_routes(catalog_routes)
+    app.add_routes(token_routes)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/config.js", config_js)

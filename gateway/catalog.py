@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -28,9 +28,9 @@ from market.catalog import (
     search_terms,
 )
 from market.errors import ASSET_NOT_FOUND, CARD_NOT_FOUND, FORBIDDEN, INVALID, MarketError
-from market.provenance import token_id_for
+from market.provenance import mint_record, token_id_for
 from storage import Conflict, sort_name
-from storage.records import AssetRecord, CardRecord
+from storage.records import AssetRecord, CardRecord, ProvenanceRecord
 
 routes = web.RouteTableDef()
 
@@ -155,8 +155,11 @@ async def create_asset(request: web.Request) -> web.Response:
     else:
         asset = _titled(body, asset_id, user_id)
     take_quota(request, "mints", user_id)
+    # The token's first provenance record, written with the asset in one store write.
+    mint = cast(ProvenanceRecord, mint_record(
+        asset_id_token(asset), user_id, asset["created_at"] or now_ms(), gateway.signer))
     try:
-        await gateway.store.create_asset(asset)
+        await gateway.store.create_asset(asset, mint)
     except Conflict as exc:
         raise ApiError(exc.code, exc.message) from exc
     return web.json_response(asset_json(asset), status=201)
@@ -197,6 +200,11 @@ def _titled(body: dict[str, Any], asset_id: str, owner_id: str) -> AssetRecord:
                        metadata=body, created_at=now_ms(), token_id=token_id_for(asset_id))
 
 
+def asset_id_token(asset: AssetRecord) -> str:
+    """The asset's token id (derived from its id, so assets minted before tokens have one)."""
+    return asset.get("token_id") or token_id_for(asset["asset_id"])
+
+
 def asset_json(asset: AssetRecord) -> dict[str, Any]:
     graded: dict[str, Any] = {"card_id": asset.get("card_id"), "grader": asset.get("grader"),
                               "cert": asset.get("cert")} if asset.get("card_id") else {}
@@ -205,8 +213,7 @@ def asset_json(asset: AssetRecord) -> dict[str, Any]:
     return {**asset.get("metadata", {}), "asset_id": asset["asset_id"],
             "owner_id": asset["owner_id"], "title": asset["title"],
             "listed_in": asset.get("listed_in"), "created_at": asset.get("created_at"),
-            # Derived from the asset id, so assets minted before tokens have one too.
-            "token_id": asset.get("token_id") or token_id_for(asset["asset_id"]), **graded}
+            "token_id": asset_id_token(asset), **graded}
 
 
 @routes.get("/api/assets")

@@ -106,7 +106,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ece", description="Elite Card Exchange server")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the gateway (and a local Ray unless ECE_RAY_ADDRESS)")
+    verify = sub.add_parser("verify-provenance",
+                            help="check a token's provenance chain: hashes, signatures, owners")
+    verify.add_argument("token_id")
+    verify.add_argument("--url", default="http://127.0.0.1:8080",
+                        help="the exchange to read the chain from")
+    verify.add_argument("--public-key", help="the exchange's public key (base64) you trust; "
+                        "default: the one the exchange publishes at /api/tokens/key")
     args = parser.parse_args(argv)
+    if args.command == "verify-provenance":
+        from gateway.verify import verify_token
+
+        return verify_token(args.url, args.token_id, args.public_key)
     if args.command == "serve":
         try:
             settings = Settings.from_env()

@@ -9,6 +9,7 @@ tests/unit/test_settings_declaration.py checks the docs and the README against i
 
 from __future__ import annotations
 
+import base64
 import math
 import os
 from collections.abc import Mapping
@@ -17,7 +18,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from actors.config import ClusterConfig
-from gateway.secret import MIN_SECRET_BYTES, load_or_create_secret
+from gateway.secret import (
+    MIN_SECRET_BYTES,
+    load_or_create_provenance_key,
+    load_or_create_secret,
+)
 
 Kind = Literal["int", "float", "str", "bool", "path", "list"]
 
@@ -159,6 +164,11 @@ SETTINGS: tuple[Setting, ...] = (
             "JWT signing secret (share it between gateways); unset: a random one created once "
             "in the data dir (0600, written, fsynced, linked into place, so gateways starting "
             "together agree)", min=MIN_SECRET_BYTES, shown_default="generated"),
+    Setting("ECE_PROVENANCE_KEY", "provenance_key", "str", None,
+            "the exchange's Ed25519 key signing token provenance, base64 of its 32 raw bytes "
+            "(share it between gateways; never rotate it without re-publishing the old public "
+            "key); unset: one created once in the data dir like the secret",
+            min=MIN_SECRET_BYTES, shown_default="generated"),
     Setting("ECE_MINT", "mint", "str", "all",
             "who may mint cards: everyone, or only the users in `ECE_ADMINS`",
             choices=("all", "admin")),
@@ -218,6 +228,7 @@ class Settings:
     auctions_per_actor: int = _default("auctions_per_actor")
     batching: bool = _default("batching")
     secret: str | None = _default("secret")
+    provenance_key: str | None = _default("provenance_key")
     mint: str = _default("mint")
     admins: tuple[str, ...] = _default("admins")
     rate_per_s: float = _default("rate_per_s")
@@ -275,7 +286,12 @@ class Settings:
             auctions_per_actor=self.auctions_per_actor,
             batching=self.batching,
             max_hosts=self.max_hosts,
+            provenance_key=base64.b64encode(self.provenance_private_key()).decode(),
         )
+
+    def provenance_private_key(self) -> bytes:
+        """ECE_PROVENANCE_KEY, else a key generated once and kept in the data dir."""
+        return load_or_create_provenance_key(self.data_dir, self.provenance_key)
 
     def signing_secret(self) -> str:
         """ECE_SECRET, else a secret generated once and kept in the data dir."""

@@ -1,4 +1,6 @@
-"""The token-signing secret: from the environment, or generated once and kept in the data dir.
+"""Secrets from the environment, or generated once and kept in the data dir: the JWT signing
+secret (`secret.key`) and the exchange's Ed25519 provenance key (`provenance.key`, base64 of
+its 32 raw bytes).
 
 Several gateways may start together on one data dir. The first to publish wins: each writes a
 complete, fsynced temp file (mode 0600) and hard-links it to `secret.key`, which fails if the
@@ -7,6 +9,8 @@ name exists, so the file is never seen half-written and a winner is never clobbe
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import os
 import secrets
@@ -16,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 SECRET_FILE = "secret.key"
+PROVENANCE_KEY_FILE = "provenance.key"
 MIN_SECRET_BYTES = 32
 WAIT_S = 5.0
 _POLL_S = 0.05
@@ -32,8 +37,12 @@ def load_or_create_secret(
     wait_s: float = WAIT_S,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    file_name: str = SECRET_FILE,
+    env_name: str = "ECE_SECRET",
+    make: Callable[[], str] = lambda: secrets.token_urlsafe(48),
 ) -> str:
-    """`env_secret` if given (at least 32 bytes), else the data dir's secret, made if absent.
+    """`env_secret` if given (at least 32 bytes), else the data dir's `file_name`, made (by
+    `make`) if absent.
 
     A file found missing or empty after losing the race (or left by an older writer) is
     re-read for up to `wait_s` seconds. A file readable or writable by group/other is refused
@@ -42,12 +51,12 @@ def load_or_create_secret(
     if env_secret is not None:
         if len(env_secret.encode("utf-8")) < MIN_SECRET_BYTES:
             raise ValueError(
-                f"ECE_SECRET must be at least {MIN_SECRET_BYTES} bytes "
+                f"{env_name} must be at least {MIN_SECRET_BYTES} bytes "
                 f"(got {len(env_secret.encode('utf-8'))}); "
                 "e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'")
         return env_secret
     data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / SECRET_FILE
+    path = data_dir / file_name
     deadline = clock() + wait_s
     created = False
     while True:
@@ -56,7 +65,7 @@ def load_or_create_secret(
             return found
         if found is None and not created:
             created = True
-            _publish(data_dir, path, secrets.token_urlsafe(48))
+            _publish(data_dir, path, make())
             continue  # read back what was published: ours, or the winner's
         if clock() >= deadline:
             if found is None:
@@ -94,7 +103,7 @@ def _read(path: Path) -> str | None:
 
 def _publish(data_dir: Path, path: Path, secret: str) -> None:
     """Create `path` holding `secret` unless it exists already (then leave it alone)."""
-    temp = data_dir / f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(8)}.tmp"
+    temp = data_dir / f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -118,3 +127,19 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def load_or_create_provenance_key(data_dir: Path, env_key: str | None) -> bytes:
+    """The exchange's Ed25519 private key (32 raw bytes): `ECE_PROVENANCE_KEY` (base64) if
+    given, else the data dir's `provenance.key`, generated once. Every gateway and host of a
+    cluster must use the same key (set it from one place, like ECE_SECRET)."""
+    text = load_or_create_secret(
+        data_dir, env_key, file_name=PROVENANCE_KEY_FILE, env_name="ECE_PROVENANCE_KEY",
+        make=lambda: base64.b64encode(secrets.token_bytes(32)).decode())
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except binascii.Error as exc:
+        raise SecretError("the provenance key is not base64") from exc
+    if len(raw) != 32:
+        raise SecretError(f"the provenance key has {len(raw)} bytes; Ed25519 needs 32")
+    return raw

@@ -19,6 +19,7 @@ from gateway.fanout import HostFeeds, Hub, WatcherFeeds
 from gateway.limits import ConnectionCounter, KeyedLimiter, LRUCache
 from gateway.router import Router
 from gateway.views import present_view
+from market.provenance import Ed25519Signer
 from storage import Store, open_store
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ class Gateway:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.tokens = Tokens(settings.signing_secret(), settings.token_ttl_s)
+        # Signs the provenance of the tokens minted here (hosts sign the sales they settle).
+        self.signer = Ed25519Signer.from_private_bytes(settings.provenance_private_key())
         self.metrics = Metrics()
         self.connections: set[Connection] = set()
         self.store: Store = open_store(settings.store_url)

@@ -42,6 +42,7 @@ NOT_FOUND = _declare("NOT_FOUND", 404, "no such REST route")
 AUCTION_NOT_FOUND = _declare("AUCTION_NOT_FOUND", 404, "no such auction")
 ASSET_NOT_FOUND = _declare("ASSET_NOT_FOUND", 404, "no such asset")
 CARD_NOT_FOUND = _declare("CARD_NOT_FOUND", 404, "no such card in the catalog")
+TOKEN_NOT_FOUND = _declare("TOKEN_NOT_FOUND", 404, "no such token")
 # Conflicts with the current state
 USERNAME_TAKEN = _declare("USERNAME_TAKEN", 409, "the username is taken (case-insensitive)")
 ASSET_LISTED = _declare("ASSET_LISTED", 409, "the asset is in another open auction")
@@ -78,6 +79,9 @@ ASSET_MOVED = _declare("ASSET_MOVED", 400, "store: settle_error of a sale whose 
                        internal=True)
 CARD_EXISTS = _declare("CARD_EXISTS", 400, "store: a new card's id exists",
                        internal=True)
+PROVENANCE_CONFLICT = _declare("PROVENANCE_CONFLICT", 400,
+                               "store: a record does not extend the token's chain (seq, "
+                               "prev_hash or owner)", internal=True)
 
 # What REST answers for a code it does not know (e.g. from a newer host during an upgrade).
 DEFAULT_STATUS = 400

@@ -18,6 +18,7 @@ from storage.records import (
     AuctionRecord,
     CardRecord,
     Json,
+    ProvenanceRecord,
     TradeRecord,
     UserRecord,
 )
@@ -122,8 +123,8 @@ def population_order(row: Mapping[str, Any]) -> tuple[str, float]:
 
 
 class Store(abc.ABC):
-    """Persistence for users, the card catalog, assets, auctions (event log + views +
-    snapshots) and trades."""
+    """Persistence for users, the card catalog, assets and their tokens' provenance chains,
+    auctions (event log + views + snapshots) and trades."""
 
     # -- lifecycle -------------------------------------------------------------------------
     @abc.abstractmethod
@@ -183,18 +184,53 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def population(self, card_id: str) -> list[dict[str, Any]]:
         """The Pop Report of a card: `[{grader, grade, count}]` over its assets (those with
-        a grader), one row per grader and grade; `grade` None for RAW. Ordered by grader,
-        then grade descending (None last)."""
+        a grader, not redeemed), one row per grader and grade; `grade` None for RAW.
+        Ordered by grader, then grade descending (None last)."""
 
     # -- assets ----------------------------------------------------------------------------
     @abc.abstractmethod
-    async def create_asset(self, asset: AssetRecord) -> None:
-        """Insert {asset_id, owner_id, title, metadata, created_at} and, for a graded copy,
-        {card_id, grader, grade, cert, token_id} (listed_in starts None).
+    async def create_asset(self, asset: AssetRecord, mint: ProvenanceRecord | None = None) -> None:
+        """Insert {asset_id, owner_id, title, metadata, created_at, token_id} and, for a
+        graded copy, {card_id, grader, grade, cert} (listed_in starts None). A missing or
+        None `token_id` is stored as `market.provenance.token_id_for(asset_id)`.
 
-        Conflict ASSET_EXISTS if the id exists; CERT_EXISTS if `grader` and `cert` are both
-        set and another asset has the same pair (the database's unique index decides, so of
-        concurrent creates exactly one wins). The store does not check that the card exists.
+        `mint`, the token's first record (seq 1, kind mint, to the owner), is written in the
+        same atomic write as the asset: either both exist or neither (Conflict
+        PROVENANCE_CONFLICT if it is not such a record). Without it the token's chain
+        starts empty (a card minted before tokens).
+
+        Conflict ASSET_EXISTS if the id (or the token id) exists; CERT_EXISTS if `grader`
+        and `cert` are both set and another asset has the same pair (the database's unique
+        index decides, so of concurrent creates exactly one wins). The store does not check
+        that the card exists.
+        """
+
+    @abc.abstractmethod
+    async def get_asset_by_token(self, token_id: str) -> AssetRecord | None:
+        """The asset whose `token_id` this is (shaped like get_asset's), or None."""
+
+    # -- token provenance ------------------------------------------------------------------
+    @abc.abstractmethod
+    async def load_provenance(self, token_id: str) -> list[ProvenanceRecord] | None:
+        """The token's chain, seq ascending, each record as stored; [] for an asset minted
+        before tokens; None when no asset has this token id."""
+
+    @abc.abstractmethod
+    async def append_provenance(self, token_id: str, record: ProvenanceRecord) -> None:
+        """Append `record` and apply the ownership change it records, in one atomic write:
+        a `transfer` sets `owner_id` to `record["to"]`; a `redeem` marks the asset
+        `redeemed` (owner unchanged; the token is burned: nothing follows, it is left out of
+        `population` and cannot be listed); a `mint` (on an empty chain, to the owner)
+        changes nothing else. For sales use `settle(trade, transfer)` instead.
+
+        Idempotent: if the chain's record at `record["seq"]` already is this very record,
+        nothing changes. Otherwise refused, nothing changed, with Conflict:
+        TOKEN_NOT_FOUND (no asset has the token); ASSET_REDEEMED (the token is burned);
+        PROVENANCE_CONFLICT if `seq` is not the chain's length + 1, `prev_hash` not the
+        last record's hash (64 zeros on an empty chain), `from` not the asset's owner (a
+        mint: `to` not the owner), a first record that is not a mint or a mint that is not
+        first; ASSET_LISTED for a transfer or redeem of an asset listed in an auction (that
+        auction's settle or release moves or frees it).
         """
 
     @abc.abstractmethod
@@ -238,15 +274,23 @@ class Store(abc.ABC):
 
     # -- settlement ------------------------------------------------------------------------
     @abc.abstractmethod
-    async def settle(self, trade: TradeRecord) -> bool:
+    async def settle(self, trade: TradeRecord, transfer: ProvenanceRecord | None = None) -> bool:
         """Sell the asset to the buyer, record the trade, mark the auction settled.
 
         Idempotent saga step. Returns True only for the call that settled the auction with
         a sale. If the asset is no longer owned by the seller through this listing
-        (`listed_in` == the auction), nothing moves and no trade is recorded; the auction
-        is still marked settled, with `settle_error` = SETTLE_ASSET_MOVED, a warning is
-        logged and False is returned. Any call on a settled auction is a no-op returning
-        False. Conflict AUCTION_NOT_FOUND if the auction does not exist.
+        (`listed_in` == the auction), or was redeemed, nothing moves and no trade is
+        recorded; the auction is still marked settled, with `settle_error` =
+        SETTLE_ASSET_MOVED, a warning is logged and False is returned. Any call on a settled
+        auction is a no-op returning False. Conflict AUCTION_NOT_FOUND if the auction does
+        not exist.
+
+        `transfer`, the token's record of this sale (kind transfer, from the seller, to the
+        buyer), is appended in the same atomic step that moves the asset, and only then: a
+        retried or concurrent settle appends it at most once, an ASSET_MOVED one never.
+        Conflict PROVENANCE_CONFLICT, nothing changed and the auction left unsettled, if it
+        is not such a record or does not extend the chain (seq, prev_hash) while the sale
+        would otherwise happen.
         """
 
     @abc.abstractmethod

@@ -19,16 +19,17 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from pymongo.write_concern import WriteConcern
 
 from market.errors import (
-    ASSET_EXISTS,
     ASSET_LISTED,
     ASSET_NOT_FOUND,
+    ASSET_REDEEMED,
     AUCTION_EXISTS,
     AUCTION_NOT_FOUND,
-    CERT_EXISTS,
     NOT_OWNER,
+    PROVENANCE_CONFLICT,
     USER_EXISTS,
     USERNAME_TAKEN,
 )
+from market.provenance import token_id_for
 from storage.base import (
     FINISHED_STATUSES,
     OPEN_STATUSES,
@@ -41,8 +42,18 @@ from storage.base import (
     log_asset_moved,
     username_key,
 )
+from storage.chain import check_mint, check_transfer
 from storage.mongo_catalog import CARD_INDEXES, MongoCatalog
-from storage.records import AssetRecord, AuctionRecord, TradeRecord, UserRecord
+from storage.mongo_tokens import (
+    ASSET_FIELDS,
+    ASSET_INDEXES,
+    ASSET_PROJECTION,
+    MongoTokens,
+    asset_record,
+    duplicate_asset,
+    fence_filter,
+)
+from storage.records import AssetRecord, AuctionRecord, ProvenanceRecord, TradeRecord, UserRecord
 
 type Doc = dict[str, Any]
 
@@ -54,12 +65,6 @@ _DUP_CODES = frozenset({11000, 11001})
 ORPHAN_CLAIM_S = 30.0
 
 _USER_FIELDS = ("user_id", "username", "password_hash", "created_at")
-_ASSET_FIELDS = (
-    "asset_id", "owner_id", "title", "metadata", "created_at", "listed_in", "card_id", "grader",
-    "grade", "cert", "token_id",
-)
-# A grader's certificate number is unique; assets without one (legacy, RAW) are not indexed.
-_CERT_INDEX = "grader_cert"
 _RECORD_FIELDS = (
     "auction_id",
     "asset_id",
@@ -103,7 +108,7 @@ def _record(doc: Doc) -> AuctionRecord:
     return cast(AuctionRecord, out)  # documents are schemaless: this is where they get a type
 
 
-class MongoStore(MongoCatalog, Store):
+class MongoStore(MongoCatalog, MongoTokens, Store):
     def __init__(
         self,
         uri: str,
@@ -159,21 +164,8 @@ class MongoStore(MongoCatalog, Store):
             await self.users.create_indexes(
                 [IndexModel([("username_lower", ASCENDING)], unique=True)]
             )
-            await self.assets.create_indexes(
-                [
-                    IndexModel([("owner_id", ASCENDING)]),
-                    IndexModel([("card_id", ASCENDING), ("grader", ASCENDING)]),
-                    IndexModel(
-                        [("grader", ASCENDING), ("cert", ASCENDING)],
-                        name=_CERT_INDEX,
-                        unique=True,
-                        partialFilterExpression={
-                            "grader": {"$type": "string"},
-                            "cert": {"$type": "string"},
-                        },
-                    ),
-                ]
-            )
+            await self.assets.create_indexes(ASSET_INDEXES)
+            await self._backfill_token_ids()
             await self.cards.create_indexes(CARD_INDEXES)
             await self.auctions.create_indexes(
                 [
@@ -226,28 +218,28 @@ class MongoStore(MongoCatalog, Store):
         return cast(UserRecord | None, _pick(doc, _USER_FIELDS))
 
     # -- assets ----------------------------------------------------------------------------
-    async def create_asset(self, asset: AssetRecord) -> None:
-        doc = {f: asset.get(f) for f in _ASSET_FIELDS}
-        doc.update(_id=asset["asset_id"], metadata=asset.get("metadata") or {}, listed_in=None)
-        doc["listed_at"] = None
+    async def create_asset(self, asset: AssetRecord, mint: ProvenanceRecord | None = None) -> None:
+        if mint is not None:
+            check_mint(asset, mint)
+        doc: Doc = {f: asset.get(f) for f in ASSET_FIELDS}
+        doc.update(_id=asset["asset_id"], metadata=asset.get("metadata") or {}, listed_in=None,
+                   token_id=asset.get("token_id") or token_id_for(asset["asset_id"]))
+        # One document: the asset and its chain are inserted together or not at all.
+        doc.update(listed_at=None, provenance=[] if mint is None else [mint])
         try:
             await self.assets.insert_one(doc)
         except DuplicateKeyError as exc:
-            # Which unique index refused it: _id, or (grader, cert).
-            if _CERT_INDEX in str(exc.details or exc):
-                msg = f"{asset.get('grader')} certificate {asset.get('cert')!r} is registered"
-                raise Conflict(CERT_EXISTS, msg) from None
-            raise Conflict(ASSET_EXISTS, f"asset {asset['asset_id']!r} exists") from None
+            raise duplicate_asset(exc, doc) from None
 
     async def get_asset(self, asset_id: str) -> AssetRecord | None:
-        return cast(AssetRecord | None,
-                    _pick(await self.assets.find_one({"_id": asset_id}), _ASSET_FIELDS))
+        doc = await self.assets.find_one({"_id": asset_id}, ASSET_PROJECTION)
+        return None if doc is None else asset_record(doc)
 
     async def list_assets(self, owner_id: str) -> list[AssetRecord]:
-        cursor = self.assets.find({"owner_id": owner_id}).sort(
+        cursor = self.assets.find({"owner_id": owner_id}, ASSET_PROJECTION).sort(
             [("created_at", ASCENDING), ("_id", ASCENDING)]
         )
-        return [cast(AssetRecord, _pick(doc, _ASSET_FIELDS)) async for doc in cursor]
+        return [asset_record(doc) async for doc in cursor]
 
     # -- auctions --------------------------------------------------------------------------
     async def create_auction(self, record: AuctionRecord) -> None:
@@ -289,7 +281,8 @@ class MongoStore(MongoCatalog, Store):
         create_auction whose first attempt died before inserting the auction)."""
         for _ in range(2):
             done = await self.assets.find_one_and_update(
-                {"_id": asset_id, "owner_id": seller_id, "listed_in": None},
+                {"_id": asset_id, "owner_id": seller_id, "listed_in": None,
+                 "redeemed": {"$ne": True}},
                 # Stamped with the server's clock: only ever compared with that clock.
                 {"$set": {"listed_in": auction_id}, "$currentDate": {"listed_at": True}},
                 projection={"_id": 1},
@@ -302,11 +295,13 @@ class MongoStore(MongoCatalog, Store):
 
     async def _explain_refusal(self, asset_id: str, seller_id: str, auction_id: str) -> bool:
         """Raise the matching Conflict; return True to retry the claim, False if ours."""
-        asset = await self.assets.find_one({"_id": asset_id})
+        asset = await self.assets.find_one({"_id": asset_id}, ASSET_PROJECTION)
         if asset is None:
             raise Conflict(ASSET_NOT_FOUND, f"asset {asset_id!r} not found")
         if asset["owner_id"] != seller_id:
             raise Conflict(NOT_OWNER, f"asset {asset_id!r} is not owned by the seller")
+        if asset.get("redeemed"):
+            raise Conflict(ASSET_REDEEMED, f"asset {asset_id!r} was redeemed")
         listed_in, listed_at = asset.get("listed_in"), asset.get("listed_at")
         if listed_in is None:
             return True  # released between our update and this read
@@ -452,19 +447,22 @@ class MongoStore(MongoCatalog, Store):
         return [doc["ev"] async for doc in cursor]
 
     # -- settlement ------------------------------------------------------------------------
-    async def settle(self, trade: TradeRecord) -> bool:
+    async def settle(self, trade: TradeRecord, transfer: ProvenanceRecord | None = None) -> bool:
         # Three idempotent single-document steps, ordered so that a retry after a crash at
         # any point converges: (1) move the asset, conditionally, remembering the sale in
-        # the asset's `sold_in` list; (2) record the trade (keyed by auction) only if the
-        # asset moved - in this call or an earlier, interrupted one; (3) flip `settled`,
-        # which decides the return value, so True is reported exactly once.
+        # the asset's `sold_in` list and appending `transfer` to its chain; (2) record the
+        # trade (keyed by auction) only if the asset moved - in this call or an earlier,
+        # interrupted one; (3) flip `settled`, which decides the return value, so True is
+        # reported exactly once.
+        if transfer is not None:
+            check_transfer(trade, transfer)
         auction_id = trade["auction_id"]
         found = await self.auctions.find_one({"_id": auction_id}, {"settled": 1})
         if found is None:
             raise Conflict(AUCTION_NOT_FOUND, f"auction {auction_id!r} not found")
         if found.get("settled"):
             return False
-        if not await self._sell_asset(trade):
+        if not await self._sell_asset(trade, transfer):
             res = await self.auctions.update_one(
                 {"_id": auction_id, "settled": False},
                 {"$set": {"settled": True, "settle_error": SETTLE_ASSET_MOVED}},
@@ -480,24 +478,37 @@ class MongoStore(MongoCatalog, Store):
         )
         return res.modified_count == 1
 
-    async def _sell_asset(self, trade: TradeRecord) -> bool:
-        """Move the asset to the buyer iff the seller owns it through this listing.
+    async def _sell_asset(self, trade: TradeRecord, transfer: ProvenanceRecord | None) -> bool:
+        """Move the asset to the buyer iff the seller owns it through this listing (and has
+        not redeemed it), appending `transfer` to its chain in the same update.
 
         True if it moved now or in an earlier attempt for this auction: `sold_in` lists
         every auction that sold the asset, so that stays recognisable even after the buyer
-        has relisted or resold it before the retry."""
-        auction_id, asset_id = trade["auction_id"], trade["asset_id"]
-        moved = await self.assets.update_one(
-            {"_id": asset_id, "owner_id": trade["seller_id"], "listed_in": auction_id},
-            {
-                "$set": {"owner_id": trade["buyer_id"], "listed_in": None, "listed_at": None},
-                "$push": {"sold_in": auction_id},
-            },
-        )
+        has relisted or resold it before the retry (whose transfer is then not appended:
+        the chain already has this sale's)."""
+        auction_id, asset_id, seller_id = trade["auction_id"], trade["asset_id"], trade["seller_id"]
+        where: Doc = {"_id": asset_id, "owner_id": seller_id, "listed_in": auction_id,
+                      "redeemed": {"$ne": True}}
+        push: Doc = {"sold_in": auction_id}
+        if transfer is not None:
+            where.update(fence_filter(transfer))
+            push["provenance"] = transfer
+        moved = await self.assets.update_one(where, {
+            "$set": {"owner_id": trade["buyer_id"], "listed_in": None, "listed_at": None},
+            "$push": push,
+        })
         if moved.modified_count == 1:
             return True
-        earlier = await self.assets.find_one({"_id": asset_id, "sold_in": auction_id}, {"_id": 1})
-        return earlier is not None
+        now = await self.assets.find_one(
+            {"_id": asset_id}, {"owner_id": 1, "listed_in": 1, "redeemed": 1, "sold_in": 1})
+        if now is not None and auction_id in (now.get("sold_in") or []):
+            return True
+        if now is not None and (now["owner_id"], now.get("listed_in"), bool(
+                now.get("redeemed"))) == (seller_id, auction_id, False):
+            # Still the seller's through this listing: only the chain fence refused it.
+            raise Conflict(PROVENANCE_CONFLICT,
+                           f"settle {auction_id}: the transfer does not extend the chain")
+        return False
 
     async def release(self, auction_id: str, asset_id: str) -> bool:
         await self.assets.update_one(

@@ -116,7 +116,8 @@ class MongoCatalog:
     async def population(self: _Host, card_id: str) -> list[dict[str, Any]]:
         cursor = await self.assets.aggregate(
             [
-                {"$match": {"card_id": card_id, "grader": {"$type": "string"}}},
+                {"$match": {"card_id": card_id, "grader": {"$type": "string"},
+                            "redeemed": {"$ne": True}}},
                 {
                     "$group": {
                         # $ifNull: a missing grade and a null one are the same (RAW) row.

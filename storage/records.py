@@ -21,9 +21,10 @@ class UserRecord(TypedDict):
 
 class AssetRecord(TypedDict):
     """One physical card. A graded copy of a catalog card carries `card_id`, `grader`,
-    `grade` (None for RAW), `cert` (unique per grader) and `token_id`; an asset created
-    before the catalog has only a title and metadata. The store returns every key, the
-    graded ones None when not set."""
+    `grade` (None for RAW) and `cert` (unique per grader); an asset created before the
+    catalog has only a title and metadata. Every asset has a `token_id` (unique; the store
+    derives it from `asset_id` when not given). The store returns every key but
+    `redeemed`, the graded ones None when not set; `redeemed` only when True."""
 
     asset_id: str
     owner_id: str
@@ -36,6 +37,7 @@ class AssetRecord(TypedDict):
     grade: NotRequired[float | None]  # 1..10 in halves; None for RAW
     cert: NotRequired[str | None]  # the grader's certificate number, unique per grader
     token_id: NotRequired[str | None]  # market.provenance.token_id_for(asset_id)
+    redeemed: NotRequired[bool]  # present, True, only once the token is burned (redeem)
 
 
 class CardRecord(TypedDict):
@@ -82,3 +84,24 @@ class TradeRecord(TypedDict):
     buyer_id: str
     price: int
     at: int
+
+
+# One signed record of a token's provenance chain (market.provenance: `mint_record`,
+# `next_record`, `verify_chain`), stored and returned exactly as given. Functional syntax:
+# `from` is a Python keyword.
+ProvenanceRecord = TypedDict(
+    "ProvenanceRecord",
+    {
+        "seq": int,  # 1, 2, ... without gaps
+        "kind": str,  # mint | transfer | redeem
+        "from": str | None,  # the owner before (None on the mint)
+        "to": str | None,  # the owner after (None on a redeem)
+        "reason": str | None,  # auction | offer | admin on a transfer, else None
+        "ref": str | None,  # the auction or offer id
+        "price": int | None,  # cents, on a transfer that had one
+        "at": int,  # ms since the Unix epoch
+        "prev_hash": str,  # the previous record's hash; 64 zeros on the mint
+        "hash": str,  # hex SHA-256 of the canonical encoding (market.provenance)
+        "signature": str,  # base64 Ed25519 signature of the hash's 32 bytes
+    },
+)

@@ -22,6 +22,7 @@ from market.errors import (
     ASSET_EXISTS,
     ASSET_LISTED,
     ASSET_NOT_FOUND,
+    ASSET_REDEEMED,
     AUCTION_EXISTS,
     AUCTION_NOT_FOUND,
     CERT_EXISTS,
@@ -29,6 +30,7 @@ from market.errors import (
     USER_EXISTS,
     USERNAME_TAKEN,
 )
+from market.provenance import token_id_for
 from storage.base import (
     FINISHED_STATUSES,
     OPEN_STATUSES,
@@ -41,9 +43,17 @@ from storage.base import (
     log_asset_moved,
     username_key,
 )
-from storage.records import AssetRecord, AuctionRecord, TradeRecord, UserRecord
+from storage.chain import check_mint, check_transfer
+from storage.records import AssetRecord, AuctionRecord, ProvenanceRecord, TradeRecord, UserRecord
 from storage.sqlite_catalog import SqliteCatalog
 from storage.sqlite_schema import connect, sync_mode
+from storage.sqlite_tokens import (
+    ASSET_SELECT,
+    SqliteTokens,
+    asset_row,
+    insert_record,
+    sell_with_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +83,7 @@ def _rollback(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
 
 
-class SqliteStore(SqliteCatalog, Store):
+class SqliteStore(SqliteCatalog, SqliteTokens, Store):
     def __init__(self, path: str, synchronous: str = "FULL") -> None:
         self.path = path
         self.synchronous = sync_mode(synchronous)
@@ -188,66 +198,52 @@ class SqliteStore(SqliteCatalog, Store):
         return await self._run(q)
 
     # -- assets ----------------------------------------------------------------------------
-    async def create_asset(self, asset: AssetRecord) -> None:
+    async def create_asset(self, asset: AssetRecord, mint: ProvenanceRecord | None = None) -> None:
+        if mint is not None:
+            check_mint(asset, mint)
         grader, cert = asset.get("grader"), asset.get("cert")
+        token_id = asset.get("token_id") or token_id_for(asset["asset_id"])
         row = (
             asset["asset_id"],
             asset["owner_id"],
             asset["title"],
             _dumps(asset.get("metadata") or {}),
             asset.get("created_at"),
-            *(asset.get(f) for f in ("card_id", "grader", "grade", "cert", "token_id")),
+            *(asset.get(f) for f in ("card_id", "grader", "grade", "cert")),
+            token_id,
         )
 
         def tx(conn: sqlite3.Connection) -> None:
-            # Under the write lock; the unique index assets_grader_cert backs the cert check.
+            # Under the write lock; unique indexes back the cert and token checks.
             if conn.execute("SELECT 1 FROM assets WHERE asset_id=?", (row[0],)).fetchone():
                 raise Conflict(ASSET_EXISTS, f"asset {row[0]!r} exists")
             if grader is not None and cert is not None and conn.execute(
                 "SELECT 1 FROM assets WHERE grader=? AND cert=?", (grader, cert)
             ).fetchone():
                 raise Conflict(CERT_EXISTS, f"{grader} certificate {cert!r} is registered")
+            if conn.execute("SELECT 1 FROM assets WHERE token_id=?", (token_id,)).fetchone():
+                raise Conflict(ASSET_EXISTS, f"token {token_id} exists")
             conn.execute(
                 "INSERT INTO assets(asset_id, owner_id, title, metadata, created_at, card_id,"
                 " grader, grade, cert, token_id, listed_in) VALUES (?,?,?,?,?,?,?,?,?,?,NULL)",
                 row,
             )
+            if mint is not None:  # the same transaction: both or neither
+                insert_record(conn, token_id, mint)
 
         await self._run(self._write, tx)
 
-    _ASSET_SELECT = (
-        "SELECT asset_id, owner_id, title, metadata, created_at, listed_in, card_id, grader,"
-        " grade, cert, token_id FROM assets"
-    )
-
-    @staticmethod
-    def _asset(row: tuple[Any, ...]) -> AssetRecord:
-        return {
-            "asset_id": row[0],
-            "owner_id": row[1],
-            "title": row[2],
-            "metadata": _loads(row[3]),
-            "created_at": row[4],
-            "listed_in": row[5],
-            "card_id": row[6],
-            "grader": row[7],
-            "grade": row[8],
-            "cert": row[9],
-            "token_id": row[10],
-        }
-
     async def get_asset(self, asset_id: str) -> AssetRecord | None:
         def q() -> AssetRecord | None:
-            row = self._db.execute(self._ASSET_SELECT + " WHERE asset_id=?", (asset_id,))
-            found = row.fetchone()
-            return None if found is None else self._asset(found)
+            found = self._db.execute(ASSET_SELECT + " WHERE asset_id=?", (asset_id,)).fetchone()
+            return None if found is None else asset_row(found)
 
         return await self._run(q)
 
     async def list_assets(self, owner_id: str) -> list[AssetRecord]:
         def q() -> list[AssetRecord]:
-            sql = self._ASSET_SELECT + " WHERE owner_id=? ORDER BY created_at, asset_id"
-            return [self._asset(r) for r in self._db.execute(sql, (owner_id,))]
+            sql = ASSET_SELECT + " WHERE owner_id=? ORDER BY created_at, asset_id"
+            return [asset_row(r) for r in self._db.execute(sql, (owner_id,))]
 
         return await self._run(q)
 
@@ -275,12 +271,14 @@ class SqliteStore(SqliteCatalog, Store):
         def tx(conn: sqlite3.Connection) -> None:
             # Check-then-write is atomic because BEGIN IMMEDIATE holds the file's write lock.
             found = conn.execute(
-                "SELECT owner_id, listed_in FROM assets WHERE asset_id=?", (asset_id,)
+                "SELECT owner_id, listed_in, redeemed FROM assets WHERE asset_id=?", (asset_id,)
             ).fetchone()
             if found is None:
                 raise Conflict(ASSET_NOT_FOUND, f"asset {asset_id!r} not found")
             if found[0] != seller_id:
                 raise Conflict(NOT_OWNER, f"asset {asset_id!r} is not owned by the seller")
+            if found[2]:
+                raise Conflict(ASSET_REDEEMED, f"asset {asset_id!r} was redeemed")
             if found[1] is not None:
                 raise Conflict(ASSET_LISTED, f"asset {asset_id!r} is listed in {found[1]!r}")
             if conn.execute("SELECT 1 FROM auctions WHERE auction_id=?", (auction_id,)).fetchone():
@@ -427,7 +425,9 @@ class SqliteStore(SqliteCatalog, Store):
         return await self._run(q)
 
     # -- settlement ------------------------------------------------------------------------
-    async def settle(self, trade: TradeRecord) -> bool:
+    async def settle(self, trade: TradeRecord, transfer: ProvenanceRecord | None = None) -> bool:
+        if transfer is not None:
+            check_transfer(trade, transfer)
         auction_id, asset_id = trade["auction_id"], trade["asset_id"]
         seller_id, buyer_id = trade["seller_id"], trade["buyer_id"]
         trade_row = (auction_id, asset_id, seller_id, buyer_id, trade.get("at"), _dumps(trade))
@@ -441,11 +441,11 @@ class SqliteStore(SqliteCatalog, Store):
                 raise Conflict(AUCTION_NOT_FOUND, f"auction {auction_id!r} not found")
             if found[0]:
                 return False  # already applied: the saga step is a no-op
-            # The sale happens only if the seller still owns the asset through this listing;
-            # the trade is recorded only if it did.
+            # The sale happens only if the seller still owns the asset through this listing
+            # (and has not redeemed it); the trade and the transfer are recorded only if it did.
             moved = conn.execute(
                 "UPDATE assets SET owner_id=?, listed_in=NULL"
-                " WHERE asset_id=? AND owner_id=? AND listed_in=?",
+                " WHERE asset_id=? AND owner_id=? AND listed_in=? AND redeemed=0",
                 (buyer_id, asset_id, seller_id, auction_id),
             ).rowcount
             if not moved:
@@ -454,6 +454,8 @@ class SqliteStore(SqliteCatalog, Store):
                     (SETTLE_ASSET_MOVED, auction_id),
                 )
                 return None
+            if transfer is not None:  # refused: the whole transaction rolls back
+                sell_with_record(conn, asset_id, transfer)
             conn.execute(
                 "INSERT OR IGNORE INTO trades(auction_id, asset_id, seller_id, buyer_id, at,"
                 " data) VALUES (?,?,?,?,?,?)",

@@ -158,7 +158,7 @@ class SqliteCatalog:
     async def population(self: _Host, card_id: str) -> list[dict[str, Any]]:
         sql = (
             "SELECT grader, grade, count(*) FROM assets"
-            " WHERE card_id=? AND grader IS NOT NULL GROUP BY grader, grade"
+            " WHERE card_id=? AND grader IS NOT NULL AND redeemed=0 GROUP BY grader, grade"
         )
 
         def q() -> list[dict[str, Any]]:

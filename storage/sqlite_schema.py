@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
+from market.provenance import token_id_for
 from storage.base import StoreError
 
 _SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -19,8 +20,9 @@ CREATE TABLE IF NOT EXISTS users (
     password_hash TEXT NOT NULL,
     created_at
 );
--- A graded copy also has card_id, grader, grade (untyped: 9 stays 9, 9.5 stays 9.5), cert
--- and token_id, all NULL on a legacy asset.
+-- A graded copy also has card_id, grader, grade (untyped: 9 stays 9, 9.5 stays 9.5) and
+-- cert, all NULL on a legacy asset. token_id is unique (assets_token), redeemed is 1 once
+-- the token is burned.
 CREATE TABLE IF NOT EXISTS assets (
     asset_id   TEXT PRIMARY KEY,
     owner_id   TEXT NOT NULL,
@@ -32,7 +34,8 @@ CREATE TABLE IF NOT EXISTS assets (
     grader     TEXT,
     grade,
     cert       TEXT,
-    token_id   TEXT
+    token_id   TEXT,
+    redeemed   INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS assets_owner ON assets(owner_id);
 -- The catalog. sort_name = storage.base.sort_name(card) orders search results, terms is the
@@ -98,6 +101,14 @@ CREATE TABLE IF NOT EXISTS trades (
 CREATE INDEX IF NOT EXISTS trades_asset ON trades(asset_id, at);
 CREATE INDEX IF NOT EXISTS trades_buyer ON trades(buyer_id, at);
 CREATE INDEX IF NOT EXISTS trades_seller ON trades(seller_id, at);
+-- Each token's provenance chain: one row per record (market.provenance's JSON, verbatim),
+-- written in the transaction that changes the asset it records.
+CREATE TABLE IF NOT EXISTS provenance (
+    token_id TEXT NOT NULL,
+    seq      INTEGER NOT NULL,
+    record   TEXT NOT NULL,
+    PRIMARY KEY (token_id, seq)
+) WITHOUT ROWID;
 """
 
 # Columns added after the first release: (table, column, declaration) for ALTER TABLE.
@@ -108,6 +119,7 @@ _ADDED_COLUMNS = (
     ("assets", "grade", ""),
     ("assets", "cert", "TEXT"),
     ("assets", "token_id", "TEXT"),
+    ("assets", "redeemed", "INTEGER NOT NULL DEFAULT 0"),
 )
 
 # Indexes on added columns: created after _ADDED_COLUMNS has brought an old file up to date.
@@ -115,6 +127,7 @@ _INDEXES_ON_ADDED_COLUMNS = """
 CREATE UNIQUE INDEX IF NOT EXISTS assets_grader_cert ON assets(grader, cert)
     WHERE cert IS NOT NULL;
 CREATE INDEX IF NOT EXISTS assets_card ON assets(card_id, grader, grade);
+CREATE UNIQUE INDEX IF NOT EXISTS assets_token ON assets(token_id);
 """
 
 
@@ -141,6 +154,7 @@ def connect(path: str, synchronous: str) -> sqlite3.Connection:
             _run_script(conn, _SCHEMA)
             _add_missing_columns(conn)
             _run_script(conn, _INDEXES_ON_ADDED_COLUMNS)
+            _backfill_token_ids(conn)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -164,6 +178,15 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
         have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         if column not in have:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}".rstrip())
+
+
+def _backfill_token_ids(conn: sqlite3.Connection) -> None:
+    # Assets written before tokens get the token id derived from their id (what the API has
+    # always shown for them), so that they are found by token. One index probe once done.
+    rows = conn.execute("SELECT asset_id FROM assets WHERE token_id IS NULL").fetchall()
+    if rows:
+        conn.executemany("UPDATE OR IGNORE assets SET token_id=? WHERE asset_id=?",
+                         [(token_id_for(asset_id), asset_id) for (asset_id,) in rows])
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:

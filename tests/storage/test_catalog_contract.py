@@ -305,6 +305,8 @@ async def test_legacy_assets_still_work(store: Store) -> None:
     await store.create_asset({**graded("c_new", "u1", "card_1", "PSA", 8, "77"),
                               "created_at": int(T0) + 1})
     old = await store.get_asset("c_old")
-    assert old == {**asset("c_old", "u1"), "listed_in": None, **dict.fromkeys(GRADED_KEYS)}
+    # Every asset has a token: without one given, the store derives it from the id.
+    assert old == {**asset("c_old", "u1"), "listed_in": None, **dict.fromkeys(GRADED_KEYS),
+                   "token_id": token_id_for("c_old")}
     assert [a["asset_id"] for a in await store.list_assets("u1")] == ["c_old", "c_new"]
     assert (await store.list_assets("u1"))[0] == old

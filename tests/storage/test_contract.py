@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from market.provenance import token_id_for
 from storage import SETTLE_ASSET_MOVED, CommitBatch, Conflict, Store
 from tests.storage.conftest import Backend, tamper_asset
 
@@ -114,9 +115,11 @@ async def test_assets_roundtrip_and_listing_by_owner(store: Store) -> None:
     await store.create_asset(asset("a2", "u1", T0 + 1))
     await store.create_asset(asset("a3", "u2"))
     got = await store.get_asset("a1")
-    # An asset without a catalog card: the graded-copy keys are there, all None.
-    ungraded = dict.fromkeys(("card_id", "grader", "grade", "cert", "token_id"))
-    assert got == {**asset("a1", "u1"), "listed_in": None, **ungraded}
+    # An asset without a catalog card: the graded-copy keys are there, all None; its token
+    # id, not given, is derived from its id.
+    ungraded = dict.fromkeys(("card_id", "grader", "grade", "cert"))
+    assert got == {**asset("a1", "u1"), "listed_in": None, **ungraded,
+                   "token_id": token_id_for("a1")}
     assert await store.get_asset("missing") is None
     assert [a["asset_id"] for a in await store.list_assets("u1")] == ["a1", "a2"]
     assert [a["asset_id"] for a in await store.list_assets("u2")] == ["a3"]

@@ -7,7 +7,7 @@ import datetime
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import pytest_asyncio
@@ -16,9 +16,11 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import AutoReconnect, PyMongoError
 
 import storage.mongo
+from market.provenance import token_id_for
 from storage import CommitBatch, Conflict, StoreError
 from storage.mongo import MongoStore
 from tests.storage.test_contract import T0, asset, auction, event, finish, listed, trade, view
+from tests.storage.test_provenance_contract import listed_token, mint, sale, verified
 
 type Mongo = tuple[MongoStore, AsyncMongoClient[dict]]
 
@@ -262,6 +264,56 @@ async def test_settle_retry_after_crash_when_asset_moved(mongo: Mongo) -> None:
     assert (await store.get_asset("as-x1") or {})["owner_id"] == "u9"
 
 
+@pytest.mark.parametrize(
+    ("collection", "method"),
+    [("trades", "insert_one"), ("auctions", "update_one")],
+    ids=["after-asset-moved", "after-trade-recorded"],
+)
+@pytest.mark.parametrize("resold", [False, True], ids=["retry", "retry-after-resale"])
+async def test_settle_retry_after_crash_appends_the_transfer_once(
+    mongo: Mongo, collection: str, method: str, resold: bool
+) -> None:
+    """The transfer is pushed by the update that moves the asset; whatever a retry passes
+    (the same record, or none as the host does once it sees it in the chain), it is there
+    exactly once."""
+    store, _ = mongo
+    token, m = await listed_token(store, "x1")
+    t = trade("x1", "u2", 250, T0 + 61)
+    transfer = sale(token, m, "x1", "u1", "u2")
+    with failing(store, collection, method), pytest.raises(PyMongoError):
+        await store.settle(t, transfer)
+    assert await store.load_provenance(token) == [m, transfer]
+    chain = [m, transfer]
+    if resold:  # the buyer relists and sells it before the retry
+        await store.create_auction(auction("x2", "as-x1", "u2"))
+        await finish(store, "x2", "closed")
+        resale = sale(token, transfer, "x2", "u2", "u3", price=300)
+        t2 = {**trade("x2", "u3", 300, T0 + 200, seller="u2"), "asset_id": "as-x1"}
+        assert await store.settle(t2, resale) is True
+        chain.append(resale)
+    assert await store.settle(t, transfer) is True
+    assert await store.settle(t, transfer) is False
+    assert await store.settle(t) is False
+    assert await verified(store, token) == chain
+    assert (await store.get_asset("as-x1") or {})["owner_id"] == chain[-1]["to"]
+    assert await store.get_trade("x1") == t
+
+
+async def test_a_chain_fenced_settle_raises_and_leaves_the_sale_to_do(mongo: Mongo) -> None:
+    store, raw = mongo
+    token, m = await listed_token(store, "x1")
+    # Someone appended behind the store's back: the sale's record no longer extends it.
+    extra = {**m, "seq": 2}
+    await raw[store.db_name]["assets"].update_one({"_id": "as-x1"},
+                                                   {"$push": {"provenance": extra}})
+    with pytest.raises(Conflict) as err:
+        await store.settle(trade("x1", "u2", 250, T0 + 61), sale(token, m, "x1", "u1", "u2"))
+    assert err.value.code == "PROVENANCE_CONFLICT"
+    got = await store.get_asset("as-x1")
+    assert got is not None and (got["owner_id"], got["listed_in"]) == ("u1", "x1")
+    assert (await store.get_auction("x1") or {})["settled"] is False
+
+
 # -- commit --------------------------------------------------------------------------------
 async def test_half_written_commit_keeps_events_and_a_view_commit_repairs_it(
     mongo: Mongo,
@@ -328,7 +380,7 @@ async def test_assets_written_before_the_catalog(mongo_uri: str) -> None:
         old = await store.get_asset("a_old0")
         assert old == {"asset_id": "a_old0", "owner_id": "u1", "title": "Old", "metadata": {},
                        "created_at": 0, "listed_in": None, "card_id": None, "grader": None,
-                       "grade": None, "cert": None, "token_id": None}
+                       "grade": None, "cert": None, "token_id": token_id_for("a_old0")}
         assert [a["asset_id"] for a in await store.list_assets("u1")] == [
             "a_old0", "a_old1", "a_old2"]
         copy: Any = {**asset("a_new", "u2"), "card_id": "card_1", "grader": "PSA",
@@ -340,6 +392,15 @@ async def test_assets_written_before_the_catalog(mongo_uri: str) -> None:
         assert await store.population("card_1") == [{"grader": "PSA", "grade": 10, "count": 1}]
         indexes = await raw[db_name]["assets"].index_information()
         assert indexes["grader_cert"]["unique"] is True
+        assert indexes["token_id"]["unique"] is True
+        # Their tokens (derived when the store opened) have empty chains, which a mint can
+        # start even though the documents have no `provenance` field at all.
+        token = token_id_for("a_old1")
+        assert (await store.get_asset_by_token(token) or {})["asset_id"] == "a_old1"
+        assert await store.load_provenance(token) == []
+        first = mint(cast(Any, {"asset_id": "a_old1", "owner_id": "u1"}))
+        await store.append_provenance(token, first)
+        assert await verified(store, token) == [first]
     finally:
         await store.close()
         await raw.drop_database(db_name)

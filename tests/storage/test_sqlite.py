@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 
+from market.provenance import token_id_for
 from storage import CommitBatch, Conflict, StoreError, open_store
 from storage.mongo import MongoStore
 from storage.sqlite import SqliteStore
 from tests.storage.test_contract import asset, auction, event, view
+from tests.storage.test_provenance_contract import follow, mint, verified
 
 N_AUCTIONS = 10
 N_BATCHES = 60
@@ -237,7 +239,7 @@ async def test_file_from_before_the_catalog_is_migrated(tmp_path: Path) -> None:
         assert await store.get_asset("a_old") == {
             "asset_id": "a_old", "owner_id": "u1", "title": "Old card", "metadata": {"x": 1},
             "created_at": 5, "listed_in": None, "card_id": None, "grader": None, "grade": None,
-            "cert": None, "token_id": None}
+            "cert": None, "token_id": token_id_for("a_old")}  # derived when it opened
         copy = {**asset("a_new", "u1"), "card_id": "card_1", "grader": "PSA", "grade": 9.5,
                 "cert": "123", "token_id": "42"}
         await store.create_asset(copy)
@@ -258,6 +260,47 @@ async def test_file_from_before_the_catalog_is_migrated(tmp_path: Path) -> None:
           pytest.raises(sqlite3.IntegrityError)):
         conn.execute("INSERT INTO assets(asset_id, owner_id, title, metadata, grader, cert)"
                      " VALUES ('a_raw', 'u2', 't', '{}', 'PSA', '123')")
+
+
+async def test_file_from_before_tokens_is_migrated(tmp_path: Path) -> None:
+    path = str(tmp_path / "old.db")
+    store = SqliteStore(path)
+    await store.open()
+    await store.create_asset(asset("a_old", "u1"))
+    await store.create_asset({**asset("a_graded", "u1"), "card_id": "card_1", "grader": "PSA",
+                              "grade": 9, "cert": "5", "token_id": token_id_for("a_graded")})
+    await store.close()
+    # Back to the file as the catalog's release made it: no provenance table, no redeemed
+    # column, no token index, and no token id on an asset made without one.
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("DROP TABLE provenance")
+        conn.execute("DROP INDEX assets_token")
+        conn.execute("ALTER TABLE assets DROP COLUMN redeemed")
+        conn.execute("UPDATE assets SET token_id=NULL WHERE asset_id='a_old'")
+
+    stores = [SqliteStore(path) for _ in range(4)]
+    await asyncio.gather(*(s.open() for s in stores))  # several processes migrate it at once
+    try:
+        old = await stores[0].get_asset("a_old")
+        assert old is not None and old["token_id"] == token_id_for("a_old")
+        assert "redeemed" not in old
+        for asset_id in ("a_old", "a_graded"):
+            token = token_id_for(asset_id)
+            assert (await stores[1].get_asset_by_token(token) or {})["asset_id"] == asset_id
+            assert await stores[2].load_provenance(token) == []
+        first = mint({**asset("a_graded", "u1")})
+        await stores[3].append_provenance(token_id_for("a_graded"), first)
+        redeem = follow(token_id_for("a_graded"), first, "redeem", "u1", None)
+        await stores[0].append_provenance(token_id_for("a_graded"), redeem)
+        assert await verified(stores[1], token_id_for("a_graded")) == [first, redeem]
+        assert (await stores[2].get_asset("a_graded") or {}).get("redeemed") is True
+        assert await stores[3].population("card_1") == []
+        plan = " | ".join(str(r[-1]) for r in stores[0]._db.execute(
+            "EXPLAIN QUERY PLAN SELECT asset_id FROM assets WHERE token_id IS NULL"))
+        assert "SEARCH assets USING INDEX assets_token" in plan, plan  # run at each open
+    finally:
+        for s in stores:
+            await s.close()
 
 
 async def test_card_search_is_driven_by_the_term_index(tmp_path: Path) -> None:

@@ -325,7 +325,7 @@ async def test_settle_answering_false_is_done_not_retried(store, clock, released
     await add_auction(store)
     wrapper = FailingStore(store)
 
-    async def asset_moved(n: int, real: Hook, trade: dict) -> bool:
+    async def asset_moved(n: int, real: Hook, trade: dict, transfer: dict | None = None) -> bool:
         return False  # what the store answers when the asset had moved: no trade, settled
 
     wrapper.on("settle", asset_moved)

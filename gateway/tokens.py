@@ -1,0 +1,109 @@
+"""REST routes of the token registry: the exchange's public key, each token's ERC-721 metadata
+and image, and its signed provenance chain (which anyone can verify with the public key only:
+`ece verify-provenance`, or `market.provenance.verify_chain`)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+from xml.sax.saxutils import escape
+
+from aiohttp import web
+
+from gateway.catalog import asset_json
+from gateway.rest import ApiError
+from gateway.state import Gateway, gateway_of
+from market.catalog import grade_text
+from market.errors import TOKEN_NOT_FOUND
+from market.provenance import is_token_id, public_key_b64, token_metadata
+from storage.records import AssetRecord
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/tokens/key")
+async def public_key(request: web.Request) -> web.Response:
+    return web.json_response({"alg": "Ed25519",
+                              "public_key": public_key_b64(gateway_of(request).signer)})
+
+
+async def _asset(gateway: Gateway, token_id: str) -> AssetRecord:
+    asset = await gateway.store.get_asset_by_token(token_id) if is_token_id(token_id) else None
+    if asset is None:
+        raise ApiError(TOKEN_NOT_FOUND, "no such token")
+    return asset
+
+
+async def _card_of(gateway: Gateway, asset: AssetRecord) -> dict[str, Any]:
+    """The catalog card of a graded copy; for a card outside the catalog, what it says."""
+    card_id = asset.get("card_id")
+    card = await gateway.store.get_card(card_id) if card_id else None
+    if card is not None:
+        return dict(card)
+    metadata = asset.get("metadata") or {}
+    return {"name": asset["title"], "set": metadata.get("set"), "year": metadata.get("year")}
+
+
+@routes.get("/api/tokens/{token_id}")
+async def metadata(request: web.Request) -> web.Response:
+    gateway = gateway_of(request)
+    token_id = request.match_info["token_id"]
+    asset = await _asset(gateway, token_id)
+    base = f"{request.scheme}://{request.host}"
+    body = token_metadata(await _card_of(gateway, asset), asset_json(asset), token_id,
+                          f"{base}/api/tokens/{token_id}/provenance",
+                          f"{base}/api/tokens/{token_id}/image.svg")
+    return web.json_response(body)
+
+
+@routes.get("/api/tokens/{token_id}/provenance")
+async def provenance(request: web.Request) -> web.Response:
+    token_id = request.match_info["token_id"]
+    records = await gateway_of(request).store.load_provenance(token_id) if is_token_id(
+        token_id) else None
+    if records is None:
+        raise ApiError(TOKEN_NOT_FOUND, "no such token")
+    return web.json_response({"token_id": token_id, "records": records})
+
+
+@routes.get("/api/tokens/{token_id}/image.svg")
+async def image(request: web.Request) -> web.Response:
+    gateway = gateway_of(request)
+    token_id = request.match_info["token_id"]
+    asset = await _asset(gateway, token_id)
+    card = await _card_of(gateway, asset)
+    return web.Response(text=card_svg(card, asset), content_type="image/svg+xml",
+                        headers={"Cache-Control": "public, max-age=300",
+                                 "Content-Security-Policy": "default-src 'none'"})
+
+
+def card_svg(card: dict[str, Any], asset: AssetRecord) -> str:
+    """The web room's card look, drawn by the server: a hue from the asset id, the initial,
+    the name, the set and year, and the grade slab. Every text is XML-escaped."""
+    hue = int(hashlib.sha256(asset["asset_id"].encode()).hexdigest()[:4], 16) % 360
+    name = str(card.get("name") or asset["title"])
+    detail = " · ".join(str(x) for x in (card.get("set"), card.get("year")) if x)
+    grader = asset.get("grader")
+    slab = ("RAW" if grader == "RAW" else f"{grader} {grade_text(asset.get('grade'))}"
+            if grader else "")
+    lines = [
+        '<svg xmlns="http://www.w3.org/2000/svg" width="300" height="420" viewBox="0 0 300 420">',
+        "<defs><linearGradient id='g' x1='0' y1='0' x2='1' y2='1'>"
+        f"<stop offset='0' stop-color='hsl({hue},70%,45%)'/>"
+        f"<stop offset='1' stop-color='hsl({(hue + 60) % 360},70%,25%)'/></linearGradient></defs>",
+        "<rect width='300' height='420' rx='18' fill='url(#g)'/>",
+        "<rect x='12' y='12' width='276' height='396' rx='12' fill='none' "
+        "stroke='rgba(255,255,255,0.5)'/>",
+        "<text x='150' y='200' font-size='96' text-anchor='middle' fill='white' "
+        f"font-family='sans-serif' font-weight='700'>{escape(name[:1].upper() or '?')}</text>",
+        "<text x='150' y='270' font-size='20' text-anchor='middle' fill='white' "
+        f"font-family='sans-serif' font-weight='600'>{escape(name[:28])}</text>",
+        "<text x='150' y='298' font-size='14' text-anchor='middle' fill='white' "
+        f"font-family='sans-serif' opacity='0.8'>{escape(detail[:40])}</text>",
+    ]
+    if slab:
+        lines.append("<rect x='90' y='330' width='120' height='40' rx='8' fill='white'/>"
+                     "<text x='150' y='357' font-size='18' text-anchor='middle' "
+                     f"font-family='sans-serif' font-weight='700'>{escape(slab)}</text>")
+    lines.append("</svg>")
+    return "\n".join(lines)
