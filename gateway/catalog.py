@@ -37,6 +37,7 @@ routes = web.RouteTableDef()
 MAX_METADATA_BYTES = 4096
 MAX_CARDS_PAGE = 200
 MAX_QUERY_CHARS = 200
+MAX_QUERY_WORDS = 8
 # What a graded mint's body may hold besides the card.
 _GRADED_FIELDS = frozenset({"card_id", "grader", "grade", "cert"})
 
@@ -96,8 +97,11 @@ async def search_cards(request: web.Request) -> web.Response:
     if set_name is not None and len(set_name) > 80:
         raise ApiError(INVALID, "set: at most 80 characters")
     limit = query_int(request, "limit", 50, 1, MAX_CARDS_PAGE)
+    terms = query_terms(query)
+    if len(terms) > MAX_QUERY_WORDS:  # each word is a range scan in the store
+        raise ApiError(INVALID, f"q: at most {MAX_QUERY_WORDS} words")
     cards = await gateway_of(request).store.search_cards(
-        query_terms(query), category, set_name, limit + 1, _after(request))
+        terms, category, set_name, limit + 1, _after(request))
     page, more = cards[:limit], len(cards) > limit
     return web.json_response({"items": [card_json(c) for c in page],
                               "next_cursor": _cursor(page[-1]) if more else None})

@@ -82,7 +82,10 @@ def card_svg(card: dict[str, Any], asset: AssetRecord) -> str:
     the name, the set and year, and the grade slab. Every text is XML-escaped."""
     hue = int(hashlib.sha256(asset["asset_id"].encode()).hexdigest()[:4], 16) % 360
     name = str(card.get("name") or asset["title"])
-    detail = " · ".join(str(x) for x in (card.get("set"), card.get("year")) if x)
+    set_name, year = card.get("set"), card.get("year")
+    if year is not None and str(year) in str(set_name or ""):
+        year = None  # "2003 Topps Chrome" says it already
+    detail = " · ".join(str(x) for x in (set_name, year) if x)
     grader = asset.get("grader")
     slab = ("RAW" if grader == "RAW" else f"{grader} {grade_text(asset.get('grade'))}"
             if grader else "")

@@ -291,13 +291,19 @@ def _number(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
+def _year_unless_in_set(card: dict[str, Any]) -> Any:
+    """The year, unless the set's name says it already ("2003 Topps Chrome")."""
+    year = card.get("year")
+    return None if year is not None and str(year) in str(card.get("set") or "") else year
+
+
 def token_metadata(card: dict[str, Any], asset: dict[str, Any], token_id: str,
                    external_url: str, image_url: str) -> dict[str, Any]:
     """ERC-721 Metadata JSON (OpenSea's standard) for one graded copy of a card."""
     grader, grade = asset.get("grader"), _number(asset.get("grade"))
     slab = f"{grader} {grade}" if grader != "RAW" and grade is not None else "ungraded"
-    title = " ".join(str(p) for p in (card.get("year"), card.get("set"), card.get("name"))
-                     if p not in (None, ""))
+    title = " ".join(str(p) for p in (_year_unless_in_set(card), card.get("set"),
+                                      card.get("name")) if p not in (None, ""))
     if card.get("number") not in (None, ""):
         title += f" #{card['number']}"
     traits = (("Category", card.get("category")), ("Set", card.get("set")),

@@ -97,9 +97,13 @@ export const api = {
   liveAuctions: () => request("GET", "/api/auctions?status=live"),
   auction: (id) => request("GET", `/api/auctions/${encodeURIComponent(id)}`),
   asset: (id) => request("GET", `/api/assets/${encodeURIComponent(id)}`),
-  myAssets: (token) => request("GET", "/api/assets?owner=me", { token }),
+  myAssets: (token, cursor) => request("GET",
+    `/api/assets?owner=me${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`, { token }),
   mint: (token, card) => request("POST", "/api/assets", { token, body: card }),
   createAuction: (token, terms) => request("POST", "/api/auctions", { token, body: terms }),
+  token: (id) => request("GET", `/api/tokens/${encodeURIComponent(id)}`),
+  provenance: (id) => request("GET", `/api/tokens/${encodeURIComponent(id)}/provenance`),
+  tokenKey: () => request("GET", "/api/tokens/key"),
   cancel: (token, id) =>
     request("POST", `/api/auctions/${encodeURIComponent(id)}/cancel`, { token }),
 

@@ -7,6 +7,7 @@
 //   router.js                     hash routes -> views (the table below)
 //   shell.js                      session, live connection, header (shared by all views)
 //   room_state.js                 the auction room's pure event reducer
+//   provenance.js                 a token's chain checked in the browser (WebCrypto)
 //   views/                        one module per page
 
 import { clock } from "./api.js";
@@ -16,16 +17,20 @@ import {
 } from "./shell.js";
 import { AuthView } from "./views/auth.js";
 import { ListView } from "./views/list.js";
+import { MyCardsView } from "./views/my_cards.js";
 import { RoomView } from "./views/room.js";
 import { SellView } from "./views/sell.js";
+import { TokenView } from "./views/token.js";
 
 /**
  * The pages. `name` is matched against the nav links' data-nav; the last route is the
- * fallback. Next pages (wallet, my cards, card, market, offers, portfolio) are one line each.
+ * fallback. Next pages (wallet, card, market, offers, portfolio) are one line each.
  */
 const ROUTES = [
   { name: "room", path: "/auction/:id", view: ({ id }) => new RoomView(id) },
   { name: "sell", path: "/sell", view: () => new SellView() },
+  { name: "my-cards", path: "/me/cards", view: () => new MyCardsView() },
+  { name: "token", path: "/token/:id", view: ({ id }) => new TokenView(id) },
   { name: "auth", path: "/signin", view: (_, query) => new AuthView("signin", query.get("next") || "#/") },
   { name: "auth", path: "/signup", view: (_, query) => new AuthView("signup", query.get("next") || "#/") },
   { name: "list", path: "*", view: () => new ListView() },

@@ -58,3 +58,15 @@ export function gradeLabel(asset) {
   if (asset.grader) return `${asset.grader} ${asset.grade}`;
   return typeof asset.grade === "string" ? asset.grade : "";
 }
+
+/** A long id kept recognisable: "50730646…22525" (head and tail), the whole id when short. */
+export function shortId(id, head = 8, tail = 5) {
+  const text = String(id ?? "");
+  return text.length > head + tail + 1 ? `${text.slice(0, head)}…${text.slice(-tail)}` : text;
+}
+
+/** A date and time in the reader's locale: "Nov 5, 2026, 3:04 PM". */
+export function dateTime(ms) {
+  if (!Number.isFinite(ms)) return "—";
+  return new Date(ms).toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+}

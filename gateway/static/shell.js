@@ -75,6 +75,8 @@ function returnTo() {
 }
 
 export function renderAccount() {
+  // Links only for the signed in (e.g. "My cards").
+  for (const el of document.querySelectorAll("[data-signed-in]")) el.hidden = !state.session;
   const host = document.getElementById("account");
   host.replaceChildren();
   if (state.session) {

@@ -107,8 +107,9 @@ async def test_catalog_refusals(ece_hosted):
     for card_id in ("card_nope", "x" * 65, "a%20b"):
         status, answer = await api.request("GET", f"/api/cards/{card_id}")
         assert status == 404 and answer["error"]["code"] == "CARD_NOT_FOUND", card_id
-    for query in ("q=" + "a" * 201, "limit=0", "limit=201", "limit=-1", "category=stamps",
-                  "cursor=%%%", "cursor=bm90IGpzb24", "cursor=WzEsMl0"):
+    for query in ("q=" + "a" * 201, "q=" + "+".join("abcdefghi"), "limit=0", "limit=201",
+                  "limit=-1", "category=stamps", "cursor=%%%", "cursor=bm90IGpzb24",
+                  "cursor=WzEsMl0"):
         status, answer = await api.request("GET", f"/api/cards?{query}")
         assert status == 400 and answer["error"]["code"] == "INVALID", query
     # Punctuation separates words and is never a wildcard: a query of nothing else is an

@@ -16,3 +16,12 @@ test("a card outside the catalog shows the seller's words, and nothing else show
   assert.equal(gradeLabel(null), "");
   assert.equal(gradeLabel({ grade: 7 }), "");
 });
+
+test("long ids keep their head and tail; short ones stay whole", async () => {
+  const { shortId } = await import("../../gateway/static/format.js");
+  assert.equal(shortId("12794847424848361964945696604185028896348236956489696040163581130078403276731"),
+    "12794847…76731");
+  assert.equal(shortId("abc"), "abc");
+  assert.equal(shortId("a_673d0a0bbd0e47a5", 10, 4), "a_673d0a0b…47a5");
+  assert.equal(shortId(null), "");
+});

@@ -290,3 +290,14 @@ def test_token_metadata_follows_the_opensea_standard() -> None:
     assert raw["name"].endswith("— ungraded")
     assert "Grade" not in {a["trait_type"] for a in raw["attributes"]}
     assert json.loads(json.dumps(meta)) == meta
+
+
+def test_a_set_named_with_its_year_does_not_repeat_it() -> None:
+    from market.provenance import token_metadata
+
+    card = {"name": "Dwyane Wade", "set": "2003 Topps Chrome", "number": "115", "year": 2003}
+    asset = {"grader": "PSA", "grade": 10, "cert": "1"}
+    assert token_metadata(card, asset, "1", "u", "i")["name"] == (
+        "2003 Topps Chrome Dwyane Wade #115 — PSA 10")
+    plain = {**card, "set": "Topps Chrome"}
+    assert token_metadata(plain, asset, "1", "u", "i")["name"].startswith("2003 Topps Chrome ")

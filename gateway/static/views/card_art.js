@@ -15,7 +15,7 @@ export function cardArt(view, asset, size = "large") {
   const meta = [asset?.set, gradeLabel(asset)].filter((x) => typeof x === "string" && x).join(" · ");
   return h("div", { class: `card-art card-art--${size}`, style: `--hue:${hue}`, "aria-hidden": "true" },
     h("div", { class: "card-art__frame" },
-      h("div", { class: "card-art__badge", text: TYPE_LABEL[view.type] || view.type }),
+      h("div", { class: "card-art__badge", text: view.badge ?? (TYPE_LABEL[view.type] || view.type) }),
       h("div", { class: "card-art__glyph", text: title.trim().charAt(0).toUpperCase() || "?" }),
       h("div", { class: "card-art__title", text: title }),
       meta ? h("div", { class: "card-art__meta", text: meta }) : null));
