@@ -118,14 +118,8 @@ async def _card(gateway: Gateway, card_id: object) -> CardRecord:
 async def get_card(request: web.Request) -> web.Response:
     gateway = gateway_of(request)
     card = await _card(gateway, request.match_info["card_id"])
-    rows = await gateway.store.population(card["card_id"])
-    population = [{**row, "grade": _grade(row["grade"])} for row in rows]
+    population = await gateway.store.population(card["card_id"])
     return web.json_response({**card_json(card), "population": population})
-
-
-def _grade(value: float | None) -> float | int | None:
-    """9.0 -> 9, 9.5 -> 9.5: whole grades are integers in JSON, as clients send them."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 @routes.post("/api/cards")
@@ -213,7 +207,7 @@ def asset_json(asset: AssetRecord) -> dict[str, Any]:
     graded: dict[str, Any] = {"card_id": asset.get("card_id"), "grader": asset.get("grader"),
                               "cert": asset.get("cert")} if asset.get("card_id") else {}
     if asset.get("grade") is not None:
-        graded["grade"] = _grade(asset.get("grade"))
+        graded["grade"] = asset.get("grade")
     return {**asset.get("metadata", {}), "asset_id": asset["asset_id"],
             "owner_id": asset["owner_id"], "title": asset["title"],
             "listed_in": asset.get("listed_in"), "created_at": asset.get("created_at"),

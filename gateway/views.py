@@ -5,7 +5,7 @@ from __future__ import annotations
 from actors.clock import now_ms
 from market.auction import dutch_next_drop, dutch_price
 
-__all__ = ["now_ms", "present_view"]
+__all__ = ["present_view"]
 
 
 def present_view(view: dict) -> dict:

@@ -178,6 +178,14 @@ def parse_grade(grader: str, value: object) -> float | None:
     if (not isinstance(value, int | float) or isinstance(value, bool)
             or not MIN_GRADE <= value <= MAX_GRADE or (value * 2) % 1 != 0):
         raise _invalid("grade", "must be a number from 1 to 10 in halves (1, 1.5, ..., 10)")
+    return normal_grade(value)
+
+
+def normal_grade(value: float | None) -> float | None:
+    """The one form of a grade everywhere (stores, JSON): a whole grade an int (10.0 -> 10),
+    a half a float (9.5); None stays None (RAW)."""
+    if value is None:
+        return None
     return int(value) if value % 1 == 0 else float(value)
 
 

@@ -45,6 +45,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization as ser
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from market.catalog import normal_grade
 from market.errors import ASSET_REDEEMED, INVALID, NOT_OWNER, MarketError
 from market.money import is_amount
 
@@ -288,7 +289,8 @@ def next_record(token_id: str, tail: Record | None, kind: str, *, frm: str | Non
 
 
 def _number(value: Any) -> Any:
-    return int(value) if isinstance(value, float) and value.is_integer() else value
+    """A grade in its one form (10.0 -> 10); any other value as it is."""
+    return normal_grade(value) if isinstance(value, float) else value
 
 
 def _year_unless_in_set(card: dict[str, Any]) -> Any:

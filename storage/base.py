@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from market.catalog import normal_grade
 from market.errors import ASSET_MOVED
 from storage.records import (
     AssetRecord,
@@ -111,9 +112,7 @@ def search_prefixes(terms: Iterable[str]) -> list[str]:
 
 def population_row(grader: str, grade: Any, count: int) -> dict[str, Any]:
     """One `Store.population` row; a whole grade as an int (10.0 -> 10), a half as a float."""
-    if grade is not None:
-        grade = int(grade) if float(grade) % 1 == 0 else float(grade)
-    return {"grader": grader, "grade": grade, "count": int(count)}
+    return {"grader": grader, "grade": normal_grade(grade), "count": int(count)}
 
 
 def population_order(row: Mapping[str, Any]) -> tuple[str, float]:

@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
+from market.catalog import normal_grade
 from market.errors import PROVENANCE_CONFLICT, TOKEN_NOT_FOUND
 from storage.base import Conflict
 from storage.chain import TokenState, check_append, fence_problem, owner_after
@@ -38,7 +39,7 @@ def asset_row(row: tuple[Any, ...]) -> AssetRecord:
         "listed_in": row[5],
         "card_id": row[6],
         "grader": row[7],
-        "grade": row[8],
+        "grade": normal_grade(row[8]),  # a REAL column: 10 comes back as 10.0
         "cert": row[9],
         "token_id": row[10],
     }

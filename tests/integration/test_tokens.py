@@ -5,37 +5,16 @@ mint through an auction's sale — and that catches a record edited behind the s
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import json
 import sqlite3
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.verify import verify_token
 from testkit.client import connect, unique, wait_for
+from testkit.provenance import outsider_verifies
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-def outsider_verifies(token_id: str, records: list[dict], public_key_b64: str) -> bool:
-    """The check a client in any language does, from the protocol's description only."""
-    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key_b64))
-    previous = "0" * 64
-    for seq, record in enumerate(records, start=1):
-        body = {k: v for k, v in record.items() if k not in ("hash", "signature")}
-        body["token_id"] = token_id
-        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        if record["seq"] != seq or record["prev_hash"] != previous or digest != record["hash"]:
-            return False
-        try:
-            key.verify(base64.b64decode(record["signature"]), bytes.fromhex(digest))
-        except Exception:
-            return False
-        previous = digest
-    return True
 
 
 async def graded_card(api, user, name: str | None = None) -> dict:

@@ -10,8 +10,6 @@ import json
 from typing import Any
 
 import pytest
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,6 +30,7 @@ from market.provenance import (
     token_metadata,
     verify_chain,
 )
+from testkit.provenance import outsider_verifies
 
 SIGNER = Ed25519Signer.from_private_bytes(bytes(range(32)))
 KEY = public_key_b64(SIGNER)
@@ -245,23 +244,9 @@ def test_token_ids_are_decimal_uint256() -> None:
 
 
 def _external_verify(public_key_b64_text: str, body: str) -> bool:
-    """An outside verifier: only json, hashlib, base64 and an Ed25519 implementation."""
+    """An outside verifier, given the JSON a client would receive."""
     doc = json.loads(body)
-    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key_b64_text))
-    prev = "0" * 64
-    for seq, rec in enumerate(doc["records"], 1):
-        unsigned = {k: v for k, v in rec.items() if k not in ("hash", "signature")}
-        unsigned["token_id"] = doc["token_id"]
-        text = json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        if rec["seq"] != seq or rec["prev_hash"] != prev or rec["hash"] != digest:
-            return False
-        try:
-            key.verify(base64.b64decode(rec["signature"]), bytes.fromhex(digest))
-        except InvalidSignature:
-            return False
-        prev = digest
-    return True
+    return outsider_verifies(doc["token_id"], doc["records"], public_key_b64_text)
 
 
 def test_an_external_verifier_needs_only_the_public_key_and_the_json() -> None:
