@@ -47,12 +47,13 @@ from actors.messages import (
     refusal,
     refused,
 )
+from actors.notices import Outbox, outbid_notices
+from actors.settlement import Closing, Settler
 from market.auction import Auction, AuctionSpec, Event, public_event
 from market.errors import AUCTION_NOT_FOUND, NOT_HERE, UNAVAILABLE, MarketError
-from market.provenance import Record, next_record, token_id_for
 from storage import CommitBatch, Conflict, Store, open_store
 from storage.base import OPEN_STATUSES
-from storage.records import AuctionRecord, Json, ProvenanceRecord, TradeRecord
+from storage.records import AuctionRecord, Json, NewNotice
 
 log = logging.getLogger("ece.host")
 
@@ -73,15 +74,6 @@ OnFinished = Callable[[str], Awaitable[None]]
 class _Pending:
     command: Command
     future: asyncio.Future[Reply] = field(repr=False)
-
-
-@dataclass(frozen=True)
-class _Settlement:
-    """Everything settling a finished auction needs (in memory and durable already)."""
-
-    asset_id: str
-    seller_id: str
-    view: Json
 
 
 class AuctionHostCore:
@@ -111,7 +103,7 @@ class AuctionHostCore:
         self.feed = EventFeed(config.feed_capacity)
         # The naive baseline (benchmark only) runs and commits one command at a time.
         self._max_batch = MAX_BATCH if config.batching else 1
-        self._signer = config.signer()  # signs the token transfers of settled sales
+        self._settler = Settler(self.store, config, clock)
         self._queue: list[_Pending] = []
         self._wake = asyncio.Event()
         # Timers: the current deadline of each auction that has one, and a heap of
@@ -121,9 +113,10 @@ class AuctionHostCore:
         self._deadlines: list[tuple[int, str]] = []
         self._since_snapshot: dict[str, int] = {}
         self._finishing: set[str] = set()  # auctions whose settlement saga is running
+        self._outbox = Outbox(self.store, self._spawn, name)  # outbid notices to store
         self._ready = asyncio.Event()
         self._failed: BaseException | None = None
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Future[Any]] = set()
         self._loop_task = asyncio.get_running_loop().create_task(self._run())
 
     # ---- public API (called through the actor) -------------------------------------------
@@ -164,7 +157,7 @@ class AuctionHostCore:
 
     async def close(self) -> None:
         """Stop the loop and every background step; close the store if the core opened it."""
-        tasks = [self._loop_task, *self._background]
+        tasks: list[asyncio.Future[Any]] = [self._loop_task, *self._background]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -209,19 +202,25 @@ class AuctionHostCore:
         # A crash between a close and its settlement leaves it pending: finish it now.
         for record in await self.store.unsettled_finished():
             if record.get("host") == self.name:
-                self._begin_finish(record["auction_id"], _Settlement(
-                    record["asset_id"], record["seller_id"], record["view"]))
+                auction, _ = await self._replay(record)
+                self._begin_finish(record["auction_id"], Closing.of(auction, self.clock()))
 
-    async def _load(self, record: AuctionRecord) -> Auction:
-        auction_id = record["auction_id"]
+    async def _replay(self, record: AuctionRecord) -> tuple[Auction, list[Event]]:
+        """The auction's state from its snapshot, and the events after it that it applied."""
         snapshot = record.get("snapshot")
         if snapshot:
             auction = Auction.from_snapshot(snapshot)
         else:
             auction = Auction(AuctionSpec.from_dict(record["spec"]))
-        events = await self.store.load_events(auction_id, after_seq=auction.seq)
+        events = await self.store.load_events(record["auction_id"], after_seq=auction.seq)
         for event in events:
             auction.apply(event)
+        return auction, events
+
+    async def _load(self, record: AuctionRecord) -> Auction:
+        auction_id = record["auction_id"]
+        stored_seq = int(record.get("seq") or 0)
+        auction, events = await self._replay(record)
         existing = self.auctions.get(auction_id)
         if existing is not None:  # loaded meanwhile (an activate and a reload racing)
             return existing
@@ -230,7 +229,6 @@ class AuctionHostCore:
         # Events past the stored view come from a commit that stored its events but not its
         # views (MongoDB has no multi-document transaction, or the process died in between):
         # nobody published them.
-        stored_seq = int(record.get("seq") or 0)
         await self.feed.publish([public_event(e, auction.spec.type)
                                  for e in events if e["seq"] > stored_seq])
         if auction.is_finished and record.get("status") in OPEN_STATUSES:
@@ -293,6 +291,7 @@ class AuctionHostCore:
         events: list[Event] = []
         touched: set[str] = set()
         results: list[tuple[_Pending, Reply]] = []
+        outbid: list[NewNotice] = []
 
         # Timers first: a bid that arrives after ends_at must meet a closed auction.
         for auction_id in self._due(now):
@@ -306,10 +305,13 @@ class AuctionHostCore:
             self._schedule(auction)
 
         for item in batch:
+            leader = self._leader_of(item.command)
             result, produced, owner = await self._execute(item.command, now)
             if produced and owner is not None:
                 events.extend(produced)
                 touched.add(owner)
+                if leader is not None:
+                    outbid.extend(outbid_notices(leader, produced))
             results.append((item, result))
 
         if events or touched:
@@ -328,10 +330,18 @@ class AuctionHostCore:
             if e["auction_id"] not in conflicted and e["auction_id"] in self.auctions
         ]
         await self.feed.publish(published)
+        self._outbox.add([n for n in outbid if n["data"]["auction_id"] not in conflicted])
         for auction_id in touched - conflicted:
             auction = self.auctions.get(auction_id)
             if auction is not None and auction.is_finished:
                 self._begin_finish(auction_id, self._settlement(auction))
+
+    def _leader_of(self, command: Command) -> str | None:
+        """Who leads the auction a bid goes to, before it runs (outbid notices)."""
+        if not isinstance(command, PlaceBid):
+            return None
+        auction = self.auctions.get(command.auction_id)
+        return auction.leader_id if auction is not None else None
 
     async def _execute(
         self, command: Command, now: int
@@ -455,28 +465,28 @@ class AuctionHostCore:
 
     # ---- settlement (saga after a close) -------------------------------------------------
 
-    def _settlement(self, auction: Auction) -> _Settlement:
+    def _settlement(self, auction: Auction) -> Closing:
         # Everything settlement needs is in memory and already durable: no store read.
-        return _Settlement(auction.spec.asset_id, auction.spec.seller_id,
-                           auction.view(self.clock()))
+        return Closing.of(auction, self.clock())
 
-    def _begin_finish(self, auction_id: str, settlement: _Settlement,
+    def _begin_finish(self, auction_id: str, closing: Closing,
                       repair: CommitBatch | None = None) -> None:
         if auction_id in self._finishing:
             return
         self._finishing.add(auction_id)
         self._deadline_of.pop(auction_id, None)
-        self._spawn(self._finish(auction_id, settlement, repair))
+        self._spawn(self._finish(auction_id, closing, repair))
 
-    async def _finish(self, auction_id: str, settlement: _Settlement,
+    async def _finish(self, auction_id: str, closing: Closing,
                       repair: CommitBatch | None) -> None:
-        """Repair the stored view (if it lags the log), settle, then release: each step is
-        idempotent and retried until it succeeds or the host stops."""
+        """Repair the stored view (if it lags the log), then run the settlement saga
+        (actors.settlement): each step idempotent, retried until it succeeds or the host
+        stops."""
         if repair is not None and not await self._retry(
                 f"view repair of {auction_id}", lambda: self.store.commit(repair)):
             return
         if not await self._retry(f"settlement of {auction_id}",
-                                 lambda: self._settle(auction_id, settlement)):
+                                 lambda: self._settler.settle(closing)):
             return
         self._drop(auction_id)
         self._finishing.discard(auction_id)
@@ -486,45 +496,6 @@ class AuctionHostCore:
             except Exception:  # the directory recomputes its counts from the store on restart
                 log.warning("host %s: could not report %s finished", self.name, auction_id,
                             exc_info=True)
-
-    async def _settle(self, auction_id: str, settlement: _Settlement) -> None:
-        # settle()/release() return False when there was nothing (more) to do, e.g. already
-        # settled, or the asset had moved (no trade): both are a finished step, not a failure.
-        view = settlement.view
-        if view.get("winner_id"):
-            trade = TradeRecord(
-                auction_id=auction_id,
-                asset_id=settlement.asset_id,
-                seller_id=settlement.seller_id,
-                buyer_id=view["winner_id"],
-                price=view["final_price"],
-                at=view.get("ends_at") or self.clock(),
-            )
-            await self.store.settle(trade, await self._transfer(trade))
-        else:
-            await self.store.release(auction_id, settlement.asset_id)
-
-    async def _transfer(self, trade: TradeRecord) -> ProvenanceRecord | None:
-        """The token's signed transfer record for this sale, or None: no chain to extend (a
-        card minted before tokens, or no signer), already extended by an earlier attempt of
-        this step, or the seller no longer owns it (the store then records ASSET_MOVED).
-        Every field comes from the trade, so a retried step signs the very same record."""
-        token_id = token_id_for(trade["asset_id"])
-        chain = await self.store.load_provenance(token_id)
-        if not chain or self._signer is None:
-            return None
-        tail = chain[-1]
-        if tail["kind"] == "transfer" and tail["ref"] == trade["auction_id"]:
-            return None
-        try:
-            return cast(ProvenanceRecord, next_record(
-                token_id, cast(Record, tail), "transfer", frm=trade["seller_id"],
-                to=trade["buyer_id"], reason="auction", ref=trade["auction_id"],
-                price=trade["price"], at=trade["at"], signer=self._signer))
-        except MarketError as exc:
-            log.warning("host %s: no transfer record for %s: %s", self.name,
-                        trade["auction_id"], exc.message)
-            return None
 
     async def _retry(self, what: str, step: Callable[[], Awaitable[object]]) -> bool:
         """Run `step` until it succeeds (True); a business Conflict gives up (False)."""
@@ -544,7 +515,7 @@ class AuctionHostCore:
             delay = min(delay * 2, RETRY_MAX_S)
             attempt += 1
 
-    def _spawn(self, coroutine: Awaitable[None]) -> None:
+    def _spawn(self, coroutine: Awaitable[object]) -> None:
         task = asyncio.ensure_future(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -18,6 +18,7 @@ from gateway.config import Settings
 from gateway.rest import ApiError, error_body, routes
 from gateway.state import GATEWAY, Gateway
 from gateway.tokens import routes as token_routes
+from gateway.wallet import routes as wallet_routes
 from gateway.ws import websocket_handler
 from market.errors import INTERNAL, INVALID, NOT_FOUND, UNAVAILABLE, http_status
 from storage import StoreError
@@ -61,7 +62,10 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def config_js(request: web.Request) -> web.Response:
     gateway: Gateway = request.app[GATEWAY]
-    body = {"mint": gateway.settings.mint}
+    settings = gateway.settings
+    body = {"mint": settings.mint, "deposits": settings.deposits,
+            "seller_fee_bps": settings.seller_fee_bps,
+            "buyer_premium_bps": settings.buyer_premium_bps}
     return web.Response(text=f"window.ECE_CONFIG = {json.dumps(body)};",
                         content_type="application/javascript")
 
@@ -86,6 +90,7 @@ def build_app(settings: Settings) -> web.Application:
     app.add_routes(routes)
     app.add_routes(catalog_routes)
     app.add_routes(token_routes)
+    app.add_routes(wallet_routes)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/config.js", config_js)

@@ -198,6 +198,10 @@ def _titled(body: dict[str, Any], asset_id: str, owner_id: str) -> AssetRecord:
                        metadata=body, created_at=now_ms(), token_id=token_id_for(asset_id))
 
 
+ASSETS_PAGE = 200  # assets per page of GET /api/assets
+MAX_ASSETS_PAGE = 500
+
+
 def asset_id_token(asset: AssetRecord) -> str:
     """The asset's token id (derived from its id, so assets minted before tokens have one)."""
     return asset.get("token_id") or token_id_for(asset["asset_id"])
@@ -211,7 +215,8 @@ def asset_json(asset: AssetRecord) -> dict[str, Any]:
     return {**asset.get("metadata", {}), "asset_id": asset["asset_id"],
             "owner_id": asset["owner_id"], "title": asset["title"],
             "listed_in": asset.get("listed_in"), "created_at": asset.get("created_at"),
-            "token_id": asset_id_token(asset), **graded}
+            "token_id": asset_id_token(asset), "redeemed": bool(asset.get("redeemed")),
+            **graded}
 
 
 @routes.get("/api/assets")
@@ -220,8 +225,15 @@ async def list_assets(request: web.Request) -> web.Response:
     owner_id = caller(request) if owner == "me" else owner
     if not valid_id(owner_id):
         raise ApiError(INVALID, "owner must be 'me' or a user id")
-    assets = await gateway_of(request).store.list_assets(owner_id)
-    return web.json_response({"assets": [asset_json(a) for a in assets]})
+    limit = query_int(request, "limit", ASSETS_PAGE, 1, MAX_ASSETS_PAGE)
+    after = request.query.get("cursor")
+    if after is not None and not valid_id(after):
+        raise ApiError(INVALID, "cursor: not one this server gave out")
+    page = await gateway_of(request).store.list_assets(owner_id, limit + 1, after)
+    more = len(page) > limit
+    page = page[:limit]
+    return web.json_response({"assets": [asset_json(a) for a in page],
+                              "next_cursor": page[-1]["asset_id"] if more else None})
 
 
 @routes.get("/api/assets/{asset_id}")

@@ -172,7 +172,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ECE_MINT", "mint", "str", "all",
             "who may mint cards: everyone, or only the users in `ECE_ADMINS`",
             choices=("all", "admin")),
-    Setting("ECE_ADMINS", "admins", "list", (), "user ids allowed to mint when `ECE_MINT=admin`"),
+    Setting("ECE_ADMINS", "admins", "list", (),
+            "user ids allowed to mint (`ECE_MINT=admin`) and deposit (`ECE_DEPOSITS=admin`)"),
+    Setting("ECE_DEPOSITS", "deposits", "str", "open",
+            "who may deposit (instant, standing in for a payment processor): everyone, or "
+            "only the users in `ECE_ADMINS`", choices=("open", "admin")),
+    Setting("ECE_SELLER_FEE_BPS", "seller_fee_bps", "int", 500,
+            "seller fee in basis points of the price, kept from the seller", min=0, max=10_000),
+    Setting("ECE_BUYER_PREMIUM_BPS", "buyer_premium_bps", "int", 0,
+            "buyer's premium in basis points of the price, paid on top by the winner",
+            min=0, max=10_000),
+    Setting("ECE_BALANCE_CHECK", "balance_check", "bool", True,
+            "refuse bids beyond the bidder's available balance (0: benchmark only)"),
     _positive("ECE_RATE_LIMIT", "rate_per_s", 50.0, "per-user bids per second"),
     _positive("ECE_RATE_BURST", "rate_burst", 100.0, "per-user bid burst"),
     _positive("ECE_FRAME_RATE", "frame_rate", 200.0,
@@ -231,6 +242,10 @@ class Settings:
     provenance_key: str | None = _default("provenance_key")
     mint: str = _default("mint")
     admins: tuple[str, ...] = _default("admins")
+    deposits: str = _default("deposits")
+    seller_fee_bps: int = _default("seller_fee_bps")
+    buyer_premium_bps: int = _default("buyer_premium_bps")
+    balance_check: bool = _default("balance_check")
     rate_per_s: float = _default("rate_per_s")
     rate_burst: float = _default("rate_burst")
     send_queue: int = _default("send_queue")
@@ -286,6 +301,8 @@ class Settings:
             auctions_per_actor=self.auctions_per_actor,
             batching=self.batching,
             max_hosts=self.max_hosts,
+            seller_fee_bps=self.seller_fee_bps,
+            buyer_premium_bps=self.buyer_premium_bps,
             provenance_key=base64.b64encode(self.provenance_private_key()).decode(),
         )
 

@@ -150,6 +150,11 @@ class BidRequest:
     amount: int
     max_amount: int | None
 
+    @property
+    def effective_max(self) -> int:
+        """The most this bid commits the bidder to: what buying power must cover."""
+        return self.max_amount if self.max_amount is not None else self.amount
+
     def command(self, bidder_id: str) -> PlaceBid:
         # Typed idempotency key: the int 7 and the string "7" are different requests.
         key = f"{type(self.req_id).__name__}:{self.req_id}"

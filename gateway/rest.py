@@ -13,6 +13,7 @@ from aiohttp import web
 from actors.clock import now_ms
 from actors.messages import AuctionView, Cancel, Refused, Reply, Viewed
 from gateway.auth import TokenError, hash_password, password_problem, verify_password
+from gateway.listing import SCAN_LIMIT, ListQuery
 from gateway.protocol import MAX_SINCE, parse_json, valid_id
 from gateway.state import gateway_of
 from market.auction import Auction, parse_spec, public_event
@@ -42,21 +43,27 @@ MAX_METADATA_BYTES = 4096
 MAX_LIMIT = 500
 
 
-def error_body(code: str, message: str) -> dict[str, Any]:
-    """A REST error body: `{"error": {"code", "message"}}`."""
-    return {"error": error_dict(code, message)}
+def error_body(code: str, message: str, **details: Any) -> dict[str, Any]:
+    """A REST error body: `{"error": {"code", "message", ...details}}`."""
+    return {"error": error_dict(code, message, **details)}
 
 
 class ApiError(web.HTTPException):
     """A REST refusal, answered with the code's status from the registry."""
 
-    def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, code: str, message: str, retry_after: float | None = None,
+                 **details: Any) -> None:
         self.status_code = http_status(code)
         headers = None
         if retry_after is not None:
             headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
-        super().__init__(text=json.dumps(error_body(code, message)),
+        super().__init__(text=json.dumps(error_body(code, message, **details)),
                          content_type="application/json", headers=headers)
+
+    @classmethod
+    def of(cls, exc: MarketError) -> ApiError:
+        """A market refusal as a REST one, its details (e.g. `available`) kept."""
+        return cls(exc.code, exc.message, **exc.details)
 
 
 def rate_limited(retry_after: float, what: str) -> ApiError:
@@ -233,9 +240,21 @@ async def list_auctions(request: web.Request) -> web.Response:
     if status is not None and status not in STATUSES:
         raise ApiError(INVALID, f"status must be one of {', '.join(STATUSES)}")
     limit = query_int(request, "limit", 200, 1, MAX_LIMIT)
+    try:
+        query = ListQuery.parse(request.query)
+    except MarketError as exc:
+        raise ApiError.of(exc) from exc
     gateway = gateway_of(request)
-    views = await gateway.store.list_auctions(status=status, limit=limit)
-    return web.json_response({"auctions": await gateway.present_all(views)})
+    if not query.filters:
+        views = await gateway.store.list_auctions(status=status, limit=limit)
+        return web.json_response({"auctions": await gateway.present_all(views),
+                                  "next_cursor": None})
+    views = await gateway.store.list_auctions(status=status, limit=SCAN_LIMIT)
+    picked = query.select(await gateway.present_all(views, terms=True), now_ms(), limit)
+    for view in picked:
+        if view.get("card"):
+            view["card"] = {k: v for k, v in view["card"].items() if k != "terms"}
+    return web.json_response({"auctions": picked, "next_cursor": None})
 
 
 async def _record(request: web.Request) -> AuctionRecord:

@@ -25,6 +25,8 @@ log = logging.getLogger("ece.demo")
 
 DEMO_USERS = ("alice", "bob", "carol")
 DEMO_FILE = "demo-accounts.json"
+DEMO_FUNDS = 500_000  # cents: each demo user's opening deposit ($5,000)
+BOT_FUNDS = 5_000_000  # each bot's ($50,000)
 LIVE_TARGET = 6
 # The demo catalog and its graded copies are the same on every run (market.catalog_demo).
 CATALOG_SEED = 1
@@ -58,6 +60,16 @@ async def _account(
     async with http.post(f"{base}api/sessions", json=body) as response:
         response.raise_for_status()
         return await response.json()
+
+
+async def _fund(http: aiohttp.ClientSession, base: str, account: dict, cents: int) -> None:
+    """A demo account's opening deposit: its req_id makes it happen once per data dir."""
+    headers = {"Authorization": f"Bearer {account['token']}"}
+    body = {"amount": cents, "req_id": "demo-opening-deposit"}
+    async with http.post(f"{base}api/wallet/deposits", headers=headers, json=body) as response:
+        if response.status != 201:
+            log.warning("demo deposit for %s refused: %s", account.get("user_id"),
+                        await response.text())
 
 
 async def seed_catalog(store: Store) -> list[tuple[str, Grading]]:
@@ -122,6 +134,7 @@ async def _keep_listings(http: aiohttp.ClientSession, base: str, sellers: list[d
 async def _bot(http: aiohttp.ClientSession, base: str, name: str, password: str) -> None:
     """Bids now and then on English auctions, with a private maximum, like a patient human."""
     account = await _account(http, base, name, password)
+    await _fund(http, base, account, BOT_FUNDS)
     ws_url = base.replace("http", "ws", 1) + f"ws?token={account['token']}"
     req = itertools.count()
     while True:
@@ -154,6 +167,8 @@ async def run_demo(base: str, settings: Settings, store: Store) -> None:
     async with aiohttp.ClientSession() as http:
         try:
             sellers = [await _account(http, base, name, passwords[name]) for name in DEMO_USERS]
+            for seller in sellers:
+                await _fund(http, base, seller, DEMO_FUNDS)
             bots = [asyncio.create_task(_bot(http, base, name, passwords[name]))
                     for name in bot_names]
             print("Demo accounts (username / password, kept in "

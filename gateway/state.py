@@ -7,7 +7,9 @@ ws), so they can import it without a cycle.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -17,14 +19,18 @@ from gateway.auth import Tokens
 from gateway.config import Settings
 from gateway.fanout import HostFeeds, Hub, WatcherFeeds
 from gateway.limits import ConnectionCounter, KeyedLimiter, LRUCache
+from gateway.notices import Notices
 from gateway.router import Router
 from gateway.views import present_view
+from market.ledger import public_ref
 from market.provenance import Ed25519Signer
-from storage import Store, open_store
+from storage import Store, StoreError, open_store
+from storage.records import AssetRecord, CardRecord
 
 if TYPE_CHECKING:
     from gateway.ws import Connection
 
+log = logging.getLogger("ece.gateway")
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
 # Per-key state (rate buckets, caches) is an LRU this large: memory stays bounded whatever
 # number of users, addresses or auctions a client makes up.
@@ -73,10 +79,14 @@ class Gateway:
                        for kind in ("mints", "listings")}
         self.conns_by_ip = ConnectionCounter(settings.max_conn_per_ip, MAX_KEYS)
         self.conns_by_user = ConnectionCounter(settings.max_conn_per_user, MAX_KEYS)
-        self._titles: LRUCache[str, str] = LRUCache(MAX_KEYS)
+        self._listings: LRUCache[str, Listing] = LRUCache(MAX_KEYS)
+        self._assets_of: LRUCache[str, str] = LRUCache(MAX_KEYS)  # auction id -> asset id
+        self.notices = Notices(self.store, self.notice_data)
 
     async def start(self) -> None:
         await self.store.open()
+        await self.check_ledger()
+        await self.notices.start()
         self.router = Router(self.settings.cluster(), self.store, self.settings.max_inflight)
         # Chosen once: one poller per host, or (the naive baseline) one per watcher.
         feeds = HostFeeds if self.settings.batching else WatcherFeeds
@@ -92,30 +102,96 @@ class Gateway:
 
     async def stop(self) -> None:
         """Shutdown, last step (after every handler finished): release the store."""
+        await self.notices.close()
         await self.hub.close()
         await self.store.close()
 
-    async def enrich(self, view: dict) -> dict:
-        """Add the card's title (immutable, so cached) to an auction view."""
-        asset_id = view.get("asset_id")
-        title = self._titles.get(asset_id) if asset_id else None
-        if title is None and asset_id:
-            asset = await self.store.get_asset(asset_id)
-            title = asset["title"] if asset else ""
-            self._titles.put(asset_id, title)
-        return {**view, "title": title or ""}
+    async def check_ledger(self) -> None:
+        """Finish half-applied journal entries, then refuse to serve on a broken ledger."""
+        finished = await self.store.recover_ledger()
+        if finished:
+            log.warning("ledger: finished %d half-applied entries", finished)
+        problems = await self.store.check_ledger()
+        if problems:
+            for problem in problems[:20]:
+                log.error("ledger: %s", problem)
+            raise StoreError(f"the ledger is broken ({len(problems)} problems); not serving")
 
-    async def present(self, view: dict) -> dict:
+    async def listing_of(self, asset_id: str) -> Listing:
+        """What the auction list shows of an asset: its title and its card (immutable, so
+        cached); empty for an unknown asset."""
+        found = self._listings.get(asset_id)
+        if found is None:
+            asset = await self.store.get_asset(asset_id)
+            card_id = asset.get("card_id") if asset else None
+            card = await self.store.get_card(card_id) if card_id else None
+            found = Listing.of(asset, card)
+            self._listings.put(asset_id, found)
+        return found
+
+    async def title_of(self, asset_id: str) -> str:
+        return (await self.listing_of(asset_id)).title
+
+    async def enrich(self, view: dict, terms: bool = False) -> dict:
+        """Add the asset's title and card to an auction view (`terms`: with the card's
+        search terms, for the list's filters)."""
+        asset_id = view.get("asset_id")
+        if not asset_id:
+            return {**view, "title": "", "card": None}
+        listing = await self.listing_of(asset_id)
+        card = listing.card
+        if card is not None and terms:
+            card = {**card, "terms": listing.terms}
+        return {**view, "title": listing.title, "card": card}
+
+    async def notice_data(self, data: dict) -> dict:
+        """A notice's data as the user channel shows it: a payment's `ref` as the wallet
+        shows it, other notices with the title of their card."""
+        if "cause" in data and isinstance(data.get("ref"), str):
+            return {**data, "ref": public_ref(data["cause"], data["ref"])}
+        if "title" in data:
+            return data
+        asset_id = data.get("asset_id")
+        auction_id = data.get("auction_id")
+        if not asset_id and isinstance(auction_id, str):
+            asset_id = self._assets_of.get(auction_id)
+            if asset_id is None:
+                record = await self.store.get_auction(auction_id)
+                asset_id = record["asset_id"] if record else ""
+                self._assets_of.put(auction_id, asset_id)
+        return {**data, "title": await self.title_of(asset_id) if asset_id else ""}
+
+    async def present(self, view: dict, terms: bool = False) -> dict:
         """A stored view as clients see it. A live Dutch price depends on the clock, so the
         host that judges the bids (and its clock) prices it; the stored view is the fallback
         when the host cannot answer."""
         if view.get("type") == "dutch" and view.get("status") == "live":
             reply = await self.router.send(GetView(view["auction_id"]))
             view = reply.auction if isinstance(reply, Viewed) else present_view(view)
-        return await self.enrich(view)
+        return await self.enrich(view, terms)
 
-    async def present_all(self, views: list[dict]) -> list[dict]:
-        return list(await asyncio.gather(*(self.present(v) for v in views)))
+    async def present_all(self, views: list[dict], terms: bool = False) -> list[dict]:
+        return list(await asyncio.gather(*(self.present(v, terms) for v in views)))
+
+
+@dataclass(frozen=True)
+class Listing:
+    title: str
+    card: dict[str, Any] | None  # card_id, name, set, year, category, player, character,
+    terms: tuple[str, ...]  # grader, grade; None for a legacy asset
+
+    @classmethod
+    def of(cls, asset: AssetRecord | None, card: CardRecord | None) -> Listing:
+        if asset is None:
+            return cls("", None, ())
+        if card is None:
+            return cls(asset["title"], None, ())
+        public = {key: card.get(key) for key in CARD_FIELDS}
+        public.update(grader=asset.get("grader"), grade=asset.get("grade"))
+        return cls(asset["title"], public, tuple(card["terms"]))
+
+
+CARD_FIELDS = ("card_id", "name", "set", "year", "category", "player", "character")
 
 
 def gateway_of(request: web.Request) -> Gateway:

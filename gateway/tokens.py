@@ -5,18 +5,36 @@ and image, and its signed provenance chain (which anyone can verify with the pub
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, cast
 from xml.sax.saxutils import escape
 
 from aiohttp import web
 
-from gateway.catalog import asset_json
-from gateway.rest import ApiError
+from actors.clock import now_ms
+from gateway.catalog import asset_id_token, asset_json
+from gateway.protocol import valid_id
+from gateway.rest import ApiError, caller
 from gateway.state import Gateway, gateway_of
 from market.catalog import grade_text
-from market.errors import TOKEN_NOT_FOUND
-from market.provenance import is_token_id, public_key_b64, token_metadata
-from storage.records import AssetRecord
+from market.errors import (
+    ASSET_NOT_FOUND,
+    INVALID,
+    NOT_OWNER,
+    PROVENANCE_CONFLICT,
+    TOKEN_NOT_FOUND,
+    UNAVAILABLE,
+    MarketError,
+)
+from market.provenance import (
+    Record,
+    is_token_id,
+    next_record,
+    public_key_b64,
+    token_metadata,
+    verify_chain,
+)
+from storage import Conflict
+from storage.records import AssetRecord, ProvenanceRecord
 
 routes = web.RouteTableDef()
 
@@ -64,6 +82,57 @@ async def provenance(request: web.Request) -> web.Response:
     if records is None:
         raise ApiError(TOKEN_NOT_FOUND, "no such token")
     return web.json_response({"token_id": token_id, "records": records})
+
+
+@routes.get("/api/tokens/{token_id}/verify")
+async def verify(request: web.Request) -> web.Response:
+    """The server's own check of a token's chain (hashes, links, owners, signatures), for a
+    browser whose WebCrypto lacks Ed25519; anyone can redo it with the public key."""
+    gateway = gateway_of(request)
+    token_id = request.match_info["token_id"]
+    records = await gateway.store.load_provenance(token_id) if is_token_id(token_id) else None
+    if records is None:
+        raise ApiError(TOKEN_NOT_FOUND, "no such token")
+    key = public_key_b64(gateway.signer)
+    problems = verify_chain(token_id, cast(list[Record], records), key)
+    return web.json_response({
+        "token_id": token_id, "ok": not problems, "records": len(records), "public_key": key,
+        "problems": [{"index": p.index, "seq": p.seq, "kind": p.kind, "message": p.message}
+                     for p in problems]})
+
+
+@routes.post("/api/assets/{asset_id}/redeem")
+async def redeem(request: web.Request) -> web.Response:
+    """The owner takes the physical card out of the vault: a signed `redeem` record burns
+    the token (no more listing, offering or transfer). Idempotent: a burned token of the
+    caller answers as the first call did."""
+    user_id = caller(request)
+    gateway = gateway_of(request)
+    asset_id = request.match_info["asset_id"]
+    asset = await gateway.store.get_asset(asset_id) if valid_id(asset_id) else None
+    if asset is None:
+        raise ApiError(ASSET_NOT_FOUND, "no such asset")
+    if asset["owner_id"] != user_id:
+        raise ApiError(NOT_OWNER, "you do not own this asset")
+    if asset.get("redeemed"):
+        return web.json_response(asset_json(asset))
+    token_id = asset_id_token(asset)
+    chain = await gateway.store.load_provenance(token_id)
+    if not chain:
+        raise ApiError(INVALID, "this card was minted before tokens: it has no token to burn")
+    try:
+        record = next_record(token_id, cast(Record, chain[-1]), "redeem", frm=user_id,
+                             to=None, at=now_ms(), signer=gateway.signer)
+        await gateway.store.append_provenance(token_id, cast(ProvenanceRecord, record))
+    except MarketError as exc:
+        raise ApiError.of(exc) from exc
+    except Conflict as exc:
+        if exc.code == PROVENANCE_CONFLICT:  # it moved meanwhile (sold, or redeemed)
+            raise ApiError(UNAVAILABLE, "the card changed hands meanwhile; retry") from exc
+        raise ApiError(exc.code, exc.message) from exc
+    redeemed = await gateway.store.get_asset(asset_id)
+    assert redeemed is not None
+    return web.json_response(asset_json(redeemed))
 
 
 @routes.get("/api/tokens/{token_id}/image.svg")

@@ -29,6 +29,7 @@ from gateway.protocol import (
 from gateway.rest import ApiError
 from gateway.state import Gateway, gateway_of
 from market.errors import (
+    INSUFFICIENT_FUNDS,
     INTERNAL,
     INVALID,
     LIMIT_EXCEEDED,
@@ -38,6 +39,7 @@ from market.errors import (
     UNAVAILABLE,
     error_dict,
 )
+from market.ledger import buyer_total
 
 log = logging.getLogger("ece.ws")
 
@@ -59,6 +61,7 @@ class Connection:
         "expires_at",
         "inflight",
         "ip",
+        "me",
         "pending_subscribes",
         "queue",
         "subscriptions",
@@ -78,6 +81,7 @@ class Connection:
         # auction id -> the subscribe request that owns it; a subscribe still being answered
         # checks it is still the owner before it registers anything (see Hub.subscribe).
         self.subscriptions: dict[str, object] = {}
+        self.me: str | None = None  # the user whose channel this socket is subscribed to
         self.inflight = 0
         self.pending_subscribes = 0
         self.closing = False
@@ -202,6 +206,8 @@ async def _serve(gateway: Gateway, conn: Connection, bad_token: bool) -> None:
         gateway.connections.discard(conn)
         gateway.metrics.connections.dec()
         gateway.hub.drop(conn)
+        if conn.me is not None:
+            gateway.notices.unsubscribe(conn, conn.me)
         if conn.writer is not None:
             conn.writer.cancel()
 
@@ -231,12 +237,15 @@ async def _dispatch(gateway: Gateway, conn: Connection, message: dict, encoding:
         if conn.inflight >= MAX_SOCKET_INFLIGHT:
             raise ProtocolError(OVERLOADED, "too many bids in flight on this socket",
                                 bid.req_id)
+        _check_buying_power(gateway, user_id, bid)
         conn.inflight += 1
         # Bids run concurrently so one socket can pipeline; the answer keeps its encoding.
         # The bidder is who the socket is when the bid arrives: a later `auth` on the same
         # socket must not change who this bid is from.
         task = gateway.hub.spawn(_bid(gateway, conn, user_id, bid, encoding))
         task.add_done_callback(lambda _: _finished(conn))
+    elif op in ("subscribe", "unsubscribe") and message.get("channel") is not None:
+        _user_channel(gateway, conn, message, op, req_id, encoding)
     elif op == "subscribe":
         auction_id = require_auction_id(message, req_id)
         since = parse_since(message, req_id)
@@ -278,6 +287,58 @@ async def _dispatch(gateway: Gateway, conn: Connection, message: dict, encoding:
         raise ProtocolError(INVALID, "every message needs an 'op' string", req_id)
     else:
         raise ProtocolError(INVALID, f"unknown op {op[:32]!r}", req_id)
+
+
+def _check_buying_power(gateway: Gateway, user_id: str, bid: BidRequest) -> None:
+    """Refuse a bid whose maximum, premium included, exceeds what the bidder has: a lookup
+    in the balances the user channel's feed keeps current (no store read, no Ray call)."""
+    settings = gateway.settings
+    if not settings.balance_check:
+        return
+    required = buyer_total(bid.effective_max, settings.buyer_premium_bps)
+    available = gateway.notices.balances.available(user_id)
+    if required > available:
+        raise ProtocolError(INSUFFICIENT_FUNDS, "your maximum, premium included, exceeds your"
+                            " available balance", bid.req_id, auction_id=bid.auction_id,
+                            available=available, required=required)
+
+
+def _user_channel(gateway: Gateway, conn: Connection, message: dict, op: str, req_id: Any,
+                  encoding: str) -> None:
+    """`{"op": "subscribe", "channel": "me", "since"?}` and its unsubscribe."""
+    if message.get("channel") != "me":
+        raise ProtocolError(INVALID, "the only channel is 'me'", req_id)
+    if op == "unsubscribe":
+        if conn.me is not None:
+            gateway.notices.unsubscribe(conn, conn.me)
+            conn.me = None
+        conn.send({"op": "ack", "req_id": req_id, "channel": "me"}, encoding=encoding)
+        return
+    since = parse_since(message, req_id)
+    user_id = conn.current_user()
+    if user_id is None:
+        raise ProtocolError(UNAUTHORIZED, "sign in to follow your own events", req_id)
+    if conn.pending_subscribes >= MAX_PENDING_SUBSCRIBES:
+        raise ProtocolError(OVERLOADED, "too many subscribes being answered; retry", req_id)
+    if conn.me is not None:
+        gateway.notices.unsubscribe(conn, conn.me)
+    conn.me = user_id
+    conn.pending_subscribes += 1
+    gateway.hub.spawn(_subscribe_me(gateway, conn, user_id, since, req_id, encoding))
+
+
+async def _subscribe_me(gateway: Gateway, conn: Connection, user_id: str, since: int | None,
+                        req_id: Any, encoding: str) -> None:
+    try:
+        await gateway.notices.subscribe(conn, user_id, since, encoding, req_id)
+    except Exception:
+        log.warning("user channel subscribe failed", exc_info=True)
+        if conn.me == user_id:
+            conn.me = None
+        conn.send(ProtocolError(UNAVAILABLE, "could not read your events; retry",
+                                req_id).frame(), encoding=encoding)
+    finally:
+        conn.pending_subscribes -= 1
 
 
 def _finished(conn: Connection) -> None:

@@ -160,10 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         joined_specs = {
             "inmemory": {"ECE_STORE": f"memory:{mem_name}"},
             "naive": {"ECE_BATCHING": "0"},
+            "nocheck": {"ECE_BALANCE_CHECK": "0"},
             "hosted": {},
             "per_actor": {"ECE_AUCTIONS_PER_ACTOR": "1"},
         }
-        needs = {"inmemory": "inmemory", "naive": "baseline", "hosted": "auctions_hosted",
+        needs = {"inmemory": "inmemory", "naive": "baseline", "nocheck": "unchecked",
+                 "hosted": "auctions_hosted",
                  "per_actor": "auctions_per_actor"}
         joined: dict[str, Managed] = {}
         t_join = time.monotonic()
@@ -182,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         stage("ray_calls", ray_calls, params, ray_address, ray_env, tmp)
         stage("idle_connections", idle_stage, params, main_srv)
         stage("e2e", e2e_stage, params, main_srv, main_srv, "e2e", True, args.profile)
+        stage("unchecked", e2e_stage, params, joined.get("nocheck"), main_srv, "unchecked",
+              False, args.profile)
         stage("fanout", fanout_stage, params, main_srv, main_srv)
         stage("inmemory", e2e_stage, params, joined.get("inmemory"), main_srv, "inmemory",
               False, args.profile)

@@ -61,6 +61,7 @@ PROXY = os.environ.get("LOCUST_PROXY", "0") == "1"
 ACK_TIMEOUT = _env_float("LOCUST_ACK_TIMEOUT", 10.0)
 AUCTION_MS = int(_env_float("LOCUST_AUCTION_MS", 300_000))
 PREFIX = os.environ.get("LOCUST_USER_PREFIX", "locust")
+FUNDS = 100_000_000  # cents each locust user deposits once, so its bids are covered
 PASSWORD = os.environ.get("LOCUST_PASSWORD", "locust-password")
 # A 429 on sign-up or sign-in (per-address throttling) is waited out this many times.
 MAX_THROTTLED_RETRIES = 10
@@ -119,15 +120,20 @@ class EceClient:
         raise AssertionError("unreachable")
 
     def account_for(self, username: str) -> dict:
+        """Sign up (or in) and fund the account once (the deposit's req_id is fixed)."""
         status, body = self._post("/api/users", {"username": username, "password": PASSWORD},
                                   name="/api/users (sign up)")
-        if status == 201:
-            return body
-        status, body = self._post("/api/sessions", {"username": username,
-                                                    "password": PASSWORD},
-                                  name="/api/sessions (sign in)")
-        if status != 200:
+        if status != 201:
+            status, body = self._post("/api/sessions", {"username": username,
+                                                        "password": PASSWORD},
+                                      name="/api/sessions (sign in)")
+        if status not in (200, 201):
             raise RuntimeError(f"cannot sign in as {username}: {status} {body}")
+        status, funded = self._post("/api/wallet/deposits",
+                                    {"amount": FUNDS, "req_id": "locust-funds"}, body["token"],
+                                    name="/api/wallet/deposits")
+        if status != 201:
+            raise RuntimeError(f"cannot fund {username}: {status} {funded}")
         return body
 
     def live_auctions(self) -> list[dict]:

@@ -226,6 +226,17 @@ class Auction:
             return self.winner_id is not None if self.status == "closed" else None
         return self.price is not None and self.bid_count > 0 and self.price >= reserve
 
+    def ranked_bidders(self) -> list[tuple[str, int]]:
+        """Every bidder with the most they committed to (English: their maximum; sealed: their
+        bid), highest first, the earlier on ties; a Dutch auction's only bidder is its
+        winner. Private (maxima): for settlement (second chance, losers), never for clients."""
+        if self.spec.type == "dutch":
+            if self.winner_id is None or self.final_price is None:
+                return []
+            return [(self.winner_id, self.final_price)]
+        ranked = sorted(self._book.items(), key=lambda kv: (-kv[1][0], kv[1][1]))
+        return [(bidder, amount) for bidder, (amount, _) in ranked]
+
     def next_deadline(self) -> int | None:
         if self.status == "scheduled":
             return self.spec.starts_at

@@ -77,6 +77,9 @@ ASSET_EXISTS = _declare("ASSET_EXISTS", 400, "store: a new asset's id exists (RE
                         internal=True)
 ASSET_MOVED = _declare("ASSET_MOVED", 400, "store: settle_error of a sale whose asset had moved",
                        internal=True)
+PAYMENT_FAILED = _declare("PAYMENT_FAILED", 400,
+                           "store: settle_error of a sale whose winner could not pay",
+                           internal=True)
 CARD_EXISTS = _declare("CARD_EXISTS", 400, "store: a new card's id exists",
                        internal=True)
 PROVENANCE_CONFLICT = _declare("PROVENANCE_CONFLICT", 400,

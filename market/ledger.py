@@ -34,6 +34,7 @@ __all__ = [
     "entry_id_for",
     "fee",
     "is_account",
+    "public_ref",
     "settlement",
     "user_account",
     "user_key",
@@ -99,6 +100,14 @@ def user_key(user: str, key: str) -> str:
     if not _is_id(key):
         raise _invalid("key", f"must be a string of 1..{MAX_ID_LEN} characters")
     return f"{_check_user('user', user)}:{key}"
+
+
+def public_ref(cause: str, cause_key: str) -> str:
+    """What a client calls an entry's cause: the auction or offer id, or for a deposit or
+    withdrawal the request's own req_id (without the user scope of its cause key)."""
+    if cause in (DEPOSIT, WITHDRAWAL):
+        return cause_key.partition(":")[2]
+    return cause_key
 
 
 def entry_id_for(cause: str, cause_key: str) -> str:

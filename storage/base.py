@@ -13,13 +13,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from market.catalog import normal_grade
-from market.errors import ASSET_MOVED
+from market.errors import ASSET_MOVED, PAYMENT_FAILED
 from storage.records import (
+    AccountRecord,
     AssetRecord,
     AuctionRecord,
     CardRecord,
+    EntryRecord,
     Json,
+    NewNotice,
+    NoticeRecord,
+    PostingRecord,
     ProvenanceRecord,
+    SecondChanceRecord,
     TradeRecord,
     UserRecord,
 )
@@ -31,6 +37,8 @@ FINISHED_STATUSES: tuple[str, ...] = ("closed", "cancelled")
 # `settle_error` of an auction whose winner got nothing: when it was settled, the asset was
 # no longer owned by the seller through this listing, so no trade was recorded.
 SETTLE_ASSET_MOVED = ASSET_MOVED
+# `settle_error` of an auction whose winner could not pay (`fail_payment`).
+SETTLE_PAYMENT_FAILED = PAYMENT_FAILED
 
 
 class StoreError(Exception):
@@ -237,8 +245,11 @@ class Store(abc.ABC):
         """The asset with every AssetRecord key (graded ones None on a legacy asset)."""
 
     @abc.abstractmethod
-    async def list_assets(self, owner_id: str) -> list[AssetRecord]:
-        """The owner's assets, oldest first, shaped like get_asset's."""
+    async def list_assets(self, owner_id: str, limit: int | None = None,
+                          after: str | None = None) -> list[AssetRecord]:
+        """The owner's assets ordered by `asset_id`, shaped like get_asset's; redeemed ones
+        included. `after`: only assets whose id is greater (the last id of the previous
+        page). At most `limit` (all when None; none if <= 0)."""
 
     # -- auctions --------------------------------------------------------------------------
     @abc.abstractmethod
@@ -307,6 +318,111 @@ class Store(abc.ABC):
         self, asset_id: str | None = None, user_id: str | None = None, limit: int = 200
     ) -> list[TradeRecord]:
         """Newest first; user_id matches buyer or seller."""
+
+    # -- money: accounts and the journal (market.ledger) ------------------------------------
+    @abc.abstractmethod
+    async def post_entry(self, entry: EntryRecord) -> EntryRecord:
+        """Apply a balanced journal entry (`market.ledger.Entry.to_dict()`) exactly once and
+        return it as stored, with `after` (each account's balance after it).
+
+        - An entry with this `entry_id` already applied: returned as stored, nothing changes
+          (even if the given postings differ). One half-applied by a crash (MongoDB) is
+          completed (or, if refused, removed) first.
+        - A posting that would take a `user:` account or `fees` below 0: Conflict
+          INSUFFICIENT_FUNDS, nothing stored, nothing changed. `external` may go negative.
+        - At most one posting may debit a `user:` account or `fees` (StoreError otherwise).
+        - Otherwise every account's balance changes by its posting and its `version` by 1, a
+          posting record (account, version, ..., balance after) is stored per account, the
+          entry is stored, and each `user:` posting adds a `payment` notice for its user:
+          key `payment:<entry_id>`, data {entry_id, cause, ref: cause_key, amount, balance,
+          version}. SQLite does all of it in one transaction; MongoDB in idempotent steps
+          (the entry first, marked pending) that this method or `recover_ledger` finishes
+          after a crash, so a reader may briefly see some of the balances changed.
+        """
+
+    @abc.abstractmethod
+    async def get_entry(self, entry_id: str) -> EntryRecord | None:
+        """The applied entry with this id (with `after`), or None (also while half-applied)."""
+
+    @abc.abstractmethod
+    async def get_account(self, account: str) -> AccountRecord:
+        """The account's balance and version; balance 0, version 0 if it never had a posting."""
+
+    @abc.abstractmethod
+    async def user_balances(self) -> dict[str, tuple[int, int]]:
+        """user_id -> (balance, version) of every `user:` account that had a posting."""
+
+    @abc.abstractmethod
+    async def list_postings(self, account: str, before_version: int | None = None,
+                            limit: int = 50) -> list[PostingRecord]:
+        """The account's postings, newest (highest version) first; `before_version`: only
+        those with a lower version (the last one of the previous page)."""
+
+    @abc.abstractmethod
+    async def recover_ledger(self) -> int:
+        """Finish every half-applied entry (or remove it if it is refused now); how many.
+        Always 0 on SQLite, where an entry is one transaction."""
+
+    @abc.abstractmethod
+    async def check_ledger(self) -> list[str]:
+        """What is wrong with the ledger, in words; [] when sound: the balances do not sum
+        to 0, a `user:` or `fees` balance is negative, an account's balance or version
+        disagrees with its postings, an entry's postings do not sum to 0 or lack their
+        posting records, or an entry is half-applied."""
+
+    # -- the user channel: per-user notices with a global feed -------------------------------
+    @abc.abstractmethod
+    async def add_notices(self, notices: list[NewNotice]) -> list[NoticeRecord]:
+        """Store notices, each with its user's next `seq` (1, 2, ... without gaps) and the
+        next global `pos`; returned in the given order. A notice whose (user_id, key) is
+        stored already is not added again: its stored record is returned. Concurrent
+        callers in many processes never give two notices one (user_id, seq) or one pos."""
+
+    @abc.abstractmethod
+    async def load_notices(self, user_id: str, after_seq: int = 0,
+                           limit: int = 100) -> list[NoticeRecord]:
+        """The user's notices with seq > after_seq, seq ascending, at most `limit`."""
+
+    async def last_notice_seq(self, user_id: str) -> int:
+        """The user's latest notice seq (0 when none). Back ends override this scan."""
+        seq = 0
+        while batch := await self.load_notices(user_id, seq, 1000):
+            seq = batch[-1]["seq"]
+        return seq
+
+    @abc.abstractmethod
+    async def notice_feed(self, after_pos: int, limit: int = 1000) -> list[NoticeRecord]:
+        """Every user's notices with pos > after_pos, pos ascending, at most `limit`.
+
+        Positions increase but a reader may see a gap that fills a moment later (MongoDB
+        allocates a pos before inserting; SQLite can leave a gap for a rolled-back insert
+        that never fills): readers wait briefly for a gap, then move past it."""
+
+    @abc.abstractmethod
+    async def notice_position(self) -> int:
+        """The highest pos stored (0 when none): where a new reader of the feed starts."""
+
+    # -- payment failure ---------------------------------------------------------------------
+    @abc.abstractmethod
+    async def fail_payment(self, trade: TradeRecord,
+                           second_chance: SecondChanceRecord | None = None) -> bool:
+        """The winner of `trade` could not pay: settle the auction without a sale.
+
+        Idempotent saga step, like `settle`: on an unsettled auction, unlist the asset (it
+        stays the seller's), store `second_chance` if given (one per auction), and mark the
+        auction settled with `settle_error` = PAYMENT_FAILED; no trade is recorded. True
+        only for the call that did it; False when the auction was settled already. Conflict
+        AUCTION_NOT_FOUND if it does not exist.
+        """
+
+    @abc.abstractmethod
+    async def get_second_chance(self, auction_id: str) -> SecondChanceRecord | None: ...
+
+    @abc.abstractmethod
+    async def list_second_chances(self, user_id: str,
+                                  limit: int = 100) -> list[SecondChanceRecord]:
+        """The runner-up's second-chance offers, newest first."""
+
 
 
 def event_key(event: dict[str, Any]) -> tuple[str, int]:

@@ -44,6 +44,7 @@ from storage.base import (
 )
 from storage.chain import check_mint, check_transfer
 from storage.mongo_catalog import CARD_INDEXES, MongoCatalog
+from storage.mongo_money import MongoMoney
 from storage.mongo_tokens import (
     ASSET_FIELDS,
     ASSET_INDEXES,
@@ -108,7 +109,7 @@ def _record(doc: Doc) -> AuctionRecord:
     return cast(AuctionRecord, out)  # documents are schemaless: this is where they get a type
 
 
-class MongoStore(MongoCatalog, MongoTokens, Store):
+class MongoStore(MongoCatalog, MongoTokens, MongoMoney, Store):
     def __init__(
         self,
         uri: str,
@@ -186,6 +187,7 @@ class MongoStore(MongoCatalog, MongoTokens, Store):
                     IndexModel([("seller_id", ASCENDING), ("at", DESCENDING)]),
                 ]
             )
+            await self._open_money()
         except BaseException:
             self._client = self._db = None
             await client.close()
@@ -235,10 +237,16 @@ class MongoStore(MongoCatalog, MongoTokens, Store):
         doc = await self.assets.find_one({"_id": asset_id}, ASSET_PROJECTION)
         return None if doc is None else asset_record(doc)
 
-    async def list_assets(self, owner_id: str) -> list[AssetRecord]:
-        cursor = self.assets.find({"owner_id": owner_id}, ASSET_PROJECTION).sort(
-            [("created_at", ASCENDING), ("_id", ASCENDING)]
-        )
+    async def list_assets(self, owner_id: str, limit: int | None = None,
+                          after: str | None = None) -> list[AssetRecord]:
+        if limit is not None and limit <= 0:
+            return []
+        query: Doc = {"owner_id": owner_id}
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        cursor = self.assets.find(query, ASSET_PROJECTION).sort("_id", ASCENDING)
+        if limit is not None:
+            cursor = cursor.limit(int(limit))
         return [asset_record(doc) async for doc in cursor]
 
     # -- auctions --------------------------------------------------------------------------

@@ -40,7 +40,7 @@ CERT_INDEX = "grader_cert"
 TOKEN_INDEX = "token_id"
 _STRING = {"$type": "string"}
 ASSET_INDEXES = [
-    IndexModel([("owner_id", ASCENDING)]),
+    IndexModel([("owner_id", ASCENDING), ("_id", ASCENDING)]),  # list_assets, in pages
     IndexModel([("card_id", ASCENDING), ("grader", ASCENDING)]),
     IndexModel([("grader", ASCENDING), ("cert", ASCENDING)], name=CERT_INDEX, unique=True,
                partialFilterExpression={"grader": _STRING, "cert": _STRING}),

@@ -84,6 +84,8 @@ class TradeRecord(TypedDict):
     buyer_id: str
     price: int
     at: int
+    premium: NotRequired[int]  # the buyer's premium paid on top of `price` (cents)
+    seller_fee: NotRequired[int]  # the fee kept from the seller's `price` (cents)
 
 
 # One signed record of a token's provenance chain (market.provenance: `mint_record`,
@@ -105,3 +107,62 @@ ProvenanceRecord = TypedDict(
         "signature": str,  # base64 Ed25519 signature of the hash's 32 bytes
     },
 )
+
+
+class EntryRecord(TypedDict):
+    """A journal entry (`market.ledger.Entry.to_dict()`), as given to `Store.post_entry`."""
+
+    entry_id: str
+    cause: str  # deposit | withdrawal | settlement | fee | offer
+    cause_key: str
+    at: int
+    postings: list[list[Any]]  # [[account, amount], ...], summing to zero
+    after: NotRequired[dict[str, int]]  # account -> its balance after this entry (store-set)
+
+
+class AccountRecord(TypedDict):
+    account: str  # user:<user_id>, fees or external
+    balance: int  # cents
+    version: int  # how many postings have been applied to the account (0 when none)
+
+
+class PostingRecord(TypedDict):
+    """One account's line of one entry: the account's `version`-th posting."""
+
+    account: str
+    version: int
+    entry_id: str
+    cause: str
+    cause_key: str
+    at: int
+    amount: int  # positive credits the account
+    balance: int  # the account's balance after it
+
+
+class NewNotice(TypedDict):
+    """A user-channel event to add: `type` is outbid, won, lost, sold, payment, transfer_in,
+    transfer_out, second_chance or payment_failed; `key` makes adding it idempotent."""
+
+    user_id: str
+    key: str
+    type: str
+    at: int
+    data: Json
+
+
+class NoticeRecord(NewNotice):
+    seq: int  # per user: 1, 2, ...
+    pos: int  # global position in the notice feed, increasing
+
+
+class SecondChanceRecord(TypedDict):
+    """After a winner's payment failed: the runner-up may buy at their own last bid."""
+
+    auction_id: str
+    asset_id: str
+    seller_id: str
+    user_id: str  # the runner-up
+    price: int
+    at: int
+    expires_at: int
+    status: str  # open (trade offers will add accepted | declined | expired)

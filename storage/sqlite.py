@@ -46,6 +46,7 @@ from storage.base import (
 from storage.chain import check_mint, check_transfer
 from storage.records import AssetRecord, AuctionRecord, ProvenanceRecord, TradeRecord, UserRecord
 from storage.sqlite_catalog import SqliteCatalog
+from storage.sqlite_money import SqliteMoney
 from storage.sqlite_schema import connect, sync_mode
 from storage.sqlite_tokens import (
     ASSET_SELECT,
@@ -72,6 +73,21 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+_TRADE_COLS = "data, premium, seller_fee"
+
+
+def _trade(row: tuple[Any, ...]) -> TradeRecord:
+    """A TradeRecord from a row of _TRADE_COLS: premium and seller_fee only when set."""
+    trade: TradeRecord = json.loads(row[0])
+    trade.pop("premium", None)
+    trade.pop("seller_fee", None)
+    if row[1] is not None:
+        trade["premium"] = row[1]
+    if row[2] is not None:
+        trade["seller_fee"] = row[2]
+    return trade
+
+
 def _rollback(conn: sqlite3.Connection) -> None:
     """Roll back if a transaction is still open; never masks the error being handled.
 
@@ -83,7 +99,7 @@ def _rollback(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
 
 
-class SqliteStore(SqliteCatalog, SqliteTokens, Store):
+class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, Store):
     def __init__(self, path: str, synchronous: str = "FULL") -> None:
         self.path = path
         self.synchronous = sync_mode(synchronous)
@@ -240,10 +256,20 @@ class SqliteStore(SqliteCatalog, SqliteTokens, Store):
 
         return await self._run(q)
 
-    async def list_assets(self, owner_id: str) -> list[AssetRecord]:
+    async def list_assets(self, owner_id: str, limit: int | None = None,
+                          after: str | None = None) -> list[AssetRecord]:
+        if limit is not None and limit <= 0:
+            return []
+        sql = ASSET_SELECT + " WHERE owner_id=?"
+        args: list[Any] = [owner_id]
+        if after is not None:
+            sql += " AND asset_id>?"
+            args.append(after)
+        sql += " ORDER BY asset_id LIMIT ?"
+        args.append(-1 if limit is None else int(limit))
+
         def q() -> list[AssetRecord]:
-            sql = ASSET_SELECT + " WHERE owner_id=? ORDER BY created_at, asset_id"
-            return [asset_row(r) for r in self._db.execute(sql, (owner_id,))]
+            return [asset_row(r) for r in self._db.execute(sql, args)]
 
         return await self._run(q)
 
@@ -430,7 +456,8 @@ class SqliteStore(SqliteCatalog, SqliteTokens, Store):
             check_transfer(trade, transfer)
         auction_id, asset_id = trade["auction_id"], trade["asset_id"]
         seller_id, buyer_id = trade["seller_id"], trade["buyer_id"]
-        trade_row = (auction_id, asset_id, seller_id, buyer_id, trade.get("at"), _dumps(trade))
+        trade_row = (auction_id, asset_id, seller_id, buyer_id, trade.get("at"),
+                     trade.get("premium"), trade.get("seller_fee"), _dumps(trade))
 
         def tx(conn: sqlite3.Connection) -> bool | None:
             """True: sold and settled now; False: already settled; None: asset moved."""
@@ -458,7 +485,7 @@ class SqliteStore(SqliteCatalog, SqliteTokens, Store):
                 sell_with_record(conn, asset_id, transfer)
             conn.execute(
                 "INSERT OR IGNORE INTO trades(auction_id, asset_id, seller_id, buyer_id, at,"
-                " data) VALUES (?,?,?,?,?,?)",
+                " premium, seller_fee, data) VALUES (?,?,?,?,?,?,?,?)",
                 trade_row,
             )
             conn.execute("UPDATE auctions SET settled=1 WHERE auction_id=?", (auction_id,))
@@ -493,9 +520,9 @@ class SqliteStore(SqliteCatalog, SqliteTokens, Store):
     async def get_trade(self, auction_id: str) -> TradeRecord | None:
         def q() -> TradeRecord | None:
             row = self._db.execute(
-                "SELECT data FROM trades WHERE auction_id=?", (auction_id,)
+                f"SELECT {_TRADE_COLS} FROM trades WHERE auction_id=?", (auction_id,)
             ).fetchone()
-            return None if row is None else json.loads(row[0])
+            return None if row is None else _trade(row)
 
         return await self._run(q)
 
@@ -511,10 +538,11 @@ class SqliteStore(SqliteCatalog, SqliteTokens, Store):
             clauses.append("(buyer_id=? OR seller_id=?)")
             args += [user_id, user_id]
         where = " AND ".join(clauses) or "1"
-        sql = f"SELECT data FROM trades WHERE {where} ORDER BY at DESC, auction_id DESC LIMIT ?"
+        sql = (f"SELECT {_TRADE_COLS} FROM trades WHERE {where}"
+               " ORDER BY at DESC, auction_id DESC LIMIT ?")
         args.append(int(limit))
 
         def q() -> list[TradeRecord]:
-            return [json.loads(r[0]) for r in self._db.execute(sql, args)]
+            return [_trade(r) for r in self._db.execute(sql, args)]
 
         return await self._run(q)

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS assets (
     redeemed   INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS assets_owner ON assets(owner_id);
+CREATE INDEX IF NOT EXISTS assets_owner_asset ON assets(owner_id, asset_id);
 -- The catalog. sort_name = storage.base.sort_name(card) orders search results, terms is the
 -- JSON list as given, and card_terms holds one row per (term, card) for prefix searches.
 CREATE TABLE IF NOT EXISTS cards (
@@ -109,6 +110,53 @@ CREATE TABLE IF NOT EXISTS provenance (
     record   TEXT NOT NULL,
     PRIMARY KEY (token_id, seq)
 ) WITHOUT ROWID;
+-- Money (storage.sqlite_money): each account's balance and version (how many postings),
+-- the journal (entries, `after` = each account's balance after it) and one posting row per
+-- account and entry, all written by post_entry in one transaction.
+CREATE TABLE IF NOT EXISTS accounts (
+    account TEXT PRIMARY KEY,
+    balance INTEGER NOT NULL,
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS entries (
+    entry_id  TEXT PRIMARY KEY,
+    cause     TEXT NOT NULL,
+    cause_key TEXT NOT NULL,
+    at        INTEGER NOT NULL,
+    postings  TEXT NOT NULL,
+    after     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS postings (
+    account   TEXT NOT NULL,
+    version   INTEGER NOT NULL,
+    entry_id  TEXT NOT NULL,
+    amount    INTEGER NOT NULL,
+    balance   INTEGER NOT NULL,
+    at        INTEGER NOT NULL,
+    cause     TEXT NOT NULL,
+    cause_key TEXT NOT NULL,
+    PRIMARY KEY (account, version)
+) WITHOUT ROWID;
+-- The user channel: pos (AUTOINCREMENT: never reused) orders the global feed, seq each
+-- user's notices, and (user_id, key) makes adding a notice idempotent.
+CREATE TABLE IF NOT EXISTS notices (
+    pos     INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
+    key     TEXT NOT NULL,
+    type    TEXT NOT NULL,
+    at      INTEGER NOT NULL,
+    data    TEXT NOT NULL,
+    UNIQUE (user_id, seq),
+    UNIQUE (user_id, key)
+);
+CREATE TABLE IF NOT EXISTS second_chances (
+    auction_id TEXT PRIMARY KEY,
+    user_id    TEXT NOT NULL,
+    at         INTEGER NOT NULL,
+    data       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS second_chances_user ON second_chances(user_id, at);
 """
 
 # Columns added after the first release: (table, column, declaration) for ALTER TABLE.
@@ -120,6 +168,8 @@ _ADDED_COLUMNS = (
     ("assets", "cert", "TEXT"),
     ("assets", "token_id", "TEXT"),
     ("assets", "redeemed", "INTEGER NOT NULL DEFAULT 0"),
+    ("trades", "premium", "INTEGER"),
+    ("trades", "seller_fee", "INTEGER"),
 )
 
 # Indexes on added columns: created after _ADDED_COLUMNS has brought an old file up to date.

@@ -53,6 +53,10 @@ async def wait_for(
         await asyncio.sleep(interval)
 
 
+# What `Api.signup` deposits by default (cents): enough for any test's bids.
+FUNDS = 100_000_000
+
+
 class UnexpectedAnswer(AssertionError):
     """An answer other than the one a helper expects."""
 
@@ -114,11 +118,24 @@ class Api:
 
     # ---- accounts ----------------------------------------------------------------------------
 
-    async def signup(self, prefix: str = "user", password: str = PASSWORD) -> User:
+    async def signup(self, prefix: str = "user", password: str = PASSWORD,
+                     funds: int = FUNDS) -> User:
+        """A new account with `funds` cents deposited (0: none), so it can bid."""
         username = unique(prefix)
         body = await self.expect(201, "POST", "/api/users",
                                  json={"username": username, "password": password})
-        return User(body["user_id"], username, body["token"])
+        user = User(body["user_id"], username, body["token"])
+        if funds:
+            await self.deposit(user, funds)
+        return user
+
+    async def deposit(self, user: User, amount: int, req_id: str | None = None) -> dict:
+        """Deposit `amount` cents: {entry_id, amount, balance}."""
+        body = {"amount": amount, "req_id": req_id or unique("dep")}
+        return await self.expect(201, "POST", "/api/wallet/deposits", user, json=body)
+
+    async def balance(self, user: User) -> int:
+        return int((await self.expect(200, "GET", "/api/wallet", user))["balance"])
 
     async def signups(self, prefix: str, n: int) -> list[User]:
         """`n` accounts at once (the server hashes passwords in its threads)."""
@@ -254,13 +271,26 @@ class Socket:
         return await self.request(message)
 
     def events(self, auction_id: str) -> list[dict]:
-        return [m for m in self.messages
-                if m.get("op") == "event" and m.get("auction_id") == auction_id]
+        return [m for m in self.messages if m.get("op") == "event"
+                and m.get("auction_id") == auction_id and m.get("channel") is None]
+
+    def mine(self, kind: str | None = None) -> list[dict]:
+        """The events of the user channel (`me`) received so far, of type `kind` if given."""
+        return [m for m in self.messages if m.get("op") == "event" and m.get("channel") == "me"
+                and (kind is None or m.get("type") == kind)]
+
+    async def wait_mine(self, kind: str, timeout: float = 10.0, **fields: Any) -> dict:
+        """The first user-channel event of type `kind` whose fields include `fields`."""
+        return await self.expect(
+            lambda m: m.get("channel") == "me" and m.get("op") == "event"
+            and m.get("type") == kind and all(m.get(k) == v for k, v in fields.items()),
+            timeout, what=f"{kind} event on the user channel")
 
     async def wait_event(self, auction_id: str, kind: str, timeout: float = 10.0) -> dict:
         return await self.expect(
             lambda m: m.get("op") == "event" and m.get("auction_id") == auction_id
-            and m.get("type") == kind, timeout, what=f"{kind} event of {auction_id}")
+            and m.get("type") == kind and m.get("channel") is None, timeout,
+            what=f"{kind} event of {auction_id}")
 
     async def close(self) -> None:
         await self.ws.close()

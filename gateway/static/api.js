@@ -89,6 +89,15 @@ export async function request(method, path, { body, token } = {}) {
   return data;
 }
 
+/** A fresh random id for one user action (a retry of the same action reuses it). */
+export function newReqId() {
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes); // unlike randomUUID, also outside secure contexts
+  return `r_${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+}
+
+const enc = encodeURIComponent;
+
 export const api = {
   signUp: (username, password) => request("POST", "/api/users", { body: { username, password } }),
   signIn: (username, password) =>
@@ -104,6 +113,17 @@ export const api = {
   token: (id) => request("GET", `/api/tokens/${encodeURIComponent(id)}`),
   provenance: (id) => request("GET", `/api/tokens/${encodeURIComponent(id)}/provenance`),
   tokenKey: () => request("GET", "/api/tokens/key"),
+  verifyOnServer: (id) => request("GET", `/api/tokens/${encodeURIComponent(id)}/verify`),
+  /** Live auctions matching a query of list_query.js's apiQuery ("status=live&q=..."). */
+  auctions: (query) => request("GET", `/api/auctions?${query}`),
+  card: (id) => request("GET", `/api/cards/${enc(id)}`),
+  redeem: (token, assetId) => request("POST", `/api/assets/${enc(assetId)}/redeem`, { token }),
+  wallet: (token, cursor = null, limit = 50) => request("GET",
+    `/api/wallet?limit=${limit}${cursor ? `&cursor=${enc(cursor)}` : ""}`, { token }),
+  deposit: (token, amount, reqId) =>
+    request("POST", "/api/wallet/deposits", { token, body: { amount, req_id: reqId } }),
+  withdraw: (token, amount, reqId) =>
+    request("POST", "/api/wallet/withdrawals", { token, body: { amount, req_id: reqId } }),
   cancel: (token, id) =>
     request("POST", `/api/auctions/${encodeURIComponent(id)}/cancel`, { token }),
 

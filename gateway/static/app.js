@@ -6,34 +6,41 @@
 //   api.js, live.js               REST client and clock; the one live WebSocket
 //   router.js                     hash routes -> views (the table below)
 //   shell.js                      session, live connection, header (shared by all views)
+//   header.js, notices.js         the header's wallet balance and notifications ("me" channel)
+//   list_query.js, catalog.js     the live list's search <-> URL; the catalog's vocabulary
 //   room_state.js                 the auction room's pure event reducer
 //   provenance.js                 a token's chain checked in the browser (WebCrypto)
 //   views/                        one module per page
 
 import { clock } from "./api.js";
+import { account, startHeader } from "./header.js";
 import { Router } from "./router.js";
 import {
   live, renderAccount, renderConnection, state, verifySession, watchOtherTabs,
 } from "./shell.js";
 import { AuthView } from "./views/auth.js";
+import { CardView } from "./views/card.js";
 import { ListView } from "./views/list.js";
 import { MyCardsView } from "./views/my_cards.js";
 import { RoomView } from "./views/room.js";
 import { SellView } from "./views/sell.js";
 import { TokenView } from "./views/token.js";
+import { WalletView } from "./views/wallet.js";
 
 /**
  * The pages. `name` is matched against the nav links' data-nav; the last route is the
- * fallback. Next pages (wallet, card, market, offers, portfolio) are one line each.
+ * fallback. Next pages (market, offers, portfolio) are one line each.
  */
 const ROUTES = [
   { name: "room", path: "/auction/:id", view: ({ id }) => new RoomView(id) },
   { name: "sell", path: "/sell", view: () => new SellView() },
   { name: "my-cards", path: "/me/cards", view: () => new MyCardsView() },
   { name: "token", path: "/token/:id", view: ({ id }) => new TokenView(id) },
+  { name: "card", path: "/card/:id", view: ({ id }) => new CardView(id) },
+  { name: "wallet", path: "/wallet", view: () => new WalletView() },
   { name: "auth", path: "/signin", view: (_, query) => new AuthView("signin", query.get("next") || "#/") },
   { name: "auth", path: "/signup", view: (_, query) => new AuthView("signup", query.get("next") || "#/") },
-  { name: "list", path: "*", view: () => new ListView() },
+  { name: "list", path: "*", view: (_, query) => new ListView(query) },
 ];
 
 function tick() {
@@ -53,13 +60,15 @@ function boot() {
   });
   renderAccount();
   renderConnection();
+  startHeader();
   watchOtherTabs();
   router.start();
   live.start();
   verifySession();
   setInterval(tick, 250);
-  // A handle for manual checks and the browser test (simulating a dropped connection).
-  window.ECE = { live, state, router };
+  // A handle for manual checks and the browser test (simulating a dropped connection, or a
+  // notice: ECE.live.route({op: "event", channel: "me", seq, type, ...})).
+  window.ECE = { live, state, router, account };
 }
 
 boot();

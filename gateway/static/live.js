@@ -2,6 +2,7 @@
 // kept here and re-sent after every reconnect with `since` = the room's last applied seq, so
 // the server replays exactly what was missed. Bids in flight when the socket drops are sent
 // again with the same req_id: the server answers a repeated req_id with the original result.
+// Channels (the signed-in user's "me") are kept the same way, resumed with their own `since`.
 
 const PING_EVERY_MS = 20_000;
 const PONG_TIMEOUT_MS = 10_000;
@@ -36,6 +37,8 @@ export class Live {
     this.everOpen = false;
     this.subs = new Map(); // auction_id -> {since(), onMessage(msg), onError(msg)}
     this.pending = new Map(); // req_id -> {message, resolve, timer, sent}
+    this.channels = new Map(); // channel -> {since(), onMessage(msg), onError(msg)}
+    this.channelReqs = new Map(); // req_id of a channel's subscribe -> channel
     window.addEventListener("offline", () => this.wentOffline());
     window.addEventListener("online", () => this.reconnectNow());
     document.addEventListener("visibilitychange", () => {
@@ -95,6 +98,7 @@ export class Live {
       this.setState("live");
       this.heartbeat();
       for (const auctionId of this.subs.keys()) this.sendSubscribe(auctionId);
+      for (const channel of this.channels.keys()) this.sendChannelSubscribe(channel);
       for (const entry of this.pending.values()) this.send(entry.message);
     };
     ws.onmessage = (event) => {
@@ -200,6 +204,7 @@ export class Live {
       entry.resolve(message);
       return;
     }
+    if (this.routeChannel(message)) return;
     const sub = message.auction_id ? this.subs.get(message.auction_id) : undefined;
     if (message.op === "error") {
       if (sub && typeof reqId === "string" && reqId.startsWith("sub-")) {
@@ -230,6 +235,44 @@ export class Live {
 
   unsubscribe(auctionId) {
     if (this.subs.delete(auctionId)) this.send({ op: "unsubscribe", auction_id: auctionId });
+  }
+
+  // ---- channels ("me": the signed-in user's notices) -------------------------------------
+
+  /** A message of a channel (or the answer to its subscribe) goes to it; true if taken. */
+  routeChannel(message) {
+    const name = message.channel ?? this.channelReqs.get(message.req_id);
+    if (name === undefined) return false;
+    if (message.req_id !== undefined) this.channelReqs.delete(message.req_id);
+    const channel = this.channels.get(name);
+    if (channel) {
+      if (message.op === "error") channel.onError(message);
+      else if (message.op === "event" || message.op === "ack") channel.onMessage(message);
+    }
+    return true;
+  }
+
+  /** Follow a channel; since() is the last seq seen (null the first time). */
+  subscribeChannel(channel, { since, onMessage, onError = () => {} }) {
+    this.channels.set(channel, { since, onMessage, onError });
+    this.sendChannelSubscribe(channel);
+  }
+
+  sendChannelSubscribe(channel) {
+    const sub = this.channels.get(channel);
+    if (!sub || !this.isOpen) return;
+    const reqId = nextId("ch");
+    const message = { op: "subscribe", channel, req_id: reqId };
+    const since = sub.since();
+    if (Number.isInteger(since) && since >= 0) message.since = since;
+    if (this.channelReqs.size > 32) this.channelReqs.clear(); // answers that never came
+    this.channelReqs.set(reqId, channel);
+    this.send(message);
+  }
+
+  /** Stop following a channel (`tell`: say so to the server, else only forget it here). */
+  unsubscribeChannel(channel, tell = true) {
+    if (this.channels.delete(channel) && tell) this.send({ op: "unsubscribe", channel });
   }
 
   /** Resolves with the server's `ack` or `error` message (or a local TIMEOUT error). */

@@ -51,3 +51,62 @@ export function parseDollars(text) {
   if (cents > BigInt(MAX_CENTS)) return { ok: false, error: "That amount is too large" };
   return { ok: true, cents: Number(cents) };
 }
+
+// ---- fees -----------------------------------------------------------------------------------
+// The exchange's fees are basis points of a price (500 bps = 5%), in integer cents rounded
+// down, as the server computes them: amount * bps // 10000.
+
+export const DEFAULT_SELLER_FEE_BPS = 500;
+export const DEFAULT_BUYER_PREMIUM_BPS = 0;
+
+function isBps(value) {
+  return Number.isInteger(value) && value >= 0 && value <= 10_000;
+}
+
+/** fee(10_050, 500) -> 502: `amount * bps // 10000`, exactly (BigInt, no floating point). */
+export function feeCents(amount, bps) {
+  if (!isCents(amount) || amount < 0 || !isBps(bps)) return 0;
+  return Number((BigInt(amount) * BigInt(bps)) / 10_000n);
+}
+
+/** What a winning buyer pays at `price`: {price, premium, total}. */
+export function buyerCost(price, premiumBps) {
+  const premium = feeCents(price, premiumBps);
+  return { price, premium, total: price + premium };
+}
+
+/** What a seller receives from a sale at `price`: {price, fee, net}. */
+export function sellerProceeds(price, feeBps) {
+  const fee = feeCents(price, feeBps);
+  return { price, fee, net: price - fee };
+}
+
+/**
+ * The fee rates of window.ECE_CONFIG. `enabled` when the server has wallets (its config says
+ * how deposits work); then a missing or malformed rate takes the server's default. Without
+ * wallets nothing is charged.
+ */
+export function feeRates(config) {
+  const cfg = config || {};
+  const enabled = typeof cfg.deposits === "string";
+  if (!enabled) return { enabled, sellerFeeBps: 0, buyerPremiumBps: 0 };
+  return {
+    enabled,
+    sellerFeeBps: isBps(cfg.seller_fee_bps) ? cfg.seller_fee_bps : DEFAULT_SELLER_FEE_BPS,
+    buyerPremiumBps: isBps(cfg.buyer_premium_bps) ? cfg.buyer_premium_bps : DEFAULT_BUYER_PREMIUM_BPS,
+  };
+}
+
+/** 500 -> "5%", 250 -> "2.5%", 125 -> "1.25%". */
+export function percentOfBps(bps) {
+  if (!isBps(bps)) return "";
+  const whole = Math.floor(bps / 100);
+  const rest = String(bps % 100).padStart(2, "0").replace(/0+$/, "");
+  return `${whole}${rest ? `.${rest}` : ""}%`;
+}
+
+/** A signed amount as a ledger shows it: 1050 -> "+$10.50", -1050 -> "-$10.50". */
+export function signedCents(cents) {
+  if (!isCents(cents)) return "—";
+  return cents > 0 ? `+${formatCents(cents)}` : formatCents(cents);
+}

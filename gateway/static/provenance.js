@@ -271,3 +271,19 @@ export function verdict(result, count) {
   return { state: "unverifiable", title: "Not verifiable in this browser",
     detail: `${records}: links and owners check out, but WebCrypto is only available on https or localhost pages: check the hashes and signatures with the command below.` };
 }
+
+/**
+ * What the page says when the exchange's server checked the chain (GET
+ * /api/tokens/{id}/verify) because this browser could not check every signature.
+ */
+export function serverVerdict(answer, count) {
+  const records = `${count} record${count === 1 ? "" : "s"}`;
+  if (answer.ok) {
+    return { state: "server-verified", title: "Verified by the exchange's server",
+      detail: `${records}: this browser cannot check Ed25519 signatures, so the server checked every hash, link, owner and signature. Check it yourself with the command below.` };
+  }
+  const what = answer.problems.length === 1 ? answer.problems[0].message
+    : `${answer.problems.length} problems`;
+  return { state: "broken", title: `Broken: ${what}`,
+    detail: "The exchange's own check finds this chain broken. Don't rely on this card's history." };
+}

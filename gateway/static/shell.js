@@ -97,10 +97,18 @@ export function renderAccount() {
   }
 }
 
+const sessionListeners = new Set();
+
+/** Call `fn()` after every sign-in or sign-out (here or in another tab). */
+export function onSessionChange(fn) {
+  sessionListeners.add(fn);
+}
+
 /** Signed in or out, here or (sessionChanged) in another tab. */
 function sessionChanged() {
   renderAccount();
   live.restart(); // the socket authenticates with the token it was opened with
+  for (const fn of sessionListeners) fn();
   state.view?.onSession?.();
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import mimetypes
 import re
 from pathlib import Path
@@ -21,8 +22,9 @@ def short(user_id: str) -> str:
     return f"bidder {user_id[-6:]}"
 
 
-def sign_up(page: Page, base: str, username: str) -> str:
-    """Create an account through the page; returns the new user's id."""
+def sign_up(page: Page, base: str, username: str, funds: int = 1_000_000) -> str:
+    """Create an account through the page, with `funds` cents deposited over REST (0: none);
+    returns the new user's id."""
     page.goto(f"{base}/#/signup")
     page.get_by_test_id("auth-username").fill(username)
     page.get_by_test_id("auth-password").fill(PASSWORD)
@@ -30,6 +32,12 @@ def sign_up(page: Page, base: str, username: str) -> str:
     user = page.get_by_test_id("session-user")
     expect(user).to_contain_text(username)
     expect(page.get_by_test_id("connection-state")).to_have_attribute("data-state", "live")
+    if funds:
+        token = json.loads(page.evaluate("localStorage.getItem('ece.session')"))["token"]
+        response = requests.post(f"{base}/api/wallet/deposits", timeout=10,
+                                 headers={"Authorization": f"Bearer {token}"},
+                                 json={"amount": funds, "req_id": "opening"})
+        assert response.status_code == 201, response.text
     return user.get_attribute("data-user-id")
 
 

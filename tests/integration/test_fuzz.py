@@ -51,7 +51,8 @@ TIMEOUT = 10
 BID_ANSWER_S = 5.0
 MAX_FRAME = 64 * 1024
 WS_CODES = {"INVALID", "UNAUTHORIZED", "AUCTION_NOT_FOUND", "AUCTION_NOT_LIVE", "BID_TOO_LOW",
-            "SELF_BID", "RATE_LIMITED", "OVERLOADED", "UNAVAILABLE", "LIMIT_EXCEEDED"}
+            "SELF_BID", "RATE_LIMITED", "OVERLOADED", "UNAVAILABLE", "LIMIT_EXCEEDED",
+            "INSUFFICIENT_FUNDS"}
 WS_OPS = {"pong", "ack", "error", "snapshot", "event"}
 OPEN = ("scheduled", "live")
 # The RFC 6455 close a server must send for a text frame that is not UTF-8.
@@ -118,11 +119,16 @@ def read_state(db: Path, volatile: set[str]) -> dict[str, Any]:
             "GROUP BY auction_id")}
         trades = {row[0]: row[1:] for row in conn.execute(
             "SELECT auction_id, asset_id, seller_id, buyer_id, data FROM trades")}
+        accounts = frozenset(conn.execute("SELECT account, balance, version FROM accounts"))
+        entries = frozenset(row[0] for row in conn.execute("SELECT entry_id FROM entries"))
+        redeemed = frozenset(row[0] for row in conn.execute(
+            "SELECT asset_id FROM assets WHERE redeemed=1"))
         conn.execute("COMMIT")
     finally:
         conn.close()
     return {"users": users, "assets": assets, "auctions": auctions, "events": events,
-            "trades": trades, "unsettled": unsettled}
+            "trades": trades, "unsettled": unsettled, "accounts": accounts, "entries": entries,
+            "redeemed": redeemed}
 
 
 def describe_change(before: dict, after: dict) -> str:
@@ -233,6 +239,8 @@ def _seed(fz: Fuzz) -> None:
     for name in ("fuzz_alice", "fuzz_bob"):
         body = fz.api("POST", "/api/users", json={"username": name, "password": PASSWORD})
         fz.users.append(body)
+        fz.api("POST", "/api/wallet/deposits", len(fz.users) - 1,
+               json={"amount": 10**8, "req_id": "fuzz-funds"})
     alice, bob = 0, 1
     minted: dict[int, list[str]] = {alice: [], bob: []}
     for user, count in ((alice, 8), (bob, 4)):
@@ -478,6 +486,11 @@ asset_bodies = mutated({"title": "Fuzz card"}, {
     "blob": st.sampled_from(["z" * 4100, "z" * 10]),
 })
 
+money_bodies = mutated({"amount": 100, "req_id": "fuzz"}, {
+    "amount": st.one_of(scalars, st.sampled_from([0, -1, 1, 2**53, 2**53 + 1, 10**12, 1.5])),
+    "req_id": st.one_of(strings, scalars, st.sampled_from(["", "r" * 160, "r" * 161])),
+})
+
 ROUTES: list[tuple[str, tuple, Any]] = [
     # (method, path segments, body strategy for near-valid bodies)
     ("GET", ("healthz",), None),
@@ -494,6 +507,11 @@ ROUTES: list[tuple[str, tuple, Any]] = [
     ("GET", ("api", "auctions", "{auction}", "events"), None),
     ("POST", ("api", "auctions", "{auction}", "cancel"), None),
     ("GET", ("api", "trades"), None),
+    ("GET", ("api", "wallet"), None),
+    ("POST", ("api", "wallet", "deposits"), money_bodies),
+    ("POST", ("api", "wallet", "withdrawals"), money_bodies),
+    ("POST", ("api", "assets", "{asset}", "redeem"), None),
+    ("GET", ("api", "second-chances"), None),
 ]
 # Routes that change state are drawn more often; listing has the most rules, so most often.
 WRITES = [i for i, route in enumerate(ROUTES) if route[0] == "POST"] + [

@@ -88,6 +88,8 @@ async def test_an_edited_record_is_caught(ece_hosted, capsys):
     chain = await api.expect(200, "GET", f"/api/tokens/{token_id}/provenance")
     key = (await api.expect(200, "GET", "/api/tokens/key"))["public_key"]
     assert not outsider_verifies(token_id, chain["records"], key)
+    checked = await api.expect(200, "GET", f"/api/tokens/{token_id}/verify")
+    assert checked["ok"] is False and {p["kind"] for p in checked["problems"]} >= {"hash"}
 
 
 async def test_token_refusals_and_a_safe_image(ece_hosted):

@@ -326,7 +326,7 @@ async def test_overloaded_is_transient(ray_cluster, tmp_path):
         retry = overloaded[0]
         owner = next(s for s in sockets if retry in s.messages)
         owner.messages.clear()
-        answer = await owner.bid(view["auction_id"], 10**9, req_id=retry["req_id"])
+        answer = await owner.bid(view["auction_id"], 10**7, req_id=retry["req_id"])
         assert answer["op"] == "ack"
         for s in sockets:
             await s.close()

@@ -90,3 +90,17 @@ async def tamper_asset(store: Store, asset_id: str, **fields: Any) -> None:
         await store.assets.update_one({"_id": asset_id}, {"$set": fields})
     else:
         raise TypeError(f"no raw access to {type(store).__name__}")
+
+
+async def tamper_account(store: Store, account: str, balance: int) -> None:
+    """Overwrite an account's stored balance directly, bypassing the journal (check_ledger
+    must notice)."""
+    if isinstance(store, SqliteStore):
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE accounts SET balance=? WHERE account=?", (balance, account))
+
+        await store._run(store._write, tx)
+    elif isinstance(store, MongoStore):
+        await store._coll("accounts").update_one({"_id": account}, {"$set": {"balance": balance}})
+    else:
+        raise TypeError(f"no raw access to {type(store).__name__}")

@@ -308,5 +308,5 @@ async def test_legacy_assets_still_work(store: Store) -> None:
     # Every asset has a token: without one given, the store derives it from the id.
     assert old == {**asset("c_old", "u1"), "listed_in": None, **dict.fromkeys(GRADED_KEYS),
                    "token_id": token_id_for("c_old")}
-    assert [a["asset_id"] for a in await store.list_assets("u1")] == ["c_old", "c_new"]
-    assert (await store.list_assets("u1"))[0] == old
+    assert [a["asset_id"] for a in await store.list_assets("u1")] == ["c_new", "c_old"]
+    assert (await store.list_assets("u1"))[1] == old

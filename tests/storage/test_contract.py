@@ -130,6 +130,21 @@ async def test_assets_roundtrip_and_listing_by_owner(store: Store) -> None:
     assert (await store.get_asset("a1") or {})["owner_id"] == "u1"
 
 
+async def test_list_assets_by_id_in_pages(store: Store) -> None:
+    for asset_id, at in (("b", T0), ("d", T0 - 5), ("a", T0 + 9), ("c", T0), ("e", T0 + 1)):
+        await store.create_asset(asset(asset_id, "u1", at))
+    await store.create_asset(asset("bb", "u2"))
+    assert [a["asset_id"] for a in await store.list_assets("u1")] == ["a", "b", "c", "d", "e"]
+    pages: list[list[str]] = []
+    after: str | None = None
+    while page := await store.list_assets("u1", limit=2, after=after):
+        pages.append([a["asset_id"] for a in page])
+        after = page[-1]["asset_id"]
+    assert pages == [["a", "b"], ["c", "d"], ["e"]]
+    assert [a["asset_id"] for a in await store.list_assets("u1", after="bb")] == ["c", "d", "e"]
+    assert await store.list_assets("u1", limit=0) == []
+
+
 # -- create_auction ------------------------------------------------------------------------
 async def test_create_auction_lists_asset_and_returns_full_record(store: Store) -> None:
     await store.create_asset(asset("a1", "u1"))

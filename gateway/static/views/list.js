@@ -1,11 +1,15 @@
-// The list of live auctions, refreshed every few seconds (and when a listed Dutch price is due
-// to drop). Prices are shown as the server gave them.
+// The list of live auctions, searched and filtered by the server (GET /api/auctions?...), and
+// refreshed every few seconds (and when a listed Dutch price is due to drop). The search lives
+// in the URL ("#/?q=charizard&grader=PSA&sort=price_desc"): it can be shared and survives a
+// reload. Prices are shown as the server gave them.
 
 import { ApiError, api, clock } from "../api.js";
 import { h, setText } from "../dom.js";
-import { TYPE_LABEL, clockTime, duration, priceLine } from "../format.js";
-import { formatCents } from "../money.js";
-import { cardArt } from "./card_art.js";
+import { clockTime } from "../format.js";
+import { apiQuery, isFiltered, listHash, parseListQuery, sameFilters } from "../list_query.js";
+import { renderAccount } from "../shell.js";
+import { renderTiles, updateTile } from "./auction_tile.js";
+import { ListFilters } from "./list_filters.js";
 
 const LIST_REFRESH_MS = 4_000;
 const DROP_RETRY_MS = 1_000;
@@ -13,16 +17,25 @@ const DROP_RETRY_MS = 1_000;
 export class ListView {
   title = "Live auctions";
 
+  constructor(query = new URLSearchParams()) {
+    this.filters = parseListQuery(query);
+  }
+
   mount(main) {
     this.items = new Map(); // auction_id -> {el, view, refs}
     this.loading = false;
+    this.again = false; // the filters changed while a request was in flight
     this.nextDrop = null; // the earliest next_drop_at of a listed Dutch auction
     this.notBefore = 0; // no drop-triggered refresh before this (local time)
+    this.form = new ListFilters((filters) => this.search(filters));
+    this.form.show(this.filters);
     this.grid = h("div", { class: "auction-grid", testid: "auction-list", "aria-live": "off" });
-    this.empty = h("div", { class: "empty", hidden: true },
-      h("p", { class: "empty__title", text: "No live auctions right now" }),
-      h("p", null, "New listings appear here as soon as they open. "),
-      h("a", { class: "btn btn--primary", href: "#/sell" }, "Sell a card"));
+    this.emptyTitle = h("p", { class: "empty__title" });
+    this.emptyText = h("p");
+    this.emptyAction = h("div", { class: "empty__actions" });
+    this.empty = h("div", { class: "empty", testid: "list-empty", hidden: true },
+      this.emptyTitle, this.emptyText, this.emptyAction);
+    this.count = h("p", { class: "list-count", testid: "list-count", role: "status" });
     this.status = h("p", { class: "list-status", role: "status", testid: "list-status" }, "Loading…");
     main.append(h("section", { class: "page" },
       h("div", { class: "page__head" },
@@ -32,7 +45,7 @@ export class ListView {
         h("div", { class: "page__tools" }, this.status,
           h("button", { type: "button", class: "btn btn--ghost btn--small", testid: "list-refresh",
             onClick: () => this.refresh() }, "Refresh"))),
-      this.grid, this.empty));
+      this.form.el, this.count, this.grid, this.empty));
     this.refresh();
     this.timer = setInterval(() => {
       if (document.visibilityState === "visible") this.refresh();
@@ -41,99 +54,78 @@ export class ListView {
 
   unmount() {
     clearInterval(this.timer);
+    this.form.stop();
     this.gone = true;
   }
 
+  /** New filters from the form: into the URL (no new page, no history entry) and asked for. */
+  search(filters) {
+    if (sameFilters(filters, this.filters)) return;
+    this.filters = filters;
+    const hash = listHash(filters);
+    if (location.hash !== hash && !(hash === "#/" && (location.hash === "" || location.hash === "#"))) {
+      history.replaceState(history.state, "", `${location.pathname}${location.search}${hash}`);
+      renderAccount(); // its "Sign in" link returns here, to this search
+    }
+    this.refresh();
+  }
+
   async refresh() {
-    if (this.loading) return; // one request at a time
+    if (this.loading) {
+      this.again = true; // one request at a time; the latest filters are asked for next
+      return;
+    }
     this.loading = true;
+    this.again = false;
+    const filters = this.filters;
     try {
-      const { auctions } = await api.liveAuctions();
-      if (this.gone) return;
-      this.render(auctions);
+      const { auctions } = await api.auctions(apiQuery(filters));
+      if (this.gone || !sameFilters(filters, this.filters)) return;
+      this.render(auctions || []);
       setText(this.status, `Updated ${clockTime(Date.now())}`);
       this.status.classList.remove("list-status--error");
     } catch (error) {
       if (this.gone) return;
       this.notBefore = Date.now() + DROP_RETRY_MS;
       setText(this.status, error instanceof ApiError && error.code === "NETWORK"
-        ? "Offline — retrying" : "Couldn't refresh — retrying");
+        ? "Offline — retrying"
+        : error instanceof ApiError && error.status === 400 ? `Search not accepted: ${error.message}`
+          : "Couldn't refresh — retrying");
       this.status.classList.add("list-status--error");
     } finally {
       this.loading = false;
+      if (this.again && !this.gone) this.refresh();
     }
   }
 
   render(auctions) {
-    const seen = new Set();
-    const drops = [];
-    auctions.forEach((view, index) => {
-      seen.add(view.auction_id);
-      let item = this.items.get(view.auction_id);
-      if (!item) {
-        item = this.build(view);
-        this.items.set(view.auction_id, item);
-      }
-      item.view = view;
-      if (Number.isInteger(view.next_drop_at)) drops.push(view.next_drop_at);
-      if (this.grid.children[index] !== item.el) this.grid.insertBefore(item.el, this.grid.children[index] || null);
-      this.update(item, clock.now());
-    });
-    for (const [id, item] of this.items) {
-      if (!seen.has(id)) {
-        item.el.remove();
-        this.items.delete(id);
-      }
-    }
+    const nextDrop = renderTiles(this.grid, this.items, auctions, clock.now());
+    const filtered = isFiltered(this.filters);
     this.empty.hidden = auctions.length > 0;
-    const nextDrop = drops.length ? Math.min(...drops) : null;
+    setText(this.count, filtered
+      ? `${auctions.length} auction${auctions.length === 1 ? "" : "s"} match${auctions.length === 1 ? "es" : ""}`
+      : "");
+    if (!auctions.length) this.renderEmpty(filtered);
     // The same drop still ahead (our clock runs a little early): ask again a bit later.
     if (nextDrop !== null && nextDrop <= clock.now()) this.notBefore = Date.now() + DROP_RETRY_MS;
     this.nextDrop = nextDrop;
   }
 
-  build(view) {
-    const refs = {
-      priceLabel: h("span", { class: "tile__label" }),
-      price: h("span", { class: "tile__price", testid: "item-price" }),
-      minBid: h("span", { testid: "item-min-bid" }),
-      bids: h("span", { testid: "item-bid-count" }),
-      countdown: h("span", { class: "tile__countdown", testid: "item-countdown" }),
-    };
-    const el = h("a", {
-      class: "tile", href: `#/auction/${encodeURIComponent(view.auction_id)}`,
-      testid: "auction-item", dataset: { auctionId: view.auction_id },
-    },
-    cardArt(view, null, "small"),
-    h("div", { class: "tile__body" },
-      h("h2", { class: "tile__title", testid: "item-title", text: view.title || "Untitled card" }),
-      h("div", { class: "tile__row" },
-        h("span", { class: `chip chip--${view.type}`, testid: "item-type",
-          text: TYPE_LABEL[view.type] || view.type }),
-        refs.countdown),
-      h("div", { class: "tile__row tile__row--price" },
-        h("div", null, refs.priceLabel, refs.price),
-        h("div", { class: "tile__meta" }, refs.minBid, refs.bids))));
-    return { el, view, refs };
-  }
-
-  update(item, now) {
-    const { view, refs } = item;
-    const [label, price] = priceLine(view);
-    setText(refs.priceLabel, label);
-    setText(refs.price, price);
-    const minBid = view.min_bid;
-    setText(refs.minBid, minBid === null || minBid === undefined ? "" : `Min ${formatCents(minBid)}`);
-    setText(refs.bids, `${view.bid_count} bid${view.bid_count === 1 ? "" : "s"}`);
-    const left = view.ends_at - now;
-    setText(refs.countdown, view.status === "scheduled"
-      ? `Starts in ${duration(view.starts_at - now)}`
-      : left > 0 ? `${duration(left)} left` : "Closing…");
-    refs.countdown.classList.toggle("is-urgent", left < 60_000);
+  renderEmpty(filtered) {
+    if (this.empty.dataset.filtered === String(filtered)) return;
+    this.empty.dataset.filtered = String(filtered);
+    setText(this.emptyTitle, filtered ? "No live auctions match your search" : "No live auctions right now");
+    setText(this.emptyText, filtered
+      ? "Try fewer words or wider filters."
+      : "New listings appear here as soon as they open.");
+    this.emptyAction.replaceChildren(filtered
+      ? h("button", { type: "button", class: "btn btn--primary", testid: "empty-clear",
+        onClick: () => this.form.clear.click() }, "Clear filters")
+      : h("a", { class: "btn btn--primary", href: "#/sell" }, "Sell a card"));
   }
 
   tick(now) {
-    for (const item of this.items.values()) this.update(item, now);
+    for (const item of this.items.values()) updateTile(item, now);
     // A listed Dutch price is due to drop: fetch the list for the server's new price.
     if (this.nextDrop !== null && now >= this.nextDrop && Date.now() >= this.notBefore
         && document.visibilityState === "visible") {

@@ -1,5 +1,5 @@
-// My cards: the signed-in user's assets, each a token, with its grade slab, where it is listed
-// and a link to its provenance.
+// My cards: the signed-in user's assets, each a token, with its grade slab, where it is listed,
+// a link to its provenance and to its catalog card, and "Redeem" (take it out of the vault).
 
 import { api } from "../api.js";
 import { h, setText } from "../dom.js";
@@ -7,6 +7,7 @@ import { gradeLabel, shortId } from "../format.js";
 import { href } from "../router.js";
 import { signOut, state } from "../shell.js";
 import { cardArt } from "./card_art.js";
+import { redeemControl } from "./redeem.js";
 
 const MAX_PAGES = 40; // following next_cursor (when the server pages the list)
 
@@ -95,8 +96,9 @@ export class MyCardsView {
     const year = asset.year && !String(asset.set || "").includes(String(asset.year)) ? asset.year : null;
     const detail = [asset.set, year].filter((x) => x !== null && x !== undefined && x !== "").join(" · ");
     const token = asset.token_id;
-    return h("article", { class: "tile owned", testid: "owned-card",
-      dataset: { assetId: asset.asset_id, tokenId: token || "" } },
+    const redeemed = asset.redeemed === true;
+    const el = h("article", { class: `tile owned${redeemed ? " owned--redeemed" : ""}`, testid: "owned-card",
+      dataset: { assetId: asset.asset_id, tokenId: token || "", redeemed: String(redeemed) } },
     cardArt({ asset_id: asset.asset_id, title: asset.title, badge: "" }, asset, "small"),
     h("div", { class: "tile__body" },
       h("h2", { class: "tile__title", testid: "owned-title", title: asset.title, text: asset.title || "Untitled card" }),
@@ -107,8 +109,12 @@ export class MyCardsView {
         asset.listed_in
           ? h("a", { class: "chip chip--listed", testid: "owned-listed", href: href("/auction/:id", { id: asset.listed_in }),
             title: "Listed in a live auction: open the room" }, "Listed")
-          : null),
+          : redeemed ? h("span", { class: "chip chip--redeemed", testid: "owned-redeemed",
+            title: "Taken out of the vault: the token is burned and the card can't be sold here" }, "Redeemed")
+            : null),
       detail ? h("p", { class: "owned__detail", testid: "owned-set", text: detail }) : null,
+      asset.card_id ? h("a", { class: "owned__card", testid: "owned-card-link", href: href("/card/:id", { id: asset.card_id }) },
+        "Card details & population") : null,
       h("div", { class: "tile__row owned__token" },
         token
           ? h("span", { class: "owned__id", testid: "owned-token", title: `Token ${token}` },
@@ -117,7 +123,10 @@ export class MyCardsView {
         token
           ? h("a", { class: "btn btn--ghost btn--small", testid: "owned-provenance",
             href: href("/token/:id", { id: token }) }, "Provenance")
-          : null)));
+          : null),
+      redeemed || asset.listed_in ? null
+        : redeemControl(asset, (updated) => el.replaceWith(this.item(updated)))));
+    return el;
   }
 
   onSession() {

@@ -88,6 +88,7 @@ export class RoomView {
       if (this.gone) return;
       this.asset = asset;
       this.refs.art.replaceWith(this.refs.art = cardArt(this.view, asset));
+      this.render(); // e.g. the link to its catalog card
     }).catch(() => {});
     document.title = `${this.title} — ECE`;
   }

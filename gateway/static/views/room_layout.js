@@ -4,6 +4,7 @@ import { h } from "../dom.js";
 import { TYPE_LABEL } from "../format.js";
 import { who } from "../shell.js";
 import { cardArt } from "./card_art.js";
+import { renderYouPay } from "./room_money.js";
 
 export function crumbs() {
   return h("nav", { class: "crumbs", "aria-label": "Breadcrumb" }, h("a", { href: "#/" }, "← Live auctions"));
@@ -32,6 +33,7 @@ export function buildRoom(room) {
   r.extended = h("span", { class: "extended", testid: "extended", hidden: true });
   r.endsAt = h("span", { class: "stat-sub", testid: "ends-at" });
   r.seller = h("span", { testid: "seller", text: who(view.seller_id, "member") });
+  r.cardLink = h("a", { class: "room__card-link", testid: "room-card-link", hidden: true }, "Card details →");
 
   r.result = h("div", { class: "result", testid: "result", hidden: true, role: "status" });
   r.bidPanel = buildBidForm(room, r);
@@ -55,7 +57,8 @@ export function buildRoom(room) {
           h("span", null, "Auction ", h("code", { text: room.id })),
           h("span", null, "Seller ", r.seller))),
       h("div", { class: "room__main" },
-        h("header", { class: "room__head" }, r.title, h("div", { class: "room__chips" }, r.status, r.type)),
+        h("header", { class: "room__head" }, r.title,
+          h("div", { class: "room__chips" }, r.status, r.type, r.cardLink)),
         h("div", { class: "price-block" }, r.priceLabel, r.price, r.priceNote, r.standing),
         h("dl", { class: "stats" },
           h("div", { class: "stat" }, h("dt", null, "Leader"), r.leader),
@@ -72,13 +75,15 @@ export function buildRoom(room) {
 function buildBidForm(room, r) {
   r.amount = h("input", {
     id: "bid-amount", testid: "bid-amount", name: "amount", inputmode: "decimal", autocomplete: "off",
-    "aria-describedby": "bid-min-note", spellcheck: "false",
-    onInput: () => { room.amountDirty = true; },
+    "aria-describedby": "bid-min-note bid-you-pay", spellcheck: "false",
+    onInput: () => { room.amountDirty = true; renderYouPay(room); },
   });
   r.max = h("input", {
     id: "bid-max", testid: "bid-max", name: "max_amount", inputmode: "decimal", autocomplete: "off",
     placeholder: "optional", "aria-describedby": "bid-max-note", spellcheck: "false",
+    onInput: () => renderYouPay(room),
   });
+  r.youPay = h("p", { class: "hint you-pay", id: "bid-you-pay", testid: "bid-you-pay" });
   r.minBid = h("span", { testid: "min-bid" });
   r.amountLabel = h("label", { for: "bid-amount" }, "Your bid");
   r.maxField = h("div", { class: "field" },
@@ -99,7 +104,7 @@ function buildBidForm(room, r) {
   h("div", { class: "bid-form__fields" },
     h("div", { class: "field" }, r.amountLabel,
       h("div", { class: "money-input" }, h("span", { "aria-hidden": "true" }, "$"), r.amount),
-      h("p", { class: "hint", id: "bid-min-note" }, "Minimum ", r.minBid)),
+      h("p", { class: "hint", id: "bid-min-note" }, "Minimum ", r.minBid), r.youPay),
     r.maxField),
   h("div", { class: "bid-form__actions" }, r.submit, r.buyNow),
   r.feedback);

@@ -7,6 +7,7 @@ import { centsToInput, formatCents } from "../money.js";
 import { showsExtended } from "../room_state.js";
 import { live, me, who } from "../shell.js";
 import { renderHistory } from "./room_history.js";
+import { renderYouPay, saleFacts } from "./room_money.js";
 
 const BID_ERRORS = {
   SELF_BID: "You can't bid on your own auction",
@@ -34,6 +35,11 @@ export function bidErrorText(reply) {
     return reply.status ? `This auction is ${reply.status} — bids are closed` : "Bids are closed";
   }
   if (reply.code === "INVALID") return `Invalid bid: ${reply.message}`;
+  if (reply.code === "INSUFFICIENT_FUNDS") {
+    const need = Number.isInteger(reply.required) ? ` This bid needs ${formatCents(reply.required)} with the buyer's premium.` : "";
+    const have = Number.isInteger(reply.available) ? ` You have ${formatCents(reply.available)} available.` : "";
+    return `Insufficient funds.${need}${have} Add funds in your wallet.`;
+  }
   return BID_ERRORS[reply.code] || reply.message || reply.code;
 }
 
@@ -45,6 +51,9 @@ export function renderRoom(room, now) {
   const isLive = view.status === "live";
 
   setText(r.title, view.title || "Untitled card");
+  const cardId = view.card?.card_id || room.asset?.card_id;
+  r.cardLink.hidden = !cardId;
+  if (cardId) r.cardLink.href = `#/card/${encodeURIComponent(cardId)}`;
   setText(r.seller, who(view.seller_id, "member"));
   setText(r.status, STATUS_LABEL[view.status] || view.status);
   r.status.className = `chip chip--status chip--${view.status}`;
@@ -175,7 +184,7 @@ function renderResult(room, mine) {
   }
   r.result.hidden = false;
   r.result.dataset.outcome = view.status === "cancelled" ? "cancelled" : view.winner_id ? "sold" : "unsold";
-  const key = `${view.status}|${view.winner_id}|${view.final_price}|${mine}|${view.reserve_met}`;
+  const key = `${view.status}|${view.winner_id}|${view.final_price}|${mine}|${view.reserve_met}|${view.seller_id}`;
   if (r.result.dataset.key === key) return;
   r.result.dataset.key = key;
   if (view.status === "cancelled") {
@@ -191,7 +200,8 @@ function renderResult(room, mine) {
         h("div", null, h("dt", null, "Winner"),
           h("dd", { testid: "winner", dataset: { userId: view.winner_id }, text: who(view.winner_id) })),
         h("div", null, h("dt", null, "Final price"),
-          h("dd", { testid: "final-price", text: formatCents(view.final_price) }))),
+          h("dd", { testid: "final-price", text: formatCents(view.final_price) })),
+        saleFacts(view, mine)),
       ...(view.winner_id === mine
         ? [h("p", { text: "Congratulations — the card is now in your collection." })] : []));
     return;
@@ -232,4 +242,5 @@ function renderBidForm(room, mine) {
   r.submit.disabled = room.busy || offline;
   r.buyNow.disabled = room.busy || offline;
   r.submit.title = offline ? "Reconnecting — bids are paused" : "";
+  renderYouPay(room);
 }

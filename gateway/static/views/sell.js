@@ -74,7 +74,7 @@ export class SellView {
   async loadCards() {
     try {
       const { assets } = await api.myAssets(state.session.token);
-      for (const asset of assets.filter((a) => !a.listed_in)) {
+      for (const asset of assets.filter((a) => !a.listed_in && !a.redeemed)) { // a redeemed token is burned
         this.source.append(h("option", { value: asset.asset_id }, `${asset.title}${gradeLabel(asset) ? ` (${gradeLabel(asset)})` : ""}`));
       }
     } catch {

@@ -5,9 +5,10 @@ import { api } from "../api.js";
 import { h, setText } from "../dom.js";
 import { dateTime, shortId } from "../format.js";
 import { formatCents } from "../money.js";
-import { ownerOf, verdict, verifyChain } from "../provenance.js";
+import { ownerOf, serverVerdict, verdict, verifyChain } from "../provenance.js";
 import { href } from "../router.js";
-import { state, who } from "../shell.js";
+import { me, state, who } from "../shell.js";
+import { redeemControl } from "./redeem.js";
 
 const KIND_LABEL = { mint: "Minted", transfer: "Transferred", redeem: "Redeemed" };
 
@@ -57,6 +58,7 @@ export class TokenView {
       role: "status" }, this.badgeTitle, this.badgeDetail, this.problemsEl);
     this.timeline = h("ol", { class: "timeline", testid: "provenance" });
     this.keyEl = h("code", { testid: "token-key" }, "…");
+    this.redeemSlot = h("div", { class: "panel token__redeem", testid: "token-redeem", hidden: true });
     const command = `ece verify-provenance ${this.tokenId} --url ${location.origin}`;
     const back = state.session
       ? h("a", { href: "#/me/cards" }, "← My cards") : h("a", { href: "#/" }, "← Live auctions");
@@ -66,7 +68,7 @@ export class TokenView {
         h("div", { class: "room__head" }, this.nameEl, this.ownerEl,
           h("p", { class: "token__id" }, "Token ", h("code", { testid: "token-id", title: this.tokenId },
             shortId(this.tokenId, 12, 8)))),
-        this.badge,
+        this.badge, this.redeemSlot,
         h("section", null, h("h2", { class: "section-title", text: "Provenance" }), this.timeline),
         h("div", { class: "panel token__key" },
           h("p", null, "Signed by the exchange's Ed25519 key ", this.keyEl),
@@ -116,6 +118,51 @@ export class TokenView {
     this.renderChain(records, result.problems);
     this.renderOwner(records, result.ok !== false);
     this.show(verdict(result, records.length), result.problems);
+    if (result.ok !== true && result.ok !== false) await this.verifyOnServer(id, records.length);
+    if (this.gone) return;
+    const last = records[records.length - 1];
+    if (result.ok !== false && me() && ownerOf(records) === me() && last?.kind !== "redeem") this.offerRedeem();
+  }
+
+  /** No Ed25519 (or no WebCrypto) here: ask the exchange to check the signatures. */
+  async verifyOnServer(id, count) {
+    let answer;
+    try {
+      answer = await api.verifyOnServer(id);
+    } catch {
+      return; // the in-browser verdict stands
+    }
+    if (this.gone) return;
+    this.show(serverVerdict(answer, count), []);
+  }
+
+  /** The owner may redeem the card (when it is not listed): its asset is among theirs. */
+  async offerRedeem() {
+    let asset = null;
+    try {
+      let cursor = null;
+      for (let page = 0; page < 20 && !asset; page += 1) {
+        const answer = await api.myAssets(state.session.token, cursor);
+        asset = (answer.assets || []).find((a) => a.token_id === this.tokenId) || null;
+        cursor = answer.next_cursor;
+        if (!cursor) break;
+      }
+    } catch {
+      return; // the page works without it
+    }
+    if (this.gone || !asset || asset.redeemed) return;
+    this.redeemSlot.hidden = false;
+    this.redeemSlot.replaceChildren(asset.listed_in
+      ? h("p", { class: "hint", testid: "token-listed" }, "Listed in ",
+        h("a", { href: href("/auction/:id", { id: asset.listed_in }) }, "an auction"),
+        ": it can be redeemed once the listing is cancelled or over.")
+      : h("div", null,
+        h("p", { class: "hint" }, "You own this card. Redeem it to have it shipped out of the vault."),
+        redeemControl(asset, () => {
+          this.main.replaceChildren();
+          this.gone = false;
+          this.mount(this.main);
+        })));
   }
 
   renderMeta(meta) {

@@ -1,0 +1,147 @@
+"""The settlement saga through a real host core and SQLite store: money, card and news move
+once, a winner who cannot pay gets the sale failed with a second chance for the runner-up,
+and a step that fails midway is resumed to the same result."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from actors.config import ClusterConfig
+from actors.host import AuctionHostCore
+from actors.notices import outbid_notices
+from market import ledger
+from storage import Store
+from storage.base import SETTLE_PAYMENT_FAILED
+from storage.records import EntryRecord
+from testkit.client import wait_for
+from tests.unit.hostkit import (
+    FUNDS,
+    HOST,
+    SELLER,
+    Clock,
+    FailingStore,
+    add_auction,
+    bid,
+    close_at_end,
+    live,
+)
+
+SELLER_FEE_BPS = 500
+PREMIUM_BPS = 1_000
+
+
+def config() -> ClusterConfig:
+    return ClusterConfig(store_url="sqlite:///unused", instance="unit",
+                         seller_fee_bps=SELLER_FEE_BPS, buyer_premium_bps=PREMIUM_BPS)
+
+
+async def run_to_settled(store: Any, clock: Clock, cores: list[AuctionHostCore],
+                         bids: list[tuple[str, int, int | None]]) -> AuctionHostCore:
+    """Start a core, place the bids on "a1", close it and wait until its settlement ran."""
+    finished: list[str] = []
+
+    async def on_finished(auction_id: str) -> None:
+        finished.append(auction_id)
+
+    core = AuctionHostCore(HOST, config(), store=store, clock=clock, on_finished=on_finished)
+    cores.append(core)
+    await live(core)
+    for n, (bidder, amount, max_amount) in enumerate(bids):
+        command = bid(bidder, amount, f"r{n}")
+        if max_amount is not None:
+            command = type(command)(command.auction_id, bidder, command.req_id, amount,
+                                    max_amount)
+        await core.submit([command])
+    await close_at_end(core, clock)
+    await wait_for(lambda: finished, timeout=10, message="settled")
+    return core
+
+
+async def balance(store: Store, account: str) -> int:
+    return (await store.get_account(account))["balance"]
+
+
+async def notices_of(store: Store, user: str) -> list[tuple[str, Any]]:
+    return [(n["type"], n["data"].get("auction_id")) for n in await store.load_notices(user)]
+
+
+async def test_a_sale_moves_the_money_the_card_and_the_news_once(store, clock, cores):
+    record = await add_auction(store)
+    # u1 leads with a maximum of 1000; u2's 600 pushes the price to 600 + one increment.
+    await run_to_settled(store, clock, cores, [("u1", 100, 1000), ("u2", 600, None)])
+    [trade] = await store.list_trades(asset_id=record["asset_id"])
+    price = trade["price"]
+    premium, fee = price * PREMIUM_BPS // 10_000, price * SELLER_FEE_BPS // 10_000
+    assert (trade["buyer_id"], trade["premium"], trade["seller_fee"]) == ("u1", premium, fee)
+    assert price > 600 and premium > 0 and fee > 0
+    assert await balance(store, "user:u1") == FUNDS - price - premium
+    assert await balance(store, f"user:{SELLER}") == price - fee
+    assert await balance(store, "fees") == fee + premium
+    assert await balance(store, "user:u2") == FUNDS
+    assert await store.check_ledger() == []
+    assert (await store.get_asset(record["asset_id"]))["owner_id"] == "u1"
+
+    assert ("won", "a1") in await notices_of(store, "u1")
+    assert ("sold", "a1") in await notices_of(store, SELLER)
+    u2 = await notices_of(store, "u2")
+    assert ("lost", "a1") in u2 and ("outbid", "a1") not in u2  # u1 led throughout
+    payment = [n for n in await store.load_notices("u1") if n["type"] == "payment"][-1]
+    assert payment["data"]["amount"] == -(price + premium)
+
+
+async def test_the_outbid_leader_hears_it(store, clock, cores):
+    await add_auction(store)
+    await run_to_settled(store, clock, cores, [("u1", 100, None), ("u2", 300, None)])
+    outbid = [n for n in await store.load_notices("u1") if n["type"] == "outbid"]
+    [trade] = await store.list_trades(user_id="u2")
+    assert trade["price"] == 125  # u1 bid 100 as their maximum: one increment above it
+    assert [(n["data"]["auction_id"], n["data"]["amount"]) for n in outbid] == [("a1", 125)]
+
+
+async def test_a_winner_who_cannot_pay_fails_the_sale_and_the_runner_up_gets_a_chance(
+        store, clock, cores):
+    record = await add_auction(store)
+    poor = "u_poor"
+    await store.post_entry(cast(EntryRecord, ledger.deposit(poor, 150, "f", 1).to_dict()))
+    await run_to_settled(store, clock, cores, [("u2", 100, 400), (poor, 500, 5000)])
+
+    auction = await store.get_auction("a1")
+    assert auction["settled"] and auction["settle_error"] == SETTLE_PAYMENT_FAILED
+    asset = await store.get_asset(record["asset_id"])
+    assert (asset["owner_id"], asset["listed_in"]) == (SELLER, None)
+    assert await store.list_trades(asset_id=record["asset_id"]) == []
+    assert await balance(store, f"user:{poor}") == 150  # nothing moved
+    assert await store.get_entry(ledger.entry_id_for(ledger.SETTLEMENT, "a1")) is None
+    chance = await store.get_second_chance("a1")
+    assert chance is not None and (chance["user_id"], chance["price"]) == ("u2", 400)
+    assert ("payment_failed", "a1") in await notices_of(store, poor)
+    assert ("payment_failed", "a1") in await notices_of(store, SELLER)
+    assert ("second_chance", "a1") in await notices_of(store, "u2")
+    assert await store.check_ledger() == []
+
+
+async def test_a_settlement_that_fails_after_the_money_moved_resumes_once(store, clock, cores):
+    record = await add_auction(store)
+    wrapper = FailingStore(store)
+    wrapper.fail("settle", 1, 2)  # the card step fails twice, after the entry was posted
+    await run_to_settled(wrapper, clock, cores, [("u1", 100, 700), ("u2", 300, None)])
+    assert wrapper.calls["settle"] == 3
+    [trade] = await store.list_trades(asset_id=record["asset_id"])
+    total = trade["price"] + trade["premium"]
+    assert await balance(store, "user:u1") == FUNDS - total  # paid once
+    postings = await store.list_postings("user:u1")
+    assert [p["amount"] for p in postings] == [-total, FUNDS]
+    won = [n for n in await store.load_notices("u1") if n["type"] == "won"]
+    assert len(won) == 1
+    assert await store.check_ledger() == []
+
+
+def test_outbid_notices_go_to_the_leader_who_lost_the_lead() -> None:
+    took = [{"auction_id": "a", "seq": 7, "type": "bid", "leader_id": "b", "price": 300,
+             "at": 5}]
+    kept = [{"auction_id": "a", "seq": 8, "type": "bid", "leader_id": "a_user", "price": 300,
+             "at": 5}]
+    [notice] = outbid_notices("a_user", took)
+    assert notice["user_id"] == "a_user" and notice["key"] == "outbid:a:7"
+    assert notice["data"] == {"auction_id": "a", "amount": 300}
+    assert outbid_notices("a_user", kept) == []
