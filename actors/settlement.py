@@ -197,7 +197,10 @@ def settlement_notices(closing: Closing, trade: TradeRecord | None, error: str |
                        at: int) -> list[NewNotice]:
     """What each user hears of a settled auction (`error`: its stored settle_error)."""
     price = trade["price"] if trade is not None else None
-    notices = [_notice(user, "lost", closing, at, price=price) for user in closing.losers()]
+    losers = closing.losers()
+    if error == SETTLE_PAYMENT_FAILED and (runner_up := closing.runner_up()) is not None:
+        losers.remove(runner_up[0])  # offered a second chance instead
+    notices = [_notice(user, "lost", closing, at, price=price) for user in losers]
     if trade is None or error == SETTLE_ASSET_MOVED:
         return notices
     buyer, seller = trade["buyer_id"], trade["seller_id"]

@@ -18,7 +18,7 @@ from market.money import MAX_AMOUNT
 
 SORTS = ("ending", "newest", "price_asc", "price_desc", "bids")
 TYPES = ("english", "dutch", "sealed")
-SCAN_LIMIT = 2_000
+SCAN_LIMIT = 1_000
 MAX_QUERY = 200  # characters of `q`
 MAX_ENDING_WITHIN_S = 366 * 24 * 3600
 
@@ -32,6 +32,16 @@ def _choice(query: Mapping[str, str], name: str, choices: tuple[str, ...]) -> st
     if value is not None and value not in choices:
         raise _bad(name, f"one of {', '.join(choices)}")
     return value
+
+
+def _integer(query: Mapping[str, str], name: str, high: int) -> int | None:
+    """A plain decimal integer in 0..high (like every integer query parameter)."""
+    raw = query.get(name) or None
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20) or int(raw) > high:
+        raise _bad(name, f"an integer in 0..{high}")
+    return int(raw)
 
 
 def _number(query: Mapping[str, str], name: str, low: float, high: float) -> float | None:
@@ -57,9 +67,9 @@ class ListQuery:
     grade_min: float | None = None
     grade_max: float | None = None
     type: str | None = None
-    price_min: float | None = None
-    price_max: float | None = None
-    ending_within_s: float | None = None
+    price_min: int | None = None
+    price_max: int | None = None
+    ending_within_s: int | None = None
     card_id: str | None = None
     sort: str = "ending"
 
@@ -77,9 +87,9 @@ class ListQuery:
             grade_min=_number(query, "grade_min", 1, 10),
             grade_max=_number(query, "grade_max", 1, 10),
             type=_choice(query, "type", TYPES),
-            price_min=_number(query, "price_min", 0, MAX_AMOUNT),
-            price_max=_number(query, "price_max", 0, MAX_AMOUNT),
-            ending_within_s=_number(query, "ending_within", 0, MAX_ENDING_WITHIN_S),
+            price_min=_integer(query, "price_min", MAX_AMOUNT),
+            price_max=_integer(query, "price_max", MAX_AMOUNT),
+            ending_within_s=_integer(query, "ending_within", MAX_ENDING_WITHIN_S),
             card_id=card_id, sort=_choice(query, "sort", SORTS) or "ending",
         )
 

@@ -41,6 +41,8 @@ class Subscriber(Protocol):
 
     closing: bool
 
+    def current_user(self) -> str | None: ...
+
     def send(self, message: dict, cache: dict | None = None,
              encoding: str | None = None) -> None: ...
 
@@ -163,6 +165,9 @@ class Notices:
             notice = {**notice, "data": await self._enrich(dict(data))}
         cache: dict = {}
         for conn, watch in list(watches.items()):
+            if conn.current_user() != notice["user_id"]:  # signed out, or the token expired
+                self.unsubscribe(conn, notice["user_id"])
+                continue
             if watch.replaying:
                 watch.held.append(notice)
             elif notice["seq"] > watch.last_seq:
@@ -172,9 +177,14 @@ class Notices:
     # ---- subscriptions ------------------------------------------------------------------
 
     async def subscribe(self, conn: Subscriber, user_id: str, since: int | None,
-                        encoding: str | None = None, req_id: Any = None) -> int:
+                        wanted: Callable[[], bool], encoding: str | None = None,
+                        req_id: Any = None) -> int | None:
         """Register `conn` for `user_id`'s notices; with `since`, first replay those after
-        it. Returns the seq the ack carries: the user's latest when the subscribe began."""
+        it. Returns the seq the ack carries (the user's latest when the subscribe began), or
+        None when, by the time it was answered, `wanted()` said the socket no longer wants
+        it (an unsubscribe, a newer subscribe, a close): then nothing stays registered."""
+        if not wanted():
+            return None
         watches = self._watches.setdefault(user_id, {})
         watch = watches[conn] = _Watch(last_seq=since or 0)
         try:
@@ -187,11 +197,17 @@ class Notices:
             if self._enrich is not None:
                 missed = [{**n, "data": await self._enrich(dict(n["data"]))} for n in missed]
         except BaseException:
-            self.unsubscribe(conn, user_id)
+            self._forget(conn, user_id, watch)
             raise
-        if watches.get(conn) is not watch or conn.closing:
-            return latest  # unsubscribed or closed meanwhile
+        if not wanted() or conn.current_user() != user_id:
+            self._forget(conn, user_id, watch)
+            return None
         return self._release(conn, watch, missed, latest, encoding, req_id)
+
+    def _forget(self, conn: Subscriber, user_id: str, watch: _Watch) -> None:
+        """Remove `watch`, unless a newer subscribe of the same socket replaced it."""
+        if self._watches.get(user_id, {}).get(conn) is watch:
+            self.unsubscribe(conn, user_id)
 
     def _release(self, conn: Subscriber, watch: _Watch, missed: list[NoticeRecord],
                  latest: int, encoding: str | None, req_id: Any) -> int:

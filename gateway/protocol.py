@@ -49,14 +49,38 @@ def depth_of(value: Any, limit: int = MAX_DEPTH) -> int:
     return deepest
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Does any string (or key) hold a lone surrogate, which no UTF-8 can carry?"""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def parse_json(data: str | bytes) -> Any:
-    """Strict JSON: no NaN/Infinity, nesting at most MAX_DEPTH; ValueError otherwise."""
+    """Strict JSON: no NaN/Infinity, nesting at most MAX_DEPTH, no lone surrogate escape
+    (text that is not Unicode); ValueError otherwise."""
     try:
         value = json.loads(data, parse_constant=_no_constant, parse_float=_finite)
     except RecursionError as exc:
         raise ValueError("JSON nested too deeply") from exc
     if depth_of(value) > MAX_DEPTH:
         raise ValueError(f"JSON nested deeper than {MAX_DEPTH}")
+    text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
+        raise ValueError("a string holds a lone surrogate (\\ud800-\\udfff): not Unicode")
     return value
 
 

@@ -35,6 +35,8 @@ GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
 # Per-key state (rate buckets, caches) is an LRU this large: memory stays bounded whatever
 # number of users, addresses or auctions a client makes up.
 MAX_KEYS = 100_000
+ME_SUBSCRIBES_PER_S = 1.0
+ME_SUBSCRIBES_BURST = 10.0
 
 
 class Metrics:
@@ -76,7 +78,9 @@ class Gateway:
                                          settings.auth_user_burst, MAX_KEYS)
         self.quotas = {kind: KeyedLimiter(settings.create_per_min * per_min,
                                           settings.create_burst, MAX_KEYS)
-                       for kind in ("mints", "listings")}
+                       for kind in ("mints", "listings", "payments")}
+        # `me` subscribes per user (each may replay up to 1,000 stored events).
+        self.me_subscribes = KeyedLimiter(ME_SUBSCRIBES_PER_S, ME_SUBSCRIBES_BURST, MAX_KEYS)
         self.conns_by_ip = ConnectionCounter(settings.max_conn_per_ip, MAX_KEYS)
         self.conns_by_user = ConnectionCounter(settings.max_conn_per_user, MAX_KEYS)
         self._listings: LRUCache[str, Listing] = LRUCache(MAX_KEYS)

@@ -127,7 +127,10 @@ async def redeem(request: web.Request) -> web.Response:
     except MarketError as exc:
         raise ApiError.of(exc) from exc
     except Conflict as exc:
-        if exc.code == PROVENANCE_CONFLICT:  # it moved meanwhile (sold, or redeemed)
+        now = await gateway.store.get_asset(asset_id)
+        if now is not None and now.get("redeemed") and now["owner_id"] == user_id:
+            return web.json_response(asset_json(now))  # a concurrent retry redeemed it
+        if exc.code == PROVENANCE_CONFLICT:  # it moved meanwhile (sold)
             raise ApiError(UNAVAILABLE, "the card changed hands meanwhile; retry") from exc
         raise ApiError(exc.code, exc.message) from exc
     redeemed = await gateway.store.get_asset(asset_id)

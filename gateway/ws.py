@@ -62,6 +62,7 @@ class Connection:
         "inflight",
         "ip",
         "me",
+        "me_ticket",
         "pending_subscribes",
         "queue",
         "subscriptions",
@@ -82,6 +83,7 @@ class Connection:
         # checks it is still the owner before it registers anything (see Hub.subscribe).
         self.subscriptions: dict[str, object] = {}
         self.me: str | None = None  # the user whose channel this socket is subscribed to
+        self.me_ticket: object | None = None  # the `me` subscribe request that owns it
         self.inflight = 0
         self.pending_subscribes = 0
         self.closing = False
@@ -206,13 +208,14 @@ async def _serve(gateway: Gateway, conn: Connection, bad_token: bool) -> None:
         gateway.connections.discard(conn)
         gateway.metrics.connections.dec()
         gateway.hub.drop(conn)
-        if conn.me is not None:
-            gateway.notices.unsubscribe(conn, conn.me)
+        _leave_user_channel(gateway, conn)
         if conn.writer is not None:
             conn.writer.cancel()
 
 
 def _forget_identity(gateway: Gateway, conn: Connection) -> None:
+    """The socket becomes anonymous: its user channel ends with its identity."""
+    _leave_user_channel(gateway, conn)
     if conn.user_id is not None:
         gateway.conns_by_user.release(conn.user_id)
         conn.user_id, conn.expires_at = None, 0.0
@@ -309,9 +312,7 @@ def _user_channel(gateway: Gateway, conn: Connection, message: dict, op: str, re
     if message.get("channel") != "me":
         raise ProtocolError(INVALID, "the only channel is 'me'", req_id)
     if op == "unsubscribe":
-        if conn.me is not None:
-            gateway.notices.unsubscribe(conn, conn.me)
-            conn.me = None
+        _leave_user_channel(gateway, conn)
         conn.send({"op": "ack", "req_id": req_id, "channel": "me"}, encoding=encoding)
         return
     since = parse_since(message, req_id)
@@ -320,21 +321,39 @@ def _user_channel(gateway: Gateway, conn: Connection, message: dict, op: str, re
         raise ProtocolError(UNAUTHORIZED, "sign in to follow your own events", req_id)
     if conn.pending_subscribes >= MAX_PENDING_SUBSCRIBES:
         raise ProtocolError(OVERLOADED, "too many subscribes being answered; retry", req_id)
-    if conn.me is not None:
-        gateway.notices.unsubscribe(conn, conn.me)
+    # A resume replays up to 1,000 stored events: a user's resubscribes are rate limited.
+    wait = gateway.me_subscribes.take(user_id)
+    if wait is not None:
+        raise ProtocolError(RATE_LIMITED, "too many subscribes to your channel; retry", req_id)
+    _leave_user_channel(gateway, conn)
+    ticket = conn.me_ticket = object()
     conn.me = user_id
     conn.pending_subscribes += 1
-    gateway.hub.spawn(_subscribe_me(gateway, conn, user_id, since, req_id, encoding))
+    gateway.hub.spawn(_subscribe_me(gateway, conn, user_id, since, req_id, encoding, ticket))
+
+
+def _leave_user_channel(gateway: Gateway, conn: Connection) -> None:
+    """Drop the socket's `me` subscription, answered or still being answered."""
+    if conn.me is not None:
+        gateway.notices.unsubscribe(conn, conn.me)
+    conn.me = conn.me_ticket = None
 
 
 async def _subscribe_me(gateway: Gateway, conn: Connection, user_id: str, since: int | None,
-                        req_id: Any, encoding: str) -> None:
+                        req_id: Any, encoding: str, ticket: object) -> None:
+    def wanted() -> bool:
+        return not conn.closing and conn.me_ticket is ticket
+
     try:
-        await gateway.notices.subscribe(conn, user_id, since, encoding, req_id)
+        seq = await gateway.notices.subscribe(conn, user_id, since, wanted, encoding, req_id)
+        if seq is None and req_id is not None and not conn.closing:
+            # Overtaken by a later subscribe or an unsubscribe: that one decides.
+            conn.send({"op": "ack", "req_id": req_id, "channel": "me", "subscribed": False},
+                      encoding=encoding)
     except Exception:
         log.warning("user channel subscribe failed", exc_info=True)
-        if conn.me == user_id:
-            conn.me = None
+        if conn.me_ticket is ticket:
+            conn.me = conn.me_ticket = None
         conn.send(ProtocolError(UNAVAILABLE, "could not read your events; retry",
                                 req_id).frame(), encoding=encoding)
     finally:

@@ -87,3 +87,46 @@ async def test_the_channel_follows_balances_made_on_another_socket(ece):
 
     await wait_for(accepted, timeout=10, message="bid accepted once funded")
     await ws.close()
+
+
+async def test_an_unsubscribe_or_a_lost_identity_ends_the_channel_at_once(ece):
+    """Found by an attack: a subscribe still being answered when the socket unsubscribed,
+    closed or changed user kept delivering (and stayed in memory)."""
+    api = ece.api
+    user = await api.signup("u", funds=0)
+    ws = await connect(ece.http, ece.base, user)
+    # Subscribe and unsubscribe back to back: the unsubscribe wins.
+    await ws.send({"op": "subscribe", "channel": "me", "req_id": "s1"})
+    await ws.send({"op": "unsubscribe", "channel": "me", "req_id": "u1"})
+    answer = await ws.expect(lambda m: m.get("req_id") == "s1")
+    assert answer == {"op": "ack", "req_id": "s1", "channel": "me", "subscribed": False}
+    # Subscribed for real, then a failed auth makes the socket anonymous: nothing more.
+    ack = await ws.request({"op": "subscribe", "channel": "me"})
+    assert ack["op"] == "ack" and ack["seq"] == 0
+    await api.deposit(user, 100, req_id="heard")
+    await ws.wait_mine("payment", ref="heard")
+    refused = await ws.request({"op": "auth", "token": "not-a-token"})
+    assert refused["code"] == "UNAUTHORIZED"
+    await api.deposit(user, 100, req_id="unheard")
+    pong = await ws.request({"op": "ping"})  # the socket answered what came before it
+    assert pong["op"] == "pong"
+    other = await connect(ece.http, ece.base, user)  # a fresh socket hears it, this one not
+    await other.request({"op": "subscribe", "channel": "me", "since": 1})
+    await other.wait_mine("payment", ref="unheard")
+    assert [m["ref"] for m in ws.mine("payment")] == ["heard"]
+    assert ece.gateway.notices.subscribers() == 1  # only `other`
+    for sock in (ws, other):
+        await sock.close()
+
+
+async def test_resubscribing_in_a_loop_is_rate_limited(ece):
+    """Found by an attack: each resume replays up to 1,000 stored events, so a socket
+    resubscribing with since=0 in a loop made the gateway encode without end."""
+    user = await ece.api.signup("loop")
+    ws = await connect(ece.http, ece.base, user)
+    answers = [await ws.request({"op": "subscribe", "channel": "me", "since": 0})
+               for _ in range(15)]
+    codes = [a.get("code") for a in answers if a["op"] == "error"]
+    assert codes and set(codes) == {"RATE_LIMITED"}
+    assert sum(1 for a in answers if a["op"] == "ack") <= 11
+    await ws.close()
