@@ -93,14 +93,22 @@ class Settler:
         if winner is None:
             await self.store.release(closing.auction_id, closing.asset_id)
             await self._notify(closing, None, None)
+            await self.store.mark_told(closing.auction_id)
             return
         trade = self.trade(closing, winner)
         record = await self.store.get_auction(closing.auction_id)
-        if record is not None and not record.get("settled"):
+        if record is None:
+            log.error("settlement of %s: no such auction in the store", closing.auction_id)
+            return
+        if not record.get("settled"):
             await self._sell(closing, trade)
             record = await self.store.get_auction(closing.auction_id)
-        error = record.get("settle_error") if record is not None else None
+            assert record is not None
+        error = record.get("settle_error")
+        if error == SETTLE_ASSET_MOVED:
+            await self._refund_if_paid(trade)
         await self._notify(closing, trade, error)
+        await self.store.mark_told(closing.auction_id)
 
     def trade(self, closing: Closing, winner: str) -> TradeRecord:
         price = int(closing.view["final_price"])
@@ -127,15 +135,17 @@ class Settler:
                     raise
                 await self.store.fail_payment(trade, self._second_chance(closing, trade))
                 return
-        sold = await self.store.settle(trade, await self._transfer(trade))
-        if not sold and entry is not None:
-            record = await self.store.get_auction(closing.auction_id)
-            if record is not None and record.get("settle_error") == SETTLE_ASSET_MOVED:
-                await self._refund(entry)
+        await self.store.settle(trade, await self._transfer(trade))
 
-    async def _refund(self, paid: ledger.Entry) -> None:
-        """Give the buyer back a settlement whose card could not be delivered: one entry per
-        account that was credited (an entry may debit one guarded account only)."""
+    async def _refund_if_paid(self, trade: TradeRecord) -> None:
+        """Give the buyer back a settlement whose card could not be delivered (the store
+        found it moved): one entry per account that was credited (an entry may debit one
+        guarded account only), each keyed, so a resumed saga refunds once."""
+        stored = await self.store.get_entry(
+            ledger.entry_id_for(ledger.SETTLEMENT, trade["auction_id"]))
+        if stored is None:
+            return
+        paid = ledger.Entry.from_dict(stored)
         buyer = next(p.account for p in paid.postings if p.amount < 0)
         for credited in (p for p in paid.postings if p.amount > 0):
             back = ledger.Entry(paid.cause, f"{paid.cause_key}:refund:{credited.account}",

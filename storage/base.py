@@ -308,7 +308,14 @@ class Store(abc.ABC):
         """Unlist the asset of an unsold/cancelled auction, mark settled; True if newly."""
 
     @abc.abstractmethod
-    async def unsettled_finished(self) -> list[AuctionRecord]: ...
+    async def unsettled_finished(self) -> list[AuctionRecord]:
+        """Finished auctions whose settlement saga is not over: not settled yet, or settled
+        but their users not told yet (`mark_told`). Oldest end first."""
+
+    @abc.abstractmethod
+    async def mark_told(self, auction_id: str) -> None:
+        """The settlement saga's last step is done (its notices are stored): the auction
+        leaves `unsettled_finished`. Idempotent; does nothing before it is settled."""
 
     @abc.abstractmethod
     async def get_trade(self, auction_id: str) -> TradeRecord | None: ...

@@ -174,6 +174,7 @@ class MongoStore(MongoCatalog, MongoTokens, MongoMoney, Store):
                     IndexModel([("host", ASCENDING), ("status", ASCENDING)]),
                     IndexModel([("seller_id", ASCENDING), ("ends_at", ASCENDING)]),
                     IndexModel([("settled", ASCENDING), ("status", ASCENDING)]),
+                    IndexModel([("told", ASCENDING), ("status", ASCENDING)]),
                 ]
             )
             await self.events.create_indexes(
@@ -264,6 +265,7 @@ class MongoStore(MongoCatalog, MongoTokens, MongoMoney, Store):
             snapshot=None,
             snapshot_seq=-1,
             settled=False,
+            told=False,
             settle_error=None,
             ends_at=view.get("ends_at", spec.get("ends_at")),
         )
@@ -529,10 +531,17 @@ class MongoStore(MongoCatalog, MongoTokens, MongoMoney, Store):
         return res.modified_count == 1
 
     async def unsettled_finished(self) -> list[AuctionRecord]:
+        # `told` is False from the listing until mark_told; auctions listed before notices
+        # existed lack it, and count as told.
+        finished = {"$in": list(FINISHED_STATUSES)}
         cursor = self.auctions.find(
-            {"settled": False, "status": {"$in": list(FINISHED_STATUSES)}}
+            {"$or": [{"settled": False, "status": finished}, {"told": False, "status": finished}]}
         ).sort([("ends_at", ASCENDING), ("_id", ASCENDING)])
         return [_record(doc) async for doc in cursor]
+
+    async def mark_told(self, auction_id: str) -> None:
+        await self.auctions.update_one({"_id": auction_id, "settled": True},
+                                       {"$set": {"told": True}})
 
     async def get_trade(self, auction_id: str) -> TradeRecord | None:
         return cast(TradeRecord | None,

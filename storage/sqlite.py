@@ -311,7 +311,7 @@ class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, Store):
                 raise Conflict(AUCTION_EXISTS, f"auction {auction_id!r} exists")
             conn.execute(
                 "INSERT INTO auctions(auction_id, asset_id, seller_id, host, spec, view,"
-                " status, seq, ends_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " status, seq, ends_at, created_at, told) VALUES (?,?,?,?,?,?,?,?,?,?,0)",
                 row,
             )
             conn.execute("UPDATE assets SET listed_in=? WHERE asset_id=?", (auction_id, asset_id))
@@ -511,11 +511,20 @@ class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, Store):
         return await self._run(self._write, tx)
 
     async def unsettled_finished(self) -> list[AuctionRecord]:
+        statuses = ",".join("?" * len(FINISHED_STATUSES))
         where = (
-            f"settled=0 AND status IN ({','.join('?' * len(FINISHED_STATUSES))})"
-            " ORDER BY ends_at, auction_id"
+            f"auction_id IN (SELECT auction_id FROM auctions WHERE settled=0"
+            f" AND status IN ({statuses}) UNION SELECT auction_id FROM auctions WHERE told=0"
+            f" AND status IN ({statuses})) ORDER BY ends_at, auction_id"
         )
-        return await self._run(self._records, where, FINISHED_STATUSES)
+        return await self._run(self._records, where, (*FINISHED_STATUSES, *FINISHED_STATUSES))
+
+    async def mark_told(self, auction_id: str) -> None:
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE auctions SET told=1 WHERE auction_id=? AND settled=1",
+                         (auction_id,))
+
+        await self._run(self._write, tx)
 
     async def get_trade(self, auction_id: str) -> TradeRecord | None:
         def q() -> TradeRecord | None:

@@ -78,7 +78,8 @@ CREATE TABLE IF NOT EXISTS auctions (
     snapshot_seq INTEGER NOT NULL DEFAULT -1,
     settled      INTEGER NOT NULL DEFAULT 0,
     settle_error TEXT,
-    created_at
+    created_at,
+    told         INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS auctions_status_ends ON auctions(status, ends_at);
 CREATE INDEX IF NOT EXISTS auctions_seller_ends ON auctions(seller_id, ends_at);
@@ -162,6 +163,8 @@ CREATE INDEX IF NOT EXISTS second_chances_user ON second_chances(user_id, at);
 # Columns added after the first release: (table, column, declaration) for ALTER TABLE.
 _ADDED_COLUMNS = (
     ("auctions", "settle_error", "TEXT"),
+    # Auctions settled before notices existed have nobody to tell: 1 for them.
+    ("auctions", "told", "INTEGER NOT NULL DEFAULT 1"),
     ("assets", "card_id", "TEXT"),
     ("assets", "grader", "TEXT"),
     ("assets", "grade", ""),
@@ -177,6 +180,7 @@ _INDEXES_ON_ADDED_COLUMNS = """
 CREATE UNIQUE INDEX IF NOT EXISTS assets_grader_cert ON assets(grader, cert)
     WHERE cert IS NOT NULL;
 CREATE INDEX IF NOT EXISTS assets_card ON assets(card_id, grader, grade);
+CREATE INDEX IF NOT EXISTS auctions_untold ON auctions(told, status);
 CREATE UNIQUE INDEX IF NOT EXISTS assets_token ON assets(token_id);
 """
 

@@ -481,7 +481,10 @@ async def test_settle_records_no_trade_when_asset_moved(
     assert await store.get_asset("as-x1") == asset_before
     rec = await store.get_auction("x1")
     assert rec is not None and (rec["settled"], rec["settle_error"]) == (True, SETTLE_ASSET_MOVED)
-    assert await store.unsettled_finished() == []  # the saga does not come back to it
+    # The saga comes back only to tell the users, once, then never again.
+    assert [r["auction_id"] for r in await store.unsettled_finished()] == ["x1"]
+    await store.mark_told("x1")
+    assert await store.unsettled_finished() == []
 
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="storage"):
@@ -535,13 +538,23 @@ async def test_unsettled_finished(store: Store) -> None:
     await finish(store, "closed_unsold", "closed")
     await finish(store, "cancelled", "cancelled")
     await finish(store, "done", "closed")
+    await store.mark_told("done")  # not settled yet: nothing to mark
     await store.settle(trade("done", "u2", 10, T0))
+    await store.mark_told("done")
+    await store.mark_told("open")  # not finished: nothing changes
     got = {r["auction_id"]: r for r in await store.unsettled_finished()}
     assert set(got) == {"closed_sold", "closed_unsold", "cancelled"}
     assert got["cancelled"]["status"] == "cancelled" and got["cancelled"]["settled"] is False
     await store.settle(trade("closed_sold", "u3", 10, T0))
     await store.release("closed_unsold", "as-closed_unsold")
     await store.release("cancelled", "as-cancelled")
+    # Settled, but the saga's last step (telling the users) is still to come.
+    got = {r["auction_id"]: r for r in await store.unsettled_finished()}
+    assert set(got) == {"closed_sold", "closed_unsold", "cancelled"}
+    assert all(r["settled"] for r in got.values())
+    for auction_id in got:
+        await store.mark_told(auction_id)
+        await store.mark_told(auction_id)  # idempotent
     assert await store.unsettled_finished() == []
 
 

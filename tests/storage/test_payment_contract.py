@@ -43,6 +43,8 @@ async def test_fail_payment_unlists_and_settles_without_a_sale(store: Store) -> 
     assert (rec["settled"], rec["settle_error"]) == (True, SETTLE_PAYMENT_FAILED)
     assert await store.get_trade("x1") is None
     assert await store.list_trades() == []
+    assert [r["auction_id"] for r in await store.unsettled_finished()] == ["x1"]  # untold
+    await store.mark_told("x1")
     assert await store.unsettled_finished() == []
     assert await store.get_second_chance("x1") == sc
     assert await store.list_second_chances("u3") == [sc]

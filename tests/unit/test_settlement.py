@@ -146,3 +146,43 @@ def test_outbid_notices_go_to_the_leader_who_lost_the_lead() -> None:
     assert notice["user_id"] == "a_user" and notice["key"] == "outbid:a:7"
     assert notice["data"] == {"auction_id": "a", "amount": 300}
     assert outbid_notices("a_user", kept) == []
+
+
+async def test_a_crash_after_the_card_moved_still_tells_everyone(store, clock, cores):
+    """Found by the kill test: the saga's last step (notices) was lost when the process died
+    after the card moved, since a settled auction was never resumed."""
+    await add_auction(store)
+    wrapper = FailingStore(store)
+
+    async def unreachable(n: int, real: Any, *args: Any) -> None:
+        raise RuntimeError("process dies before the notices are stored")
+
+    wrapper.on("add_notices", unreachable)
+    first = AuctionHostCore(HOST, config(), store=wrapper, clock=clock)
+    cores.append(first)
+    await live(first)
+    await first.submit([bid("u1", 100, "r1"), bid("u2", 300, "r2")])
+    await close_at_end(first, clock)
+    await wait_for(lambda: store.get_trade("a1"), timeout=10, message="card moved")
+    await first.close()  # the crash: settled, nobody told
+    assert [n["type"] for n in await store.load_notices("u2")] == ["payment", "payment"]
+    assert [r["auction_id"] for r in await store.unsettled_finished()] == ["a1"]
+
+    await run_resumed(store, clock, cores)
+    assert ("won", "a1") in await notices_of(store, "u2")
+    assert ("lost", "a1") in await notices_of(store, "u1")
+    assert ("sold", "a1") in await notices_of(store, SELLER)
+    assert await store.unsettled_finished() == []
+    assert len(await store.list_postings("user:u2")) == 2  # the deposit, one payment
+
+
+async def run_resumed(store: Store, clock: Clock, cores: list[AuctionHostCore]) -> None:
+    """A new host core on the same store: its recovery resumes unfinished sagas."""
+    finished: list[str] = []
+
+    async def on_finished(auction_id: str) -> None:
+        finished.append(auction_id)
+
+    core = AuctionHostCore(HOST, config(), store=store, clock=clock, on_finished=on_finished)
+    cores.append(core)
+    await wait_for(lambda: finished, timeout=10, message="saga resumed")
