@@ -47,7 +47,7 @@ from actors.messages import (
     refusal,
     refused,
 )
-from actors.notices import Outbox, outbid_notices
+from actors.notices import coalesce, outbid_notices
 from actors.settlement import Closing, Settler
 from market.auction import Auction, AuctionSpec, Event, public_event
 from market.errors import AUCTION_NOT_FOUND, NOT_HERE, UNAVAILABLE, MarketError
@@ -113,7 +113,6 @@ class AuctionHostCore:
         self._deadlines: list[tuple[int, str]] = []
         self._since_snapshot: dict[str, int] = {}
         self._finishing: set[str] = set()  # auctions whose settlement saga is running
-        self._outbox = Outbox(self.store, self._spawn, name)  # outbid notices to store
         self._ready = asyncio.Event()
         self._failed: BaseException | None = None
         self._background: set[asyncio.Future[Any]] = set()
@@ -315,7 +314,7 @@ class AuctionHostCore:
             results.append((item, result))
 
         if events or touched:
-            conflicted = await self._commit(events, touched)
+            conflicted = await self._commit(events, touched, coalesce(outbid))
         else:
             conflicted = set()
         for item, result in results:
@@ -330,7 +329,6 @@ class AuctionHostCore:
             if e["auction_id"] not in conflicted and e["auction_id"] in self.auctions
         ]
         await self.feed.publish(published)
-        self._outbox.add([n for n in outbid if n["data"]["auction_id"] not in conflicted])
         for auction_id in touched - conflicted:
             auction = self.auctions.get(auction_id)
             if auction is not None and auction.is_finished:
@@ -380,7 +378,8 @@ class AuctionHostCore:
         assert isinstance(command, GetView)
         return Viewed(auction.view(now)), [], None
 
-    async def _commit(self, events: list[Event], touched: set[str]) -> set[str]:
+    async def _commit(self, events: list[Event], touched: set[str],
+                      notices: list[NewNotice] | None = None) -> set[str]:
         now = self.clock()
         views: dict[str, Json] = {}
         snapshots: dict[str, Json] = {}
@@ -400,7 +399,8 @@ class AuctionHostCore:
             self._since_snapshot[auction_id] = count
         try:
             conflicted = await self.store.commit(
-                CommitBatch(events=events, views=views, snapshots=snapshots)
+                CommitBatch(events=events, views=views, snapshots=snapshots,
+                            notices=notices or [])
             )
         except Exception:
             # Memory is ahead of the store: forget those auctions and reload them from what

@@ -160,11 +160,14 @@ def main(argv: list[str] | None = None) -> int:
         joined_specs = {
             "inmemory": {"ECE_STORE": f"memory:{mem_name}"},
             "naive": {"ECE_BATCHING": "0"},
+            # The buying-power check's cost: two joined servers differing in that one setting.
+            "checked": {"ECE_BALANCE_CHECK": "1"},
             "nocheck": {"ECE_BALANCE_CHECK": "0"},
             "hosted": {},
             "per_actor": {"ECE_AUCTIONS_PER_ACTOR": "1"},
         }
-        needs = {"inmemory": "inmemory", "naive": "baseline", "nocheck": "unchecked",
+        needs = {"inmemory": "inmemory", "naive": "baseline", "checked": "checked",
+                 "nocheck": "unchecked",
                  "hosted": "auctions_hosted",
                  "per_actor": "auctions_per_actor"}
         joined: dict[str, Managed] = {}
@@ -184,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         stage("ray_calls", ray_calls, params, ray_address, ray_env, tmp)
         stage("idle_connections", idle_stage, params, main_srv)
         stage("e2e", e2e_stage, params, main_srv, main_srv, "e2e", True, args.profile)
+        stage("checked", e2e_stage, params, joined.get("checked"), main_srv, "checked",
+              False, args.profile)
         stage("unchecked", e2e_stage, params, joined.get("nocheck"), main_srv, "unchecked",
               False, args.profile)
         stage("fanout", fanout_stage, params, main_srv, main_srv)

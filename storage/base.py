@@ -59,7 +59,8 @@ class Conflict(StoreError):
 
 @dataclass
 class CommitBatch:
-    """One group commit: events, public views and private snapshots of many auctions.
+    """One group commit: events, public views, private snapshots (and the notices they
+    caused) of many auctions.
 
     events: each dict has at least ``auction_id`` and ``seq``; stored verbatim.
     views: auction_id -> public view (must carry "status" and "seq"; may carry "ends_at").
@@ -69,6 +70,10 @@ class CommitBatch:
     events: list[dict[str, Any]] = field(default_factory=list)
     views: dict[str, dict[str, Any]] = field(default_factory=dict)
     snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # User notices these events caused (outbid), each with `data["auction_id"]`: stored by
+    # the same commit (SQLite: the same transaction; MongoDB: after the events, so a crash in
+    # between can lose them), never for an auction the commit fenced out.
+    notices: list[NewNotice] = field(default_factory=list)
 
     def auction_ids(self) -> set[str]:
         ids = {str(e["auction_id"]) for e in self.events}

@@ -418,6 +418,12 @@ class MongoStore(MongoCatalog, MongoTokens, MongoMoney, Store):
             except PyMongoError as exc:
                 # Events are durable already; views/snapshots are re-derivable from them.
                 raise StoreError(f"view/snapshot update failed: {exc}") from exc
+        notices = [n for n in batch.notices if n["data"].get("auction_id") not in conflicted]
+        if notices:
+            try:
+                await self.add_notices(notices)
+            except PyMongoError:  # the bids are durable: only the news of them is lost
+                log.warning("commit: %d notices not stored", len(notices), exc_info=True)
         return conflicted
 
     async def _fence(self, exc: BulkWriteError, docs: list[Doc], batch_id: str) -> set[str]:

@@ -46,7 +46,7 @@ from storage.base import (
 from storage.chain import check_mint, check_transfer
 from storage.records import AssetRecord, AuctionRecord, ProvenanceRecord, TradeRecord, UserRecord
 from storage.sqlite_catalog import SqliteCatalog
-from storage.sqlite_money import SqliteMoney
+from storage.sqlite_money import SqliteMoney, insert_notices
 from storage.sqlite_schema import connect, sync_mode
 from storage.sqlite_tokens import (
     ASSET_SELECT,
@@ -435,6 +435,8 @@ class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, Store):
                     " WHERE auction_id=? AND snapshot_seq<=?",
                     [s for s in snaps if s[2] not in conflicted],
                 )
+            insert_notices(conn, [n for n in batch.notices
+                                  if n["data"].get("auction_id") not in conflicted])
             return conflicted
 
         return self._write(tx)

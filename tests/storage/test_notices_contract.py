@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from storage import Store
+from storage import CommitBatch, Store
 from storage.records import NewNotice, NoticeRecord
 from tests.storage.conftest import Backend
+from tests.storage.test_contract import event, listed
 
 AT = 1_700_000_000_000
 
@@ -98,3 +99,22 @@ async def test_concurrent_writers_never_share_a_seq_or_a_pos(backend: Backend) -
     # The same key from both at once: stored once, both get that record.
     both = await asyncio.gather(*(s.add_notices([notice("u1", "same")]) for s in stores))
     assert both[0] == both[1] and seqs(both[0]) == [21]
+
+
+async def test_a_commit_stores_the_notices_of_its_events_but_not_of_fenced_ones(
+        backend: Backend) -> None:
+    owner = await backend.open()
+    await listed(owner, "n1")
+    await listed(owner, "n2")
+    await owner.commit(CommitBatch(events=[event("n1", 1)]))  # n1's seq 1 is taken
+
+    def outbid(auction_id: str, seq: int) -> NewNotice:
+        return NewNotice(user_id="u_lead", key=f"outbid:{auction_id}:{seq}", type="outbid",
+                         at=1, data={"auction_id": auction_id, "amount": 10 * seq})
+
+    stale = await backend.open()
+    fenced = await stale.commit(CommitBatch(events=[event("n1", 1), event("n2", 1)],
+                                            notices=[outbid("n1", 1), outbid("n2", 1)]))
+    assert fenced == {"n1"}
+    stored = await owner.load_notices("u_lead")
+    assert [(n["seq"], n["key"]) for n in stored] == [(1, "outbid:n2:1")]

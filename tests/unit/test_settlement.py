@@ -8,7 +8,7 @@ from typing import Any, cast
 
 from actors.config import ClusterConfig
 from actors.host import AuctionHostCore
-from actors.notices import outbid_notices
+from actors.notices import coalesce, outbid_notices
 from market import ledger
 from storage import Store
 from storage.base import SETTLE_PAYMENT_FAILED
@@ -186,3 +186,13 @@ async def run_resumed(store: Store, clock: Clock, cores: list[AuctionHostCore]) 
     core = AuctionHostCore(HOST, config(), store=store, clock=clock, on_finished=on_finished)
     cores.append(core)
     await wait_for(lambda: finished, timeout=10, message="saga resumed")
+
+
+def test_a_batch_of_outbid_notices_keeps_the_latest_per_user_and_auction() -> None:
+    def outbid(user: str, auction: str, seq: int) -> Any:
+        return outbid_notices(user, [{"auction_id": auction, "seq": seq, "type": "bid",
+                                      "leader_id": "someone", "price": seq, "at": 1}])[0]
+
+    batch = [outbid("u1", "a", 1), outbid("u2", "a", 2), outbid("u1", "b", 3),
+             outbid("u1", "a", 4)]
+    assert [n["key"] for n in coalesce(batch)] == ["outbid:a:2", "outbid:b:3", "outbid:a:4"]
