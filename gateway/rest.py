@@ -302,4 +302,4 @@ async def list_trades(request: web.Request) -> web.Response:
         if value is not None and not valid_id(value):
             raise ApiError(INVALID, "asset_id and user must be ids")
     trades = await gateway_of(request).store.list_trades(asset_id=asset_id, user_id=user_id)
-    return web.json_response({"trades": trades})
+    return web.json_response({"trades": trades, "next_cursor": None})  # the newest 200
