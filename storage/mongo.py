@@ -473,10 +473,7 @@ class MongoStore(MongoCatalog, MongoTokens, MongoMoney, Store):
         if transfer is not None:
             check_transfer(trade, transfer)
         auction_id = trade["auction_id"]
-        found = await self.auctions.find_one({"_id": auction_id}, {"settled": 1})
-        if found is None:
-            raise Conflict(AUCTION_NOT_FOUND, f"auction {auction_id!r} not found")
-        if found.get("settled"):
+        if await self._is_settled(auction_id):
             return False
         if not await self._sell_asset(trade, transfer):
             res = await self.auctions.update_one(
@@ -525,6 +522,13 @@ class MongoStore(MongoCatalog, MongoTokens, MongoMoney, Store):
             raise Conflict(PROVENANCE_CONFLICT,
                            f"settle {auction_id}: the transfer does not extend the chain")
         return False
+
+    async def _is_settled(self, auction_id: str) -> bool:
+        """Whether the auction is settled; Conflict AUCTION_NOT_FOUND when there is none."""
+        found = await self.auctions.find_one({"_id": auction_id}, {"settled": 1})
+        if found is None:
+            raise Conflict(AUCTION_NOT_FOUND, f"auction {auction_id!r} not found")
+        return bool(found.get("settled"))
 
     async def release(self, auction_id: str, asset_id: str) -> bool:
         await self.assets.update_one(

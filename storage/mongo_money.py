@@ -20,9 +20,8 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from market.errors import AUCTION_NOT_FOUND
 from market.ledger import USER_PREFIX
-from storage.base import SETTLE_PAYMENT_FAILED, Conflict
+from storage.base import SETTLE_PAYMENT_FAILED
 from storage.mongo_ledger import (
     APPLIED,
     LEDGER_INDEXES,
@@ -57,6 +56,8 @@ class _Host(Protocol):
 
     @property
     def auctions(self) -> AsyncCollection[Doc]: ...
+
+    async def _is_settled(self, auction_id: str) -> bool: ...
 
 
 def _second_chance(doc: Doc) -> SecondChanceRecord:
@@ -139,10 +140,7 @@ class MongoMoney:
         # Idempotent single-document steps, `settled` last (it decides the answer): a retry
         # after a crash anywhere redoes what is missing and changes nothing else.
         auction_id = trade["auction_id"]
-        found = await self.auctions.find_one({"_id": auction_id}, {"settled": 1})
-        if found is None:
-            raise Conflict(AUCTION_NOT_FOUND, f"auction {auction_id!r} not found")
-        if found.get("settled"):
+        if await self._is_settled(auction_id):
             return False
         if second_chance is not None:
             with contextlib.suppress(DuplicateKeyError):  # one per auction: the first stands
