@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.protocol import plain_int
 from market.catalog import CATEGORIES, GRADERS, matches_terms, query_terms
 from market.errors import INVALID, MarketError
 from market.money import MAX_AMOUNT
@@ -39,9 +40,10 @@ def _integer(query: Mapping[str, str], name: str, high: int) -> int | None:
     raw = query.get(name) or None
     if raw is None:
         return None
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20) or int(raw) > high:
+    value = plain_int(raw, 0, high)
+    if value is None:
         raise _bad(name, f"an integer in 0..{high}")
-    return int(raw)
+    return value
 
 
 def _number(query: Mapping[str, str], name: str, low: float, high: float) -> float | None:

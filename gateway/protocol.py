@@ -196,6 +196,15 @@ def parse_bid(message: dict) -> BidRequest:
     return BidRequest(req_id, auction_id, amount, max_amount)
 
 
+def plain_int(raw: str, low: int, high: int) -> int | None:
+    """`raw` as an integer in low..high when it is plain decimal digits (at most 20), else
+    None: no sign, spaces, underscores, exponents or non-ASCII digits."""
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20):
+        return None
+    value = int(raw)
+    return value if low <= value <= high else None
+
+
 def parse_since(message: dict, req_id: Any) -> int | None:
     since = message.get("since")
     if since is None:

@@ -14,7 +14,7 @@ from actors.clock import now_ms
 from actors.messages import AuctionView, Cancel, Refused, Reply, Viewed
 from gateway.auth import TokenError, hash_password, password_problem, verify_password
 from gateway.listing import SCAN_LIMIT, ListQuery
-from gateway.protocol import MAX_SINCE, parse_json, valid_id
+from gateway.protocol import MAX_SINCE, parse_json, plain_int, valid_id
 from gateway.state import gateway_of
 from market.auction import Auction, parse_spec, public_event
 from market.errors import (
@@ -95,10 +95,8 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20):
-        raise ApiError(INVALID, f"{name} must be an integer in {low}..{high}")
-    value = int(raw)
-    if not low <= value <= high:
+    value = plain_int(raw, low, high)
+    if value is None:
         raise ApiError(INVALID, f"{name} must be an integer in {low}..{high}")
     return value
 

@@ -35,9 +35,9 @@ def config() -> ClusterConfig:
                          seller_fee_bps=SELLER_FEE_BPS, buyer_premium_bps=PREMIUM_BPS)
 
 
-async def run_to_settled(store: Any, clock: Clock, cores: list[AuctionHostCore],
-                         bids: list[tuple[str, int, int | None]]) -> AuctionHostCore:
-    """Start a core, place the bids on "a1", close it and wait until its settlement ran."""
+def start_core(store: Any, clock: Clock,
+               cores: list[AuctionHostCore]) -> tuple[AuctionHostCore, list[str]]:
+    """A host core with this test's fees, and the auctions it finishes settling."""
     finished: list[str] = []
 
     async def on_finished(auction_id: str) -> None:
@@ -45,6 +45,13 @@ async def run_to_settled(store: Any, clock: Clock, cores: list[AuctionHostCore],
 
     core = AuctionHostCore(HOST, config(), store=store, clock=clock, on_finished=on_finished)
     cores.append(core)
+    return core, finished
+
+
+async def run_to_settled(store: Any, clock: Clock, cores: list[AuctionHostCore],
+                         bids: list[tuple[str, int, int | None]]) -> AuctionHostCore:
+    """Start a core, place the bids on "a1", close it and wait until its settlement ran."""
+    core, finished = start_core(store, clock, cores)
     await live(core)
     for n, (bidder, amount, max_amount) in enumerate(bids):
         command = bid(bidder, amount, f"r{n}")
@@ -178,13 +185,7 @@ async def test_a_crash_after_the_card_moved_still_tells_everyone(store, clock, c
 
 async def run_resumed(store: Store, clock: Clock, cores: list[AuctionHostCore]) -> None:
     """A new host core on the same store: its recovery resumes unfinished sagas."""
-    finished: list[str] = []
-
-    async def on_finished(auction_id: str) -> None:
-        finished.append(auction_id)
-
-    core = AuctionHostCore(HOST, config(), store=store, clock=clock, on_finished=on_finished)
-    cores.append(core)
+    _, finished = start_core(store, clock, cores)
     await wait_for(lambda: finished, timeout=10, message="saga resumed")
 
 
