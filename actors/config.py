@@ -26,6 +26,8 @@ class ClusterConfig:
     # Fees of a settled sale, in basis points of the price (market.ledger.settlement).
     seller_fee_bps: int = 500
     buyer_premium_bps: int = 0
+    # Fee of a trade offer's cash leg, paid by whoever receives the cash (market.offers).
+    offer_fee_bps: int = 0
     # The exchange's Ed25519 provenance key (base64 of 32 raw bytes): hosts sign the token
     # transfers of the sales they settle. Empty: no signer (tests of the rules alone).
     provenance_key: str = field(default="", repr=False)

@@ -1,4 +1,5 @@
-"""The directory: a named Ray actor that places auctions on hosts and says where each lives.
+"""The directory: a named Ray actor that places auctions and offer threads on hosts and says
+where each lives.
 
 Placement state is derived from the store (each auction record names its host), so a restarted
 directory rebuilds it by reading the open auctions; nothing here needs to be durable itself.
@@ -17,8 +18,9 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from actors.config import ClusterConfig
 from actors.host import AuctionHost
 from actors.placement import choose_host
+from market.offers import is_offer_id
 from storage import Store, open_store
-from storage.base import OPEN_STATUSES
+from storage.base import LIVE_OFFER_STATUSES, OPEN_STATUSES
 
 log = logging.getLogger("ece.directory")
 
@@ -45,6 +47,10 @@ class DirectoryCore:
         for record in await self.store.open_auctions():
             # Every open auction was created through a host, so its record names one.
             self._assign(record["auction_id"], record.get("host") or self.config.host_name(0))
+        # Offer threads are placed like auctions: one entry per thread with work left.
+        for offer in await self.store.open_offers():
+            if offer["thread_id"] not in self.location:
+                self._assign(offer["thread_id"], offer.get("host") or self.config.host_name(0))
         # Start every host that owns open auctions: each rebuilds them and runs their timers,
         # which is how auctions whose end passed during a downtime get closed on start.
         for name in list(self.load):
@@ -108,9 +114,8 @@ class DirectoryCore:
             return name
         # Unknown here: placed before a restart of this directory but stored only after it
         # rebuilt itself from the store? The record says where it lives.
-        record = await self.store.get_auction(auction_id)
-        host = record.get("host") if record is not None else None
-        if record is None or not host or record["status"] not in OPEN_STATUSES:
+        host = await self._stored_host(auction_id)
+        if host is None:
             return None
         async with self._lock:
             if auction_id in self._released:
@@ -120,6 +125,18 @@ class DirectoryCore:
                 self._assign(auction_id, host)
                 self._handle(host)
             return self.location[auction_id]
+
+    async def _stored_host(self, entity_id: str) -> str | None:
+        """The host a live auction or offer thread's record names (None: not live)."""
+        if is_offer_id(entity_id):
+            offer = await self.store.get_offer(entity_id)  # a thread's id is its first offer's
+            live = offer is not None and (offer["status"] in LIVE_OFFER_STATUSES
+                                          or offer.get("child_id") is not None)
+            return (offer.get("host") or None) if offer is not None and live else None
+        record = await self.store.get_auction(entity_id)
+        if record is None or record["status"] not in OPEN_STATUSES:
+            return None
+        return record.get("host") or None
 
     async def revive(self, name: str) -> None:
         """Recreate a host that died for good (Ray restarts the others by itself).

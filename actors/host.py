@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import heapq
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -41,6 +40,8 @@ from actors.messages import (
     Command,
     FeedPage,
     GetView,
+    OfferCommand,
+    OfferReply,
     PlaceBid,
     Reply,
     Viewed,
@@ -48,7 +49,10 @@ from actors.messages import (
     refused,
 )
 from actors.notices import coalesce, outbid_notices
+from actors.offer_desk import OfferDesk
+from actors.retry import retry
 from actors.settlement import Closing, Settler
+from actors.timers import Timers
 from market.auction import Auction, AuctionSpec, Event, public_event
 from market.errors import AUCTION_NOT_FOUND, NOT_HERE, UNAVAILABLE, MarketError
 from storage import CommitBatch, Conflict, Store, open_store
@@ -59,15 +63,12 @@ log = logging.getLogger("ece.host")
 
 # Batches larger than this are split so one huge burst cannot starve the timers.
 MAX_BATCH = 5_000
-# Background steps (settlement, reload after a failed commit) are retried with capped
-# exponential backoff: first pause, doubling up to the cap, until they succeed or the host stops.
-RETRY_FIRST_S = 0.05
-RETRY_MAX_S = 5.0
 # After a fence, pauses between looks at the store for "nobody else wrote this auction": on
 # MongoDB the fenced batch of another writer stays visible for a short window.
 FENCE_RECHECKS_S = (0.05, 0.1, 0.2, 0.4, 0.8)
 
 OnFinished = Callable[[str], Awaitable[None]]
+OnAssetsMoved = Callable[[list[str], str], Awaitable[None]]
 
 
 @dataclass
@@ -99,6 +100,9 @@ class AuctionHostCore:
         self.store: Store = store if store is not None else open_store(config.store_url)
         self._owns_store = store is None
         self._on_finished = on_finished
+        # Called with asset ids (and a reason) after a sale moved them: the offer desk
+        # invalidates the active offers naming them. None without offers (unit tests).
+        self.on_assets_moved: OnAssetsMoved | None = None
         self.auctions: dict[str, Auction] = {}
         self.feed = EventFeed(config.feed_capacity)
         # The naive baseline (benchmark only) runs and commits one command at a time.
@@ -106,11 +110,7 @@ class AuctionHostCore:
         self._settler = Settler(self.store, config, clock)
         self._queue: list[_Pending] = []
         self._wake = asyncio.Event()
-        # Timers: the current deadline of each auction that has one, and a heap of
-        # (deadline, auction_id). An entry is pushed only when an auction's deadline changes;
-        # heap entries that no longer match the dict are stale and skipped when they surface.
-        self._deadline_of: dict[str, int] = {}
-        self._deadlines: list[tuple[int, str]] = []
+        self.timers = Timers()  # each auction's next deadline (start, close, Dutch step)
         self._since_snapshot: dict[str, int] = {}
         self._finishing: set[str] = set()  # auctions whose settlement saga is running
         self._ready = asyncio.Event()
@@ -182,7 +182,7 @@ class AuctionHostCore:
         self._ready.set()
         while True:
             timeout = None
-            deadline = self._next_deadline()
+            deadline = self.timers.next()
             if deadline is not None:
                 timeout = max(0.0, (deadline - self.clock()) / 1000)
             if not self._queue:
@@ -241,43 +241,13 @@ class AuctionHostCore:
     # ---- timers --------------------------------------------------------------------------
 
     def _schedule(self, auction: Auction) -> None:
-        """Track the auction's next deadline; push a heap entry only when it changed."""
-        auction_id = auction.spec.auction_id
-        deadline = auction.next_deadline()
-        if deadline is None:
-            self._deadline_of.pop(auction_id, None)
-            return
-        if self._deadline_of.get(auction_id) == deadline:
-            return
-        self._deadline_of[auction_id] = deadline
-        heapq.heappush(self._deadlines, (deadline, auction_id))
-        if len(self._deadlines) > 2 * len(self._deadline_of) + 64:
-            # Mostly stale entries (deadlines moved many times): rebuild from the dict.
-            self._deadlines = [(d, a) for a, d in self._deadline_of.items()]
-            heapq.heapify(self._deadlines)
-
-    def _next_deadline(self) -> int | None:
-        heap = self._deadlines
-        while heap and self._deadline_of.get(heap[0][1]) != heap[0][0]:
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
-
-    def _due(self, now: int) -> list[str]:
-        """Pop the auctions whose current deadline is due at `now`."""
-        due: list[str] = []
-        heap = self._deadlines
-        while heap and heap[0][0] <= now:
-            deadline, auction_id = heapq.heappop(heap)
-            if self._deadline_of.get(auction_id) == deadline:
-                del self._deadline_of[auction_id]
-                due.append(auction_id)
-        return due
+        self.timers.set(auction.spec.auction_id, auction.next_deadline())
 
     def _drop(self, auction_id: str) -> None:
         """Stop serving an auction (finished, fenced, or memory ahead of the store)."""
         self.auctions.pop(auction_id, None)
         self._since_snapshot.pop(auction_id, None)
-        self._deadline_of.pop(auction_id, None)
+        self.timers.discard(auction_id)
 
     # ---- batches -------------------------------------------------------------------------
 
@@ -293,7 +263,7 @@ class AuctionHostCore:
         outbid: list[NewNotice] = []
 
         # Timers first: a bid that arrives after ends_at must meet a closed auction.
-        for auction_id in self._due(now):
+        for auction_id in self.timers.due(now):
             auction = self.auctions.get(auction_id)
             if auction is None:
                 continue
@@ -474,7 +444,7 @@ class AuctionHostCore:
         if auction_id in self._finishing:
             return
         self._finishing.add(auction_id)
-        self._deadline_of.pop(auction_id, None)
+        self.timers.discard(auction_id)
         self._spawn(self._finish(auction_id, closing, repair))
 
     async def _finish(self, auction_id: str, closing: Closing,
@@ -490,6 +460,13 @@ class AuctionHostCore:
             return
         self._drop(auction_id)
         self._finishing.discard(auction_id)
+        moved = self.on_assets_moved
+        if moved is not None and closing.winner is not None:
+            # Trade offers naming a sold card can no longer be accepted as they are.
+            record = await self.store.get_auction(auction_id)
+            if record is not None and not record.get("settle_error"):
+                await self._retry(f"offer invalidations after {auction_id}",
+                                  lambda: moved([closing.asset_id], "asset_sold"))
         if self._on_finished is not None:
             try:
                 await self._on_finished(auction_id)
@@ -498,22 +475,7 @@ class AuctionHostCore:
                             exc_info=True)
 
     async def _retry(self, what: str, step: Callable[[], Awaitable[object]]) -> bool:
-        """Run `step` until it succeeds (True); a business Conflict gives up (False)."""
-        delay = RETRY_FIRST_S
-        attempt = 1
-        while True:
-            try:
-                await step()
-                return True
-            except Conflict as exc:
-                log.error("host %s: %s refused: %r; giving up", self.name, what, exc)
-                return False
-            except Exception:
-                log.warning("host %s: %s failed (attempt %d); retrying in %.2fs", self.name,
-                            what, attempt, delay, exc_info=True)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_S)
-            attempt += 1
+        return await retry(f"host {self.name}: {what}", step, log)
 
     def _spawn(self, coroutine: Awaitable[object]) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -532,10 +494,18 @@ class AuctionHost:
         # young generation less often so pauses stay rare (they land in bid latency).
         gc.set_threshold(50_000, 20, 50)
         cluster = ClusterConfig.from_dict(config)
-        self.core = AuctionHostCore(name, cluster, on_finished=_DirectoryRelease(name, cluster))
+        release = _DirectoryRelease(name, cluster)
+        self.core = AuctionHostCore(name, cluster, on_finished=release)
+        # The trade offers of the threads placed here: same process, same store connection.
+        self.desk = OfferDesk(name, cluster, self.core.store, on_thread_done=release,
+                              send_elsewhere=partial(_send_offers, cluster))
+        self.core.on_assets_moved = self.desk.invalidate_assets
 
     async def submit(self, commands: list[Command]) -> list[Reply]:
         return await self.core.submit(commands)
+
+    async def submit_offers(self, commands: list[OfferCommand]) -> list[OfferReply]:
+        return await self.desk.submit(commands)
 
     async def create(self, record: AuctionRecord) -> Reply:
         return await self.core.create(record)
@@ -548,7 +518,14 @@ class AuctionHost:
 
     async def ready(self) -> bool:
         await self.core.ready()
+        await self.desk.ready()
         return True
+
+
+async def _send_offers(config: ClusterConfig, host: str, commands: list[OfferCommand]) -> None:
+    """Deliver offer commands (invalidations) to the desk of another host."""
+    handle = ray.get_actor(host, namespace=config.namespace)
+    await handle.submit_offers.remote(commands)
 
 
 class _DirectoryRelease:

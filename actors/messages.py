@@ -69,6 +69,24 @@ class GetView(Struct, frozen=True, gc=False):
 Command = Activate | PlaceBid | Cancel | GetView
 
 
+class OfferCommand(Struct, frozen=True, gc=False):
+    """A command to the host of a trade offer's thread (`thread_id` routes it).
+
+    action: create (`offer` is the new offer's record), accept, decline, cancel, counter
+    (`terms`: the counter's give/want/message/expires_at from its sender's side), get,
+    invalidate (`reason`; sent by whoever moved one of its assets).
+    """
+
+    offer_id: str
+    thread_id: str
+    action: str
+    by: str = ""
+    req_id: str = ""
+    offer: dict[str, Any] | None = None
+    terms: dict[str, Any] | None = None
+    reason: str = ""
+
+
 # ---- replies -----------------------------------------------------------------------------
 
 
@@ -94,7 +112,14 @@ class Refused(Struct, frozen=True, gc=False):
         return self.error["code"]
 
 
+class OfferViewed(Struct, frozen=True, gc=False):
+    """An offer command that succeeded: the offer after it (for a counter, the counter)."""
+
+    offer: dict[str, Any]
+
+
 Reply = Acked | Viewed | Refused
+OfferReply = OfferViewed | Refused
 
 
 def refused(code: str, message: str, **details: Any) -> Refused:

@@ -15,6 +15,7 @@ from prometheus_client import generate_latest
 
 from gateway.catalog import routes as catalog_routes
 from gateway.config import Settings
+from gateway.offers import routes as offer_routes
 from gateway.rest import ApiError, error_body, routes
 from gateway.state import GATEWAY, Gateway
 from gateway.tokens import routes as token_routes
@@ -91,6 +92,7 @@ def build_app(settings: Settings) -> web.Application:
     app.add_routes(catalog_routes)
     app.add_routes(token_routes)
     app.add_routes(wallet_routes)
+    app.add_routes(offer_routes)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/config.js", config_js)

@@ -182,6 +182,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ECE_BUYER_PREMIUM_BPS", "buyer_premium_bps", "int", 0,
             "buyer's premium in basis points of the price, paid on top by the winner",
             min=0, max=10_000),
+    Setting("ECE_OFFER_FEE_BPS", "offer_fee_bps", "int", 0,
+            "fee in basis points of a trade offer's cash leg, paid by whoever receives the "
+            "cash (cards swap free)", min=0, max=10_000),
     Setting("ECE_BALANCE_CHECK", "balance_check", "bool", True,
             "refuse bids beyond the bidder's available balance (0: benchmark only)"),
     _positive("ECE_RATE_LIMIT", "rate_per_s", 50.0, "per-user bids per second"),
@@ -246,6 +249,7 @@ class Settings:
     deposits: str = _default("deposits")
     seller_fee_bps: int = _default("seller_fee_bps")
     buyer_premium_bps: int = _default("buyer_premium_bps")
+    offer_fee_bps: int = _default("offer_fee_bps")
     balance_check: bool = _default("balance_check")
     rate_per_s: float = _default("rate_per_s")
     rate_burst: float = _default("rate_burst")
@@ -304,6 +308,7 @@ class Settings:
             max_hosts=self.max_hosts,
             seller_fee_bps=self.seller_fee_bps,
             buyer_premium_bps=self.buyer_premium_bps,
+            offer_fee_bps=self.offer_fee_bps,
             provenance_key=base64.b64encode(self.provenance_private_key()).decode(),
         )
 

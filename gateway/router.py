@@ -1,4 +1,4 @@
-"""Routes commands from this gateway to the auction hosts that own them.
+"""Routes commands from this gateway to the hosts that own their auctions and offers.
 
 Commands bound for one host that arrive in the same event-loop tick travel in one Ray call
 (`HostClient`). The benchmark's naive baseline (ECE_BATCHING=0) sends every command in a call
@@ -11,13 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import cast
 
 import ray
 from ray.exceptions import ActorDiedError, RayActorError, RayError
 
 from actors.config import ClusterConfig
 from actors.directory import get_or_create_directory
-from actors.messages import Command, Refused, Reply, Viewed, refused
+from actors.messages import (
+    Command,
+    OfferCommand,
+    OfferReply,
+    OfferViewed,
+    Refused,
+    Reply,
+    Viewed,
+    refused,
+)
 from gateway.limits import LRUCache
 from market.errors import (
     AUCTION_NOT_FOUND,
@@ -35,6 +45,10 @@ FINISHED = ("closed", "cancelled")
 # Submit calls outstanding per host: one being processed, one being filled meanwhile.
 MAX_CALLS_IN_FLIGHT = 2
 MAX_CACHED_LOCATIONS = 100_000
+# What travels to a host (auction commands to `submit`, offer commands to `submit_offers`)
+# and back.
+Sent = Command | OfferCommand
+Answer = Reply | OfferViewed
 
 
 class BaseHostClient:
@@ -42,17 +56,18 @@ class BaseHostClient:
     (a host that cannot answer yields UNAVAILABLE). Subclasses decide how commands are grouped
     into `submit` calls."""
 
-    def __init__(self, name: str, handle: ray.actor.ActorHandle) -> None:
+    def __init__(self, name: str, handle: ray.actor.ActorHandle, method: str = "submit") -> None:
         self.name = name
         self.handle = handle
+        self.method = getattr(handle, method)  # submit (auctions) or submit_offers
         self._tasks: set[asyncio.Task] = set()
         self._calls = 0
         self.dead = False
 
-    def call(self, command: Command) -> asyncio.Future[Reply]:
+    def call(self, command: Sent) -> asyncio.Future[Answer]:
         raise NotImplementedError
 
-    def _spawn(self, batch: list[tuple[Command, asyncio.Future[Reply]]]) -> None:
+    def _spawn(self, batch: list[tuple[Sent, asyncio.Future[Answer]]]) -> None:
         self._calls += 1
         task = asyncio.get_running_loop().create_task(self._send(batch))
         self._tasks.add(task)
@@ -62,10 +77,10 @@ class BaseHostClient:
         self._tasks.discard(task)
         self._calls -= 1
 
-    async def _send(self, batch: list[tuple[Command, asyncio.Future[Reply]]]) -> None:
-        results: list[Reply]
+    async def _send(self, batch: list[tuple[Sent, asyncio.Future[Answer]]]) -> None:
+        results: list[Answer]
         try:
-            results = await self.handle.submit.remote([command for command, _ in batch])
+            results = await self.method.remote([command for command, _ in batch])
         except ActorDiedError:
             # Dead for good (not restarting): have it recreated; callers retry.
             log.warning("host %s died; asking the directory to revive it", self.name)
@@ -82,8 +97,8 @@ class BaseHostClient:
 class DirectHostClient(BaseHostClient):
     """The naive baseline (ECE_BATCHING=0, for the benchmark): one `submit` call a command."""
 
-    def call(self, command: Command) -> asyncio.Future[Reply]:
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+    def call(self, command: Sent) -> asyncio.Future[Answer]:
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._spawn([(command, future)])
         return future
 
@@ -97,13 +112,13 @@ class HostClient(BaseHostClient):
     database's group commit).
     """
 
-    def __init__(self, name: str, handle: ray.actor.ActorHandle) -> None:
-        super().__init__(name, handle)
-        self._pending: list[tuple[Command, asyncio.Future[Reply]]] = []
+    def __init__(self, name: str, handle: ray.actor.ActorHandle, method: str = "submit") -> None:
+        super().__init__(name, handle, method)
+        self._pending: list[tuple[Sent, asyncio.Future[Answer]]] = []
         self._flush_scheduled = False
 
-    def call(self, command: Command) -> asyncio.Future[Reply]:
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+    def call(self, command: Sent) -> asyncio.Future[Answer]:
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._pending.append((command, future))
         self._schedule_flush()
         return future
@@ -134,6 +149,7 @@ class Router:
         # auction -> host, a cache of the directory's answers (bounded; misses ask again).
         self._locations: LRUCache[str, str] = LRUCache(MAX_CACHED_LOCATIONS)
         self._hosts: dict[str, BaseHostClient] = {}
+        self._offer_hosts: dict[str, BaseHostClient] = {}
         # Chosen once: coalescing commands per host, or (the naive baseline) one call each.
         self._host_client: type[BaseHostClient] = (
             HostClient if config.batching else DirectHostClient)
@@ -142,16 +158,18 @@ class Router:
     async def ready(self) -> None:
         await self.directory.ready.remote()
 
-    def host(self, name: str) -> BaseHostClient:
-        client = self._hosts.get(name)
+    def host(self, name: str, offers: bool = False) -> BaseHostClient:
+        """The client of a host's auctions (`submit`) or, with `offers`, its offer desk."""
+        hosts = self._offer_hosts if offers else self._hosts
+        client = hosts.get(name)
         if client is not None and client.dead:
-            del self._hosts[name]
+            del hosts[name]
             self.directory.revive.remote(name)
             client = None
         if client is None:
             handle = ray.get_actor(name, namespace=self.config.namespace)
-            client = self._host_client(name, handle)
-            self._hosts[name] = client
+            client = self._host_client(name, handle, "submit_offers" if offers else "submit")
+            hosts[name] = client
         return client
 
     def inflight(self) -> int:
@@ -185,25 +203,75 @@ class Router:
             self._inflight -= 1
 
     async def _send(self, command: Command) -> Reply:
-        auction_id = command.auction_id
+        result = await self._route(command.auction_id, command)
+        if result is None:
+            return await self._not_served(command.auction_id)
+        return cast(Reply, result)
+
+    async def _route(self, key: str, command: Sent, offers: bool = False) -> Answer | None:
+        """Deliver a command to the host of auction or offer thread `key`; None when no
+        host serves it."""
         for _ in range(2):
             try:
-                name = await self.locate(auction_id)
+                name = await self.locate(key)
                 if name is None:
-                    return await self._not_served(auction_id)
-                result = await self.host(name).call(command)
+                    return None
+                result = await self.host(name, offers).call(command)
             except ValueError:
                 # No such actor: a host retired after its auctions finished. The cached
                 # location is stale; the directory knows (and revives nothing it retired).
-                self._locations.pop(auction_id)
+                self._locations.pop(key)
                 continue
             except (RayActorError, RayError) as exc:
-                log.warning("routing %s failed: %s", auction_id, exc)
-                return refused(UNAVAILABLE, "auction host unavailable; retry")
+                log.warning("routing %s failed: %s", key, exc)
+                return refused(UNAVAILABLE, "host unavailable; retry")
             if not (isinstance(result, Refused) and result.code == NOT_HERE):
                 return result
-            self._locations.pop(auction_id)  # stale cache: ask the directory again
-        return await self._not_served(auction_id)
+            self._locations.pop(key)  # stale cache: ask the directory again
+        return None
+
+    # ---- trade offers (market.offers), hosted like auctions ------------------------------
+
+    async def send_offer(self, command: OfferCommand) -> OfferReply:
+        """Deliver a command about a live offer to the host of its thread."""
+        if self._inflight >= self.max_inflight:
+            return refused(OVERLOADED, "too many commands in flight; retry shortly")
+        self._inflight += 1
+        try:
+            result = await self._route(command.thread_id, command, offers=True)
+        finally:
+            self._inflight -= 1
+        if result is None:
+            return refused(UNAVAILABLE, "the offer's host is starting; retry")
+        return cast(OfferReply, result)
+
+    async def invalidate_offers(self, asset_ids: list[str], reason: str) -> None:
+        """Every active offer naming one of these assets becomes invalidated (they moved)."""
+        for record in await self.store.offers_with_assets(asset_ids):
+            await self.send_offer(OfferCommand(record["offer_id"], record["thread_id"],
+                                               "invalidate", reason=reason))
+
+    async def create_offer(self, command: OfferCommand) -> OfferReply:
+        """Place a new offer's thread on a host (like an auction) and create it there."""
+        thread_id = command.thread_id
+        name = await self.directory.place.remote(thread_id)
+        if name is None:
+            return refused(OVERLOADED, "no host capacity; retry later")
+        result: Answer
+        try:
+            result = await self.host(name, offers=True).call(command)
+        except (RayActorError, RayError) as exc:
+            log.warning("create of offer %s failed: %s", command.offer_id, exc)
+            result = refused(UNAVAILABLE, "host unavailable; retry")
+        if isinstance(result, Refused) and result.code == UNAVAILABLE:
+            stored = await self.store.get_offer(command.offer_id)
+            if stored is not None:  # stored before the host failed: recovered with it
+                result = OfferViewed(dict(stored))
+        if isinstance(result, Refused):
+            await self.directory.release.remote(thread_id, name)
+        else:
+            self._locations.put(thread_id, name)
+        return cast(OfferReply, result)
 
     async def create(self, record: AuctionRecord) -> Reply:
         auction_id = record["auction_id"]

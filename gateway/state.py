@@ -78,7 +78,7 @@ class Gateway:
                                          settings.auth_user_burst, MAX_KEYS)
         self.quotas = {kind: KeyedLimiter(settings.create_per_min * per_min,
                                           settings.create_burst, MAX_KEYS)
-                       for kind in ("mints", "listings", "payments")}
+                       for kind in ("mints", "listings", "payments", "offers")}
         # `me` subscribes per user (each may replay up to 1,000 stored events).
         self.me_subscribes = KeyedLimiter(ME_SUBSCRIBES_PER_S, ME_SUBSCRIBES_BURST, MAX_KEYS)
         self.conns_by_ip = ConnectionCounter(settings.max_conn_per_ip, MAX_KEYS)

@@ -135,6 +135,7 @@ async def redeem(request: web.Request) -> web.Response:
         raise ApiError(exc.code, exc.message) from exc
     redeemed = await gateway.store.get_asset(asset_id)
     assert redeemed is not None
+    await gateway.router.invalidate_offers([asset_id], "asset_redeemed")
     return web.json_response(asset_json(redeemed))
 
 

@@ -13,6 +13,7 @@ from aiohttp import WSMsgType, web
 from actors.messages import Acked, Refused
 from gateway.auth import TokenError
 from gateway.limits import TokenBucket
+from gateway.offers import act_on_offer, make_offer
 from gateway.protocol import (
     JSON,
     MAX_FRAME,
@@ -37,6 +38,7 @@ from market.errors import (
     RATE_LIMITED,
     UNAUTHORIZED,
     UNAVAILABLE,
+    MarketError,
     error_dict,
 )
 from market.ledger import buyer_total
@@ -49,6 +51,9 @@ TRY_AGAIN_LATER = 1013
 SLOW_CLOSE_S = 10.0
 # Requests one socket may have in flight before it is told OVERLOADED.
 MAX_SOCKET_INFLIGHT = 1_000
+# Trade-offer ops (bots), each the twin of a REST route: op -> the action it takes.
+OFFER_OPS = {"make_offer": "create", "accept_offer": "accept", "decline_offer": "decline",
+             "cancel_offer": "cancel", "counter_offer": "counter"}
 # Subscribes one socket may have being answered at once (each reads the store): a client
 # sending them faster than they are answered is told OVERLOADED instead of queueing work.
 MAX_PENDING_SUBSCRIBES = 32
@@ -247,6 +252,17 @@ async def _dispatch(gateway: Gateway, conn: Connection, message: dict, encoding:
         # socket must not change who this bid is from.
         task = gateway.hub.spawn(_bid(gateway, conn, user_id, bid, encoding))
         task.add_done_callback(lambda _: _finished(conn))
+    elif op in OFFER_OPS:
+        user_id = conn.current_user()
+        if user_id is None:
+            _forget_identity(gateway, conn)
+            raise ProtocolError(UNAUTHORIZED, "sign in to trade", req_id)
+        if conn.inflight >= MAX_SOCKET_INFLIGHT:
+            raise ProtocolError(OVERLOADED, "too many requests in flight on this socket",
+                                req_id)
+        conn.inflight += 1
+        task = gateway.hub.spawn(_offer_op(gateway, conn, user_id, message, req_id, encoding))
+        task.add_done_callback(lambda _: _finished(conn))
     elif op in ("subscribe", "unsubscribe") and message.get("channel") is not None:
         _user_channel(gateway, conn, message, op, req_id, encoding)
     elif op == "subscribe":
@@ -387,6 +403,26 @@ async def _bid(
     code = reply.get("code", "OK")
     gateway.metrics.bids.labels(code).inc()
     gateway.metrics.bid_seconds.observe(time.perf_counter() - started)
+    conn.send(reply, encoding=encoding)
+
+
+async def _offer_op(gateway: Gateway, conn: Connection, user_id: str, message: dict,
+                    req_id: Any, encoding: str) -> None:
+    """A trade-offer command for bots: the same as its REST route, answered `ack` with the
+    offer (for `counter_offer`, the counter) or `error`."""
+    op = message["op"]
+    body = {k: v for k, v in message.items() if k not in ("op", "offer_id")}
+    try:
+        if op == "make_offer":
+            offer = await make_offer(gateway, user_id, body)
+        else:
+            offer_id = message.get("offer_id")
+            if not isinstance(offer_id, str):
+                raise MarketError(INVALID, "offer_id: a string", field="offer_id")
+            offer = await act_on_offer(gateway, user_id, offer_id, OFFER_OPS[op], body)
+        reply: dict[str, Any] = {"op": "ack", "req_id": req_id, "offer": offer}
+    except MarketError as exc:
+        reply = ProtocolError(exc.code, exc.message, req_id, **exc.details).frame()
     conn.send(reply, encoding=encoding)
 
 

@@ -70,6 +70,11 @@ ASSET_REDEEMED = _declare("ASSET_REDEEMED", 409, "the asset was redeemed: its to
 # Money
 INSUFFICIENT_FUNDS = _declare("INSUFFICIENT_FUNDS", 409,
                               "not enough available balance; `available` carries it")
+# Trade offers
+OFFER_NOT_FOUND = _declare("OFFER_NOT_FOUND", 404,
+                           "no such offer, or the caller is not one of its two parties")
+OFFER_NOT_ACTIVE = _declare("OFFER_NOT_ACTIVE", 409,
+                            "the offer is no longer active; `status` carries its state")
 # Internal: never sent to a client
 NOT_HERE = _declare("NOT_HERE", 400, "host to router: this host does not serve the auction",
                     transient=True, internal=True)

@@ -23,6 +23,7 @@ from storage.records import (
     Json,
     NewNotice,
     NoticeRecord,
+    OfferRecord,
     PostingRecord,
     ProvenanceRecord,
     SecondChanceRecord,
@@ -33,6 +34,16 @@ from storage.records import (
 # Auction statuses the store itself reasons about (the market owns the full state machine).
 OPEN_STATUSES: tuple[str, ...] = ("scheduled", "live")
 FINISHED_STATUSES: tuple[str, ...] = ("closed", "cancelled")
+
+# `listed_in` of an asset locked by an accepted offer's swap: OFFER_LOCK_PREFIX + offer_id.
+OFFER_LOCK_PREFIX = "offer:"
+# Offer statuses in which a host still owns the offer.
+LIVE_OFFER_STATUSES: tuple[str, ...] = ("active", "accepted")
+
+
+def offer_lock(offer_id: str) -> str:
+    return OFFER_LOCK_PREFIX + offer_id
+
 
 # `settle_error` of an auction whose winner got nothing: when it was settled, the asset was
 # no longer owned by the seller through this listing, so no trade was recorded.
@@ -434,6 +445,75 @@ class Store(abc.ABC):
     async def list_second_chances(self, user_id: str,
                                   limit: int = 100) -> list[SecondChanceRecord]:
         """The runner-up's second-chance offers, newest first."""
+
+
+    # -- trade offers (market.offers; hosted like auctions) -----------------------------------
+    @abc.abstractmethod
+    async def save_offers(self, offers: list[OfferRecord]) -> set[str]:
+        """Group commit of whole offer records, fenced by their `seq`.
+
+        A record with seq 1 is inserted; one with seq n > 1 replaces the stored record only
+        if that one has seq n - 1. A record whose seq, status and `updated_at` equal the
+        stored ones is a retry: nothing changes, not fenced. Returns the ids fenced out,
+        whose stored seq is anything else (for seq 1: the offer exists) - the caller no
+        longer owns them; nothing of theirs is written.
+        `told_seq` is the store's own (kept as stored; 0 on insert). SQLite: one
+        transaction; MongoDB: one write per offer, in the given order (a counter is given
+        before its parent, so a crash leaves a child whose parent is still `active`,
+        which the host repairs on recovery).
+        """
+
+    @abc.abstractmethod
+    async def get_offer(self, offer_id: str) -> OfferRecord | None: ...
+
+    @abc.abstractmethod
+    async def list_offers(self, user_id: str, box: str | None = None,
+                          status: str | None = None, limit: int = 50,
+                          before: tuple[int, str] | None = None) -> list[OfferRecord]:
+        """The user's offers, newest first by `(created_at, offer_id)`: box "in" (to the
+        user), "out" (from the user) or None (both); `status` filters by equality;
+        `before` is that pair of the last offer of the previous page."""
+
+    @abc.abstractmethod
+    async def open_offers(self, host: str | None = None) -> list[OfferRecord]:
+        """Offers a host still has work on: status active or accepted, or any status whose
+        notices are not stored yet (`told_seq` < `seq`); optionally only those of `host`."""
+
+    @abc.abstractmethod
+    async def offers_with_assets(self, asset_ids: list[str],
+                                 status: str = "active") -> list[OfferRecord]:
+        """Offers with this status naming any of these assets on either side."""
+
+    @abc.abstractmethod
+    async def count_offers(self, from_id: str, status: str = "active") -> int:
+        """How many offers `from_id` sent that have this status."""
+
+    @abc.abstractmethod
+    async def mark_offer_told(self, offer_id: str, seq: int) -> None:
+        """The notices of the offer's change `seq` are stored: `told_seq` = max(told, seq)."""
+
+    @abc.abstractmethod
+    async def lock_assets(self, lock: str, claims: list[tuple[str, str]]) -> None:
+        """Set `listed_in` = `lock` (e.g. "offer:<id>") on every asset of `claims`, a list of
+        (asset_id, expected owner), or on none of them: Conflict ASSET_NOT_FOUND, NOT_OWNER,
+        ASSET_REDEEMED or ASSET_LISTED (listed in an auction or another lock), naming the
+        asset in its message, and every lock this call took is given back. An asset locked
+        by `lock` already counts as claimed (a retried saga step). A `listed_in` that is a
+        lock is never mistaken for an orphaned auction claim."""
+
+    @abc.abstractmethod
+    async def unlock_assets(self, lock: str, asset_ids: list[str]) -> None:
+        """Clear `listed_in` of those of these assets whose `listed_in` is `lock`."""
+
+    @abc.abstractmethod
+    async def move_locked_asset(self, lock: str, asset_id: str, frm: str, to: str,
+                                record: ProvenanceRecord | None = None) -> bool:
+        """Give an asset locked by `lock` and owned by `frm` to `to`, unlocking it, and
+        append `record` (its token's transfer record) in the same atomic write. True when
+        this call moved it; False when it had been moved already (owned by `to`, not locked
+        by `lock`: a retried step); Conflict ASSET_MOVED otherwise, nothing changed.
+        Conflict PROVENANCE_CONFLICT, nothing changed, if `record` does not extend the
+        chain."""
 
 
 

@@ -32,6 +32,7 @@ from market.errors import (
 from market.provenance import token_id_for
 from storage.base import (
     FINISHED_STATUSES,
+    OFFER_LOCK_PREFIX,
     OPEN_STATUSES,
     SETTLE_ASSET_MOVED,
     CommitBatch,
@@ -45,6 +46,7 @@ from storage.base import (
 from storage.chain import check_mint, check_transfer
 from storage.mongo_catalog import CARD_INDEXES, MongoCatalog
 from storage.mongo_money import MongoMoney
+from storage.mongo_offers import MongoOffers
 from storage.mongo_tokens import (
     ASSET_FIELDS,
     ASSET_INDEXES,
@@ -109,7 +111,7 @@ def _record(doc: Doc) -> AuctionRecord:
     return cast(AuctionRecord, out)  # documents are schemaless: this is where they get a type
 
 
-class MongoStore(MongoCatalog, MongoTokens, MongoMoney, Store):
+class MongoStore(MongoCatalog, MongoTokens, MongoMoney, MongoOffers, Store):
     def __init__(
         self,
         uri: str,
@@ -189,6 +191,7 @@ class MongoStore(MongoCatalog, MongoTokens, MongoMoney, Store):
                 ]
             )
             await self._open_money()
+            await self._create_offer_indexes()
         except BaseException:
             self._client = self._db = None
             await client.close()
@@ -319,7 +322,10 @@ class MongoStore(MongoCatalog, MongoTokens, MongoMoney, Store):
             if await self.auctions.find_one({"_id": auction_id}, {"_id": 1}) is not None:
                 raise Conflict(AUCTION_EXISTS, f"auction {auction_id!r} exists")
             return False
-        if await self.auctions.find_one({"_id": listed_in}, {"_id": 1}) is None:
+        # A swap's lock (`offer_lock`) is never an auction's claim, orphaned or not: only
+        # its offer's saga frees it.
+        if (not str(listed_in).startswith(OFFER_LOCK_PREFIX)
+                and await self.auctions.find_one({"_id": listed_in}, {"_id": 1}) is None):
             # Maybe an orphan claim from a crashed create_auction: drop it only if it is
             # unchanged and older than ORPHAN_CLAIM_S, both judged by the server itself.
             dropped = await self.assets.update_one(

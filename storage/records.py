@@ -166,3 +166,40 @@ class SecondChanceRecord(TypedDict):
     at: int
     expires_at: int
     status: str  # open (trade offers will add accepted | declined | expired)
+
+
+class OfferSide(TypedDict):
+    """One side of a trade offer: asset ids and cash in cents (0 when none)."""
+
+    assets: list[str]
+    cash: int
+
+
+class OfferRecord(TypedDict):
+    """A trade offer (`market.offers.Offer.to_dict()`), stored whole at each `seq`.
+
+    `assets` lists every asset on either side (the store indexes it); `thread_id` is the id
+    of the first offer of a counter chain (the offer's own id when it has no parent); `acted`
+    is `{action, by, req_id}` of the change that ended its `active` state; `child_id` the
+    counter that answered it. `host` names the host serving it while it is not final.
+    """
+
+    offer_id: str
+    thread_id: str
+    from_id: str
+    to_id: str
+    give: OfferSide
+    want: OfferSide
+    assets: list[str]
+    message: str | None
+    expires_at: int
+    parent_id: str | None
+    child_id: str | None
+    status: str  # active | accepted | settled | failed | declined | cancelled | expired ...
+    reason: str | None  # why it failed or was invalidated
+    acted: Json | None
+    created_at: int
+    updated_at: int
+    seq: int
+    host: NotRequired[str | None]
+    told_seq: NotRequired[int]  # the highest seq whose notices are stored (store-set)

@@ -47,6 +47,7 @@ from storage.chain import check_mint, check_transfer
 from storage.records import AssetRecord, AuctionRecord, ProvenanceRecord, TradeRecord, UserRecord
 from storage.sqlite_catalog import SqliteCatalog
 from storage.sqlite_money import SqliteMoney, insert_notices
+from storage.sqlite_offers import SqliteOffers
 from storage.sqlite_schema import connect, sync_mode
 from storage.sqlite_tokens import (
     ASSET_SELECT,
@@ -99,7 +100,7 @@ def _rollback(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
 
 
-class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, Store):
+class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, Store):
     def __init__(self, path: str, synchronous: str = "FULL") -> None:
         self.path = path
         self.synchronous = sync_mode(synchronous)

@@ -158,6 +158,36 @@ CREATE TABLE IF NOT EXISTS second_chances (
     data       TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS second_chances_user ON second_chances(user_id, at);
+-- Trade offers (storage.sqlite_offers): the whole record as JSON (`data`, without host and
+-- told_seq) beside the columns it is looked up by, told_seq being the store's own. One
+-- offer_assets row per asset the offer names, rewritten with each version of the record.
+CREATE TABLE IF NOT EXISTS offers (
+    offer_id   TEXT PRIMARY KEY,
+    thread_id  TEXT NOT NULL,
+    from_id    TEXT NOT NULL,
+    to_id      TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    host       TEXT,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    seq        INTEGER NOT NULL,
+    told_seq   INTEGER NOT NULL DEFAULT 0,
+    data       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS offers_to ON offers(to_id, created_at, offer_id);
+CREATE INDEX IF NOT EXISTS offers_from ON offers(from_id, created_at, offer_id);
+CREATE INDEX IF NOT EXISTS offers_status ON offers(status, from_id);
+CREATE INDEX IF NOT EXISTS offers_host ON offers(host, status);
+CREATE INDEX IF NOT EXISTS offers_thread ON offers(thread_id);
+-- Offers whose notices are not all stored: few, so a partial index finds them at once.
+CREATE INDEX IF NOT EXISTS offers_untold ON offers(host) WHERE told_seq < seq;
+CREATE TABLE IF NOT EXISTS offer_assets (
+    asset_id TEXT NOT NULL,
+    offer_id TEXT NOT NULL,
+    PRIMARY KEY (asset_id, offer_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS offer_assets_offer ON offer_assets(offer_id);
 """
 
 # Columns added after the first release: (table, column, declaration) for ALTER TABLE.

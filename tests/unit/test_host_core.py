@@ -54,13 +54,13 @@ async def test_ten_thousand_bids_leave_one_timer_entry(store, clock, released, c
     assert accepted == 5_000 and len(refused) == 5_000, (accepted, len(refused))
     assert all(a.code == "BID_TOO_LOW" for a in refused)
 
-    assert core._deadline_of == {"a1": T0 + HOUR}
-    assert len(core._deadlines) <= 2, len(core._deadlines)
+    assert core.timers._deadline_of == {"a1": T0 + HOUR}
+    assert len(core.timers._heap) <= 2, len(core.timers._heap)
 
     await close_at_end(core, clock)
     await wait_for(lambda: released == ["a1"], message="closed and released")
-    assert "a1" not in core._deadline_of and core._next_deadline() is None
-    assert core._deadlines == []
+    assert "a1" not in core.timers._deadline_of and core.timers.next() is None
+    assert core.timers._heap == []
     assert (await store.get_auction("a1"))["status"] == "closed"
     await core.close()
 
@@ -74,16 +74,16 @@ async def test_many_auctions_each_keep_one_entry_and_close_in_order(store, clock
                    message="all live")
     for k in range(20):  # refused bids on every auction: no new timer entries
         await core.submit([bid("u1", 1, f"x{k}", f"m{i}") for i in range(50)])
-    assert len(core._deadlines) <= 2 * 50
-    assert len(core._deadline_of) == 50
+    assert len(core.timers._heap) <= 2 * 50
+    assert len(core.timers._deadline_of) == 50
     clock.now = T0 + HOUR + 24  # the first 25 are due
     core.wake()
     await wait_for(lambda: len(released) == 25, message="first half closed")
     assert sorted(released) == sorted(f"m{i}" for i in range(25))
-    assert core._next_deadline() == T0 + HOUR + 25
+    assert core.timers.next() == T0 + HOUR + 25
     await close_at_end(core, clock, T0 + HOUR + 50)
     await wait_for(lambda: len(released) == 50, message="all closed")
-    assert core._deadline_of == {} and core._next_deadline() is None
+    assert core.timers._deadline_of == {} and core.timers.next() is None
     await core.close()
 
 
@@ -95,13 +95,13 @@ async def test_soft_close_moves_the_single_timer_entry(store, clock, released, c
     [ack] = await core.submit([bid("u1", 100, "r1")])
     new_end = clock.now + 60_000
     assert isinstance(ack, Acked) and ack.ack["ends_at"] == new_end
-    assert core._deadline_of == {"a1": new_end}
+    assert core.timers._deadline_of == {"a1": new_end}
 
     clock.now = T0 + HOUR + 5  # the old end: its stale heap entry must not close anything
     core.wake()
     [view] = await core.submit([GetView("a1")])
     assert isinstance(view, Viewed)
-    assert view.auction["status"] == "live" and core._next_deadline() == new_end
+    assert view.auction["status"] == "live" and core.timers.next() == new_end
 
     await close_at_end(core, clock, new_end)
     await wait_for(lambda: released == ["a1"], message="closed at the extended end")

@@ -1,0 +1,501 @@
+"""The offer desk: the trade offers a host serves, with their timers, hosted like auctions.
+
+Offers are entities as auctions are: a host (the same Ray actor) owns the live offers of the
+threads the directory placed on it (a thread is an offer and its counters). Commands go into
+one queue; one loop runs them in arrival order (each offer strictly serial), saves every
+changed offer in one group commit fenced by each offer's `seq`, and only then answers. Expiry
+timers run in the same loop, before the commands of the same pass, so an offer is never
+accepted past its `expires_at` and never expires early.
+
+An accept re-checks ownership, listings and cash, commits `accepted`, and answers once the
+swap saga (`actors.swap`) has ended it `settled` or `failed`. After a commit the desk stores
+both users' notices (keyed by offer and seq), then marks the change told; after a settled
+swap it invalidates every other active offer naming a moved asset. At start-up it reloads
+its open offers, resumes their swaps and notices, and invalidates offers whose assets moved
+while nobody was looking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.clock import Clock, now_ms
+from actors.config import ClusterConfig
+from actors.messages import (
+    OfferCommand,
+    OfferReply,
+    OfferViewed,
+    Refused,
+    refusal,
+    refused,
+)
+from actors.retry import retry
+from actors.swap import Swapper
+from actors.timers import Timers
+from market import ledger
+from market.errors import (
+    ASSET_LISTED,
+    ASSET_NOT_FOUND,
+    ASSET_REDEEMED,
+    INSUFFICIENT_FUNDS,
+    LIMIT_EXCEEDED,
+    NOT_HERE,
+    NOT_OWNER,
+    OFFER_NOT_ACTIVE,
+    OFFER_NOT_FOUND,
+    UNAVAILABLE,
+    MarketError,
+)
+from market.offers import (
+    ACCEPT,
+    ACCEPTED,
+    ACTIVE,
+    COUNTER,
+    MAX_ACTIVE_SENT,
+    SETTLED,
+    Offer,
+    Terms,
+    offer_id_for,
+    public,
+)
+from market.provenance import token_id_for
+from storage import Store
+from storage.records import NewNotice, OfferRecord
+
+log = logging.getLogger("ece.offers")
+
+# Called with a host name and commands for offers that host serves (invalidations).
+SendElsewhere = Callable[[str, list[OfferCommand]], Awaitable[object]]
+OnThreadDone = Callable[[str], Awaitable[None]]
+FINISH = "finish"  # internal: the swap of an accepted offer ended (`reason`: status or code)
+INVALIDATE = "invalidate"
+
+
+@dataclass
+class _Pending:
+    command: OfferCommand
+    future: asyncio.Future[OfferReply] = field(repr=False)
+
+
+class OfferDesk:
+    def __init__(self, name: str, config: ClusterConfig, store: Store, clock: Clock = now_ms,
+                 on_thread_done: OnThreadDone | None = None,
+                 send_elsewhere: SendElsewhere | None = None) -> None:
+        self.name = name
+        self.store = store
+        self.clock = clock
+        self.offers: dict[str, Offer] = {}  # live: active or accepted
+        self.timers = Timers()  # each active offer's expiry
+        self._swapper = Swapper(store, config, clock)
+        self._on_thread_done = on_thread_done
+        self._send_elsewhere = send_elsewhere
+        self._live_in_thread: Counter[str] = Counter()
+        self._waiters: dict[str, list[asyncio.Future[OfferReply]]] = {}
+        self._queue: list[_Pending] = []
+        self._wake = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._failed: BaseException | None = None
+        self._background: set[asyncio.Future[Any]] = set()
+        self._loop_task = asyncio.get_running_loop().create_task(self._run())
+
+    # ---- public API ----------------------------------------------------------------------
+
+    async def submit(self, commands: list[OfferCommand]) -> list[OfferReply]:
+        await self._wait_ready()
+        loop = asyncio.get_running_loop()
+        pending = [_Pending(c, loop.create_future()) for c in commands]
+        self._queue.extend(pending)
+        self._wake.set()
+        return list(await asyncio.gather(*(p.future for p in pending)))
+
+    async def ready(self) -> None:
+        await self._wait_ready()
+
+    def wake(self) -> None:
+        """Look at the timers now (after an injected clock jumped forward)."""
+        self._wake.set()
+
+    async def invalidate_assets(self, asset_ids: list[str], reason: str,
+                                keep: str | None = None) -> None:
+        """Invalidate every active offer (but `keep`) naming one of these assets, wherever
+        it is served: this desk's own directly, others' through `send_elsewhere`."""
+        found = await self.store.offers_with_assets(asset_ids)
+        by_host: dict[str, list[OfferCommand]] = {}
+        for record in found:
+            if record["offer_id"] == keep:
+                continue
+            command = OfferCommand(record["offer_id"], record["thread_id"], INVALIDATE,
+                                   reason=reason)
+            by_host.setdefault(record.get("host") or self.name, []).append(command)
+        for host, commands in by_host.items():
+            if host == self.name:
+                self._enqueue(commands)
+            elif self._send_elsewhere is not None:
+                await self._send_elsewhere(host, commands)
+
+    async def close(self) -> None:
+        tasks: list[asyncio.Future[Any]] = [self._loop_task, *self._background]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ---- the loop ------------------------------------------------------------------------
+
+    async def _wait_ready(self) -> None:
+        await self._ready.wait()
+        if self._failed is not None:
+            raise RuntimeError(f"offer desk {self.name} failed to start: {self._failed!r}")
+
+    def _enqueue(self, commands: list[OfferCommand]) -> None:
+        loop = asyncio.get_running_loop()
+        self._queue.extend(_Pending(c, loop.create_future()) for c in commands)
+        self._wake.set()
+
+    async def _run(self) -> None:
+        try:
+            await self.store.open()
+            await self._recover()
+        except BaseException as exc:
+            log.exception("offer desk %s failed to start", self.name)
+            self._failed = exc
+            self._ready.set()
+            raise
+        self._ready.set()
+        while True:
+            deadline = self.timers.next()
+            timeout = None if deadline is None else max(0.0, (deadline - self.clock()) / 1000)
+            if not self._queue:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+            try:
+                await self._process()
+            except Exception:  # keep serving: one bad batch must not stop the desk
+                log.exception("offer desk %s: batch failed", self.name)
+
+    async def _recover(self) -> None:
+        records = await self.store.open_offers(host=self.name)
+        for record in records:
+            offer = Offer.from_dict(record)
+            if not offer.is_final:
+                self._adopt(offer)
+            if record.get("told_seq", 0) < offer.seq:
+                self._spawn(self._tell(offer))
+            if offer.status == ACCEPTED:
+                self._spawn(self._swap(offer))
+        # A counter saved before its parent's change (MongoDB, a crash in between): finish it.
+        repairs = [OfferCommand(o.parent_id, o.thread_id, COUNTER, by=o.from_id,
+                                offer=o.to_dict())
+                   for o in list(self.offers.values()) if o.parent_id in self.offers
+                   and self.offers[o.parent_id].status == ACTIVE]
+        self._enqueue(repairs)
+        self._spawn(self._sweep())
+
+    async def _sweep(self) -> None:
+        """Invalidate active offers whose assets moved while this desk was down."""
+        for offer in [o for o in self.offers.values() if o.status == ACTIVE]:
+            if await self._owners_check(offer) is not None:
+                self._enqueue([OfferCommand(offer.offer_id, offer.thread_id, INVALIDATE,
+                                            reason="asset_moved")])
+
+    def _adopt(self, offer: Offer) -> None:
+        if offer.offer_id not in self.offers:
+            self._live_in_thread[offer.thread_id] += 1
+        self.offers[offer.offer_id] = offer
+        self.timers.set(offer.offer_id, offer.expires_at if offer.status == ACTIVE else None)
+
+    def _forget(self, offer: Offer) -> None:
+        if self.offers.pop(offer.offer_id, None) is not None:
+            self._live_in_thread[offer.thread_id] -= 1
+        self.timers.discard(offer.offer_id)
+
+    # ---- batches -------------------------------------------------------------------------
+
+    async def _process(self) -> None:
+        batch, self._queue = self._queue, []
+        now = self.clock()
+        changed: dict[str, Offer] = {}
+        for offer_id in self.timers.due(now):
+            offer = self.offers.get(offer_id)
+            if offer is not None and offer.expire(now):
+                changed[offer_id] = offer
+        results: list[tuple[_Pending, OfferReply | None]] = []
+        for item in batch:
+            try:
+                reply = await self._execute(item.command, now, changed)
+            except MarketError as exc:
+                reply = refusal(exc)
+            results.append((item, reply))
+        fenced = await self._commit(changed) if changed else set()
+        for item, result in results:
+            if item.command.offer_id in fenced or (
+                    result is not None and isinstance(result, OfferViewed)
+                    and result.offer["offer_id"] in fenced):
+                result = refused(UNAVAILABLE, "offer moved to another host; retry")
+            if result is None:  # an accept: answered when its swap ends
+                self._waiters.setdefault(item.command.offer_id, []).append(item.future)
+            elif not item.future.done():
+                item.future.set_result(result)
+        for offer_id, offer in changed.items():
+            if offer_id in fenced:
+                continue
+            self._spawn(self._tell(offer))
+            if offer.status == ACCEPTED:
+                self._spawn(self._swap(offer))
+            elif offer.is_final:
+                self._forget(offer)
+                self._answer_waiters(offer)
+
+    async def _commit(self, changed: dict[str, Offer]) -> set[str]:
+        records: list[OfferRecord] = []
+        for offer in changed.values():
+            record: dict[str, Any] = {**offer.to_dict(), "host": self.name}
+            records.append(record)  # type: ignore[arg-type]
+        try:
+            fenced = await self.store.save_offers(records)
+        except Exception:
+            log.exception("offer desk %s: commit failed; reloading %d offers", self.name,
+                          len(changed))
+            fenced = set(changed)
+            self._spawn(self._reload(list(changed)))
+        for offer_id in fenced:
+            offer = changed[offer_id]
+            self._forget(offer)
+            log.warning("offer desk %s: fenced out of offer %s", self.name, offer_id)
+        return fenced
+
+    async def _reload(self, offer_ids: list[str]) -> None:
+        for offer_id in offer_ids:
+            async def one(offer_id: str = offer_id) -> None:
+                record = await self.store.get_offer(offer_id)
+                if record is not None and record.get("host") == self.name:
+                    offer = Offer.from_dict(record)
+                    if offer.is_final:
+                        self._forget(offer)
+                    else:
+                        self._adopt(offer)
+                        if offer.status == ACCEPTED:
+                            self._spawn(self._swap(offer))
+            await retry(f"offer desk {self.name}: reload of {offer_id}", one, log)
+
+    # ---- commands ------------------------------------------------------------------------
+
+    async def _execute(self, command: OfferCommand, now: int,
+                       changed: dict[str, Offer]) -> OfferReply | None:
+        action = command.action
+        if action == "create":
+            return await self._create(command, changed)
+        offer = self.offers.get(command.offer_id)
+        if offer is None:
+            return await self._not_live(command)
+        if offer.expire(now):
+            changed[offer.offer_id] = offer
+        if action == INVALIDATE:
+            if offer.invalidate(command.reason, now):
+                changed[offer.offer_id] = offer
+            return OfferViewed(offer.to_dict())
+        if action == FINISH:
+            if command.reason == SETTLED:
+                offer.settle(now)
+            else:
+                offer.fail(command.reason, now)
+            changed[offer.offer_id] = offer
+            return OfferViewed(offer.to_dict())
+        if action == "get":
+            return OfferViewed(offer.to_dict())
+        if not offer.party(command.by):
+            return refused(OFFER_NOT_FOUND, "no such offer")
+        if action == COUNTER:
+            return await self._counter(offer, command, now, changed)
+        if offer.is_retry(action, command.by, command.req_id):
+            return None if offer.status == ACCEPTED else OfferViewed(offer.to_dict())
+        offer.allowed(action, command.by)
+        if action == ACCEPT:
+            problem = await self._accept_check(offer, now, changed)
+            if problem is not None:
+                return problem
+        offer.act(action, command.by, command.req_id, now)
+        changed[offer.offer_id] = offer
+        return None if action == ACCEPT else OfferViewed(offer.to_dict())
+
+    async def _not_live(self, command: OfferCommand) -> OfferReply:
+        """A command for an offer this desk does not hold live: final, elsewhere or none."""
+        record = await self.store.get_offer(command.offer_id)
+        if record is None or command.action in (INVALIDATE, FINISH):
+            return refused(OFFER_NOT_FOUND, "no such offer")
+        offer = Offer.from_dict(record)
+        if not offer.is_final:
+            return refused(NOT_HERE, "offer is not served by this host")
+        if command.action == "get":
+            return OfferViewed(offer.to_dict())
+        child = self.offers.get(offer.child_id or "")
+        answer = offer.replay(command.action, command.by, command.req_id,
+                              child is not None and child.status == ACTIVE)
+        if answer == "child":
+            stored = await self.store.get_offer(offer.child_id or "")
+            if stored is not None:
+                return OfferViewed(dict(stored))
+        return OfferViewed(offer.to_dict())
+
+    async def _create(self, command: OfferCommand, changed: dict[str, Offer]) -> OfferReply:
+        record = command.offer
+        assert record is not None
+        existing = self.offers.get(command.offer_id) or changed.get(command.offer_id)
+        if existing is None and (stored := await self.store.get_offer(command.offer_id)):
+            existing = Offer.from_dict(stored)
+        if existing is not None:  # a retried create
+            if existing.from_id != record["from_id"]:
+                return refused(OFFER_NOT_FOUND, "no such offer")
+            return OfferViewed(existing.to_dict())
+        offer = Offer.from_dict(record)
+        problem = await self._sender_check(offer, changed) or await self._owners_check(offer)
+        if problem is not None:
+            return problem
+        self._adopt(offer)
+        changed[offer.offer_id] = offer
+        return OfferViewed(offer.to_dict())
+
+    async def _counter(self, offer: Offer, command: OfferCommand, now: int,
+                       changed: dict[str, Offer]) -> OfferReply:
+        child_id = offer_id_for(command.by, command.req_id)
+        if offer.child_id == child_id:  # a retry
+            child = self.offers.get(child_id)
+            return OfferViewed(child.to_dict()) if child else await self._not_live(command)
+        if command.offer is not None:  # recovery: the counter was saved, its parent not
+            child = Offer.from_dict(command.offer)
+            offer.countered_by(child)
+            changed[offer.offer_id] = offer
+            return OfferViewed(child.to_dict())
+        offer.allowed(COUNTER, command.by)
+        assert command.terms is not None
+        terms = Terms.parse(command.terms, now)
+        child = offer.counter(command.by, command.req_id, terms, now)
+        problem = await self._sender_check(child, changed) or await self._owners_check(child)
+        if problem is not None:
+            return problem
+        changed.pop(offer.offer_id, None)
+        self._adopt(child)
+        changed[child.offer_id] = child  # the counter is saved before its parent
+        changed[offer.offer_id] = offer
+        return OfferViewed(child.to_dict())
+
+    # ---- checks (read the store; nothing is locked until the swap) ------------------------
+
+    async def _sender_check(self, offer: Offer, changed: dict[str, Offer]) -> OfferReply | None:
+        sent = await self.store.count_offers(offer.from_id)
+        sent += sum(1 for o in changed.values() if o.seq == 1 and o.from_id == offer.from_id)
+        if sent >= MAX_ACTIVE_SENT:
+            return refused(LIMIT_EXCEEDED, f"at most {MAX_ACTIVE_SENT} active offers sent",
+                           limit=MAX_ACTIVE_SENT)
+        return None
+
+    async def _owners_check(self, offer: Offer, listed: bool = False) -> OfferReply | None:
+        """Every asset owned by its side's party (and, for `listed`, in no auction)."""
+        for asset_id, frm, _ in offer.moves():
+            asset = await self.store.get_asset(asset_id)
+            if asset is None:
+                return refused(ASSET_NOT_FOUND, f"no asset {asset_id}", asset_id=asset_id)
+            if asset.get("redeemed"):
+                return refused(ASSET_REDEEMED, f"asset {asset_id} was redeemed",
+                               asset_id=asset_id)
+            if asset["owner_id"] != frm:
+                return refused(NOT_OWNER, f"asset {asset_id} is not owned by {frm}",
+                               asset_id=asset_id)
+            if listed and asset.get("listed_in"):
+                return refused(ASSET_LISTED, f"asset {asset_id} is listed",
+                               asset_id=asset_id)
+        return None
+
+    async def _accept_check(self, offer: Offer, now: int,
+                            changed: dict[str, Offer]) -> OfferReply | None:
+        problem = await self._owners_check(offer, listed=True)
+        if isinstance(problem, Refused) and problem.code != ASSET_LISTED:
+            offer.invalidate("asset_moved", now)
+            changed[offer.offer_id] = offer
+            return refused(OFFER_NOT_ACTIVE, "an asset of the offer has moved",
+                           status=offer.status, reason=offer.reason)
+        if problem is not None:
+            return problem
+        leg = offer.cash_leg()
+        if leg is not None:
+            payer, _, cash = leg
+            available = (await self.store.get_account(ledger.user_account(payer)))["balance"]
+            if available < cash:
+                return refused(INSUFFICIENT_FUNDS, f"{payer} cannot pay the offer's cash",
+                               available=available, required=cash, user_id=payer)
+        return None
+
+    # ---- after the commit ----------------------------------------------------------------
+
+    def _answer_waiters(self, offer: Offer) -> None:
+        for future in self._waiters.pop(offer.offer_id, []):
+            if not future.done():
+                future.set_result(OfferViewed(offer.to_dict()))
+
+    async def _swap(self, offer: Offer) -> None:
+        outcome: list[tuple[str, str | None]] = []
+
+        async def attempt() -> None:
+            outcome.append(await self._swapper.run(offer))
+
+        if not await retry(f"offer desk {self.name}: swap of {offer.offer_id}", attempt, log):
+            return
+        status, reason = outcome[-1]
+        self._enqueue([OfferCommand(offer.offer_id, offer.thread_id, FINISH,
+                                    reason=reason or status)])
+        if status == SETTLED:
+            await retry(f"offer desk {self.name}: invalidations after {offer.offer_id}",
+                        lambda: self.invalidate_assets(offer.assets, "asset_traded",
+                                                       keep=offer.offer_id), log)
+
+    async def _tell(self, offer: Offer) -> None:
+        notices = offer_notices(offer)
+        seq = offer.seq
+
+        async def store_them() -> None:
+            await self.store.add_notices(notices)
+            await self.store.mark_offer_told(offer.offer_id, seq)
+
+        await retry(f"offer desk {self.name}: notices of {offer.offer_id}", store_them, log)
+        if offer.is_final and self._live_in_thread.get(offer.thread_id, 0) <= 0:
+            self._live_in_thread.pop(offer.thread_id, None)
+            if self._on_thread_done is not None:
+                try:
+                    await self._on_thread_done(offer.thread_id)
+                except Exception:
+                    log.warning("offer desk %s: could not report thread %s done", self.name,
+                                offer.thread_id, exc_info=True)
+
+    def _spawn(self, coroutine: Awaitable[object]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def offer_notices(offer: Offer) -> list[NewNotice]:
+    """What both parties hear of an offer's change (keyed by offer and seq)."""
+    data = {"offer_id": offer.offer_id, "status": offer.status, "offer": public(offer.to_dict())}
+    at = offer.updated_at
+    first = offer.seq == 1
+    notices = [
+        NewNotice(user_id=offer.to_id, key=f"offer:{offer.offer_id}:{offer.seq}",
+                  type="offer_received" if first else "offer_updated", at=at, data=data),
+        NewNotice(user_id=offer.from_id, key=f"offer:{offer.offer_id}:{offer.seq}",
+                  type="offer_updated", at=at, data=data),
+    ]
+    if offer.status == SETTLED:
+        for asset_id, frm, to in offer.moves():
+            moved = {"asset_id": asset_id, "token_id": token_id_for(asset_id),
+                     "reason": "offer", "ref": offer.offer_id}
+            notices.append(NewNotice(user_id=to, key=f"transfer_in:{offer.offer_id}:{asset_id}",
+                                     type="transfer_in", at=at, data=moved))
+            notices.append(NewNotice(user_id=frm,
+                                     key=f"transfer_out:{offer.offer_id}:{asset_id}",
+                                     type="transfer_out", at=at, data=moved))
+    return notices
