@@ -54,7 +54,7 @@ from actors.retry import retry
 from actors.settlement import Closing, Settler
 from actors.timers import Timers
 from market.auction import Auction, AuctionSpec, Event, public_event
-from market.errors import AUCTION_NOT_FOUND, NOT_HERE, UNAVAILABLE, MarketError
+from market.errors import AUCTION_NOT_FOUND, NOT_HERE, OVERLOADED, UNAVAILABLE, MarketError
 from storage import CommitBatch, Conflict, Store, open_store
 from storage.base import OPEN_STATUSES
 from storage.records import AuctionRecord, Json, NewNotice
@@ -107,7 +107,7 @@ class AuctionHostCore:
         self.feed = EventFeed(config.feed_capacity)
         # The naive baseline (benchmark only) runs and commits one command at a time.
         self._max_batch = MAX_BATCH if config.batching else 1
-        self._settler = Settler(self.store, config, clock)
+        self.settler = Settler(self.store, config, clock)
         self._queue: list[_Pending] = []
         self._wake = asyncio.Event()
         self.timers = Timers()  # each auction's next deadline (start, close, Dutch step)
@@ -456,7 +456,7 @@ class AuctionHostCore:
                 f"view repair of {auction_id}", lambda: self.store.commit(repair)):
             return
         if not await self._retry(f"settlement of {auction_id}",
-                                 lambda: self._settler.settle(closing)):
+                                 lambda: self.settler.settle(closing)):
             return
         self._drop(auction_id)
         self._finishing.discard(auction_id)
@@ -500,6 +500,7 @@ class AuctionHost:
         self.desk = OfferDesk(name, cluster, self.core.store, on_thread_done=release,
                               send_elsewhere=partial(_send_offers, cluster))
         self.core.on_assets_moved = self.desk.invalidate_assets
+        self.core.settler.make_offer = partial(_make_offer, cluster)
 
     async def submit(self, commands: list[Command]) -> list[Reply]:
         return await self.core.submit(commands)
@@ -520,6 +521,17 @@ class AuctionHost:
         await self.core.ready()
         await self.desk.ready()
         return True
+
+
+async def _make_offer(config: ClusterConfig, command: OfferCommand) -> OfferReply:
+    """Create an offer the way the gateway does: its thread placed by the directory."""
+    directory = ray.get_actor(config.directory_name(), namespace=config.namespace)
+    host = await directory.place.remote(command.thread_id)
+    if host is None:
+        return refused(OVERLOADED, "no host capacity")
+    handle = ray.get_actor(host, namespace=config.namespace)
+    replies: list[OfferReply] = await handle.submit_offers.remote([command])
+    return replies[0]
 
 
 async def _send_offers(config: ClusterConfig, host: str, commands: list[OfferCommand]) -> None:

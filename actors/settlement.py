@@ -13,7 +13,8 @@ id, so the host retries the whole attempt after any failure and resumes after a 
    Should the store find the card moved (it cannot while listed), the money goes back.
    No winner: `Store.release` unlists it.
 3. Tell the users (`Store.add_notices`, keyed): won, sold, lost, transfer_in/out,
-   payment_failed, second_chance. Money notices (`payment`) come with the entry itself.
+   payment_failed, second_chance. Money notices (`payment`) come with the entry itself. The
+   runner-up's second chance is a trade offer from the seller (`make_offer`).
 
 Decisions are read back from the store (the auction's `settled` and `settle_error`), never
 from memory, so a resumed attempt tells the same story as the first.
@@ -22,15 +23,18 @@ from memory, so a resumed attempt tells the same story as the first.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import cast
 
 from actors.clock import Clock
 from actors.config import ClusterConfig
+from actors.messages import OfferCommand, OfferReply, Refused
 from market import ledger
 from market.auction import Auction
 from market.errors import INSUFFICIENT_FUNDS, MarketError
 from market.money import MAX_AMOUNT
+from market.offers import Offer, Side, Terms, offer_id_for
 from market.provenance import Record, next_record, token_id_for
 from storage import Conflict, Store
 from storage.base import SETTLE_ASSET_MOVED, SETTLE_PAYMENT_FAILED
@@ -44,6 +48,8 @@ from storage.records import (
 )
 
 log = logging.getLogger("ece.settlement")
+
+MakeOffer = Callable[[OfferCommand], Awaitable[OfferReply]]
 
 # How long the runner-up's second-chance offer stands.
 SECOND_CHANCE_MS = 3 * 24 * 3600 * 1000
@@ -86,6 +92,9 @@ class Settler:
         self.seller_fee_bps = config.seller_fee_bps
         self.buyer_premium_bps = config.buyer_premium_bps
         self._signer = config.signer()
+        # Makes an offer on the host its thread is placed on (the second chance of a failed
+        # payment); None where offers are not hosted (tests of the auction alone).
+        self.make_offer: MakeOffer | None = None
 
     async def settle(self, closing: Closing) -> None:
         """One attempt of the whole saga; safe to repeat after any failure or crash."""
@@ -153,6 +162,24 @@ class Settler:
                                           ledger.Posting(buyer, credited.amount)))
             await self.store.post_entry(cast(EntryRecord, back.to_dict()))
 
+    async def _offer_second_chance(self, chance: SecondChanceRecord) -> str | None:
+        """The runner-up's second chance as an ordinary trade offer from the seller: the card
+        for the runner-up's own highest bid, standing as long as the second chance. Keyed by
+        the auction (a resumed saga makes the same offer once). None without offers."""
+        if self.make_offer is None:
+            return None
+        offer_id = offer_id_for(chance["seller_id"], f"second-chance:{chance['auction_id']}")
+        terms = Terms(Side((chance["asset_id"],)), Side((), chance["price"]),
+                      "Second chance: the winner did not pay", chance["expires_at"])
+        offer = Offer(offer_id, chance["seller_id"], chance["user_id"], terms, chance["at"])
+        reply = await self.make_offer(OfferCommand(offer_id, offer_id, "create",
+                                                   by=chance["seller_id"], offer=offer.to_dict()))
+        if isinstance(reply, Refused):  # e.g. the card moved on meanwhile: the record stands
+            log.warning("second-chance offer for %s refused: %s", chance["auction_id"],
+                        reply.error)
+            return None
+        return offer_id
+
     def _second_chance(self, closing: Closing, trade: TradeRecord) -> SecondChanceRecord | None:
         runner_up = closing.runner_up()
         if runner_up is None:
@@ -191,9 +218,10 @@ class Settler:
         if error == SETTLE_PAYMENT_FAILED:
             chance = await self.store.get_second_chance(closing.auction_id)
             if chance is not None:
+                offer_id = await self._offer_second_chance(chance)
                 notices.append(_notice(chance["user_id"], "second_chance", closing, chance["at"],
                                        asset_id=chance["asset_id"], price=chance["price"],
-                                       expires_at=chance["expires_at"]))
+                                       expires_at=chance["expires_at"], offer_id=offer_id))
         if notices:
             await self.store.add_notices(notices)
 

@@ -12,7 +12,8 @@ One run measures, on this machine:
    hosting (ECE_AUCTIONS_PER_ACTOR=500) and at one auction per actor;
 6. durability cost: the SQLite file store against the in-memory store (ECE_STORE=memory:NAME);
 7. close lag: N auctions closing in the same second on one host, how late each close is
-   durable and published (the host core in-process on a SQLite file, no Ray, no gateway).
+   durable and published (the host core in-process on a SQLite file, no Ray, no gateway);
+8. trade offers: accepted swaps per second end to end, and accept->settled latency.
 
 Servers run as subprocesses (own sessions, stopped by pid/pgid). The first one starts Ray; the
 others join it (ECE_RAY_ADDRESS) under their own ECE_INSTANCE, each with its own data dir.
@@ -47,6 +48,7 @@ from loadtests.footprint import auctions_stage, idle_stage
 from loadtests.params import Params
 from loadtests.servers import ANOMALIES, start_server
 from loadtests.stages_local import close_lag_stage, echo_limit, rules_engine
+from loadtests.stages_offers import offers_stage
 from loadtests.stages_server import e2e_stage, fanout_stage, ray_calls
 from testkit.processes import ROOT, Managed, ray_address_of
 
@@ -192,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         stage("unchecked", e2e_stage, params, joined.get("nocheck"), main_srv, "unchecked",
               False, args.profile)
         stage("fanout", fanout_stage, params, main_srv, main_srv)
+        stage("offers", offers_stage, params, main_srv)
         stage("inmemory", e2e_stage, params, joined.get("inmemory"), main_srv, "inmemory",
               False, args.profile)
         stage("baseline", e2e_stage, params, joined.get("naive"), main_srv, "baseline", False,

@@ -7,7 +7,8 @@ from typing import Any
 GB24 = 24 * 1024**3
 
 STAGES = ("rules_engine", "echo", "ray_calls", "idle_connections", "e2e", "checked",
-          "unchecked", "fanout", "inmemory", "baseline", "auctions_hosted", "auctions_per_actor")
+          "unchecked", "fanout", "inmemory", "baseline", "auctions_hosted", "auctions_per_actor",
+          "offers")
 
 
 def _fig(stages: dict, stage: str, name: str) -> float | None:
@@ -59,6 +60,10 @@ FIGURES = (
      "host RSS per live auction (1/actor)"),
     ("per_actor_live_auctions", "auctions_per_actor", "live_auctions", "auctions",
      "  auctions live"),
+    ("offers_swaps_per_s", "offers", "swaps_per_s", "swaps/s",
+     "trade offers: accepted swaps end to end (16 clients)"),
+    ("offers_accept_settled_p99_ms", "offers", "accept_settled_p99_ms", "ms",
+     "  accept->settled p99"),
     ("embedded_bids_per_s", "e2e", "bids_per_s", "bids/s", "durability: SQLite file store"),
     ("inmemory_bids_per_s", "inmemory", "bids_per_s", "bids/s",
      "durability: in-memory store"),

@@ -175,3 +175,37 @@ async def test_an_asset_that_moves_invalidates_every_other_offer_naming_it(ece):
                          {"req_id": "x"}) == (409, "ASSET_LISTED")
     still = await api.expect(200, "GET", f"/api/offers/{from_carol['offer_id']}", alice)
     assert still["status"] == "active" and listed["asset_id"] == a2
+
+
+async def test_a_failed_payment_gives_the_runner_up_a_second_chance_offer(ece):
+    api = ece.api
+    seller = await api.signup("s", funds=0)
+    winner, runner_up = await api.signup("w", funds=1_000), await api.signup("r", funds=1_000)
+    view = await api.auction(seller, "Gold Card", start_price=100, duration_ms=2_500,
+                             soft_close_ms=0)
+    auction_id, asset_id = view["auction_id"], view["asset_id"]
+    ws_w, ws_r = await connect(api.http, api.base, winner), await connect(api.http, api.base,
+                                                                         runner_up)
+    await ws_r.request({"op": "subscribe", "channel": "me"})
+    assert (await ws_r.bid(auction_id, 300))["op"] == "ack"
+    assert (await ws_w.bid(auction_id, 800))["op"] == "ack"
+    # The winner spends the money before the close: the sale cannot be paid.
+    await api.expect(201, "POST", "/api/wallet/withdrawals", winner,
+                     json={"amount": 1_000, "req_id": "gone"})
+
+    chance = await ws_r.wait_mine("second_chance", timeout=30, auction_id=auction_id)
+    offer_id = chance["offer_id"]
+    assert offer_id and chance["price"] == 300
+    made = await api.expect(200, "GET", f"/api/offers/{offer_id}", runner_up)
+    assert (made["from_id"], made["to_id"], made["status"]) == (
+        seller.user_id, runner_up.user_id, "active")
+    assert made["give"] == {"assets": [asset_id], "cash": 0}
+    assert made["want"] == {"assets": [], "cash": 300}
+    assert made["expires_at"] == chance["expires_at"]
+
+    settled = await act(api, runner_up, offer_id, "accept")
+    assert settled["status"] == "settled"
+    assert await owner_of(api, asset_id) == runner_up.user_id
+    assert await api.balance(runner_up) == 700 and await api.balance(seller) == 300
+    for ws in (ws_w, ws_r):
+        await ws.close()
