@@ -9,7 +9,7 @@ accepted past its `expires_at` and never expires early.
 
 An accept re-checks ownership, listings and cash, commits `accepted`, and answers once the
 swap saga (`actors.swap`) has ended it `settled` or `failed`. After a commit the desk stores
-both users' notices (keyed by offer and seq), then marks the change told; after a settled
+both users' notices with the change (keyed by offer and seq; `told_seq`); after a settled
 swap it invalidates every other active offer naming a moved asset. At start-up it reloads
 its open offers, resumes their swaps and notices, and invalidates offers whose assets moved
 while nobody was looking.
@@ -245,20 +245,21 @@ class OfferDesk:
         for offer_id, offer in changed.items():
             if offer_id in fenced:
                 continue
-            self._spawn(self._tell(offer))
             if offer.status == ACCEPTED:
                 self._spawn(self._swap(offer))
             elif offer.is_final:
                 self._forget(offer)
                 self._answer_waiters(offer)
+                self._spawn(self._thread_done(offer))
 
     async def _commit(self, changed: dict[str, Offer]) -> set[str]:
         records: list[OfferRecord] = []
         for offer in changed.values():
             record: dict[str, Any] = {**offer.to_dict(), "host": self.name}
             records.append(record)  # type: ignore[arg-type]
+        notices = {o.offer_id: offer_notices(o) for o in changed.values()}
         try:
-            fenced = await self.store.save_offers(records)
+            fenced = await self.store.save_offers(records, notices)
         except Exception:
             log.exception("offer desk %s: commit failed; reloading %d offers", self.name,
                           len(changed))
@@ -276,6 +277,8 @@ class OfferDesk:
                 record = await self.store.get_offer(offer_id)
                 if record is not None and record.get("host") == self.name:
                     offer = Offer.from_dict(record)
+                    if record.get("told_seq", 0) < offer.seq:
+                        self._spawn(self._tell(offer))
                     if offer.is_final:
                         self._forget(offer)
                     else:
@@ -463,6 +466,10 @@ class OfferDesk:
             await self.store.mark_offer_told(offer.offer_id, seq)
 
         await retry(f"offer desk {self.name}: notices of {offer.offer_id}", store_them, log)
+        await self._thread_done(offer)
+
+    async def _thread_done(self, offer: Offer) -> None:
+        """Tell the directory a thread has no live offer left here (once it is told)."""
         if offer.is_final and self._live_in_thread.get(offer.thread_id, 0) <= 0:
             self._live_in_thread.pop(offer.thread_id, None)
             if self._on_thread_done is not None:

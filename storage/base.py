@@ -449,8 +449,15 @@ class Store(abc.ABC):
 
     # -- trade offers (market.offers; hosted like auctions) -----------------------------------
     @abc.abstractmethod
-    async def save_offers(self, offers: list[OfferRecord]) -> set[str]:
-        """Group commit of whole offer records, fenced by their `seq`.
+    async def save_offers(self, offers: list[OfferRecord],
+                          notices: Mapping[str, list[NewNotice]] | None = None) -> set[str]:
+        """Group commit of whole offer records, fenced by their `seq`, with the notices their
+        changes cause (offer_id -> notices, as `add_notices` adds them).
+
+        The notices of an offer that is written are added and its `told_seq` set to its seq
+        (SQLite: in the same transaction; MongoDB: after the offers, so a crash in between
+        leaves `told_seq` < `seq` and the caller adds them again); those of a fenced offer
+        are not.
 
         A record with seq 1 is inserted; one with seq n > 1 replaces the stored record only
         if that one has seq n - 1. A record whose seq, status and `updated_at` equal the

@@ -21,6 +21,7 @@ moves the owner, drops the lock and pushes the token's transfer record.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import Any, Protocol, cast
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
@@ -38,7 +39,7 @@ from market.errors import (
 from storage.base import LIVE_OFFER_STATUSES, Conflict, StoreError
 from storage.chain import TokenState, check_append
 from storage.mongo_tokens import fence_filter
-from storage.records import OfferRecord, ProvenanceRecord
+from storage.records import NewNotice, NoticeRecord, OfferRecord, ProvenanceRecord
 
 type Doc = dict[str, Any]
 
@@ -67,6 +68,12 @@ class _Host(Protocol):
 
     @property
     def assets(self) -> AsyncCollection[Doc]: ...
+
+    async def add_notices(self, notices: list[NewNotice]) -> list[NoticeRecord]: ...
+
+    async def mark_offer_told(self, offer_id: str, seq: int) -> None: ...
+
+    async def _write_offers(self, offers: list[OfferRecord]) -> set[str]: ...
 
 
 def _offers(host: _Host) -> AsyncCollection[Doc]:
@@ -156,7 +163,18 @@ class MongoOffers:
         await _offers(self).create_indexes(OFFER_INDEXES)
 
     # -- offers ----------------------------------------------------------------------------
-    async def save_offers(self: _Host, offers: list[OfferRecord]) -> set[str]:
+    async def save_offers(self: _Host, offers: list[OfferRecord],
+                          notices: Mapping[str, list[NewNotice]] | None = None) -> set[str]:
+        fenced = await self._write_offers(offers)
+        told = {o["offer_id"]: int(o["seq"]) for o in offers
+                if notices and o["offer_id"] in notices and o["offer_id"] not in fenced}
+        if told and notices:
+            await self.add_notices([n for offer_id in told for n in notices[offer_id]])
+            for offer_id, seq in told.items():
+                await self.mark_offer_told(offer_id, seq)
+        return fenced
+
+    async def _write_offers(self: _Host, offers: list[OfferRecord]) -> set[str]:
         docs = [_fields(o) for o in offers]  # all checked before anything is written
         coll = _offers(self)
         fenced: set[str] = set()

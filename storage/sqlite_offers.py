@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from market.errors import (
@@ -29,7 +29,8 @@ from market.errors import (
 )
 from storage.base import LIVE_OFFER_STATUSES, Conflict, StoreError
 from storage.chain import TokenState, check_append
-from storage.records import OfferRecord, ProvenanceRecord
+from storage.records import NewNotice, OfferRecord, ProvenanceRecord
+from storage.sqlite_money import insert_notices
 
 _COLS = "data, host, told_seq"
 _STORE_KEYS = ("host", "told_seq")  # columns, not part of `data`
@@ -167,13 +168,24 @@ def _move(conn: sqlite3.Connection, lock: str, asset_id: str, frm: str, to: str,
 class SqliteOffers:
     """Mixin of SqliteStore: the trade-offer part of the Store contract."""
 
-    async def save_offers(self: _Host, offers: list[OfferRecord]) -> set[str]:
+    async def save_offers(self: _Host, offers: list[OfferRecord],
+                          notices: Mapping[str, list[NewNotice]] | None = None) -> set[str]:
         if not offers:
             return set()
         rows = [(_row(o), list(dict.fromkeys(o["assets"]))) for o in offers]
+        told = {o["offer_id"]: int(o["seq"]) for o in offers if notices and o["offer_id"]
+                in notices}
 
         def tx(conn: sqlite3.Connection) -> set[str]:
-            return _save(conn, rows)
+            fenced = _save(conn, rows)
+            kept = [n for offer_id in told if offer_id not in fenced
+                    for n in (notices or {})[offer_id]]
+            if kept:
+                insert_notices(conn, kept)
+            conn.executemany("UPDATE offers SET told_seq=? WHERE offer_id=? AND told_seq<?",
+                             [(seq, offer_id, seq) for offer_id, seq in told.items()
+                              if offer_id not in fenced])
+            return fenced
 
         return await self._run(self._write, tx)
 
