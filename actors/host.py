@@ -50,11 +50,12 @@ from actors.messages import (
 )
 from actors.notices import coalesce, outbid_notices
 from actors.offer_desk import OfferDesk
+from actors.offer_ray import make_offer, send_offers
 from actors.retry import retry
 from actors.settlement import Closing, Settler
 from actors.timers import Timers
 from market.auction import Auction, AuctionSpec, Event, public_event
-from market.errors import AUCTION_NOT_FOUND, NOT_HERE, OVERLOADED, UNAVAILABLE, MarketError
+from market.errors import AUCTION_NOT_FOUND, NOT_HERE, UNAVAILABLE, MarketError
 from storage import CommitBatch, Conflict, Store, open_store
 from storage.base import OPEN_STATUSES
 from storage.records import AuctionRecord, Json, NewNotice
@@ -498,9 +499,9 @@ class AuctionHost:
         self.core = AuctionHostCore(name, cluster, on_finished=release)
         # The trade offers of the threads placed here: same process, same store connection.
         self.desk = OfferDesk(name, cluster, self.core.store, on_thread_done=release,
-                              send_elsewhere=partial(_send_offers, cluster))
+                              send_elsewhere=partial(send_offers, cluster))
         self.core.on_assets_moved = self.desk.invalidate_assets
-        self.core.settler.make_offer = partial(_make_offer, cluster)
+        self.core.settler.make_offer = partial(make_offer, cluster)
 
     async def submit(self, commands: list[Command]) -> list[Reply]:
         return await self.core.submit(commands)
@@ -521,23 +522,6 @@ class AuctionHost:
         await self.core.ready()
         await self.desk.ready()
         return True
-
-
-async def _make_offer(config: ClusterConfig, command: OfferCommand) -> OfferReply:
-    """Create an offer the way the gateway does: its thread placed by the directory."""
-    directory = ray.get_actor(config.directory_name(), namespace=config.namespace)
-    host = await directory.place.remote(command.thread_id)
-    if host is None:
-        return refused(OVERLOADED, "no host capacity")
-    handle = ray.get_actor(host, namespace=config.namespace)
-    replies: list[OfferReply] = await handle.submit_offers.remote([command])
-    return replies[0]
-
-
-async def _send_offers(config: ClusterConfig, host: str, commands: list[OfferCommand]) -> None:
-    """Deliver offer commands (invalidations) to the desk of another host."""
-    handle = ray.get_actor(host, namespace=config.namespace)
-    await handle.submit_offers.remote(commands)
 
 
 class _DirectoryRelease:

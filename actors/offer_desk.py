@@ -35,18 +35,18 @@ from actors.messages import (
     refusal,
     refused,
 )
+from actors.offer_checks import (
+    MOVED,
+    accept_check,
+    offer_notices,
+    owners_check,
+    sender_check,
+)
 from actors.retry import retry
 from actors.swap import Swapper
 from actors.timers import Timers
-from market import ledger
 from market.errors import (
-    ASSET_LISTED,
-    ASSET_NOT_FOUND,
-    ASSET_REDEEMED,
-    INSUFFICIENT_FUNDS,
-    LIMIT_EXCEEDED,
     NOT_HERE,
-    NOT_OWNER,
     OFFER_NOT_ACTIVE,
     OFFER_NOT_FOUND,
     UNAVAILABLE,
@@ -57,16 +57,13 @@ from market.offers import (
     ACCEPTED,
     ACTIVE,
     COUNTER,
-    MAX_ACTIVE_SENT,
     SETTLED,
     Offer,
     Terms,
     offer_id_for,
-    public,
 )
-from market.provenance import token_id_for
 from storage import Store
-from storage.records import NewNotice, OfferRecord
+from storage.records import OfferRecord
 
 log = logging.getLogger("ece.offers")
 
@@ -96,6 +93,7 @@ class OfferDesk:
         self._on_thread_done = on_thread_done
         self._send_elsewhere = send_elsewhere
         self._live_in_thread: Counter[str] = Counter()
+        self._created: set[str] = set()  # offers (and counters) made in this pass
         self._waiters: dict[str, list[asyncio.Future[OfferReply]]] = {}
         self._queue: list[_Pending] = []
         self._wake = asyncio.Event()
@@ -200,7 +198,7 @@ class OfferDesk:
     async def _sweep(self) -> None:
         """Invalidate active offers whose assets moved while this desk was down."""
         for offer in [o for o in self.offers.values() if o.status == ACTIVE]:
-            if await self._owners_check(offer) is not None:
+            if await owners_check(self.store, offer) is not None:
                 self._enqueue([OfferCommand(offer.offer_id, offer.thread_id, INVALIDATE,
                                             reason="asset_moved")])
 
@@ -219,6 +217,7 @@ class OfferDesk:
 
     async def _process(self) -> None:
         batch, self._queue = self._queue, []
+        self._created = set()
         now = self.clock()
         changed: dict[str, Offer] = {}
         for offer_id in self.timers.due(now):
@@ -245,6 +244,10 @@ class OfferDesk:
         for offer_id, offer in changed.items():
             if offer_id in fenced:
                 continue
+            if offer_id in self._created:
+                # Checked before its commit: a card that moved in between (its mover looked
+                # for offers to invalidate before this one was stored) is caught now.
+                self._spawn(self._recheck(offer))
             if offer.status == ACCEPTED:
                 self._spawn(self._swap(offer))
             elif offer.is_final:
@@ -279,8 +282,10 @@ class OfferDesk:
                     offer = Offer.from_dict(record)
                     if record.get("told_seq", 0) < offer.seq:
                         self._spawn(self._tell(offer))
-                    if offer.is_final:
+                    if offer.is_final:  # e.g. its commit was written, its answer lost
                         self._forget(offer)
+                        self._answer_waiters(offer)
+                        await self._thread_done(offer)
                     else:
                         self._adopt(offer)
                         if offer.status == ACCEPTED:
@@ -357,9 +362,11 @@ class OfferDesk:
                 return refused(OFFER_NOT_FOUND, "no such offer")
             return OfferViewed(existing.to_dict())
         offer = Offer.from_dict(record)
-        problem = await self._sender_check(offer, changed) or await self._owners_check(offer)
+        problem = await sender_check(self.store, offer, changed, self._created) or \
+            await owners_check(self.store, offer)
         if problem is not None:
             return problem
+        self._created.add(offer.offer_id)
         self._adopt(offer)
         changed[offer.offer_id] = offer
         return OfferViewed(offer.to_dict())
@@ -375,64 +382,32 @@ class OfferDesk:
             offer.countered_by(child)
             changed[offer.offer_id] = offer
             return OfferViewed(child.to_dict())
-        offer.allowed(COUNTER, command.by)
         assert command.terms is not None
         terms = Terms.parse(command.terms, now)
-        child = offer.counter(command.by, command.req_id, terms, now)
-        problem = await self._sender_check(child, changed) or await self._owners_check(child)
+        child = offer.counter_offer(command.by, command.req_id, terms, now)
+        problem = await sender_check(self.store, child, changed, self._created) or \
+            await owners_check(self.store, child)
         if problem is not None:
-            return problem
+            return problem  # the offer is unchanged: still active
+        offer.countered_by(child, command.req_id)
+        self._created.add(child.offer_id)
         changed.pop(offer.offer_id, None)
         self._adopt(child)
         changed[child.offer_id] = child  # the counter is saved before its parent
         changed[offer.offer_id] = offer
         return OfferViewed(child.to_dict())
 
-    # ---- checks (read the store; nothing is locked until the swap) ------------------------
-
-    async def _sender_check(self, offer: Offer, changed: dict[str, Offer]) -> OfferReply | None:
-        sent = await self.store.count_offers(offer.from_id)
-        sent += sum(1 for o in changed.values() if o.seq == 1 and o.from_id == offer.from_id)
-        if sent >= MAX_ACTIVE_SENT:
-            return refused(LIMIT_EXCEEDED, f"at most {MAX_ACTIVE_SENT} active offers sent",
-                           limit=MAX_ACTIVE_SENT)
-        return None
-
-    async def _owners_check(self, offer: Offer, listed: bool = False) -> OfferReply | None:
-        """Every asset owned by its side's party (and, for `listed`, in no auction)."""
-        for asset_id, frm, _ in offer.moves():
-            asset = await self.store.get_asset(asset_id)
-            if asset is None:
-                return refused(ASSET_NOT_FOUND, f"no asset {asset_id}", asset_id=asset_id)
-            if asset.get("redeemed"):
-                return refused(ASSET_REDEEMED, f"asset {asset_id} was redeemed",
-                               asset_id=asset_id)
-            if asset["owner_id"] != frm:
-                return refused(NOT_OWNER, f"asset {asset_id} is not owned by {frm}",
-                               asset_id=asset_id)
-            if listed and asset.get("listed_in"):
-                return refused(ASSET_LISTED, f"asset {asset_id} is listed",
-                               asset_id=asset_id)
-        return None
-
     async def _accept_check(self, offer: Offer, now: int,
                             changed: dict[str, Offer]) -> OfferReply | None:
-        problem = await self._owners_check(offer, listed=True)
-        if isinstance(problem, Refused) and problem.code != ASSET_LISTED:
+        """Accepting re-checks everything (nothing is locked until the swap): a card that
+        moved invalidates the offer; a listed card or a payer short of cash refuses it."""
+        problem = await accept_check(self.store, offer)
+        if isinstance(problem, Refused) and problem.code in MOVED:
             offer.invalidate("asset_moved", now)
             changed[offer.offer_id] = offer
             return refused(OFFER_NOT_ACTIVE, "an asset of the offer has moved",
                            status=offer.status, reason=offer.reason)
-        if problem is not None:
-            return problem
-        leg = offer.cash_leg()
-        if leg is not None:
-            payer, _, cash = leg
-            available = (await self.store.get_account(ledger.user_account(payer)))["balance"]
-            if available < cash:
-                return refused(INSUFFICIENT_FUNDS, f"{payer} cannot pay the offer's cash",
-                               available=available, required=cash, user_id=payer)
-        return None
+        return problem
 
     # ---- after the commit ----------------------------------------------------------------
 
@@ -456,6 +431,14 @@ class OfferDesk:
             await retry(f"offer desk {self.name}: invalidations after {offer.offer_id}",
                         lambda: self.invalidate_assets(offer.assets, "asset_traded",
                                                        keep=offer.offer_id), log)
+
+    async def _recheck(self, offer: Offer) -> None:
+        async def check() -> None:
+            if await owners_check(self.store, offer) is not None:
+                self._enqueue([OfferCommand(offer.offer_id, offer.thread_id, INVALIDATE,
+                                            reason="asset_moved")])
+
+        await retry(f"offer desk {self.name}: re-check of {offer.offer_id}", check, log)
 
     async def _tell(self, offer: Offer) -> None:
         notices = offer_notices(offer)
@@ -483,26 +466,3 @@ class OfferDesk:
         task = asyncio.ensure_future(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-def offer_notices(offer: Offer) -> list[NewNotice]:
-    """What both parties hear of an offer's change (keyed by offer and seq)."""
-    data = {"offer_id": offer.offer_id, "status": offer.status, "offer": public(offer.to_dict())}
-    at = offer.updated_at
-    first = offer.seq == 1
-    notices = [
-        NewNotice(user_id=offer.to_id, key=f"offer:{offer.offer_id}:{offer.seq}",
-                  type="offer_received" if first else "offer_updated", at=at, data=data),
-        NewNotice(user_id=offer.from_id, key=f"offer:{offer.offer_id}:{offer.seq}",
-                  type="offer_updated", at=at, data=data),
-    ]
-    if offer.status == SETTLED:
-        for asset_id, frm, to in offer.moves():
-            moved = {"asset_id": asset_id, "token_id": token_id_for(asset_id),
-                     "reason": "offer", "ref": offer.offer_id}
-            notices.append(NewNotice(user_id=to, key=f"transfer_in:{offer.offer_id}:{asset_id}",
-                                     type="transfer_in", at=at, data=moved))
-            notices.append(NewNotice(user_id=frm,
-                                     key=f"transfer_out:{offer.offer_id}:{asset_id}",
-                                     type="transfer_out", at=at, data=moved))
-    return notices

@@ -284,11 +284,15 @@ class Offer:
     def counter(self, by: str, req_id: str, terms: Terms, now: int) -> Offer:
         """Answer with new terms from the recipient's side: the parent becomes countered,
         the returned counter is active, with a fresh expiry."""
-        self.allowed(COUNTER, by)
-        child = Offer(offer_id_for(by, req_id), by, self.from_id, terms, now,
-                      parent_id=self.offer_id, thread_id=self.thread_id)
+        child = self.counter_offer(by, req_id, terms, now)
         self.countered_by(child, req_id)
         return child
+
+    def counter_offer(self, by: str, req_id: str, terms: Terms, now: int) -> Offer:
+        """The counter `counter` would make, this offer unchanged (checks come first)."""
+        self.allowed(COUNTER, by)
+        return Offer(offer_id_for(by, req_id), by, self.from_id, terms, now,
+                     parent_id=self.offer_id, thread_id=self.thread_id)
 
     def countered_by(self, child: Offer, req_id: str | None = None) -> None:
         """Record the counter that answered this offer (also to repair a parent whose
