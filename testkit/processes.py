@@ -182,3 +182,22 @@ def ray_address_of(server: Managed, timeout: float = 10.0) -> str:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{server.name} printed no ECE_RAY_ADDRESS:\n{server.log_tail()}")
         time.sleep(0.1)
+
+
+def crash(victim: Managed, known: list[psutil.Process] | None = None) -> list[psutil.Process]:
+    """Crash a server this instant, as a power cut would: SIGSTOP the processes of its tree
+    already known (`known`, else its descendants now), then SIGKILL them and any started
+    since, deepest first, then `kill()` the leader, its group and whatever else it recorded.
+    Stopping first keeps every process of the tree until the end, so none is orphaned (and
+    missed) by its parent dying first. Returns the processes killed, once they are gone."""
+    procs = list(victim.descendants() if known is None else known)
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.suspend()
+    procs += [proc for proc in victim.descendants() if proc not in procs]
+    for proc in reversed(procs):
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    victim.kill()
+    psutil.wait_procs(procs, timeout=10)
+    return procs
