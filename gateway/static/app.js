@@ -9,11 +9,13 @@
 //   header.js, notices.js         the header's wallet balance and notifications ("me" channel)
 //   list_query.js, catalog.js     the live list's search <-> URL; the catalog's vocabulary
 //   room_state.js                 the auction room's pure event reducer
+//   offers_model.js               trade offers' pure rules and words (offers_live.js: REST, badge)
 //   provenance.js                 a token's chain checked in the browser (WebCrypto)
 //   views/                        one module per page
 
 import { clock } from "./api.js";
 import { account, startHeader } from "./header.js";
+import { startOffersBadge } from "./offers_live.js";
 import { Router } from "./router.js";
 import {
   live, renderAccount, renderConnection, state, verifySession, watchOtherTabs,
@@ -22,6 +24,8 @@ import { AuthView } from "./views/auth.js";
 import { CardView } from "./views/card.js";
 import { ListView } from "./views/list.js";
 import { MyCardsView } from "./views/my_cards.js";
+import { OfferComposerView } from "./views/offer_composer.js";
+import { OfferView, OffersView } from "./views/offers.js";
 import { RoomView } from "./views/room.js";
 import { SellView } from "./views/sell.js";
 import { TokenView } from "./views/token.js";
@@ -29,7 +33,7 @@ import { WalletView } from "./views/wallet.js";
 
 /**
  * The pages. `name` is matched against the nav links' data-nav; the last route is the
- * fallback. Next pages (market, offers, portfolio) are one line each.
+ * fallback. Next pages (market, portfolio) are one line each.
  */
 const ROUTES = [
   { name: "room", path: "/auction/:id", view: ({ id }) => new RoomView(id) },
@@ -38,6 +42,10 @@ const ROUTES = [
   { name: "token", path: "/token/:id", view: ({ id }) => new TokenView(id) },
   { name: "card", path: "/card/:id", view: ({ id }) => new CardView(id) },
   { name: "wallet", path: "/wallet", view: () => new WalletView() },
+  { name: "offers", path: "/offers", view: (_, query) => new OffersView(query) },
+  { name: "offers", path: "/offers/new", view: (_, query) => new OfferComposerView({ query }) },
+  { name: "offers", path: "/offers/:id", view: ({ id }) => new OfferView(id) },
+  { name: "offers", path: "/offers/:id/counter", view: ({ id }) => new OfferComposerView({ counterOf: id }) },
   { name: "auth", path: "/signin", view: (_, query) => new AuthView("signin", query.get("next") || "#/") },
   { name: "auth", path: "/signup", view: (_, query) => new AuthView("signup", query.get("next") || "#/") },
   { name: "list", path: "*", view: (_, query) => new ListView(query) },
@@ -61,6 +69,7 @@ function boot() {
   renderAccount();
   renderConnection();
   startHeader();
+  startOffersBadge();
   watchOtherTabs();
   router.start();
   live.start();

@@ -7,6 +7,7 @@ import { h, setText, toast } from "./dom.js";
 import { clockTime } from "./format.js";
 import { feeRates, formatCents } from "./money.js";
 import { createNotices, describeNotice, markRead, receiveNotice } from "./notices.js";
+import { describeOfferNotice } from "./offers_model.js";
 import { CONFIG, live, onSessionChange, state } from "./shell.js";
 
 /** Does this server have wallets? (Its /config.js says how deposits work.) */
@@ -110,7 +111,7 @@ function received(message) {
       setWallet({ balance: event.balance, available: before ? before.available + delta : null });
     }
     for (const fn of noticeListeners) fn(event);
-    const quiet = event.type === "payment" && state.view?.quietPayments;
+    const quiet = (event.type === "payment" && state.view?.quietPayments) || describe(event).quiet;
     if (!quiet) toastQueue.push(event);
   }
   if (el.panel && !el.panel.hidden) account.notices = markRead(account.notices);
@@ -130,16 +131,21 @@ function flushToasts() {
     return;
   }
   for (const event of queue) {
-    const { tone } = describeNotice(event);
+    const { tone } = describe(event);
     toast(sentence(event), tone === "bad" ? "warn" : tone === "good" ? "ok" : "info");
   }
 }
 
 // ---- rendering --------------------------------------------------------------------------------
 
+/** A notice in words (notices.js; trade offers' own: offers_model.js, worded for who reads). */
+function describe(event) {
+  return describeOfferNotice(event, state.session?.user_id) || describeNotice(event);
+}
+
 /** A notice's sentence as nodes: its links are links. */
 function sentence(event) {
-  return h("span", { class: "notice__text" }, describeNotice(event).parts.map((part) =>
+  return h("span", { class: "notice__text" }, describe(event).parts.map((part) =>
     (typeof part === "string" ? part : h("a", { href: part.href, onClick: () => openPanel(false) }, part.text))));
 }
 
@@ -211,13 +217,13 @@ function renderNotices() {
   el.bell.dataset.unread = String(unread);
   if (el.panel.hidden) return;
   el.list.replaceChildren(...items.map((event) => h("li", {
-    class: "notice", testid: "notice", dataset: { type: event.type, seq: event.seq, tone: describeNotice(event).tone },
+    class: "notice", testid: "notice", dataset: { type: event.type, seq: event.seq, tone: describe(event).tone },
   }, sentence(event), Number.isFinite(event.at)
     ? h("time", { class: "notice__time", datetime: new Date(event.at).toISOString(), text: clockTime(event.at) }) : null)));
   if (!items.length) el.list.append(h("li", { class: "notices__empty", text: "No notifications yet" }));
   setText(el.note, account.channel === "unavailable"
     ? "Live notifications are not available on this exchange yet."
-    : items.length ? "Notices since you opened this page." : "Outbids, wins, sales and payments show up here.");
+    : items.length ? "Notices since you opened this page." : "Outbids, wins, sales, offers and payments show up here.");
 }
 
 /** Start with the page: follow the signed-in user (and every later sign-in). */

@@ -1,9 +1,12 @@
 // My cards: the signed-in user's assets, each a token, with its grade slab, where it is listed,
 // a link to its provenance and to its catalog card, and "Redeem" (take it out of the vault).
+// A card that joins or leaves (a won auction, a sale, a trade offer's swap: the "me" channel's
+// transfer notices) shows at once.
 
 import { api } from "../api.js";
 import { h, setText } from "../dom.js";
 import { gradeLabel, shortId } from "../format.js";
+import { onNotice } from "../header.js";
 import { href } from "../router.js";
 import { signOut, state } from "../shell.js";
 import { cardArt } from "./card_art.js";
@@ -55,16 +58,25 @@ export class MyCardsView {
           h("button", { type: "button", class: "btn btn--ghost btn--small", testid: "my-cards-refresh",
             onClick: () => this.load() }, "Refresh"))),
       this.grid, this.empty));
+    this.unlisten = onNotice((event) => {
+      if (event.type === "transfer_in" || event.type === "transfer_out") this.load();
+    });
     this.load();
   }
 
   unmount() {
     this.gone = true;
+    this.unlisten?.();
   }
 
   async load() {
-    if (this.loading || !state.session) return;
+    if (!state.session) return;
+    if (this.loading) {
+      this.loadAgain = true; // the answer in flight may predate what we now know
+      return;
+    }
     this.loading = true;
+    this.loadAgain = false;
     try {
       const assets = await loadAll(state.session.token);
       if (this.gone) return;
@@ -81,6 +93,7 @@ export class MyCardsView {
       this.status.classList.add("list-status--error");
     } finally {
       this.loading = false;
+      if (this.loadAgain && !this.gone) this.load();
     }
   }
 
@@ -130,6 +143,7 @@ export class MyCardsView {
   }
 
   onSession() {
+    this.unmount();
     this.main.replaceChildren();
     this.gone = false;
     this.mount(this.main);

@@ -26,7 +26,12 @@ function because(rec) {
         shortId(rec.ref, 10, 4)));
   }
   if (rec.kind === "transfer" && rec.reason === "offer") {
-    return h("span", { title: rec.ref || "" }, `by offer ${rec.ref ? shortId(rec.ref, 10, 4) : ""}`);
+    // The offer's page is open to its two parties only.
+    const party = me() !== null && (rec.from === me() || rec.to === me());
+    return rec.ref && party
+      ? h("span", null, "by trade offer ", h("a", { href: href("/offers/:id", { id: rec.ref }), testid: "record-offer",
+        title: rec.ref }, shortId(rec.ref, 10, 4)))
+      : h("span", { title: rec.ref || "" }, `by trade offer ${rec.ref ? shortId(rec.ref, 10, 4) : ""}`);
   }
   if (rec.kind === "transfer" && rec.reason === "admin") return h("span", null, "by the exchange (admin)");
   if (rec.kind === "redeem") return h("span", null, "the card left the vault; the token is burned");
@@ -59,6 +64,7 @@ export class TokenView {
     this.timeline = h("ol", { class: "timeline", testid: "provenance" });
     this.keyEl = h("code", { testid: "token-key" }, "…");
     this.redeemSlot = h("div", { class: "panel token__redeem", testid: "token-redeem", hidden: true });
+    this.offerSlot = h("div", { class: "panel token__redeem", testid: "token-offer", hidden: true });
     const command = `ece verify-provenance ${this.tokenId} --url ${location.origin}`;
     const back = state.session
       ? h("a", { href: "#/me/cards" }, "← My cards") : h("a", { href: "#/" }, "← Live auctions");
@@ -68,7 +74,7 @@ export class TokenView {
         h("div", { class: "room__head" }, this.nameEl, this.ownerEl,
           h("p", { class: "token__id" }, "Token ", h("code", { testid: "token-id", title: this.tokenId },
             shortId(this.tokenId, 12, 8)))),
-        this.badge, this.redeemSlot,
+        this.badge, this.redeemSlot, this.offerSlot,
         h("section", null, h("h2", { class: "section-title", text: "Provenance" }), this.timeline),
         h("div", { class: "panel token__key" },
           h("p", null, "Signed by the exchange's Ed25519 key ", this.keyEl),
@@ -122,6 +128,17 @@ export class TokenView {
     if (this.gone) return;
     const last = records[records.length - 1];
     if (result.ok !== false && me() && ownerOf(records) === me() && last?.kind !== "redeem") this.offerRedeem();
+    const owner = ownerOf(records);
+    if (result.ok !== false && owner && owner !== me() && last?.kind !== "redeem") this.offerTrade(owner);
+  }
+
+  /** Someone else's card: propose a trade for it (the composer, addressed to its owner). */
+  offerTrade(owner) {
+    const compose = `#/offers/new?to=${encodeURIComponent(owner)}&want_token=${encodeURIComponent(this.tokenId)}`;
+    this.offerSlot.hidden = false;
+    this.offerSlot.replaceChildren(
+      h("p", { class: "hint" }, "Want this card? Offer its owner a trade: your cards, cash, or both."),
+      h("a", { class: "btn btn--primary btn--small", testid: "token-make-offer", href: compose }, "Make an offer"));
   }
 
   /** No Ed25519 (or no WebCrypto) here: ask the exchange to check the signatures. */

@@ -271,9 +271,12 @@ export class WalletView {
 
 function postingRow(p) {
   const auction = (p.cause === "settlement" || p.cause === "fee") && typeof p.ref === "string" && p.ref.startsWith("a_");
+  const offer = p.cause === "offer" && typeof p.ref === "string" && p.ref.startsWith("of_");
   const ref = !p.ref ? h("span", { class: "ledger__none", text: "—" })
     : auction ? h("a", { href: href("/auction/:id", { id: p.ref }), testid: "posting-ref", title: p.ref }, `Auction ${shortId(p.ref, 10, 4)}`)
-      : h("code", { title: p.ref, testid: "posting-ref" }, shortId(p.ref, 10, 4));
+      : offer ? h("a", { href: href("/offers/:id", { id: p.ref }), testid: "posting-ref", title: p.ref },
+        `Offer ${shortId(p.ref, 10, 4)}`)
+        : h("code", { title: p.ref, testid: "posting-ref" }, shortId(p.ref, 10, 4));
   return h("tr", { testid: "posting", dataset: { entryId: p.entry_id, cause: p.cause, version: p.version } },
     h("td", { class: "ledger__date", text: dateTime(p.at) }),
     h("td", { testid: "posting-cause", text: CAUSE_LABEL[p.cause] || p.cause }),
