@@ -19,8 +19,10 @@ from market.provenance import token_id_for
 from storage import Store
 from storage.records import NewNotice
 
-# Refusals meaning a card is no longer where the offer says (the offer is then invalidated).
-MOVED = (NOT_OWNER, ASSET_NOT_FOUND, ASSET_REDEEMED)
+# Refusals meaning a card is no longer where the offer says, and the reason the offer is
+# then invalidated with.
+MOVED = {NOT_OWNER: "asset_moved", ASSET_NOT_FOUND: "asset_moved",
+         ASSET_REDEEMED: "asset_redeemed"}
 
 
 async def sender_check(store: Store, offer: Offer, changed: dict[str, Offer],

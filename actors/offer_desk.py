@@ -60,7 +60,7 @@ from market.offers import (
     SETTLED,
     Offer,
     Terms,
-    offer_id_for,
+    counter_id_for,
 )
 from storage import Store
 from storage.records import OfferRecord
@@ -373,7 +373,7 @@ class OfferDesk:
 
     async def _counter(self, offer: Offer, command: OfferCommand, now: int,
                        changed: dict[str, Offer]) -> OfferReply:
-        child_id = offer_id_for(command.by, command.req_id)
+        child_id = counter_id_for(offer.offer_id, command.by, command.req_id)
         if offer.child_id == child_id:  # a retry
             child = self.offers.get(child_id)
             return OfferViewed(child.to_dict()) if child else await self._not_live(command)
@@ -403,7 +403,7 @@ class OfferDesk:
         moved invalidates the offer; a listed card or a payer short of cash refuses it."""
         problem = await accept_check(self.store, offer)
         if isinstance(problem, Refused) and problem.code in MOVED:
-            offer.invalidate("asset_moved", now)
+            offer.invalidate(MOVED[problem.code], now)
             changed[offer.offer_id] = offer
             return refused(OFFER_NOT_ACTIVE, "an asset of the offer has moved",
                            status=offer.status, reason=offer.reason)
@@ -425,12 +425,14 @@ class OfferDesk:
         if not await retry(f"offer desk {self.name}: swap of {offer.offer_id}", attempt, log):
             return
         status, reason = outcome[-1]
-        self._enqueue([OfferCommand(offer.offer_id, offer.thread_id, FINISH,
-                                    reason=reason or status)])
         if status == SETTLED:
+            # Before the offer is settled (and its thread may leave this host, which then
+            # may retire): every other active offer naming a moved card is invalidated.
             await retry(f"offer desk {self.name}: invalidations after {offer.offer_id}",
                         lambda: self.invalidate_assets(offer.assets, "asset_traded",
                                                        keep=offer.offer_id), log)
+        self._enqueue([OfferCommand(offer.offer_id, offer.thread_id, FINISH,
+                                    reason=reason or status)])
 
     async def _recheck(self, offer: Offer) -> None:
         async def check() -> None:

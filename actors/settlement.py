@@ -34,7 +34,7 @@ from market import ledger
 from market.auction import Auction
 from market.errors import INSUFFICIENT_FUNDS, MarketError
 from market.money import MAX_AMOUNT
-from market.offers import Offer, Side, Terms, offer_id_for
+from market.offers import Offer, Side, Terms, second_chance_id
 from market.provenance import Record, next_record, token_id_for
 from storage import Conflict, Store
 from storage.base import SETTLE_ASSET_MOVED, SETTLE_PAYMENT_FAILED
@@ -168,7 +168,7 @@ class Settler:
         the auction (a resumed saga makes the same offer once). None without offers."""
         if self.make_offer is None:
             return None
-        offer_id = offer_id_for(chance["seller_id"], f"second-chance:{chance['auction_id']}")
+        offer_id = second_chance_id(chance["auction_id"])
         terms = Terms(Side((chance["asset_id"],)), Side((), chance["price"]),
                       "Second chance: the winner did not pay", chance["expires_at"])
         offer = Offer(offer_id, chance["seller_id"], chance["user_id"], terms, chance["at"])

@@ -66,7 +66,8 @@ async def config_js(request: web.Request) -> web.Response:
     settings = gateway.settings
     body = {"mint": settings.mint, "deposits": settings.deposits,
             "seller_fee_bps": settings.seller_fee_bps,
-            "buyer_premium_bps": settings.buyer_premium_bps}
+            "buyer_premium_bps": settings.buyer_premium_bps,
+            "offer_fee_bps": settings.offer_fee_bps}
     return web.Response(text=f"window.ECE_CONFIG = {json.dumps(body)};",
                         content_type="application/javascript")
 

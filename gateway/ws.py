@@ -42,6 +42,7 @@ from market.errors import (
     error_dict,
 )
 from market.ledger import buyer_total
+from market.offers import MAX_ID_LEN as OFFER_REQ_ID_MAX
 
 log = logging.getLogger("ece.ws")
 
@@ -412,6 +413,9 @@ async def _offer_op(gateway: Gateway, conn: Connection, user_id: str, message: d
     offer (for `counter_offer`, the counter) or `error`."""
     op = message["op"]
     body = {k: v for k, v in message.items() if k not in ("op", "offer_id")}
+    raw = message.get("req_id")  # offer req_ids may be longer than a bid's (up to 160)
+    if isinstance(raw, str) and 0 < len(raw) <= OFFER_REQ_ID_MAX:
+        req_id = raw
     try:
         if op == "make_offer":
             offer = await make_offer(gateway, user_id, body)

@@ -68,8 +68,24 @@ def _is_id(value: object) -> bool:
 
 def offer_id_for(from_id: str, req_id: str) -> str:
     """The id of the offer `from_id` makes with `req_id`: a retried create names the same
-    offer (and a counter's id comes from its sender and req_id the same way)."""
-    digest = hashlib.sha256(f"offer\n{from_id}\n{req_id}".encode()).hexdigest()
+    offer."""
+    return _offer_id("offer", from_id, req_id)
+
+
+def counter_id_for(parent_id: str, by: str, req_id: str) -> str:
+    """The id of the counter `by` makes to `parent_id` with `req_id` (a retried counter names
+    the same one; a create or a counter elsewhere with the same req_id never does)."""
+    return _offer_id("counter", parent_id, by, req_id)
+
+
+def second_chance_id(auction_id: str) -> str:
+    """The id of the second-chance offer of an auction whose winner could not pay: made by
+    the system, so outside the ids users' requests can name."""
+    return _offer_id("second-chance", auction_id)
+
+
+def _offer_id(*parts: str) -> str:
+    digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()
     return OFFER_ID_PREFIX + digest[:24]
 
 
@@ -263,7 +279,7 @@ class Offer:
         FORBIDDEN or OFFER_NOT_ACTIVE."""
         if not self.party(by):
             raise MarketError(OFFER_NOT_FOUND, "no such offer")
-        if action == COUNTER and self.child_id == offer_id_for(by, req_id):
+        if action == COUNTER and self.child_id == counter_id_for(self.offer_id, by, req_id):
             return "child"
         if self.is_retry(action, by, req_id):
             return "offer"
@@ -291,7 +307,7 @@ class Offer:
     def counter_offer(self, by: str, req_id: str, terms: Terms, now: int) -> Offer:
         """The counter `counter` would make, this offer unchanged (checks come first)."""
         self.allowed(COUNTER, by)
-        return Offer(offer_id_for(by, req_id), by, self.from_id, terms, now,
+        return Offer(counter_id_for(self.offer_id, by, req_id), by, self.from_id, terms, now,
                      parent_id=self.offer_id, thread_id=self.thread_id)
 
     def countered_by(self, child: Offer, req_id: str | None = None) -> None:

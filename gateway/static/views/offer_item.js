@@ -7,13 +7,13 @@
 import { clock, newReqId } from "../api.js";
 import { flash, h, setText } from "../dom.js";
 import { dateTime, gradeLabel, shortId } from "../format.js";
-import { formatCents } from "../money.js";
+import { feeCents, formatCents, percentOfBps } from "../money.js";
 import { assetInfo, knownTitle, noteOffer, offersApi, withRetries } from "../offers_live.js";
 import {
   actionsFor, expiryText, isRetryable, offerErrorText, perspective, reasonText, statusLabel, statusOf, statusTone,
 } from "../offers_model.js";
 import { href } from "../router.js";
-import { me, signOut, who } from "../shell.js";
+import { CONFIG, me, signOut, who } from "../shell.js";
 
 const offerHref = (id) => href("/offers/:id", { id });
 
@@ -41,13 +41,23 @@ function assetLine(assetId) {
   return el;
 }
 
-function sideBlock(label, side, testid) {
+/** What the fee (ECE_OFFER_FEE_BPS, kept from whoever receives the cash) leaves you. */
+function feeNote(cash) {
+  const bps = CONFIG.offer_fee_bps;
+  if (!Number.isInteger(bps) || bps <= 0) return null;
+  const fee = feeCents(cash, bps);
+  return h("span", { class: "offer__fee", testid: "offer-fee",
+    text: ` (less the ${percentOfBps(bps)} fee: you receive ${formatCents(cash - fee)})` });
+}
+
+function sideBlock(label, side, testid, receiving = false) {
   const assets = side.assets || [];
   const cash = Number.isInteger(side.cash) && side.cash > 0;
   return h("section", { class: "offer__side", testid, "aria-label": label },
     h("h3", { class: "offer__side-title", text: label }),
     assets.length ? h("ul", { class: "offer__assets" }, assets.map(assetLine)) : null,
-    cash ? h("p", { class: "offer__cash", testid: "offer-cash" }, assets.length ? "+ " : "", formatCents(side.cash))
+    cash ? h("p", { class: "offer__cash", testid: "offer-cash" }, assets.length ? "+ " : "", formatCents(side.cash),
+      receiving ? feeNote(side.cash) : null)
       : null,
     !assets.length && !cash ? h("p", { class: "offer__nothing", text: "Nothing" }) : null);
 }
@@ -98,7 +108,7 @@ export class OfferItem {
     h("div", { class: "offer__sides" },
       sideBlock("You give", view.youGive, "offer-you-give"),
       h("span", { class: "offer__swap", "aria-hidden": "true", text: "⇄" }),
-      sideBlock("You get", view.youGet, "offer-you-get")),
+      sideBlock("You get", view.youGet, "offer-you-get", true)),
     offer.message ? h("blockquote", { class: "offer__message", testid: "offer-message" },
       h("span", { class: "visually-hidden", text: "Message: " }), offer.message) : null,
     this.reasonEl, this.threadEl,
