@@ -18,12 +18,10 @@ thin Ray shell over it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, cast
 
@@ -51,9 +49,8 @@ from actors.messages import (
 from actors.notices import coalesce, outbid_notices
 from actors.offer_desk import OfferDesk
 from actors.offer_ray import make_offer, send_offers
-from actors.retry import retry
+from actors.serial import Pending, SerialLoop
 from actors.settlement import Closing, Settler
-from actors.timers import Timers
 from market.auction import Auction, AuctionSpec, Event, public_event
 from market.errors import AUCTION_NOT_FOUND, NOT_HERE, UNAVAILABLE, MarketError
 from storage import CommitBatch, Conflict, Store, open_store
@@ -72,13 +69,7 @@ OnFinished = Callable[[str], Awaitable[None]]
 OnAssetsMoved = Callable[[list[str], str], Awaitable[None]]
 
 
-@dataclass
-class _Pending:
-    command: Command
-    future: asyncio.Future[Reply] = field(repr=False)
-
-
-class AuctionHostCore:
+class AuctionHostCore(SerialLoop[Command, Reply]):
     """Everything the actor does, without Ray: the actor class below is a thin shell.
 
     store: opened (idempotently) by the core; closed by `close()` only if the core built it
@@ -86,6 +77,8 @@ class AuctionHostCore:
     an auction's settlement succeeded (the Ray shell tells the directory); its errors are
     logged, never retried.
     """
+
+    kind = "host"
 
     def __init__(
         self,
@@ -95,10 +88,7 @@ class AuctionHostCore:
         clock: Clock = now_ms,
         on_finished: OnFinished | None = None,
     ) -> None:
-        self.name = name
         self.config = config
-        self.clock = clock
-        self.store: Store = store if store is not None else open_store(config.store_url)
         self._owns_store = store is None
         self._on_finished = on_finished
         # Called with asset ids (and a reason) after a sale moved them: the offer desk
@@ -108,27 +98,14 @@ class AuctionHostCore:
         self.feed = EventFeed(config.feed_capacity)
         # The naive baseline (benchmark only) runs and commits one command at a time.
         self._max_batch = MAX_BATCH if config.batching else 1
-        self.settler = Settler(self.store, config, clock)
-        self._queue: list[_Pending] = []
-        self._wake = asyncio.Event()
-        self.timers = Timers()  # each auction's next deadline (start, close, Dutch step)
         self._since_snapshot: dict[str, int] = {}
         self._finishing: set[str] = set()  # auctions whose settlement saga is running
-        self._ready = asyncio.Event()
-        self._failed: BaseException | None = None
-        self._background: set[asyncio.Future[Any]] = set()
-        self._loop_task = asyncio.get_running_loop().create_task(self._run())
+        # The loop starts with the base class; everything above is set before it runs.
+        super().__init__(name, store if store is not None else open_store(config.store_url),
+                         clock, log)
+        self.settler = Settler(self.store, config, clock)
 
-    # ---- public API (called through the actor) -------------------------------------------
-
-    async def submit(self, commands: list[Command]) -> list[Reply]:
-        """Run commands (any auctions) and answer each once its events are durable."""
-        await self._wait_ready()
-        loop = asyncio.get_running_loop()
-        pending = [_Pending(command, loop.create_future()) for command in commands]
-        self._queue.extend(pending)
-        self._wake.set()
-        return list(await asyncio.gather(*(p.future for p in pending)))
+    # ---- public API (called through the actor; `submit` runs commands of any auctions) ----
 
     async def create(self, record: AuctionRecord) -> Reply:
         """Insert a new auction (atomic asset checks in the store), then start serving it."""
@@ -147,53 +124,13 @@ class AuctionHostCore:
         await self.feed.wait(epoch, cursor, timeout)
         return self.feed.read(epoch, cursor, limit, auction_id)
 
-    async def ready(self) -> None:
-        """Return once recovery is done; raise if the host failed to start."""
-        await self._wait_ready()
-
-    def wake(self) -> None:
-        """Look at the timers now (after an injected clock jumped forward)."""
-        self._wake.set()
-
     async def close(self) -> None:
         """Stop the loop and every background step; close the store if the core opened it."""
-        tasks: list[asyncio.Future[Any]] = [self._loop_task, *self._background]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await super().close()
         if self._owns_store:
             await self.store.close()
 
     # ---- the loop ------------------------------------------------------------------------
-
-    async def _wait_ready(self) -> None:
-        await self._ready.wait()
-        if self._failed is not None:
-            raise RuntimeError(f"host {self.name} failed to start: {self._failed!r}")
-
-    async def _run(self) -> None:
-        try:
-            await self.store.open()
-            await self._recover()
-        except BaseException as exc:
-            log.exception("host %s failed to start", self.name)
-            self._failed = exc
-            self._ready.set()
-            raise
-        self._ready.set()
-        while True:
-            timeout = None
-            deadline = self.timers.next()
-            if deadline is not None:
-                timeout = max(0.0, (deadline - self.clock()) / 1000)
-            if not self._queue:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-            self._wake.clear()
-            try:
-                await self._process()
-            except Exception:  # keep serving: one bad batch must not stop the host
-                log.exception("host %s: batch failed", self.name)
 
     async def _recover(self) -> None:
         """Rebuild every open auction assigned to this host from snapshot + event log."""
@@ -260,7 +197,7 @@ class AuctionHostCore:
         now = self.clock()
         events: list[Event] = []
         touched: set[str] = set()
-        results: list[tuple[_Pending, Reply]] = []
+        results: list[tuple[Pending[Command, Reply], Reply]] = []
         outbid: list[NewNotice] = []
 
         # Timers first: a bid that arrives after ends_at must meet a closed auction.
@@ -474,14 +411,6 @@ class AuctionHostCore:
             except Exception:  # the directory recomputes its counts from the store on restart
                 log.warning("host %s: could not report %s finished", self.name, auction_id,
                             exc_info=True)
-
-    async def _retry(self, what: str, step: Callable[[], Awaitable[object]]) -> bool:
-        return await retry(f"host {self.name}: {what}", step, log)
-
-    def _spawn(self, coroutine: Awaitable[object]) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
 
 # Ray's type stubs lack max_concurrency.

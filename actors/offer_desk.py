@@ -18,11 +18,9 @@ while nobody was looking.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from actors.clock import Clock, now_ms
@@ -42,9 +40,8 @@ from actors.offer_checks import (
     owners_check,
     sender_check,
 )
-from actors.retry import retry
+from actors.serial import Pending, SerialLoop
 from actors.swap import Swapper
-from actors.timers import Timers
 from market.errors import (
     NOT_HERE,
     OFFER_NOT_ACTIVE,
@@ -74,50 +71,26 @@ FINISH = "finish"  # internal: the swap of an accepted offer ended (`reason`: st
 INVALIDATE = "invalidate"
 
 
-@dataclass
-class _Pending:
-    command: OfferCommand
-    future: asyncio.Future[OfferReply] = field(repr=False)
+class OfferDesk(SerialLoop[OfferCommand, OfferReply]):
+    """The live offers of one host (the Ray shell builds it beside the auction core, on the
+    same store connection). on_thread_done(thread_id): a thread has no live offer left here
+    (the directory forgets it); send_elsewhere(host, commands): to another host's desk."""
 
+    kind = "offer desk"
 
-class OfferDesk:
     def __init__(self, name: str, config: ClusterConfig, store: Store, clock: Clock = now_ms,
                  on_thread_done: OnThreadDone | None = None,
                  send_elsewhere: SendElsewhere | None = None) -> None:
-        self.name = name
-        self.store = store
-        self.clock = clock
         self.offers: dict[str, Offer] = {}  # live: active or accepted
-        self.timers = Timers()  # each active offer's expiry
         self._swapper = Swapper(store, config, clock)
         self._on_thread_done = on_thread_done
         self._send_elsewhere = send_elsewhere
         self._live_in_thread: Counter[str] = Counter()
         self._created: set[str] = set()  # offers (and counters) made in this pass
         self._waiters: dict[str, list[asyncio.Future[OfferReply]]] = {}
-        self._queue: list[_Pending] = []
-        self._wake = asyncio.Event()
-        self._ready = asyncio.Event()
-        self._failed: BaseException | None = None
-        self._background: set[asyncio.Future[Any]] = set()
-        self._loop_task = asyncio.get_running_loop().create_task(self._run())
+        super().__init__(name, store, clock, log)  # starts the loop; the timers are expiries
 
-    # ---- public API ----------------------------------------------------------------------
-
-    async def submit(self, commands: list[OfferCommand]) -> list[OfferReply]:
-        await self._wait_ready()
-        loop = asyncio.get_running_loop()
-        pending = [_Pending(c, loop.create_future()) for c in commands]
-        self._queue.extend(pending)
-        self._wake.set()
-        return list(await asyncio.gather(*(p.future for p in pending)))
-
-    async def ready(self) -> None:
-        await self._wait_ready()
-
-    def wake(self) -> None:
-        """Look at the timers now (after an injected clock jumped forward)."""
-        self._wake.set()
+    # ---- public API (`submit`, `ready`, `wake`, `close`: actors.serial) --------------------
 
     async def invalidate_assets(self, asset_ids: list[str], reason: str,
                                 keep: str | None = None) -> None:
@@ -137,45 +110,7 @@ class OfferDesk:
             elif self._send_elsewhere is not None:
                 await self._send_elsewhere(host, commands)
 
-    async def close(self) -> None:
-        tasks: list[asyncio.Future[Any]] = [self._loop_task, *self._background]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
     # ---- the loop ------------------------------------------------------------------------
-
-    async def _wait_ready(self) -> None:
-        await self._ready.wait()
-        if self._failed is not None:
-            raise RuntimeError(f"offer desk {self.name} failed to start: {self._failed!r}")
-
-    def _enqueue(self, commands: list[OfferCommand]) -> None:
-        loop = asyncio.get_running_loop()
-        self._queue.extend(_Pending(c, loop.create_future()) for c in commands)
-        self._wake.set()
-
-    async def _run(self) -> None:
-        try:
-            await self.store.open()
-            await self._recover()
-        except BaseException as exc:
-            log.exception("offer desk %s failed to start", self.name)
-            self._failed = exc
-            self._ready.set()
-            raise
-        self._ready.set()
-        while True:
-            deadline = self.timers.next()
-            timeout = None if deadline is None else max(0.0, (deadline - self.clock()) / 1000)
-            if not self._queue:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-            self._wake.clear()
-            try:
-                await self._process()
-            except Exception:  # keep serving: one bad batch must not stop the desk
-                log.exception("offer desk %s: batch failed", self.name)
 
     async def _recover(self) -> None:
         records = await self.store.open_offers(host=self.name)
@@ -224,7 +159,7 @@ class OfferDesk:
             offer = self.offers.get(offer_id)
             if offer is not None and offer.expire(now):
                 changed[offer_id] = offer
-        results: list[tuple[_Pending, OfferReply | None]] = []
+        results: list[tuple[Pending[OfferCommand, OfferReply], OfferReply | None]] = []
         for item in batch:
             try:
                 reply = await self._execute(item.command, now, changed)
@@ -290,7 +225,7 @@ class OfferDesk:
                         self._adopt(offer)
                         if offer.status == ACCEPTED:
                             self._spawn(self._swap(offer))
-            await retry(f"offer desk {self.name}: reload of {offer_id}", one, log)
+            await self._retry(f"reload of {offer_id}", one)
 
     # ---- commands ------------------------------------------------------------------------
 
@@ -422,15 +357,15 @@ class OfferDesk:
         async def attempt() -> None:
             outcome.append(await self._swapper.run(offer))
 
-        if not await retry(f"offer desk {self.name}: swap of {offer.offer_id}", attempt, log):
+        if not await self._retry(f"swap of {offer.offer_id}", attempt):
             return
         status, reason = outcome[-1]
         if status == SETTLED:
             # Before the offer is settled (and its thread may leave this host, which then
             # may retire): every other active offer naming a moved card is invalidated.
-            await retry(f"offer desk {self.name}: invalidations after {offer.offer_id}",
+            await self._retry(f"invalidations after {offer.offer_id}",
                         lambda: self.invalidate_assets(offer.assets, "asset_traded",
-                                                       keep=offer.offer_id), log)
+                                                       keep=offer.offer_id))
         self._enqueue([OfferCommand(offer.offer_id, offer.thread_id, FINISH,
                                     reason=reason or status)])
 
@@ -440,7 +375,7 @@ class OfferDesk:
                 self._enqueue([OfferCommand(offer.offer_id, offer.thread_id, INVALIDATE,
                                             reason="asset_moved")])
 
-        await retry(f"offer desk {self.name}: re-check of {offer.offer_id}", check, log)
+        await self._retry(f"re-check of {offer.offer_id}", check)
 
     async def _tell(self, offer: Offer) -> None:
         notices = offer_notices(offer)
@@ -450,7 +385,7 @@ class OfferDesk:
             await self.store.add_notices(notices)
             await self.store.mark_offer_told(offer.offer_id, seq)
 
-        await retry(f"offer desk {self.name}: notices of {offer.offer_id}", store_them, log)
+        await self._retry(f"notices of {offer.offer_id}", store_them)
         await self._thread_done(offer)
 
     async def _thread_done(self, offer: Offer) -> None:
@@ -463,8 +398,3 @@ class OfferDesk:
                 except Exception:
                     log.warning("offer desk %s: could not report thread %s done", self.name,
                                 offer.thread_id, exc_info=True)
-
-    def _spawn(self, coroutine: Awaitable[object]) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)

