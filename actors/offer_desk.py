@@ -165,6 +165,10 @@ class OfferDesk(SerialLoop[OfferCommand, OfferReply]):
                 reply = await self._execute(item.command, now, changed)
             except MarketError as exc:
                 reply = refusal(exc)
+            except Exception:  # a store read failed: this command only, before any change
+                log.exception("offer desk %s: %s of %s failed", self.name, item.command.action,
+                              item.command.offer_id)
+                reply = refused(UNAVAILABLE, "could not check the offer; retry")
             results.append((item, reply))
         fenced = await self._commit(changed) if changed else set()
         for item, result in results:
