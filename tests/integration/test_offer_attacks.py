@@ -368,7 +368,7 @@ async def test_a_seller_cannot_preempt_the_second_chance_offer(ece_hosted):
     api = ece_hosted.api
     seller = await api.signup("s", funds=0)
     winner, runner_up = await api.signup("w", funds=1_000), await api.signup("r")
-    auction = await api.auction(seller, start_price=100, duration_ms=2_500, soft_close_ms=0)
+    auction = await api.auction(seller, start_price=100, duration_ms=5_000, soft_close_ms=0)
     auction_id = auction["auction_id"]
     ws_w, ws_r = (await connect(api.http, api.base, winner),
                   await connect(api.http, api.base, runner_up))

@@ -181,7 +181,7 @@ async def test_a_failed_payment_gives_the_runner_up_a_second_chance_offer(ece):
     api = ece.api
     seller = await api.signup("s", funds=0)
     winner, runner_up = await api.signup("w", funds=1_000), await api.signup("r", funds=1_000)
-    view = await api.auction(seller, "Gold Card", start_price=100, duration_ms=2_500,
+    view = await api.auction(seller, "Gold Card", start_price=100, duration_ms=5_000,
                              soft_close_ms=0)
     auction_id, asset_id = view["auction_id"], view["asset_id"]
     ws_w, ws_r = await connect(api.http, api.base, winner), await connect(api.http, api.base,

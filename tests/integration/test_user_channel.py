@@ -31,7 +31,7 @@ async def test_a_user_hears_outbid_won_sold_and_payments_and_resumes(ece):
     assert (payment["amount"], payment["cause"]) == (500, "deposit")
     assert payment["balance"] == await api.balance(a) and payment["seq"] == 2
 
-    view = await api.auction(seller, "Blue Card", start_price=100, duration_ms=2_500,
+    view = await api.auction(seller, "Blue Card", start_price=100, duration_ms=5_000,
                              soft_close_ms=0)
     auction_id = view["auction_id"]
     ws_b = await connect(ece.http, ece.base, b)
