@@ -69,9 +69,9 @@ def _req_id(body: Mapping[str, Any]) -> str:
     return req_id
 
 
-def _answer(reply: OfferReply) -> dict[str, Any]:
+async def _answer(gateway: Gateway, reply: OfferReply) -> dict[str, Any]:
     if isinstance(reply, OfferViewed):
-        return offer_json(reply.offer)
+        return await gateway.named(offer_json(reply.offer))
     raise MarketError(reply.error["code"], reply.error["message"],
                       **{k: v for k, v in reply.error.items() if k not in ("code", "message")})
 
@@ -87,7 +87,7 @@ async def make_offer(gateway: Gateway, user_id: str, body: Mapping[str, Any]) ->
     offer = Offer(offer_id_for(user_id, req_id), user_id, to_id, Terms.parse(body, now), now)
     stored = await gateway.store.get_offer(offer.offer_id)
     if stored is not None and stored["from_id"] == user_id:
-        return offer_json(stored)  # a retried create
+        return await gateway.named(offer_json(stored))  # a retried create
     if await gateway.store.get_user(to_id) is None:
         raise MarketError(INVALID, "to_id: no such user", field="to_id")
     wait = gateway.quotas["offers"].take(user_id)
@@ -95,7 +95,7 @@ async def make_offer(gateway: Gateway, user_id: str, body: Mapping[str, Any]) ->
         raise MarketError(RATE_LIMITED, "too many offers; retry shortly", retry_after=wait)
     command = OfferCommand(offer.offer_id, offer.thread_id, "create", by=user_id,
                            req_id=req_id, offer=offer.to_dict())
-    return _answer(await gateway.router.create_offer(command))
+    return await _answer(gateway, await gateway.router.create_offer(command))
 
 
 async def act_on_offer(gateway: Gateway, user_id: str, offer_id: str, action: str,
@@ -116,8 +116,8 @@ async def act_on_offer(gateway: Gateway, user_id: str, offer_id: str, action: st
     try:
         reply = await asyncio.wait_for(gateway.router.send_offer(command), ACCEPT_WAIT_S)
     except TimeoutError:  # the swap takes longer: its end comes on the user channel
-        return offer_json(await _visible(gateway, user_id, offer_id))
-    return _answer(reply)
+        return await gateway.named(offer_json(await _visible(gateway, user_id, offer_id)))
+    return await _answer(gateway, reply)
 
 
 async def _replay(gateway: Gateway, record: OfferRecord, action: str, user_id: str,
@@ -127,7 +127,8 @@ async def _replay(gateway: Gateway, record: OfferRecord, action: str, user_id: s
     child = await gateway.store.get_offer(offer.child_id) if offer.child_id else None
     answer = offer.replay(action, user_id, req_id,
                           child is not None and child["status"] == ACTIVE)
-    return offer_json(child if answer == "child" and child is not None else record)
+    return await gateway.named(offer_json(child if answer == "child" and child is not None
+                                          else record))
 
 
 async def _visible(gateway: Gateway, user_id: str, offer_id: str) -> OfferRecord:
@@ -162,7 +163,7 @@ async def list_offers(gateway: Gateway, user_id: str, query: Mapping[str, str],
     page = page[:limit]
     now = now_ms()
     last = page[-1] if page else None
-    return {"items": [offer_json(r, now) for r in page],
+    return {"items": [await gateway.named(offer_json(r, now)) for r in page],
             "next_cursor": f"{last['created_at']}.{last['offer_id']}" if more and last
             else None}
 
@@ -200,7 +201,7 @@ async def show(request: web.Request) -> web.Response:
     user_id = caller(request)
     record = await _rest(_visible(gateway_of(request), user_id,
                                   request.match_info["offer_id"]))
-    return web.json_response(offer_json(record))
+    return web.json_response(await gateway_of(request).named(offer_json(record)))
 
 
 @routes.post("/api/offers/{offer_id}/{action}")

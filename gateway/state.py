@@ -85,6 +85,7 @@ class Gateway:
         self.conns_by_user = ConnectionCounter(settings.max_conn_per_user, MAX_KEYS)
         self._listings: LRUCache[str, Listing] = LRUCache(MAX_KEYS)
         self._assets_of: LRUCache[str, str] = LRUCache(MAX_KEYS)  # auction id -> asset id
+        self._usernames: LRUCache[str, str] = LRUCache(MAX_KEYS)  # user id -> username
         self.notices = Notices(self.store, self.notice_data)
 
     async def start(self) -> None:
@@ -133,6 +134,22 @@ class Gateway:
             self._listings.put(asset_id, found)
         return found
 
+    async def username_of(self, user_id: str) -> str | None:
+        """A user's name (names never change: cached), None for no such user."""
+        name = self._usernames.get(user_id)
+        if name is None:
+            user = await self.store.get_user(user_id)
+            if user is None:
+                return None
+            name = user["username"]
+            self._usernames.put(user_id, name)
+        return name
+
+    async def named(self, offer: dict) -> dict:
+        """A trade offer with its two parties' names beside their ids."""
+        return {**offer, "from_name": await self.username_of(offer["from_id"]),
+                "to_name": await self.username_of(offer["to_id"])}
+
     async def title_of(self, asset_id: str) -> str:
         return (await self.listing_of(asset_id)).title
 
@@ -153,6 +170,8 @@ class Gateway:
         shows it, other notices with the title of their card."""
         if "cause" in data and isinstance(data.get("ref"), str):
             return {**data, "ref": public_ref(data["cause"], data["ref"])}
+        if isinstance(data.get("offer"), dict):
+            return {**data, "offer": await self.named(data["offer"])}
         if "title" in data:
             return data
         asset_id = data.get("asset_id")

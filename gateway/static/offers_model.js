@@ -92,9 +92,13 @@ const NO_SIDE = { assets: [], cash: 0 };
 export function perspective(offer, me) {
   const give = offer.give || NO_SIDE;
   const want = offer.want || NO_SIDE;
-  if (offer.to_id === me) return { role: "recipient", other: offer.from_id, youGive: want, youGet: give };
-  if (offer.from_id === me) return { role: "sender", other: offer.to_id, youGive: give, youGet: want };
-  return { role: null, other: null, youGive: give, youGet: want };
+  if (offer.to_id === me) {
+    return { role: "recipient", other: offer.from_id, otherName: offer.from_name || null, youGive: want, youGet: give };
+  }
+  if (offer.from_id === me) {
+    return { role: "sender", other: offer.to_id, otherName: offer.to_name || null, youGive: give, youGet: want };
+  }
+  return { role: null, other: null, otherName: null, youGive: give, youGet: want };
 }
 
 /** What `me` may do now: accept/decline/counter (its recipient), cancel (its sender). */
@@ -315,7 +319,7 @@ export function describeOfferNotice(event, me) {
   const offer = offerFromEvent(event);
   if (!offer) return null;
   const incoming = offer.to_id === me;
-  const other = who(incoming ? offer.from_id : offer.to_id);
+  const other = (incoming ? offer.from_name : offer.to_name) || who(incoming ? offer.from_id : offer.to_id);
   const link = { text: `offer ${incoming ? "from" : "to"} ${other}`, href: offerHref(offer.offer_id) };
   const say = (parts, tone, quiet = false) => ({ parts, tone, href: link.href, quiet });
   const yours = incoming ? "the " : "your ";

@@ -51,8 +51,10 @@ async def test_offer_counter_accept_swaps_cards_and_cash_at_once(ece):
     assert first["status"] == "active" and first["seq"] == 1
     assert first["give"] == {"assets": [a1], "cash": 20_000}
     assert first["want"] == {"assets": [b1], "cash": 0}
+    assert (first["from_name"], first["to_name"]) == (alice.username, bob.username)
     received = await sock_b.wait_mine("offer_received")
     assert received["offer"]["offer_id"] == first["offer_id"]
+    assert received["offer"]["from_name"] == alice.username
 
     # Bob counters from his side: his 10 for her 9 and $300.
     counter = await act(api, bob, first["offer_id"], "counter", status=201, req_id="c-1",

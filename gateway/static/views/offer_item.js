@@ -95,7 +95,8 @@ export class OfferItem {
     };
     this.actionsEl = h("div", { class: "offer__actions", role: "group", "aria-label": "Answer this offer" },
       Object.values(this.buttons));
-    const party = h("span", { class: "offer__party", title: view.other || "" }, who(view.other, "user"));
+    const party = h("span", { class: "offer__party", title: view.other || "" },
+      view.otherName || who(view.other, "user"));
     const titleId = `offer-title-${offer.offer_id}`;
     this.el = h("article", { class: "offer panel", testid: "offer", "aria-labelledby": titleId,
       dataset: { offerId: offer.offer_id, role: view.role || "" } },

@@ -36,8 +36,8 @@ function place(container, els) {
 
 /** What a screen reader hears of an offer's news on this page. */
 function announcement(offer, event) {
-  const { role, other } = perspective(offer, me());
-  const party = who(other, "user");
+  const { role, other, otherName } = perspective(offer, me());
+  const party = otherName || who(other, "user");
   if (event.type === "offer_received") {
     return offer.parent_id ? `${party} sent you a counter-offer.` : `New offer from ${party}.`;
   }
