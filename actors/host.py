@@ -393,18 +393,20 @@ class AuctionHostCore(SerialLoop[Command, Reply]):
         if repair is not None and not await self._retry(
                 f"view repair of {auction_id}", lambda: self.store.commit(repair)):
             return
-        if not await self._retry(f"settlement of {auction_id}",
-                                 lambda: self.settler.settle(closing)):
+        sold: list[bool] = []
+
+        async def settle() -> None:
+            sold.append(await self.settler.settle(closing))
+
+        if not await self._retry(f"settlement of {auction_id}", settle):
             return
         self._drop(auction_id)
         self._finishing.discard(auction_id)
         moved = self.on_assets_moved
-        if moved is not None and closing.winner is not None:
+        if moved is not None and sold[-1]:
             # Trade offers naming a sold card can no longer be accepted as they are.
-            record = await self.store.get_auction(auction_id)
-            if record is not None and not record.get("settle_error"):
-                await self._retry(f"offer invalidations after {auction_id}",
-                                  lambda: moved([closing.asset_id], "asset_sold"))
+            await self._retry(f"offer invalidations after {auction_id}",
+                              lambda: moved([closing.asset_id], "asset_sold"))
         if self._on_finished is not None:
             try:
                 await self._on_finished(auction_id)
@@ -428,7 +430,8 @@ class AuctionHost:
         self.core = AuctionHostCore(name, cluster, on_finished=release)
         # The trade offers of the threads placed here: same process, same store connection.
         self.desk = OfferDesk(name, cluster, self.core.store, on_thread_done=release,
-                              send_elsewhere=partial(send_offers, cluster))
+                              send_elsewhere=partial(send_offers, cluster),
+                              opened=self.core.ready)
         self.core.on_assets_moved = self.desk.invalidate_assets
         self.core.settler.make_offer = partial(make_offer, cluster)
 

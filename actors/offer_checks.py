@@ -4,7 +4,7 @@ listings and the payer's balance as they are now; and what both users hear of a 
 
 from __future__ import annotations
 
-from actors.messages import OfferReply, refused
+from actors.messages import Refused, refused
 from market import ledger
 from market.errors import (
     ASSET_LISTED,
@@ -26,7 +26,7 @@ MOVED = {NOT_OWNER: "asset_moved", ASSET_NOT_FOUND: "asset_moved",
 
 
 async def sender_check(store: Store, offer: Offer, changed: dict[str, Offer],
-                       created: set[str]) -> OfferReply | None:
+                       created: set[str]) -> Refused | None:
     """At most MAX_ACTIVE_SENT active offers sent. The store counts those committed; this
     pass's changes (`changed`, of which `created` are new) are not committed yet: its new
     active offers count, and those it ended no longer do (an offer leaves `active` only
@@ -45,7 +45,7 @@ async def sender_check(store: Store, offer: Offer, changed: dict[str, Offer],
     return None
 
 
-async def owners_check(store: Store, offer: Offer, listed: bool = False) -> OfferReply | None:
+async def owners_check(store: Store, offer: Offer, listed: bool = False) -> Refused | None:
     """Every card owned by its side's party (and, for `listed`, in no auction or swap)."""
     for asset_id, frm, _ in offer.moves():
         asset = await store.get_asset(asset_id)
@@ -61,7 +61,7 @@ async def owners_check(store: Store, offer: Offer, listed: bool = False) -> Offe
     return None
 
 
-async def accept_check(store: Store, offer: Offer) -> OfferReply | None:
+async def accept_check(store: Store, offer: Offer) -> Refused | None:
     """Owners, listings, then whether the cash leg's payer can pay it now."""
     problem = await owners_check(store, offer, listed=True)
     if problem is not None:

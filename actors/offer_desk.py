@@ -54,6 +54,7 @@ from market.offers import (
     ACCEPTED,
     ACTIVE,
     COUNTER,
+    FAILED,
     SETTLED,
     Offer,
     Terms,
@@ -68,6 +69,7 @@ log = logging.getLogger("ece.offers")
 SendElsewhere = Callable[[str, list[OfferCommand]], Awaitable[object]]
 OnThreadDone = Callable[[str], Awaitable[None]]
 FINISH = "finish"  # internal: the swap of an accepted offer ended (`reason`: status or code)
+SWAP_CONFLICT = "SWAP_CONFLICT"  # `reason` of a swap refused past its point of no return
 INVALIDATE = "invalidate"
 
 
@@ -80,7 +82,8 @@ class OfferDesk(SerialLoop[OfferCommand, OfferReply]):
 
     def __init__(self, name: str, config: ClusterConfig, store: Store, clock: Clock = now_ms,
                  on_thread_done: OnThreadDone | None = None,
-                 send_elsewhere: SendElsewhere | None = None) -> None:
+                 send_elsewhere: SendElsewhere | None = None,
+                 opened: Callable[[], Awaitable[object]] | None = None) -> None:
         self.offers: dict[str, Offer] = {}  # live: active or accepted
         self._swapper = Swapper(store, config, clock)
         self._on_thread_done = on_thread_done
@@ -88,7 +91,9 @@ class OfferDesk(SerialLoop[OfferCommand, OfferReply]):
         self._live_in_thread: Counter[str] = Counter()
         self._created: set[str] = set()  # offers (and counters) made in this pass
         self._waiters: dict[str, list[asyncio.Future[OfferReply]]] = {}
-        super().__init__(name, store, clock, log)  # starts the loop; the timers are expiries
+        self._busy: set[str] = set()  # threads whose swap is still at work
+        # Starts the loop (`opened`: see SerialLoop); the timers are the offers' expiries.
+        super().__init__(name, store, clock, log, opened)
 
     # ---- public API (`submit`, `ready`, `wake`, `close`: actors.serial) --------------------
 
@@ -133,9 +138,7 @@ class OfferDesk(SerialLoop[OfferCommand, OfferReply]):
     async def _sweep(self) -> None:
         """Invalidate active offers whose assets moved while this desk was down."""
         for offer in [o for o in self.offers.values() if o.status == ACTIVE]:
-            if await owners_check(self.store, offer) is not None:
-                self._enqueue([OfferCommand(offer.offer_id, offer.thread_id, INVALIDATE,
-                                            reason="asset_moved")])
+            await self._recheck(offer)
 
     def _adopt(self, offer: Offer) -> None:
         if offer.offer_id not in self.offers:
@@ -173,7 +176,7 @@ class OfferDesk(SerialLoop[OfferCommand, OfferReply]):
         fenced = await self._commit(changed) if changed else set()
         for item, result in results:
             if item.command.offer_id in fenced or (
-                    result is not None and isinstance(result, OfferViewed)
+                    isinstance(result, OfferViewed)
                     and result.offer["offer_id"] in fenced):
                 result = refused(UNAVAILABLE, "offer moved to another host; retry")
             if result is None:  # an accept: answered when its swap ends
@@ -273,8 +276,10 @@ class OfferDesk(SerialLoop[OfferCommand, OfferReply]):
 
     async def _not_live(self, command: OfferCommand) -> OfferReply:
         """A command for an offer this desk does not hold live: final, elsewhere or none."""
+        if command.action in (INVALIDATE, FINISH):
+            return refused(OFFER_NOT_FOUND, "no such offer")  # over already: nothing to do
         record = await self.store.get_offer(command.offer_id)
-        if record is None or command.action in (INVALIDATE, FINISH):
+        if record is None:
             return refused(OFFER_NOT_FOUND, "no such offer")
         offer = Offer.from_dict(record)
         if not offer.is_final:
@@ -361,23 +366,34 @@ class OfferDesk(SerialLoop[OfferCommand, OfferReply]):
         async def attempt() -> None:
             outcome.append(await self._swapper.run(offer))
 
-        if not await self._retry(f"swap of {offer.offer_id}", attempt):
-            return
-        status, reason = outcome[-1]
-        if status == SETTLED:
-            # Before the offer is settled (and its thread may leave this host, which then
-            # may retire): every other active offer naming a moved card is invalidated.
-            await self._retry(f"invalidations after {offer.offer_id}",
-                        lambda: self.invalidate_assets(offer.assets, "asset_traded",
-                                                       keep=offer.offer_id))
-        self._enqueue([OfferCommand(offer.offer_id, offer.thread_id, FINISH,
-                                    reason=reason or status)])
+        self._busy.add(offer.thread_id)  # its thread stays here until the swap's work is done
+        try:
+            if not await self._retry(f"swap of {offer.offer_id}", attempt):
+                # A business refusal past the point of no return: only a card moved behind
+                # the lock's back can cause it. End the offer (and its waiters) loudly.
+                log.error("offer desk %s: swap of %s cannot complete; marking it failed",
+                          self.name, offer.offer_id)
+                outcome.append((FAILED, SWAP_CONFLICT))
+            status, reason = outcome[-1]
+            self._enqueue([OfferCommand(offer.offer_id, offer.thread_id, FINISH,
+                                        reason=reason or status)])
+            if status == SETTLED:
+                # Every other active offer naming a moved card is invalidated, before this
+                # thread may leave the host (which may then retire).
+                await self._retry(f"invalidations after {offer.offer_id}",
+                                  lambda: self.invalidate_assets(offer.assets, "asset_traded",
+                                                                 keep=offer.offer_id))
+        finally:
+            self._busy.discard(offer.thread_id)
+        await self._thread_done(offer)
 
     async def _recheck(self, offer: Offer) -> None:
+        """Invalidate an active offer whose cards are no longer where it says."""
         async def check() -> None:
-            if await owners_check(self.store, offer) is not None:
+            problem = await owners_check(self.store, offer)
+            if problem is not None:
                 self._enqueue([OfferCommand(offer.offer_id, offer.thread_id, INVALIDATE,
-                                            reason="asset_moved")])
+                                            reason=MOVED.get(problem.code, "asset_moved"))])
 
         await self._retry(f"re-check of {offer.offer_id}", check)
 
@@ -393,8 +409,12 @@ class OfferDesk(SerialLoop[OfferCommand, OfferReply]):
         await self._thread_done(offer)
 
     async def _thread_done(self, offer: Offer) -> None:
-        """Tell the directory a thread has no live offer left here (once it is told)."""
-        if offer.is_final and self._live_in_thread.get(offer.thread_id, 0) <= 0:
+        """Tell the directory a thread has no live offer left here (once it is told and its
+        swap's work is done)."""
+        if offer.thread_id in self._busy:
+            return  # the swap calls again when it is done
+        if self.offers.get(offer.offer_id, offer).is_final and \
+                self._live_in_thread.get(offer.thread_id, 0) <= 0:
             self._live_in_thread.pop(offer.thread_id, None)
             if self._on_thread_done is not None:
                 try:

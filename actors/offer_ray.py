@@ -6,7 +6,7 @@ from __future__ import annotations
 import ray
 
 from actors.config import ClusterConfig
-from actors.messages import OfferCommand, OfferReply, refused
+from actors.messages import OfferCommand, OfferReply, Refused, refused
 from market.errors import OVERLOADED
 
 
@@ -18,6 +18,8 @@ async def make_offer(config: ClusterConfig, command: OfferCommand) -> OfferReply
         return refused(OVERLOADED, "no host capacity")
     handle = ray.get_actor(host, namespace=config.namespace)
     replies: list[OfferReply] = await handle.submit_offers.remote([command])
+    if isinstance(replies[0], Refused):  # nothing was made: the thread is not placed
+        await directory.release.remote(command.thread_id, host)
     return replies[0]
 
 

@@ -33,9 +33,13 @@ class SerialLoop[C, R]:
 
     kind = "loop"
 
-    def __init__(self, name: str, store: Store, clock: Clock, log: logging.Logger) -> None:
+    def __init__(self, name: str, store: Store, clock: Clock, log: logging.Logger,
+                 opened: Callable[[], Awaitable[object]] | None = None) -> None:
+        """`opened`: awaited before recovery; by default it opens the store (a loop that
+        shares another's store waits for that one instead, so the store opens once)."""
         self.name = name
         self.store = store
+        self._opened = opened or store.open
         self.clock = clock
         self.log = log
         self.timers = Timers()
@@ -101,7 +105,7 @@ class SerialLoop[C, R]:
 
     async def _run(self) -> None:
         try:
-            await self.store.open()
+            await self._opened()
             await self._recover()
         except BaseException as exc:
             self.log.exception("%s %s failed to start", self.kind, self.name)

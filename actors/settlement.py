@@ -32,7 +32,7 @@ from actors.config import ClusterConfig
 from actors.messages import OfferCommand, OfferReply, Refused
 from market import ledger
 from market.auction import Auction
-from market.errors import INSUFFICIENT_FUNDS, MarketError
+from market.errors import ERRORS, INSUFFICIENT_FUNDS, MarketError
 from market.money import MAX_AMOUNT
 from market.offers import Offer, Side, Terms, second_chance_id
 from market.provenance import Record, next_record, token_id_for
@@ -96,19 +96,20 @@ class Settler:
         # payment); None where offers are not hosted (tests of the auction alone).
         self.make_offer: MakeOffer | None = None
 
-    async def settle(self, closing: Closing) -> None:
-        """One attempt of the whole saga; safe to repeat after any failure or crash."""
+    async def settle(self, closing: Closing) -> bool:
+        """One attempt of the whole saga; safe to repeat after any failure or crash. True
+        when the card went to a buyer."""
         winner = closing.winner
         if winner is None:
             await self.store.release(closing.auction_id, closing.asset_id)
             await self._notify(closing, None, None)
             await self.store.mark_told(closing.auction_id)
-            return
+            return False
         trade = self.trade(closing, winner)
         record = await self.store.get_auction(closing.auction_id)
         if record is None:
             log.error("settlement of %s: no such auction in the store", closing.auction_id)
-            return
+            return False
         if not record.get("settled"):
             await self._sell(closing, trade)
             record = await self.store.get_auction(closing.auction_id)
@@ -118,6 +119,7 @@ class Settler:
             await self._refund_if_paid(trade)
         await self._notify(closing, trade, error)
         await self.store.mark_told(closing.auction_id)
+        return not error
 
     def trade(self, closing: Closing, winner: str) -> TradeRecord:
         price = int(closing.view["final_price"])
@@ -169,12 +171,18 @@ class Settler:
         if self.make_offer is None:
             return None
         offer_id = second_chance_id(chance["auction_id"])
+        if await self.store.get_offer(offer_id) is not None:
+            return offer_id  # made by an earlier attempt of this saga
         terms = Terms(Side((chance["asset_id"],)), Side((), chance["price"]),
                       "Second chance: the winner did not pay", chance["expires_at"])
         offer = Offer(offer_id, chance["seller_id"], chance["user_id"], terms, chance["at"])
         reply = await self.make_offer(OfferCommand(offer_id, offer_id, "create",
                                                    by=chance["seller_id"], offer=offer.to_dict()))
-        if isinstance(reply, Refused):  # e.g. the card moved on meanwhile: the record stands
+        if isinstance(reply, Refused):
+            code = ERRORS.get(reply.code)
+            if code is not None and code.transient:
+                raise RuntimeError(f"second-chance offer: {reply.code}; retry")  # the saga
+            # e.g. the card moved on meanwhile: the second-chance record stands alone.
             log.warning("second-chance offer for %s refused: %s", chance["auction_id"],
                         reply.error)
             return None

@@ -63,7 +63,7 @@ class Swapper:
                     return FAILED, INSUFFICIENT_FUNDS
         for asset_id, frm, to in moves:
             chain = await self.store.load_provenance(token_id_for(asset_id)) or []
-            if _moved_by(offer, chain):
+            if await self._moved(offer, asset_id, to, chain):
                 continue  # an earlier attempt moved it (its new owner may have moved it on)
             record = self._transfer(offer, asset_id, chain, frm, to)
             await self.store.move_locked_asset(lock, asset_id, frm, to, record)
@@ -74,10 +74,24 @@ class Swapper:
         if offer.cash_leg() is not None and await self.store.get_entry(
                 ledger.entry_id_for(ledger.OFFER, offer.offer_id)) is not None:
             return True
-        for asset_id in offer.assets:
-            if _moved_by(offer, await self.store.load_provenance(token_id_for(asset_id)) or []):
+        for asset_id, _, to in offer.moves():
+            chain = await self.store.load_provenance(token_id_for(asset_id)) or []
+            if await self._moved(offer, asset_id, to, chain):
                 return True
         return False
+
+    async def _moved(self, offer: Offer, asset_id: str, to: str,
+                     chain: list[ProvenanceRecord]) -> bool:
+        """Whether this swap moved the asset already. Its chain says so (each move appends a
+        transfer naming the offer); a card without a chain to extend (minted before tokens)
+        has moved when `to` owns it outside the swap's lock."""
+        if any(r["kind"] == "transfer" and r["ref"] == offer.offer_id for r in chain):
+            return True
+        if chain and self._signer is not None:
+            return False
+        asset = await self.store.get_asset(asset_id)
+        return (asset is not None and asset["owner_id"] == to
+                and asset.get("listed_in") != offer_lock(offer.offer_id))
 
     def _transfer(self, offer: Offer, asset_id: str, chain: list[ProvenanceRecord], frm: str,
                   to: str) -> ProvenanceRecord | None:
@@ -95,6 +109,3 @@ class Swapper:
                         offer.offer_id, exc.message)
             return None
 
-
-def _moved_by(offer: Offer, chain: list[ProvenanceRecord]) -> bool:
-    return any(r["kind"] == "transfer" and r["ref"] == offer.offer_id for r in chain)

@@ -19,8 +19,16 @@ from actors.clock import now_ms
 from actors.messages import OfferCommand, OfferReply, OfferViewed
 from gateway.rest import ApiError, caller, json_body, query_int, rate_limited
 from gateway.state import Gateway, gateway_of
-from market.errors import INVALID, NOT_FOUND, OFFER_NOT_FOUND, RATE_LIMITED, MarketError
+from market.errors import (
+    INVALID,
+    NOT_FOUND,
+    OFFER_NOT_FOUND,
+    RATE_LIMITED,
+    UNAVAILABLE,
+    MarketError,
+)
 from market.offers import (
+    ACCEPT,
     ACTIONS,
     ACTIVE,
     COUNTER,
@@ -88,7 +96,7 @@ async def make_offer(gateway: Gateway, user_id: str, body: Mapping[str, Any]) ->
     stored = await gateway.store.get_offer(offer.offer_id)
     if stored is not None and stored["from_id"] == user_id:
         return await gateway.named(offer_json(stored))  # a retried create
-    if await gateway.store.get_user(to_id) is None:
+    if await gateway.username_of(to_id) is None:
         raise MarketError(INVALID, "to_id: no such user", field="to_id")
     wait = gateway.quotas["offers"].take(user_id)
     if wait is not None:
@@ -115,7 +123,10 @@ async def act_on_offer(gateway: Gateway, user_id: str, offer_id: str, action: st
                            terms=terms)
     try:
         reply = await asyncio.wait_for(gateway.router.send_offer(command), ACCEPT_WAIT_S)
-    except TimeoutError:  # the swap takes longer: its end comes on the user channel
+    except TimeoutError:
+        if action != ACCEPT:
+            raise MarketError(UNAVAILABLE, "the offer's host is slow to answer; retry") from None
+        # The swap takes longer: the offer is `accepted`; its end comes on the user channel.
         return await gateway.named(offer_json(await _visible(gateway, user_id, offer_id)))
     return await _answer(gateway, reply)
 

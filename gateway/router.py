@@ -36,6 +36,7 @@ from market.errors import (
     OVERLOADED,
     UNAVAILABLE,
 )
+from market.offers import ACCEPT
 from storage import Store
 from storage.records import AuctionRecord
 
@@ -208,15 +209,20 @@ class Router:
             return await self._not_served(command.auction_id)
         return cast(Reply, result)
 
-    async def _route(self, key: str, command: Sent, offers: bool = False) -> Answer | None:
-        """Deliver a command to the host of auction or offer thread `key`; None when no
-        host serves it."""
+    async def _route(self, key: str, command: Sent, offers: bool = False,
+                     alone: bool = False) -> Answer | None:
+        """Deliver a command to the host of auction or offer thread `key` (`alone`: in a
+        Ray call of its own, not batched); None when no host serves it."""
         for _ in range(2):
             try:
                 name = await self.locate(key)
                 if name is None:
                     return None
-                result = await self.host(name, offers).call(command)
+                client = self.host(name, offers)
+                if alone:
+                    result = (await client.method.remote([command]))[0]
+                else:
+                    result = await client.call(command)
             except ValueError:
                 # No such actor: a host retired after its auctions finished. The cached
                 # location is stale; the directory knows (and revives nothing it retired).
@@ -238,7 +244,12 @@ class Router:
             return refused(OVERLOADED, "too many commands in flight; retry shortly")
         self._inflight += 1
         try:
-            result = await self._route(command.thread_id, command, offers=True)
+            if command.action == ACCEPT:
+                # An accept is answered when its swap ends: it travels alone, so the commands
+                # batched with it (and the host's other calls) never wait for a swap.
+                result = await self._route(command.thread_id, command, offers=True, alone=True)
+            else:
+                result = await self._route(command.thread_id, command, offers=True)
         finally:
             self._inflight -= 1
         if result is None:

@@ -427,6 +427,9 @@ async def _offer_op(gateway: Gateway, conn: Connection, user_id: str, message: d
         reply: dict[str, Any] = {"op": "ack", "req_id": req_id, "offer": offer}
     except MarketError as exc:
         reply = ProtocolError(exc.code, exc.message, req_id, **exc.details).frame()
+    except Exception:  # a store or Ray failure: the request is answered all the same
+        log.exception("%s failed", op)
+        reply = ProtocolError(UNAVAILABLE, "could not do that now; retry", req_id).frame()
     conn.send(reply, encoding=encoding)
 
 

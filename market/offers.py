@@ -168,7 +168,7 @@ def _expiry(body: Mapping[str, Any], now: int) -> int:
             raise _invalid("expires_at", "must be integer epoch milliseconds")
         ahead = expires_at - now
     elif expires_in is not None:
-        if not is_amount(expires_in) or expires_in > MAX_EXPIRY_MS:
+        if not is_amount(expires_in) or expires_in > MAX_EXPIRY_MS:  # a cheap bound first
             raise _invalid("expires_in", "must be an integer number of seconds")
         ahead = expires_in * 1000
     else:
@@ -233,16 +233,16 @@ class Offer:
             return self.to_id, self.from_id, self.want.cash
         return None
 
-    def cash_entry(self, fee_bps: int, at: int, payer_available: int = MAX_AMOUNT
-                   ) -> ledger.Entry | None:
+    def cash_entry(self, fee_bps: int, at: int) -> ledger.Entry | None:
         """The swap's ledger entry (keyed by the offer id): the payer pays the cash, the
         receiver gets it less `fee_bps` (the fee of the cash leg only)."""
         leg = self.cash_leg()
         if leg is None:
             return None
         payer, receiver, cash = leg
+        # The store refuses the entry if the payer cannot pay (the swap then fails).
         return ledger.settlement(self.offer_id, payer, receiver, cash, fee_bps, 0, at,
-                                 payer_available, cause=ledger.OFFER)
+                                 MAX_AMOUNT, cause=ledger.OFFER)
 
     # ---- changes -----------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from market.catalog import normal_grade
 from market.errors import ASSET_MOVED, PAYMENT_FAILED
+from market.offers import ACCEPTED, ACTIVE
 from storage.records import (
     AccountRecord,
     AssetRecord,
@@ -38,7 +39,7 @@ FINISHED_STATUSES: tuple[str, ...] = ("closed", "cancelled")
 # `listed_in` of an asset locked by an accepted offer's swap: OFFER_LOCK_PREFIX + offer_id.
 OFFER_LOCK_PREFIX = "offer:"
 # Offer statuses in which a host still owns the offer.
-LIVE_OFFER_STATUSES: tuple[str, ...] = ("active", "accepted")
+LIVE_OFFER_STATUSES: tuple[str, ...] = (ACTIVE, ACCEPTED)
 
 
 def offer_lock(offer_id: str) -> str:

@@ -495,14 +495,6 @@ def test_cash_entry_the_receiver_pays_the_fee(side: str, payer: str, receiver: s
                                                   ledger.user_account(receiver)}
 
 
-def test_cash_entry_is_refused_beyond_what_the_payer_has() -> None:
-    offer = make(want={"cash": 1_000})
-    with pytest.raises(MarketError) as exc:
-        offer.cash_entry(100, NOW, payer_available=999)
-    assert code_of(exc) == "INSUFFICIENT_FUNDS"
-    assert offer.cash_entry(100, NOW, payer_available=1_000) is not None
-
-
 def test_the_fee_rounds_down() -> None:
     entry = make(want={"cash": 399}).cash_entry(250, NOW)
     assert entry is not None and entry.amount_of(ledger.FEES) == 9  # 9.975
