@@ -84,7 +84,7 @@ class TimeLimit(Exception):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="every stage, small, < 2 min")
+    parser.add_argument("--quick", action="store_true", help="every stage, small, < 2.5 min")
     parser.add_argument("--out", type=Path, help="JSON output (default results/latest.json)")
     parser.add_argument("--k", type=int, help="live auctions in the end-to-end workload")
     parser.add_argument("--b", type=int, help="bidder sockets per auction")

@@ -61,6 +61,6 @@ class Params:
             per_actor_budget_s=15.0 if quick else 75.0,
             per_actor_memory_budget=int(min(4 * GiB, available * 0.2)),
             close_lag_auctions=200 if quick else 2000,
-            time_limit_s=115.0 if quick else 590.0,
+            time_limit_s=140.0 if quick else 590.0,
         )
         return p

@@ -77,4 +77,4 @@ async def _run(base: str, offers: int) -> dict[str, Any]:
 
 
 def offers_stage(params: Params, server: Managed) -> dict[str, Any]:
-    return asyncio.run(_run(server.base, 40 if params.quick else 300))
+    return asyncio.run(_run(server.base, CONCURRENCY if params.quick else 300))

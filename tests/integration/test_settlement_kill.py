@@ -34,7 +34,7 @@ from market.provenance import verify_chain
 from storage import open_store
 from storage.base import SETTLE_PAYMENT_FAILED
 from testkit.client import FUNDS, Api, User, connect, wait_for
-from testkit.processes import MANY_USERS, Managed, start_ece
+from testkit.processes import MANY_USERS, Managed, crash, start_ece
 from testkit.provenance import outsider_verifies
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow,
@@ -180,26 +180,6 @@ def launch(tmp_path: Path) -> Iterator:
         server.stop()
 
 
-def sigkill_now(victim: Managed, known: list[psutil.Process]) -> list[psutil.Process]:
-    """Crash the server this instant: SIGSTOP the processes already known (the sagas run in
-    the host actors' workers), then SIGKILL them and any started since, deepest first, then
-    `kill()` the leader, its group and whatever else it recorded. Stopping first keeps every
-    process in the tree until the end: none is orphaned (and missed) by its parent dying
-    first. Returns the processes killed, once they are gone (one in an fsync dies as the
-    fsync returns, its commit made, as after a power cut)."""
-    procs = list(known)
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            proc.suspend()
-    procs += [proc for proc in victim.descendants() if proc not in procs]
-    for proc in reversed(procs):
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    victim.kill()
-    psutil.wait_procs(procs, timeout=10)
-    return procs
-
-
 async def healthy(http: aiohttp.ClientSession, server: Managed) -> bool:
     try:
         async with http.get(server.base + "/healthz",
@@ -296,7 +276,7 @@ async def test_sigkill_during_a_burst_of_closes_settles_each_auction_once(start_
                                                  f"{victim.log_tail()}"))
                 await asyncio.sleep(0.002)
                 state = peek(db_path)
-        killed = sigkill_now(victim, known)
+        killed = crash(victim, known)  # SIGSTOP the tree, then SIGKILL it, as a power cut
         seen = "a half-done saga seen" if mid_saga(state, before) else "end of window"
         after = peek(db_path)
         story.append(f"{label} at {clock()} ({seen}: {state}); store after: {after}")

@@ -98,7 +98,7 @@ async def test_the_premium_counts_and_a_sale_moves_money_and_card(ray_cluster, t
         api = ece.api
         seller, buyer = await api.signup("s", funds=0), await api.signup("b", funds=0)
         await api.deposit(buyer, 1_100)
-        view = await api.auction(seller, start_price=1_000, duration_ms=1_500,
+        view = await api.auction(seller, start_price=1_000, duration_ms=5_000,
                                  soft_close_ms=0)
         ws = await connect(ece.http, ece.base, buyer)
         refused = await ws.bid(view["auction_id"], 1_001)  # 1001 + 100 premium > 1100
