@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test test-fast bench bench-quick loadtest lint browser-deps clean
+.PHONY: run test test-fast bench bench-quick loadtest lint browser-deps vendor-charts clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 13), f"Python 3.13 needed, found {sys.version}"'
@@ -56,6 +56,21 @@ loadtest: $(TEST_STAMP)
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+# TradingView's lightweight-charts (Apache-2.0), vendored for the web UI's charts: its
+# standalone ES module (no imports, no bundler), licence, typings (the API of the pinned
+# version) and VERSION. `make vendor-charts` refreshes it from npm; bump CHARTS_VERSION to
+# upgrade. No node_modules anywhere: the package is packed into a temp dir and copied.
+CHARTS_VERSION := 5.2.1
+CHARTS_DIR := gateway/static/vendor/lightweight-charts
+vendor-charts:
+	@set -euo pipefail; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  (cd "$$tmp" && npm pack --silent lightweight-charts@$(CHARTS_VERSION) >/dev/null && tar xzf lightweight-charts-$(CHARTS_VERSION).tgz); \
+	  mkdir -p $(CHARTS_DIR); \
+	  cp "$$tmp/package/dist/lightweight-charts.standalone.production.mjs" "$$tmp/package/dist/typings.d.ts" \
+	     "$$tmp/package/LICENSE" $(CHARTS_DIR)/; \
+	  echo "lightweight-charts $(CHARTS_VERSION)" > $(CHARTS_DIR)/VERSION; \
+	  echo "vendored lightweight-charts $(CHARTS_VERSION) into $(CHARTS_DIR)"
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache .hypothesis

@@ -28,6 +28,8 @@ class ClusterConfig:
     buyer_premium_bps: int = 0
     # Fee of a trade offer's cash leg, paid by whoever receives the cash (market.offers).
     offer_fee_bps: int = 0
+    # Price projections (actors.analytics.prices), each owning the cards that hash to it.
+    price_shards: int = 1
     # The exchange's Ed25519 provenance key (base64 of 32 raw bytes): hosts sign the token
     # transfers of the sales they settle. Empty: no signer (tests of the rules alone).
     provenance_key: str = field(default="", repr=False)
@@ -39,6 +41,9 @@ class ClusterConfig:
 
     def directory_name(self) -> str:
         return f"{self.instance}:directory"
+
+    def analytics_name(self) -> str:
+        return f"{self.instance}:analytics"
 
     def host_name(self, index: int) -> str:
         return f"{self.instance}:host:{index}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from storage import Conflict
 
@@ -30,3 +30,11 @@ async def retry(what: str, step: Callable[[], Awaitable[object]], log: logging.L
         await asyncio.sleep(delay)
         delay = min(delay * 2, RETRY_MAX_S)
         attempt += 1
+
+
+def backoff_delays() -> Iterator[float]:
+    """RETRY_FIRST_S, doubling, capped at RETRY_MAX_S, for ever (loops that must not stop)."""
+    delay = RETRY_FIRST_S
+    while True:
+        yield delay
+        delay = min(delay * 2, RETRY_MAX_S)

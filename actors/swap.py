@@ -96,14 +96,16 @@ class Swapper:
     def _transfer(self, offer: Offer, asset_id: str, chain: list[ProvenanceRecord], frm: str,
                   to: str) -> ProvenanceRecord | None:
         """The token's signed record of this move, or None: no chain to extend (a card
-        minted before tokens) or no signer."""
+        minted before tokens) or no signer. It carries the price when the swap is a sale
+        (`Offer.sale_price`): the store then adds it to the sales feed."""
         if not chain or self._signer is None:
             return None
         token_id, tail = token_id_for(asset_id), chain[-1]
         try:
             return cast(ProvenanceRecord, next_record(
                 token_id, cast(Record, tail), "transfer", frm=frm, to=to, reason="offer",
-                ref=offer.offer_id, price=None, at=offer.updated_at, signer=self._signer))
+                ref=offer.offer_id, price=offer.sale_price(), at=offer.updated_at,
+                signer=self._signer))
         except MarketError as exc:
             log.warning("no transfer record of %s for offer %s: %s", asset_id,
                         offer.offer_id, exc.message)

@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import generate_latest
 
+from gateway.analytics import routes as analytics_routes
 from gateway.catalog import routes as catalog_routes
 from gateway.config import Settings
 from gateway.offers import routes as offer_routes
@@ -94,6 +95,7 @@ def build_app(settings: Settings) -> web.Application:
     app.add_routes(token_routes)
     app.add_routes(wallet_routes)
     app.add_routes(offer_routes)
+    app.add_routes(analytics_routes)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/config.js", config_js)

@@ -1,4 +1,5 @@
 """`ece serve`: the composition root. Starts (or joins) Ray, the actors and the gateway.
+`ece seed` and `ece rebuild analytics` are the operator's long commands (gateway.maintenance).
 
 Ray reads some settings from the environment when it is imported, so `main` sets them first
 and everything that imports Ray (the actors, the gateway app) is imported after, inside the
@@ -70,6 +71,10 @@ async def serve(settings: Settings) -> None:
     gc.set_threshold(50_000, 20, 50)
     directory = get_or_create_directory(settings.cluster())
     await directory.ready.remote()  # hosts recovered, overdue auctions closing
+    if settings.analytics:
+        from actors.analytics.actor import get_or_create_analytics
+
+        await get_or_create_analytics(settings.cluster()).ready.remote()
     app = build_app(settings)
     runner = web.AppRunner(app, shutdown_timeout=10.0, access_log=None)
     await runner.setup()
@@ -87,7 +92,7 @@ async def serve(settings: Settings) -> None:
     if settings.seed:
         from gateway.seed import run_demo
 
-        demo = asyncio.create_task(run_demo(url, settings, app[GATEWAY].store))
+        demo = asyncio.create_task(run_demo(url, settings, app[GATEWAY]))
     await stop.wait()
     print("ECE shutting down", flush=True)
     if demo is not None:
@@ -99,6 +104,27 @@ async def serve(settings: Settings) -> None:
             break
         await asyncio.sleep(0.05)
     await runner.cleanup()  # closes sockets with 1001 (going away)
+
+
+def _settings() -> Settings | None:
+    try:
+        return Settings.from_env()
+    except ValueError as exc:
+        print(f"ece: bad setting: {exc}", file=sys.stderr)
+        return None
+
+
+def _maintenance(args: argparse.Namespace) -> int:
+    from gateway import maintenance
+
+    settings = _settings()
+    if settings is None:
+        return 2
+    logging.basicConfig(level=logging.WARNING)
+    if args.command == "seed":
+        sales = settings.seed_sales if args.sales is None else max(0, args.sales)
+        return maintenance.run(maintenance.seed(settings, sales))
+    return maintenance.run(maintenance.rebuild(settings, args.resume))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,16 +139,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="the exchange to read the chain from")
     verify.add_argument("--public-key", help="the exchange's public key (base64) you trust; "
                         "default: the one the exchange publishes at /api/tokens/key")
+    seed = sub.add_parser("seed", help="add the demo catalog and simulated market history")
+    seed.add_argument("--sales", type=int, default=None,
+                      help="simulated sales to add (default ECE_SEED_SALES)")
+    rebuild = sub.add_parser("rebuild", help="recompute projections from the facts")
+    rebuild.add_argument("what", choices=["analytics"])
+    rebuild.add_argument("--resume", action="store_true",
+                         help="continue an interrupted rebuild instead of starting over")
     args = parser.parse_args(argv)
+    if args.command in ("seed", "rebuild"):
+        return _maintenance(args)
     if args.command == "verify-provenance":
         from gateway.verify import verify_token
 
         return verify_token(args.url, args.token_id, args.public_key)
     if args.command == "serve":
-        try:
-            settings = Settings.from_env()
-        except ValueError as exc:
-            print(f"ece: bad setting: {exc}", file=sys.stderr)
+        settings = _settings()
+        if settings is None:
             return 2
         logging.basicConfig(
             level=settings.log_level,

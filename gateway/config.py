@@ -185,6 +185,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ECE_OFFER_FEE_BPS", "offer_fee_bps", "int", 0,
             "fee in basis points of a trade offer's cash leg, paid by whoever receives the "
             "cash (cards swap free)", min=0, max=10_000),
+    Setting("ECE_ANALYTICS", "analytics", "bool", True,
+            "run the analytics projections (0: bids and the rest run without them)"),
+    Setting("ECE_PRICE_SHARDS", "price_shards", "int", 1,
+            "price projections, each owning the cards that hash to it", min=1, max=64),
+    Setting("ECE_SEED_SALES", "seed_sales", "int", 120_000,
+            "simulated sales of market history `ECE_SEED` adds to an empty feed", min=0,
+            max=2_000_000),
     Setting("ECE_BALANCE_CHECK", "balance_check", "bool", True,
             "refuse bids beyond the bidder's available balance (0: benchmark only)"),
     _positive("ECE_RATE_LIMIT", "rate_per_s", 50.0, "per-user bids per second"),
@@ -250,6 +257,9 @@ class Settings:
     seller_fee_bps: int = _default("seller_fee_bps")
     buyer_premium_bps: int = _default("buyer_premium_bps")
     offer_fee_bps: int = _default("offer_fee_bps")
+    analytics: bool = _default("analytics")
+    price_shards: int = _default("price_shards")
+    seed_sales: int = _default("seed_sales")
     balance_check: bool = _default("balance_check")
     rate_per_s: float = _default("rate_per_s")
     rate_burst: float = _default("rate_burst")
@@ -309,6 +319,7 @@ class Settings:
             seller_fee_bps=self.seller_fee_bps,
             buyer_premium_bps=self.buyer_premium_bps,
             offer_fee_bps=self.offer_fee_bps,
+            price_shards=self.price_shards,
             provenance_key=base64.b64encode(self.provenance_private_key()).decode(),
         )
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from actors.tail import GapCursor
 from storage import Store
 from storage.records import NoticeRecord
 
@@ -93,17 +94,15 @@ class Notices:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.balances = Balances()
-        self.cursor = 0
-        self._clock = clock
+        self._cursor = GapCursor(0, GAP_WAIT_S, "notice feed", clock)
         self._enrich = enrich
         self._watches: dict[str, dict[Subscriber, _Watch]] = {}
-        self._gap_since: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._caught_up = asyncio.Event()
 
     async def start(self) -> None:
         """Load every balance, then tail the feed from its current end."""
-        self.cursor = await self.store.notice_position()
+        self._cursor.pos = await self.store.notice_position()
         self.balances.load(await self.store.user_balances())
         self._task = asyncio.get_running_loop().create_task(self._tail())
 
@@ -136,23 +135,14 @@ class Notices:
     async def take(self, rows: list[NoticeRecord]) -> int:
         """Apply feed rows in position order, stopping at a gap still worth waiting for;
         returns how many were applied."""
-        taken = 0
-        for row in rows:
-            if row["pos"] <= self.cursor:
-                continue
-            if row["pos"] > self.cursor + 1:
-                now = self._clock()
-                if self._gap_since is None:
-                    self._gap_since = now
-                if now - self._gap_since < GAP_WAIT_S:
-                    break
-                log.warning("notice feed: positions %d..%d never arrived; moving on",
-                            self.cursor + 1, row["pos"] - 1)
-            self._gap_since = None
-            self.cursor = row["pos"]
+        taken = self._cursor.take(rows)
+        for row in taken:
             await self._apply(row)
-            taken += 1
-        return taken
+        return len(taken)
+
+    @property
+    def cursor(self) -> int:
+        return self._cursor.pos
 
     async def _apply(self, notice: NoticeRecord) -> None:
         data = notice["data"]

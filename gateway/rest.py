@@ -144,9 +144,11 @@ def take_quota(request: web.Request, kind: str, user_id: str) -> None:
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    if not gateway_of(request).ready:
+    gateway = gateway_of(request)
+    if not gateway.ready:
         raise ApiError(UNAVAILABLE, "starting")
-    return web.json_response({"status": "ok"})
+    return web.json_response({"status": "ok", "seeding": gateway.seeding,
+                              "analytics": gateway.lag})
 
 
 @routes.post("/api/users")

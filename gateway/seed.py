@@ -17,6 +17,8 @@ import aiohttp
 
 from gateway.catalog import card_record
 from gateway.config import Settings
+from gateway.history import CATALOG_SEED, COPIES, seed_history
+from gateway.state import Gateway
 from market.catalog import Grading
 from market.catalog_demo import demo_catalog, demo_copies
 from storage import Conflict, Store
@@ -28,9 +30,6 @@ DEMO_FILE = "demo-accounts.json"
 DEMO_FUNDS = 500_000  # cents: each demo user's opening deposit ($5,000)
 BOT_FUNDS = 5_000_000  # each bot's ($50,000)
 LIVE_TARGET = 6
-# The demo catalog and its graded copies are the same on every run (market.catalog_demo).
-CATALOG_SEED = 1
-COPIES = 5_000
 
 
 def demo_passwords(data_dir: Path, names: list[str]) -> dict[str, str]:
@@ -131,8 +130,10 @@ async def _keep_listings(http: aiohttp.ClientSession, base: str, sellers: list[d
         await asyncio.sleep(5)
 
 
-async def _bot(http: aiohttp.ClientSession, base: str, name: str, password: str) -> None:
-    """Bids now and then on English auctions, with a private maximum, like a patient human."""
+async def _bot(http: aiohttp.ClientSession, base: str, name: str, password: str,
+               sellers: set[str]) -> None:
+    """Bids now and then on the demo sellers' English auctions (never a real user's), with a
+    private maximum, like a patient human."""
     account = await _account(http, base, name, password)
     await _fund(http, base, account, BOT_FUNDS)
     ws_url = base.replace("http", "ws", 1) + f"ws?token={account['token']}"
@@ -144,7 +145,7 @@ async def _bot(http: aiohttp.ClientSession, base: str, name: str, password: str)
                     await asyncio.sleep(random.uniform(2.0, 6.0))
                     async with http.get(f"{base}api/auctions?status=live") as response:
                         live = [a for a in (await response.json())["auctions"]
-                                if a["type"] == "english" and a["seller_id"] != account["user_id"]
+                                if a["type"] == "english" and a["seller_id"] in sellers
                                 and a["leader_id"] != account["user_id"]]
                     if not live:
                         continue
@@ -159,8 +160,20 @@ async def _bot(http: aiohttp.ClientSession, base: str, name: str, password: str)
             await asyncio.sleep(1)
 
 
-async def run_demo(base: str, settings: Settings, store: Store) -> None:
-    copies = await seed_catalog(store)
+async def seed_market(gateway: Gateway) -> None:
+    """Two years of simulated sales for the charts, unless the feed has them already."""
+    gateway.seeding = True
+    try:
+        added = await seed_history(gateway.store, gateway.settings.seed_sales)
+        if added:
+            log.info("demo: added %d simulated sales of market history", added)
+    finally:
+        gateway.seeding = False
+
+
+async def run_demo(base: str, settings: Settings, gateway: Gateway) -> None:
+    copies = await seed_catalog(gateway.store)
+    await seed_market(gateway)
     bot_names = [f"bot{i + 1}" for i in range(settings.bots)]
     passwords = demo_passwords(settings.data_dir, [*DEMO_USERS, *bot_names])
     bots: list[asyncio.Task] = []
@@ -169,7 +182,8 @@ async def run_demo(base: str, settings: Settings, store: Store) -> None:
             sellers = [await _account(http, base, name, passwords[name]) for name in DEMO_USERS]
             for seller in sellers:
                 await _fund(http, base, seller, DEMO_FUNDS)
-            bots = [asyncio.create_task(_bot(http, base, name, passwords[name]))
+            demo_sellers = {seller["user_id"] for seller in sellers}
+            bots = [asyncio.create_task(_bot(http, base, name, passwords[name], demo_sellers))
                     for name in bot_names]
             print("Demo accounts (username / password, kept in "
                   f"{settings.data_dir / DEMO_FILE}):", flush=True)

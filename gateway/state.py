@@ -14,8 +14,11 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSCloseCode, web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from actors.analytics.runner import read_lag
+from actors.clock import now_ms
 from actors.messages import GetView, Viewed
 from gateway.auth import Tokens
+from gateway.channels import Channels
 from gateway.config import Settings
 from gateway.fanout import HostFeeds, Hub, WatcherFeeds
 from gateway.limits import ConnectionCounter, KeyedLimiter, LRUCache
@@ -53,6 +56,12 @@ class Metrics:
             buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=self.registry,
         )
+        self.lag_facts = Gauge("ece_projection_lag_facts",
+                               "Feed facts an analytics projection has not folded yet",
+                               ["projection"], registry=self.registry)
+        self.lag_seconds = Gauge("ece_projection_lag_seconds",
+                                 "Age of the oldest fact a projection has not folded yet",
+                                 ["projection"], registry=self.registry)
 
 
 class Gateway:
@@ -87,11 +96,15 @@ class Gateway:
         self._assets_of: LRUCache[str, str] = LRUCache(MAX_KEYS)  # auction id -> asset id
         self._usernames: LRUCache[str, str] = LRUCache(MAX_KEYS)  # user id -> username
         self.notices = Notices(self.store, self.notice_data)
+        self.channels = Channels(self.store, self.refresh_lag)
+        self.lag: dict[str, dict[str, Any]] = {}  # projection -> lag (refreshed each second)
+        self.seeding = False  # the demo's market history is being added
 
     async def start(self) -> None:
         await self.store.open()
         await self.check_ledger()
         await self.notices.start()
+        await self.channels.start()
         self.router = Router(self.settings.cluster(), self.store, self.settings.max_inflight)
         # Chosen once: one poller per host, or (the naive baseline) one per watcher.
         feeds = HostFeeds if self.settings.batching else WatcherFeeds
@@ -108,6 +121,7 @@ class Gateway:
     async def stop(self) -> None:
         """Shutdown, last step (after every handler finished): release the store."""
         await self.notices.close()
+        await self.channels.close()
         await self.hub.close()
         await self.store.close()
 
@@ -121,6 +135,13 @@ class Gateway:
             for problem in problems[:20]:
                 log.error("ledger: %s", problem)
             raise StoreError(f"the ledger is broken ({len(problems)} problems); not serving")
+
+    async def refresh_lag(self) -> None:
+        """The projections' lag, for /healthz, /api/analytics/market and the metrics."""
+        self.lag = await read_lag(self.store, self.settings.price_shards, now_ms())
+        for name, lag in self.lag.items():
+            self.metrics.lag_facts.labels(name).set(lag["facts_behind"])
+            self.metrics.lag_seconds.labels(name).set(lag["seconds_behind"])
 
     async def listing_of(self, asset_id: str) -> Listing:
         """What the auction list shows of an asset: its title and its card (immutable, so

@@ -12,6 +12,7 @@ from aiohttp import WSMsgType, web
 
 from actors.messages import Acked, Refused
 from gateway.auth import TokenError
+from gateway.channels import MAX_CHANNELS, is_channel
 from gateway.limits import TokenBucket
 from gateway.offers import act_on_offer, make_offer
 from gateway.protocol import (
@@ -214,6 +215,7 @@ async def _serve(gateway: Gateway, conn: Connection, bad_token: bool) -> None:
         gateway.connections.discard(conn)
         gateway.metrics.connections.dec()
         gateway.hub.drop(conn)
+        gateway.channels.drop(conn)
         _leave_user_channel(gateway, conn)
         if conn.writer is not None:
             conn.writer.cancel()
@@ -325,9 +327,14 @@ def _check_buying_power(gateway: Gateway, user_id: str, bid: BidRequest) -> None
 
 def _user_channel(gateway: Gateway, conn: Connection, message: dict, op: str, req_id: Any,
                   encoding: str) -> None:
-    """`{"op": "subscribe", "channel": "me", "since"?}` and its unsubscribe."""
-    if message.get("channel") != "me":
-        raise ProtocolError(INVALID, "the only channel is 'me'", req_id)
+    """`{"op": "subscribe", "channel": "me", "since"?}` and its unsubscribe; the analytics
+    channels (`card:<card_id>`, `market`) are `_analytics_channel`'s."""
+    channel = message.get("channel")
+    if is_channel(channel):
+        _analytics_channel(gateway, conn, str(channel), op, req_id, encoding)
+        return
+    if channel != "me":
+        raise ProtocolError(INVALID, "channel must be me, market or card:<card_id>", req_id)
     if op == "unsubscribe":
         _leave_user_channel(gateway, conn)
         conn.send({"op": "ack", "req_id": req_id, "channel": "me"}, encoding=encoding)
@@ -347,6 +354,16 @@ def _user_channel(gateway: Gateway, conn: Connection, message: dict, op: str, re
     conn.me = user_id
     conn.pending_subscribes += 1
     gateway.hub.spawn(_subscribe_me(gateway, conn, user_id, since, req_id, encoding, ticket))
+
+
+def _analytics_channel(gateway: Gateway, conn: Connection, channel: str, op: str, req_id: Any,
+                       encoding: str) -> None:
+    if op == "unsubscribe":
+        gateway.channels.unsubscribe(conn, channel)
+    elif not gateway.channels.subscribe(conn, channel):
+        raise ProtocolError(OVERLOADED, f"at most {MAX_CHANNELS} analytics channels per socket",
+                            req_id)
+    conn.send({"op": "ack", "req_id": req_id, "channel": channel}, encoding=encoding)
 
 
 def _leave_user_channel(gateway: Gateway, conn: Connection) -> None:

@@ -75,6 +75,9 @@ OFFER_NOT_FOUND = _declare("OFFER_NOT_FOUND", 404,
                            "no such offer, or the caller is not one of its two parties")
 OFFER_NOT_ACTIVE = _declare("OFFER_NOT_ACTIVE", 409,
                             "the offer is no longer active; `status` carries its state")
+# Analytics
+INDEX_NOT_FOUND = _declare("INDEX_NOT_FOUND", 404,
+                           "no index for this segment and interval (yet): see /api/market/segments")
 # Internal: never sent to a client
 NOT_HERE = _declare("NOT_HERE", 400, "host to router: this host does not serve the auction",
                     transient=True, internal=True)

@@ -233,6 +233,16 @@ class Offer:
             return self.to_id, self.from_id, self.want.cash
         return None
 
+    def sale_price(self) -> int | None:
+        """The price of the card, when this swap is a sale: one card for cash alone (no card
+        comes back, no cash goes with the card). Anything else has no price of its own."""
+        sides = [(self.give, self.want), (self.want, self.give)]
+        for card_side, cash_side in sides:
+            if len(card_side.assets) == 1 and not card_side.cash and not cash_side.assets \
+                    and cash_side.cash > 0:
+                return int(cash_side.cash)
+        return None
+
     def cash_entry(self, fee_bps: int, at: int) -> ledger.Entry | None:
         """The swap's ledger entry (keyed by the offer id): the payer pays the cash, the
         receiver gets it less `fee_bps` (the fee of the cash leg only)."""

@@ -15,6 +15,7 @@ from typing import Any
 from market.catalog import normal_grade
 from market.errors import ASSET_MOVED, PAYMENT_FAILED
 from market.offers import ACCEPTED, ACTIVE
+from storage.facts import FactStore
 from storage.records import (
     AccountRecord,
     AssetRecord,
@@ -146,7 +147,7 @@ def population_order(row: Mapping[str, Any]) -> tuple[str, float]:
     return str(row["grader"]), (1.0 if grade is None else -float(grade))
 
 
-class Store(abc.ABC):
+class Store(FactStore):
     """Persistence for users, the card catalog, assets and their tokens' provenance chains,
     auctions (event log + views + snapshots) and trades."""
 
@@ -318,11 +319,17 @@ class Store(abc.ABC):
         Conflict PROVENANCE_CONFLICT, nothing changed and the auction left unsettled, if it
         is not such a record or does not extend the chain (seq, prev_hash) while the sale
         would otherwise happen.
+
+        Facts (storage.facts): a sale of a catalog card's graded copy appends its SaleRecord
+        (source auction, key `auction_sale_key`, price = trade price) to the sales feed, and
+        the settling call appends the auction's ClosingRecord (sold, or asset_moved), in the
+        same atomic step (MongoDB: before `settled` is set; both idempotent by key).
         """
 
     @abc.abstractmethod
     async def release(self, auction_id: str, asset_id: str) -> bool:
-        """Unlist the asset of an unsold/cancelled auction, mark settled; True if newly."""
+        """Unlist the asset of an unsold/cancelled auction, mark settled; True if newly.
+        Appends the auction's ClosingRecord (unsold) in the same step, once."""
 
     @abc.abstractmethod
     async def unsettled_finished(self) -> list[AuctionRecord]:
@@ -436,7 +443,8 @@ class Store(abc.ABC):
         stays the seller's), store `second_chance` if given (one per auction), and mark the
         auction settled with `settle_error` = PAYMENT_FAILED; no trade is recorded. True
         only for the call that did it; False when the auction was settled already. Conflict
-        AUCTION_NOT_FOUND if it does not exist.
+        AUCTION_NOT_FOUND if it does not exist. Appends the auction's ClosingRecord
+        (payment_failed) in the same step, once.
         """
 
     @abc.abstractmethod
@@ -521,7 +529,9 @@ class Store(abc.ABC):
         this call moved it; False when it had been moved already (owned by `to`, not locked
         by `lock`: a retried step); Conflict ASSET_MOVED otherwise, nothing changed.
         Conflict PROVENANCE_CONFLICT, nothing changed, if `record` does not extend the
-        chain."""
+        chain. When `record` carries a price and the asset is a catalog card's graded copy,
+        the move appends its SaleRecord (source offer, key `offer_sale_key(record.ref)`,
+        seller `frm`, buyer `to`) to the sales feed in the same atomic write, once."""
 
 
 

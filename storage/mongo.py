@@ -45,6 +45,7 @@ from storage.base import (
 )
 from storage.chain import check_mint, check_transfer
 from storage.mongo_catalog import CARD_INDEXES, MongoCatalog
+from storage.mongo_facts import MongoFacts
 from storage.mongo_money import MongoMoney
 from storage.mongo_offers import MongoOffers
 from storage.mongo_tokens import (
@@ -111,7 +112,7 @@ def _record(doc: Doc) -> AuctionRecord:
     return cast(AuctionRecord, out)  # documents are schemaless: this is where they get a type
 
 
-class MongoStore(MongoCatalog, MongoTokens, MongoMoney, MongoOffers, Store):
+class MongoStore(MongoCatalog, MongoTokens, MongoMoney, MongoOffers, MongoFacts, Store):
     def __init__(
         self,
         uri: str,
@@ -192,6 +193,7 @@ class MongoStore(MongoCatalog, MongoTokens, MongoMoney, MongoOffers, Store):
             )
             await self._open_money()
             await self._create_offer_indexes()
+            await self._create_fact_indexes()
         except BaseException:
             self._client = self._db = None
             await client.close()
@@ -470,18 +472,19 @@ class MongoStore(MongoCatalog, MongoTokens, MongoMoney, MongoOffers, Store):
 
     # -- settlement ------------------------------------------------------------------------
     async def settle(self, trade: TradeRecord, transfer: ProvenanceRecord | None = None) -> bool:
-        # Three idempotent single-document steps, ordered so that a retry after a crash at
-        # any point converges: (1) move the asset, conditionally, remembering the sale in
-        # the asset's `sold_in` list and appending `transfer` to its chain; (2) record the
-        # trade (keyed by auction) only if the asset moved - in this call or an earlier,
-        # interrupted one; (3) flip `settled`, which decides the return value, so True is
-        # reported exactly once.
+        # Idempotent single-document steps, ordered so that a retry after a crash at any
+        # point converges: (1) move the asset, conditionally, remembering the sale in the
+        # asset's `sold_in` list and appending `transfer` to its chain; (2) record the trade
+        # (keyed by auction) only if the asset moved - in this call or an earlier,
+        # interrupted one; (3) append the facts (the sale, the closing: keyed, so once);
+        # (4) flip `settled`, which decides the return value, so True is reported once.
         if transfer is not None:
             check_transfer(trade, transfer)
         auction_id = trade["auction_id"]
         if await self._is_settled(auction_id):
             return False
         if not await self._sell_asset(trade, transfer):
+            await self._settle_facts(trade, sold=False)
             res = await self.auctions.update_one(
                 {"_id": auction_id, "settled": False},
                 {"$set": {"settled": True, "settle_error": SETTLE_ASSET_MOVED}},
@@ -492,6 +495,7 @@ class MongoStore(MongoCatalog, MongoTokens, MongoMoney, MongoOffers, Store):
         # A duplicate means an earlier, interrupted attempt already recorded the trade.
         with contextlib.suppress(DuplicateKeyError):
             await self.trades.insert_one({**trade, "_id": auction_id})
+        await self._settle_facts(trade, sold=True)
         res = await self.auctions.update_one(
             {"_id": auction_id, "settled": False}, {"$set": {"settled": True}}
         )
@@ -541,6 +545,7 @@ class MongoStore(MongoCatalog, MongoTokens, MongoMoney, MongoOffers, Store):
             {"_id": asset_id, "listed_in": auction_id},
             {"$set": {"listed_in": None, "listed_at": None}},
         )
+        await self._release_closing(auction_id)  # before `settled`: appended once
         res = await self.auctions.update_one(
             {"_id": auction_id, "settled": False}, {"$set": {"settled": True}}
         )

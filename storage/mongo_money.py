@@ -59,6 +59,8 @@ class _Host(Protocol):
 
     async def _is_settled(self, auction_id: str) -> bool: ...
 
+    async def _payment_failed_closing(self, auction_id: str) -> None: ...
+
 
 def _second_chance(doc: Doc) -> SecondChanceRecord:
     doc.pop("_id", None)
@@ -148,6 +150,7 @@ class MongoMoney:
                     {**second_chance, "_id": auction_id})
         await self.assets.update_one({"_id": trade["asset_id"], "listed_in": auction_id},
                                      {"$set": {"listed_in": None, "listed_at": None}})
+        await self._payment_failed_closing(auction_id)  # a fact, keyed by the auction
         res = await self.auctions.update_one(
             {"_id": auction_id, "settled": False},
             {"$set": {"settled": True, "settle_error": SETTLE_PAYMENT_FAILED}})

@@ -15,7 +15,8 @@ one, `settle`/`release`/`fail_payment` only clear their own auction id, and
 `MongoStore._explain_refusal` never mistakes a lock for an orphaned auction claim.
 `lock_assets` takes one lock at a time (each a conditional single-document update) and gives
 back what it took when one is refused; `move_locked_asset` is one conditional update that
-moves the owner, drops the lock and pushes the token's transfer record.
+moves the owner, drops the lock and pushes the token's transfer record, just after the
+move's sale (a record with a price) is appended to the sales feed (storage.mongo_facts).
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ class _Host(Protocol):
     async def mark_offer_told(self, offer_id: str, seq: int) -> None: ...
 
     async def _write_offers(self, offers: list[OfferRecord]) -> set[str]: ...
+
+    async def _offer_sale(self, asset: Doc, frm: str, to: str,
+                          record: ProvenanceRecord | None) -> bool: ...
 
 
 def _offers(host: _Host) -> AsyncCollection[Doc]:
@@ -271,7 +275,8 @@ class MongoOffers:
         for _ in range(_MOVE_ATTEMPTS):
             found = await self.assets.find_one(
                 {"_id": asset_id},
-                {"owner_id": 1, "listed_in": 1, "redeemed": 1, "provenance": 1})
+                {"owner_id": 1, "listed_in": 1, "redeemed": 1, "provenance": 1,
+                 "card_id": 1, "grader": 1, "grade": 1})
             if found is None:
                 raise Conflict(ASSET_MOVED, f"asset {asset_id!r} not found")
             owner, listed_in = found.get("owner_id"), found.get("listed_in")
@@ -288,6 +293,9 @@ class MongoOffers:
                 _check_record(asset_id, frm, to, record, found.get("provenance") or [])
                 where.update(fence_filter(record))
                 update["$push"] = {"provenance": record}
+            # The sale first (keyed: once): checked, under the lock only this swap moves the
+            # asset, and a retried swap that finds the move done never comes back here.
+            await self._offer_sale(found, frm, to, record)
             done = await self.assets.update_one(where, update)
             if done.modified_count == 1:
                 return True

@@ -203,3 +203,49 @@ class OfferRecord(TypedDict):
     seq: int
     host: NotRequired[str | None]
     told_seq: NotRequired[int]  # the highest seq whose notices are stored (store-set)
+
+
+class SaleRecord(TypedDict):
+    """A sale of one graded copy of a catalog card: a fact of the sales feed (analytics).
+
+    Written by the store itself when an auction sale settles (`Store.settle`, source
+    "auction", key "auction:<auction_id>") and when an offer's swap moves a card whose
+    transfer record carries a price (`move_locked_asset`, source "offer", key
+    "offer:<offer_id>"); added in bulk by `Store.add_sales` (source "external", e.g. the
+    market simulator). `price` is the hammer price / the cash of a cash-only consideration,
+    without premium or fees."""
+
+    key: str  # unique across the feed: adding the same key again adds nothing
+    card_id: str
+    grader: str
+    grade: float | None  # None for RAW
+    price: int  # cents, > 0
+    at: int  # ms since the epoch
+    source: str  # auction | offer | external
+    ref: str | None  # the auction or offer id
+    seller_id: str | None
+    buyer_id: str | None
+    pos: NotRequired[int]  # the feed position (store-set)
+
+
+class ClosingRecord(TypedDict):
+    """An auction's settlement outcome: a fact of the closings feed (behaviour analytics).
+
+    Written by the store in the same write as the outcome: `settle` ("sold", or "asset_moved"
+    when the asset had left the listing), `release` ("unsold") and `fail_payment`
+    ("payment_failed"). One per auction (keyed by `auction_id`)."""
+
+    auction_id: str
+    outcome: str  # sold | unsold | payment_failed | asset_moved
+    at: int  # ms since the epoch, when settled (the store's clock)
+    pos: NotRequired[int]  # the feed position (store-set)
+
+
+class AnalyticsMessage(TypedDict):
+    """A live message a projection publishes with its results (`Store.save_projection`);
+    gateways tail them (`Store.analytics_log`) and push them on `channel`."""
+
+    channel: str  # card:<card_id> | market
+    type: str  # sale | candle | index | movers
+    data: Json
+    pos: NotRequired[int]  # the log position (store-set)

@@ -44,8 +44,10 @@ from storage.base import (
     username_key,
 )
 from storage.chain import check_mint, check_transfer
+from storage.facts import UNSOLD
 from storage.records import AssetRecord, AuctionRecord, ProvenanceRecord, TradeRecord, UserRecord
 from storage.sqlite_catalog import SqliteCatalog
+from storage.sqlite_facts import SqliteFacts, append_closing, settle_facts
 from storage.sqlite_money import SqliteMoney, insert_notices
 from storage.sqlite_offers import SqliteOffers
 from storage.sqlite_schema import connect, sync_mode
@@ -100,7 +102,7 @@ def _rollback(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
 
 
-class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, Store):
+class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, SqliteFacts, Store):
     def __init__(self, path: str, synchronous: str = "FULL") -> None:
         self.path = path
         self.synchronous = sync_mode(synchronous)
@@ -483,6 +485,7 @@ class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, Store)
                     "UPDATE auctions SET settled=1, settle_error=? WHERE auction_id=?",
                     (SETTLE_ASSET_MOVED, auction_id),
                 )
+                settle_facts(conn, trade, sold=False)
                 return None
             if transfer is not None:  # refused: the whole transaction rolls back
                 sell_with_record(conn, asset_id, transfer)
@@ -492,6 +495,7 @@ class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, Store)
                 trade_row,
             )
             conn.execute("UPDATE auctions SET settled=1 WHERE auction_id=?", (auction_id,))
+            settle_facts(conn, trade, sold=True)
             return True
 
         outcome = await self._run(self._write, tx)
@@ -509,6 +513,8 @@ class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, Store)
             cur = conn.execute(
                 "UPDATE auctions SET settled=1 WHERE auction_id=? AND settled=0", (auction_id,)
             )
+            if cur.rowcount == 1:
+                append_closing(conn, auction_id, UNSOLD)
             return cur.rowcount == 1
 
         return await self._run(self._write, tx)

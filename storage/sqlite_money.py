@@ -17,6 +17,7 @@ from typing import Any, Protocol, cast
 from market.errors import AUCTION_NOT_FOUND, INSUFFICIENT_FUNDS
 from market.ledger import EXTERNAL, USER_PREFIX, is_account
 from storage.base import SETTLE_PAYMENT_FAILED, Conflict, StoreError, prefix_bounds
+from storage.facts import PAYMENT_FAILED_OUTCOME
 from storage.records import (
     AccountRecord,
     EntryRecord,
@@ -26,6 +27,7 @@ from storage.records import (
     SecondChanceRecord,
     TradeRecord,
 )
+from storage.sqlite_facts import append_closing
 
 _NOTICE_SELECT = "SELECT user_id, key, type, at, data, seq, pos FROM notices"
 _POSTING_SELECT = (
@@ -348,6 +350,7 @@ class SqliteMoney:
                     (auction_id, second_chance["user_id"], second_chance["at"],
                      _dumps(second_chance)),
                 )
+            append_closing(conn, auction_id, PAYMENT_FAILED_OUTCOME)
             return True
 
         return await self._run(self._write, tx)

@@ -30,6 +30,7 @@ from market.errors import (
 from storage.base import LIVE_OFFER_STATUSES, Conflict, StoreError
 from storage.chain import TokenState, check_append
 from storage.records import NewNotice, OfferRecord, ProvenanceRecord
+from storage.sqlite_facts import append_offer_sale
 from storage.sqlite_money import insert_notices
 
 _COLS = "data, host, told_seq"
@@ -162,6 +163,7 @@ def _move(conn: sqlite3.Connection, lock: str, asset_id: str, frm: str, to: str,
                      (token_id, record["seq"], _dumps(record)))
     conn.execute("UPDATE assets SET owner_id=?, listed_in=NULL WHERE asset_id=?",
                  (to, asset_id))
+    append_offer_sale(conn, asset_id, frm, to, record)  # a priced record: the sale, once
     return True
 
 

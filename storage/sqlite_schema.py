@@ -188,6 +188,48 @@ CREATE TABLE IF NOT EXISTS offer_assets (
     PRIMARY KEY (asset_id, offer_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS offer_assets_offer ON offer_assets(offer_id);
+-- Analytics (storage.sqlite_facts). The fact feeds: pos (AUTOINCREMENT, taken inside the
+-- appending transaction) orders each feed gap-free. A sale's key and a closing's auction
+-- are unique. grade is untyped, like the assets' (9 stays 9, 9.5 stays 9.5).
+CREATE TABLE IF NOT EXISTS sales (
+    pos       INTEGER PRIMARY KEY AUTOINCREMENT,
+    key       TEXT NOT NULL UNIQUE,
+    card_id   TEXT NOT NULL,
+    grader    TEXT NOT NULL,
+    grade,
+    price     INTEGER NOT NULL,
+    at        INTEGER NOT NULL,
+    source    TEXT NOT NULL,
+    ref       TEXT,
+    seller_id TEXT,
+    buyer_id  TEXT
+);
+CREATE INDEX IF NOT EXISTS sales_card ON sales(card_id, grader, grade, at);
+CREATE TABLE IF NOT EXISTS closings (
+    pos        INTEGER PRIMARY KEY AUTOINCREMENT,
+    auction_id TEXT NOT NULL UNIQUE,
+    outcome    TEXT NOT NULL,
+    at         INTEGER NOT NULL
+);
+-- Projection results: whole JSON documents of a kind under an ordered key, and each
+-- projection's checkpoint (the feed position its results are written up to).
+CREATE TABLE IF NOT EXISTS projection_docs (
+    kind TEXT NOT NULL,
+    key  TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    name TEXT PRIMARY KEY,
+    pos  INTEGER NOT NULL
+);
+-- The analytics log: live messages, trimmed to its last storage.facts.LOG_KEEP on save.
+CREATE TABLE IF NOT EXISTS analytics_log (
+    pos     INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel TEXT NOT NULL,
+    type    TEXT NOT NULL,
+    data    TEXT NOT NULL
+);
 """
 
 # Columns added after the first release: (table, column, declaration) for ALTER TABLE.

@@ -127,6 +127,18 @@ export const api = {
   cancel: (token, id) =>
     request("POST", `/api/auctions/${encodeURIComponent(id)}/cancel`, { token }),
 
+  // Analytics (gateway/analytics.py): price history, values, the market index, movers, behaviour.
+  /** `query` from analytics_model.js's historyQuery (grader, grade, interval, cursor). */
+  cardHistory: (id, query) => request("GET", `/api/cards/${enc(id)}/history?${query}`),
+  cardValues: (id) => request("GET", `/api/cards/${enc(id)}/values`),
+  marketIndex: (segment, interval) =>
+    request("GET", `/api/market/index?segment=${enc(segment)}&interval=${enc(interval)}`),
+  marketSegments: () => request("GET", "/api/market/segments"),
+  movers: (window, limit = 10) => request("GET", `/api/market/movers?window=${enc(window)}&limit=${limit}`),
+  marketSales: (limit = 30) => request("GET", `/api/market/sales?limit=${limit}`),
+  myAnalytics: (token) => request("GET", "/api/analytics/me", { token }),
+  marketAnalytics: () => request("GET", "/api/analytics/market"),
+
   /** Every event after `since`, following pages of up to 500. */
   async events(id, since = 0) {
     const all = [];

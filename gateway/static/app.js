@@ -11,6 +11,8 @@
 //   room_state.js                 the auction room's pure event reducer
 //   offers_model.js               trade offers' pure rules and words (offers_live.js: REST, badge)
 //   provenance.js                 a token's chain checked in the browser (WebCrypto)
+//   analytics_model.js            prices, indexes, movers: the pure part (activity_model.js: bidding)
+//   analytics_live.js, charts.js  the analytics channels; charts (vendor/lightweight-charts)
 //   views/                        one module per page
 
 import { clock } from "./api.js";
@@ -20,9 +22,11 @@ import { Router } from "./router.js";
 import {
   live, renderAccount, renderConnection, state, verifySession, watchOtherTabs,
 } from "./shell.js";
+import { ActivityView } from "./views/activity.js";
 import { AuthView } from "./views/auth.js";
 import { CardView } from "./views/card.js";
 import { ListView } from "./views/list.js";
+import { MarketView } from "./views/market.js";
 import { MyCardsView } from "./views/my_cards.js";
 import { OfferComposerView } from "./views/offer_composer.js";
 import { OfferView, OffersView } from "./views/offers.js";
@@ -33,12 +37,14 @@ import { WalletView } from "./views/wallet.js";
 
 /**
  * The pages. `name` is matched against the nav links' data-nav; the last route is the
- * fallback. Next pages (market, portfolio) are one line each.
+ * fallback. A next page (portfolio) is one line.
  */
 const ROUTES = [
   { name: "room", path: "/auction/:id", view: ({ id }) => new RoomView(id) },
   { name: "sell", path: "/sell", view: () => new SellView() },
   { name: "my-cards", path: "/me/cards", view: () => new MyCardsView() },
+  { name: "activity", path: "/me/activity", view: () => new ActivityView() },
+  { name: "market", path: "/market", view: () => new MarketView() },
   { name: "token", path: "/token/:id", view: ({ id }) => new TokenView(id) },
   { name: "card", path: "/card/:id", view: ({ id }) => new CardView(id) },
   { name: "wallet", path: "/wallet", view: () => new WalletView() },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ import pytest_asyncio
 import ray
 from aiohttp import web
 
+from actors.analytics.actor import get_or_create_analytics
 from actors.directory import get_or_create_directory
 from gateway.app import build_app
 from gateway.config import Settings
@@ -63,6 +65,9 @@ async def shutdown_instance(settings: Settings) -> None:
     directory = get_or_create_directory(settings.cluster())
     await directory.shutdown.remote()
     ray.kill(directory, no_restart=True)
+    with contextlib.suppress(ValueError):  # only instances that ran analytics have one
+        ray.kill(ray.get_actor(settings.cluster().analytics_name(), namespace="ece"),
+                 no_restart=True)
 
 
 # One test process plays many users from one address: the per-IP and per-user creation limits
@@ -78,11 +83,14 @@ def make_settings(data_dir: Path, **overrides) -> Settings:
 
 
 @asynccontextmanager
-async def gateway_with(tmp_path: Path, **overrides) -> AsyncIterator[Ece]:
+async def gateway_with(tmp_path: Path, analytics: bool = False, **overrides) -> AsyncIterator[Ece]:
     """A fresh ECE instance (own store, own actors) served by a gateway in this process, with
-    `overrides` of the test settings; its data in a new folder under `tmp_path`."""
+    `overrides` of the test settings; its data in a new folder under `tmp_path`. With
+    `analytics`, its analytics actor runs too (as `ece serve` starts it)."""
     settings = make_settings(tmp_path / unique("g"), **overrides)
     runner = await start_gateway(settings)
+    if analytics:
+        await get_or_create_analytics(settings.cluster()).ready.remote()
     try:
         async with aiohttp.ClientSession() as http:
             yield Ece(f"http://127.0.0.1:{port_of(runner)}", settings, runner, http)

@@ -691,3 +691,18 @@ TRANSITIONS = {(ACTIVE, s) for s in (ACCEPTED, DECLINED, CANCELLED, EXPIRED, COU
                                      INVALIDATED)} | {(ACCEPTED, SETTLED), (ACCEPTED, FAILED)}
 
 TestOfferRules = OfferRules.TestCase
+
+
+def test_only_one_card_for_cash_alone_is_a_sale_with_a_price() -> None:
+    from market.offers import Offer, Terms
+
+    def offer(give: dict, want: dict) -> Offer:
+        terms = Terms.parse({"give": give, "want": want}, NOW)
+        return Offer("o1", "alice", "bob", terms, NOW)
+
+    assert offer({"assets": ["a1"]}, {"cash": 5_000}).sale_price() == 5_000
+    assert offer({"cash": 7_000}, {"assets": ["b1"]}).sale_price() == 7_000
+    assert offer({"assets": ["a1", "a2"]}, {"cash": 5_000}).sale_price() is None
+    assert offer({"assets": ["a1"]}, {"assets": ["b1"], "cash": 0}).sale_price() is None
+    assert offer({"assets": ["a1"]}, {"assets": ["b1"], "cash": 100}).sale_price() is None
+    assert offer({"assets": ["a1"], "cash": 100}, {"assets": ["b1"]}).sale_price() is None

@@ -1,11 +1,13 @@
-// A catalog card (#/card/<card_id>): its catalog data, its population (how many graded copies
-// per grader and grade) and the live auctions of copies of it.
+// A catalog card (#/card/<card_id>): its catalog data, its prices (views/card_prices.js: chart,
+// value per grade, sales, live), its population (how many graded copies per grader and grade) and
+// the live auctions of copies of it.
 
 import { api, clock } from "../api.js";
 import { h, setText } from "../dom.js";
 import { CATEGORY_LABEL, populationTable } from "../catalog.js";
 import { cardArt } from "./card_art.js";
 import { renderTiles, setAndYear, updateTile } from "./auction_tile.js";
+import { PriceSection } from "./card_prices.js";
 
 const REFRESH_MS = 5_000;
 const FACTS = [
@@ -31,6 +33,7 @@ export class CardView {
   unmount() {
     this.gone = true;
     clearInterval(this.timer);
+    this.prices?.destroy();
   }
 
   async load() {
@@ -49,6 +52,7 @@ export class CardView {
     }
     if (this.gone) return;
     this.render(card);
+    this.prices.start();
     this.refresh();
     this.timer = setInterval(() => {
       if (document.visibilityState === "visible") this.refresh();
@@ -66,6 +70,7 @@ export class CardView {
       "No copy of this card is up for auction right now.");
     this.status = h("p", { class: "list-status", role: "status", testid: "card-auctions-status" });
     const searchAll = `#/?q=${encodeURIComponent(card.name)}`;
+    this.prices = new PriceSection(card.card_id, card.population);
     this.root.setAttribute("aria-busy", "false");
     this.root.replaceChildren(this.root.firstChild,
       h("div", { class: "card-page__grid" },
@@ -76,6 +81,7 @@ export class CardView {
             h("h1", { class: "room__title", testid: "card-name", text: card.name }),
             h("p", { class: "page__sub", testid: "card-subtitle", text: setAndYear(card) })),
           h("dl", { class: "stats card-page__facts", testid: "card-facts" }, facts),
+          this.prices.build(),
           h("section", { "aria-labelledby": "pop-heading" },
             h("h2", { class: "section-title", id: "pop-heading", text: "Population" }),
             populationSection(card.population)),

@@ -1,0 +1,117 @@
+"""The analytics part of the Store contract: fact feeds and projection results.
+
+Projections (`actors.analytics`) tail the **fact feeds** - sales and auction closings - by a
+global position, and write their **results together with their checkpoint**
+(`save_projection`), so that a crash resumes without loss or double counting. Results are
+whole documents of a `kind` under an ordered string `key` (e.g. kind "candle", key
+"<segment>|1d|<t>"): a projection's state is rebuilt from them, and the routes read them
+(`get_projection_doc`, `scan_projection`), never recomputing per request.
+
+Positions: SQLite hands them out inside the writing transaction, so they are gap-free and
+in commit order. MongoDB takes them from a counter document ($inc) before the insert, so a
+position may be missing for a moment (a writer between its $inc and its insert) or for
+ever (a writer that died there): readers wait a short while at a gap, then pass it
+(`actors.analytics.Tail`).
+"""
+
+from __future__ import annotations
+
+import abc
+
+from storage.records import AnalyticsMessage, ClosingRecord, Json, SaleRecord
+
+# Sources of a sale.
+SOURCE_AUCTION, SOURCE_OFFER, SOURCE_EXTERNAL = "auction", "offer", "external"
+SALE_SOURCES: tuple[str, ...] = (SOURCE_AUCTION, SOURCE_OFFER, SOURCE_EXTERNAL)
+# Outcomes of a closing.
+SOLD, UNSOLD, PAYMENT_FAILED_OUTCOME, ASSET_MOVED_OUTCOME = (
+    "sold", "unsold", "payment_failed", "asset_moved")
+# The analytics log keeps at most this many messages (older ones are trimmed on save).
+LOG_KEEP = 10_000
+
+
+def auction_sale_key(auction_id: str) -> str:
+    return f"auction:{auction_id}"
+
+
+def offer_sale_key(offer_id: str) -> str:
+    return f"offer:{offer_id}"
+
+
+class FactStore(abc.ABC):
+    """Fact feeds and projection results; a base of `storage.base.Store`."""
+
+    # -- the sales feed --------------------------------------------------------------------
+    @abc.abstractmethod
+    async def add_sales(self, sales: list[SaleRecord]) -> int:
+        """Append sales (their `pos` is ignored and set by the store), skipping any whose
+        `key` is in the feed already; returns how many were added. SQLite: one transaction;
+        MongoDB: one insert_many (ordered=False), duplicates skipped."""
+
+    @abc.abstractmethod
+    async def sales_feed(self, after_pos: int, limit: int = 10_000) -> list[SaleRecord]:
+        """Sales with pos > after_pos, in pos order, at most `limit`."""
+
+    @abc.abstractmethod
+    async def sales_position(self) -> int:
+        """The highest pos in the sales feed (0 when empty)."""
+
+    # -- the closings feed -----------------------------------------------------------------
+    @abc.abstractmethod
+    async def closings_feed(self, after_pos: int, limit: int = 10_000) -> list[ClosingRecord]:
+        """Closings with pos > after_pos, in pos order, at most `limit`."""
+
+    @abc.abstractmethod
+    async def closings_position(self) -> int:
+        """The highest pos in the closings feed (0 when empty)."""
+
+    # -- projection results and checkpoints ------------------------------------------------
+    @abc.abstractmethod
+    async def projection_checkpoint(self, name: str) -> int:
+        """The feed position projection `name` has written its results up to (0: none)."""
+
+    @abc.abstractmethod
+    async def save_projection(self, name: str, expect: int, pos: int,
+                              puts: list[tuple[str, str, Json | None]],
+                              messages: list[AnalyticsMessage] | None = None) -> bool:
+        """Move `name`'s checkpoint from `expect` to `pos` together with its results.
+
+        `puts` are (kind, key, doc): doc replaces the stored document (upsert), None deletes
+        it. `messages` are appended to the analytics log (and the log trimmed to its last
+        LOG_KEEP). Fenced: only if the checkpoint is `expect` now; otherwise nothing is
+        written and the answer is False (another instance or a rebuild moved it). SQLite: one
+        transaction. MongoDB: checks the checkpoint, writes the puts (idempotent), the
+        messages, then moves the checkpoint with a conditional update; a crash in between
+        leaves results ahead of the checkpoint, which the retry writes again with the same
+        values (projections write whole values, never increments)."""
+
+    @abc.abstractmethod
+    async def reset_projections(self, names: list[str], kinds: list[str]) -> None:
+        """Forget these projections' checkpoints and delete every document of these kinds
+        (for `ece rebuild`): a running instance's next save is fenced."""
+
+    @abc.abstractmethod
+    async def get_projection_doc(self, kind: str, key: str) -> Json | None: ...
+
+    @abc.abstractmethod
+    async def get_projection_docs(self, kind: str, keys: list[str]) -> dict[str, Json]:
+        """The stored documents of these keys (missing ones left out)."""
+
+    @abc.abstractmethod
+    async def scan_projection(self, kind: str, start: str, end: str, limit: int = 1000,
+                              reverse: bool = False) -> list[tuple[str, Json]]:
+        """(key, doc) of `kind` with start <= key < end, by key (descending when
+        `reverse`), at most `limit` (<= 0: none)."""
+
+    @abc.abstractmethod
+    async def count_projection(self, kind: str) -> int:
+        """How many documents of `kind` are stored."""
+
+    # -- the analytics log (live messages) -------------------------------------------------
+    @abc.abstractmethod
+    async def analytics_log(self, after_pos: int, limit: int = 1000) -> list[AnalyticsMessage]:
+        """Messages with pos > after_pos, in pos order, at most `limit`."""
+
+    @abc.abstractmethod
+    async def analytics_log_position(self) -> int:
+        """The highest pos in the analytics log (0 when empty)."""
