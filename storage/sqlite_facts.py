@@ -18,12 +18,13 @@ row is 0), the documents, the messages, the log's trim and the checkpoint move.
 
 from __future__ import annotations
 
-import json
 import operator
 import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any, Protocol, cast
+
+import msgspec
 
 from market.catalog import normal_grade
 from storage import facts
@@ -50,8 +51,14 @@ _INSERT_CLOSING = (
 )
 
 
+_ENCODE = msgspec.json.Encoder().encode
+_DECODE = msgspec.json.Decoder().decode
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    # msgspec: the same compact JSON as json.dumps, several times faster (every projection
+    # result passes here).
+    return _ENCODE(value).decode()
 
 
 def now_ms() -> int:
@@ -170,7 +177,7 @@ def _decoded(rows: list[tuple[Any, ...]], column: int) -> list[Any]:
     """The JSON documents of `column` of `rows`, decoded in one call (not one per row)."""
     if not rows:
         return []
-    return cast(list[Any], json.loads("[" + ",".join([r[column] for r in rows]) + "]"))
+    return cast(list[Any], _DECODE("[" + ",".join([r[column] for r in rows]) + "]"))
 
 
 def _sale(row: tuple[Any, ...]) -> SaleRecord:
@@ -314,7 +321,7 @@ class SqliteFacts:
         def q() -> Json | None:
             row = self._db.execute("SELECT data FROM projection_docs WHERE kind=? AND key=?",
                                    (kind, key)).fetchone()
-            return None if row is None else json.loads(row[0])
+            return None if row is None else _DECODE(row[0])
 
         return await self._run(q)
 

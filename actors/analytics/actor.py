@@ -71,11 +71,11 @@ class Analytics:
     def __init__(self, config: dict[str, Any]) -> None:
         logging.basicConfig(level=logging.INFO)
         self.core = AnalyticsCore(ClusterConfig.from_dict(config))
-        self._started: asyncio.Task[None] | None = None
+        # Started here, not on a first call: after a crash Ray re-runs only __init__, and
+        # nobody calls a restarted actor (gateways read the lag from the store).
+        self._started = asyncio.get_running_loop().create_task(self.core.start())
 
     async def ready(self) -> bool:
-        if self._started is None:
-            self._started = asyncio.get_running_loop().create_task(self.core.start())
         await asyncio.shield(self._started)
         return True
 

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from actors.analytics.book import Book, sale_doc_key, sale_segment, segment_parts
+from actors.analytics.book import Book, sale_segment, segment_parts
 from actors.analytics.cards import Cards
 from actors.analytics.runner import Feed, Put
-from market.prices import INTERVALS
+from market.prices import INTERVALS, bucket_start
 from market.segment_stats import candles as segment_candles
 from market.segment_stats import stats as segment_stats
 from market.vetting import Vetter
@@ -31,8 +31,6 @@ from storage import Store
 from storage.records import AnalyticsMessage, Json, SaleRecord
 
 DAY_MS = 86_400_000
-WEEK_MS = 7 * DAY_MS
-FIRST_MONDAY_MS = 4 * DAY_MS  # epoch 0 was a Thursday (market.prices.bucket_start)
 LIVE_MS = DAY_MS  # sales younger than this are pushed live
 MAX_MESSAGES = 500  # live messages per batch at most
 KINDS = ("sale", "candle", "segment")
@@ -92,26 +90,19 @@ class PriceProjection:
             return [], []
         puts: list[Put] = []
         messages: list[AnalyticsMessage] = []
-        buckets: set[tuple[str, str, int]] = set()
-        live: set[tuple[str, str, int]] = set()  # the buckets of sales worth pushing
+        live_after = now - LIVE_MS
         touched: set[str] = set()
         for segment, sale, reason in self._new:
-            when = int(sale["at"])
+            when = sale["at"]
             doc = sale_doc(sale, reason)
-            puts.append(("sale", sale_doc_key(segment, when, int(sale["pos"])), doc))
+            puts.append(("sale", f"{segment}|{when:013d}|{sale['pos']:012d}", doc))
             touched.add(segment)
-            mine = ((segment, "1d", when - when % DAY_MS),
-                    (segment, "1w", when - (when - FIRST_MONDAY_MS) % WEEK_MS))
-            if reason is None:
-                buckets.update(mine)
-            if when > now - LIVE_MS and len(messages) < MAX_MESSAGES:
-                if reason is None:
-                    live.update(mine)
+            if when > live_after and len(messages) < MAX_MESSAGES:
                 card = card_channel(sale["card_id"])
                 messages.append({"channel": card, "type": "sale", "data": {"sale": doc}})
                 named = {**doc, "name": self._names.get(sale["card_id"], "")}
                 messages.append({"channel": "market", "type": "sale", "data": {"sale": named}})
-        self._new = []
+        new, self._new = self._new, []
         self._names.clear()
         day = now // DAY_MS
         if day != self._day:  # medians and values age: refresh every segment daily
@@ -119,15 +110,26 @@ class PriceProjection:
             touched = set(self.book.segments)
         keys = sorted(touched)
         ids, at, price = self.book.arrays(keys)
+        # The candles to write: the buckets of the batch's clean sales (one numpy key per
+        # segment and bucket); those of its sales of the last day are pushed live too.
+        index = {key: n for n, key in enumerate(keys)}
+        clean = [(index[seg], sale["at"]) for seg, sale, reason in new if reason is None]
+        new_ids = np.array([n for n, _ in clean], dtype=np.int64)
+        new_at = np.array([t for _, t in clean], dtype=np.int64)
         for interval in INTERVALS:
-            found = {k: v.tolist() for k, v in segment_candles(ids, at, price, interval).items()}
-            for row, (n, t) in enumerate(zip(found["id"], found["t"], strict=True)):
-                segment = keys[n]
-                if (segment, interval, t) not in buckets:
-                    continue
-                candle = {k: found[k][row] for k in CANDLE_FIELDS}
-                puts.append(("candle", f"{segment}|{interval}|{t:013d}", candle))
-                if (segment, interval, t) in live and len(messages) < MAX_MESSAGES:
+            found = segment_candles(ids, at, price, interval)
+            wanted = _bucket_keys(new_ids, bucket_start(new_at, interval))
+            pushed = _bucket_keys(new_ids[new_at > live_after],
+                                  bucket_start(new_at[new_at > live_after], interval))
+            have = _bucket_keys(found["id"], found["t"])
+            rows = np.flatnonzero(np.isin(have, wanted))
+            live = set(np.flatnonzero(np.isin(have, pushed)).tolist())
+            columns = {k: found[k][rows].tolist() for k in ("id", *CANDLE_FIELDS)}
+            for m, row in enumerate(rows.tolist()):
+                segment = keys[columns["id"][m]]
+                candle = {k: columns[k][m] for k in CANDLE_FIELDS}
+                puts.append(("candle", f"{segment}|{interval}|{candle['t']:013d}", candle))
+                if row in live and len(messages) < MAX_MESSAGES:
                     messages.append({"channel": card_channel(segment.split("|")[0]),
                                      "type": "candle",
                                      "data": {**_public(segment), "interval": interval,
@@ -162,3 +164,9 @@ def sale_doc(sale: SaleRecord, reason: str | None) -> dict[str, Any]:
             "price": int(sale["price"]), "at": int(sale["at"]), "source": sale["source"],
             "ref": sale.get("ref"), "suspect": reason is not None, "reason": reason,
             "pos": int(sale["pos"])}
+
+
+def _bucket_keys(ids: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """One int64 per (segment number, bucket start): buckets are whole days."""
+    keys: np.ndarray = ids.astype(np.int64) * 1_000_000 + t // DAY_MS
+    return keys
