@@ -26,7 +26,7 @@ MAX_MOVERS = 50
 MAX_TAPE = 50
 INDEX_INTERVALS = ("1w", "1mo")
 MOVER_WINDOWS = ("7d", "30d")
-_CURSOR = re.compile(r"\d{13}\|\d{12}")
+_CURSOR = re.compile(r"[0-9]{13}\|[0-9]{12}")
 _SET_NAME_MAX = 80
 
 
@@ -41,7 +41,9 @@ def _segment_of(request: web.Request, card_id: str) -> str:
     grader = request.query.get("grader", "")
     text = request.query.get("grade")
     grade: float | None = None
-    if grader.upper() != RAW and text is not None:
+    if grader.strip().upper() == RAW and text is not None:
+        raise ApiError(INVALID, "a RAW copy has no grade")
+    if text is not None:
         try:
             grade = float(text)
         except ValueError:
@@ -79,10 +81,13 @@ async def card_history(request: web.Request) -> web.Response:
     await _card_exists(gateway, card_id)
     store = gateway.store
     prefix = f"{segment}|{interval}|"
-    candles = await store.scan_projection("candle", f"{prefix}{start:013d}",
-                                          f"{prefix}{end:013d}", MAX_CANDLES)
-    sales_end = f"{segment}|{cursor}" if cursor else f"{segment}|{end:013d}"
-    page = await store.scan_projection("sale", f"{segment}|{start:013d}", sales_end, limit + 1,
+    # The newest MAX_CANDLES of the window (a chart ends now), in time order.
+    candles = (await store.scan_projection("candle", prefix + _bound(start), prefix + _bound(end),
+                                           MAX_CANDLES, reverse=True))[::-1]
+    sales_end = f"{segment}|{_bound(end)}"
+    if cursor:  # a cursor only narrows the window
+        sales_end = min(sales_end, f"{segment}|{cursor}")
+    page = await store.scan_projection("sale", f"{segment}|{_bound(start)}", sales_end, limit + 1,
                                        reverse=True)
     more = len(page) > limit
     page = page[:limit]
@@ -94,6 +99,12 @@ async def card_history(request: web.Request) -> web.Response:
         "sales": [_sale(doc) for _, doc in page],
         "cursor": page[-1][0].split("|", 3)[3] if more and page else None,
     })
+
+
+def _bound(t: int) -> str:
+    """A time as the keys hold it (13 digits); past the last 13-digit time (the year 2286),
+    "~", which sorts after every digit."""
+    return f"{t:013d}" if t < 10**13 else "~"
 
 
 def _num(text: str) -> float | int:
@@ -176,11 +187,7 @@ async def market_sales(request: web.Request) -> web.Response:
 async def my_behaviour(request: web.Request) -> web.Response:
     user_id = caller(request)
     doc = await gateway_of(request).store.get_projection_doc("behaviour", user_id)
-    return web.json_response(doc or empty_behaviour())
-
-
-def empty_behaviour() -> dict[str, Any]:
-    return empty_summary()
+    return web.json_response(doc or empty_summary(user_id))
 
 
 @routes.get("/api/analytics/market")

@@ -1,9 +1,11 @@
 """Outlier and wash-trade vetting of sales, sequential and deterministic: pure maths.
 
 A sale is *suspect* when it is an "outlier" (its log price is more than OUTLIER_Z robust
-z-scores from its segment's recent clean sales) or "linked" (the same two accounts have
-already traded LINK_MIN - 1 times within LINK_WINDOW_DAYS, in either direction). Suspect
-sales stay in the record but are left out of prices and indexes. A `Vetter` sees the sales
+z-scores from its segment's recent sales that are not linked) or "linked" (the same two
+accounts have already traded LINK_MIN - 1 times within LINK_WINDOW_DAYS, in either
+direction). Suspect sales stay in the record but are left out of prices and indexes. An
+outlier still counts as a peer of later sales, so a card whose market really moved is
+accepted at its new level after a few sales there. A `Vetter` sees the sales
 one by one in feed order; the same calls give the same answers. Times are int epoch ms UTC,
 prices int cents > 0. Pure: no I/O, no clock.
 """
@@ -61,7 +63,7 @@ def _robust_z(peers: list[float], log_price: float) -> float:
 
 
 class Vetter:
-    """Vets a feed of sales in order. Holds, per segment, its last <= PEERS clean sales
+    """Vets a feed of sales in order. Holds, per segment, its last <= PEERS unlinked sales
     (at, log price) and, per unordered account pair, the times of their sales within the link
     window; both are pruned, so memory stays bounded by the active segments and pairs."""
 
@@ -77,11 +79,12 @@ class Vetter:
     ) -> str | None:
         """None for a clean sale, else its reason: "linked" (checked first) or "outlier".
 
-        outlier: |robust_z| > OUTLIER_Z against the segment's last <= PEERS clean sales with
+        outlier: |robust_z| > OUTLIER_Z against the segment's last <= PEERS unlinked sales with
         at - PEER_WINDOW_DAYS < peer at, when there are at least MIN_PEERS of them.
         linked: seller and buyer given, different, with >= LINK_MIN - 1 earlier sales between
         them (either way) with at - LINK_WINDOW_DAYS < their at. Every sale counts toward
-        links; only clean sales become peers.
+        links; every sale not linked becomes a peer (an outlier too: a market that moved is
+        recognised after a few sales at its new level).
         """
         at, price = int(at), int(price)
         if price <= 0:
@@ -96,7 +99,9 @@ class Vetter:
             recent = sorted([lp for t, lp in peers if t > cut])
             if len(recent) >= MIN_PEERS and abs(_robust_z(recent, log_price)) > OUTLIER_Z:
                 reason = OUTLIER
-        if reason is None:
+        if reason != LINKED:
+            # Outliers join the peers too: a genuine move to a new price level is flagged
+            # only until the new level makes up half of the peers, not for a year.
             if peers is None:
                 peers = self._peers[segment] = deque(maxlen=PEERS)
             peers.append((at, log_price))

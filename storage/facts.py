@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import abc
 
+from market.catalog import parse_grader, segment_key
+from market.errors import MarketError
+from market.money import MAX_AMOUNT
 from storage.records import AnalyticsMessage, ClosingRecord, Json, SaleRecord
 
 # Sources of a sale.
@@ -28,6 +31,36 @@ SOLD, UNSOLD, PAYMENT_FAILED_OUTCOME, ASSET_MOVED_OUTCOME = (
     "sold", "unsold", "payment_failed", "asset_moved")
 # The analytics log keeps at most this many messages (older ones are trimmed on save).
 LOG_KEEP = 10_000
+
+
+# The earliest sale time accepted (1990-01-01 UTC): a time in seconds, not ms, is refused.
+EARLIEST_SALE_MS = 631_152_000_000
+_MAX_KEY = 200
+
+
+def check_sale(sale: SaleRecord, now_ms: int) -> None:
+    """Refuse (ValueError) a sale the projections could not fold: the card id, grader and
+    grade as `market.catalog.segment_key` takes them (the grader normalised, the grade a
+    number), a price in whole cents from 1 to MAX_AMOUNT, a time from 1990 to a day from
+    now in ms, a known source. Both stores run it on every `add_sales` row."""
+    key = sale.get("key")
+    if not isinstance(key, str) or not 0 < len(key) <= _MAX_KEY:
+        raise ValueError(f"sale key must be a string of 1-{_MAX_KEY} characters")
+    grader, grade = sale.get("grader"), sale.get("grade")
+    try:
+        segment_key(sale.get("card_id"), grader, grade)
+    except MarketError as exc:
+        raise ValueError(f"sale {key!r}: {exc.message}") from None
+    if grader != parse_grader(grader) or (grade is not None and not isinstance(grade, int | float)):
+        raise ValueError(f"sale {key!r}: grader and grade as the catalog writes them")
+    price, at = sale.get("price"), sale.get("at")
+    if not isinstance(price, int) or isinstance(price, bool) or not 0 < price <= MAX_AMOUNT:
+        raise ValueError(f"sale {key!r}: price must be whole cents from 1 to {MAX_AMOUNT}")
+    if not isinstance(at, int) or isinstance(at, bool) or not (
+            EARLIEST_SALE_MS <= at <= now_ms + 86_400_000):
+        raise ValueError(f"sale {key!r}: at must be epoch ms from 1990 to now")
+    if sale.get("source") not in SALE_SOURCES:
+        raise ValueError(f"sale {key!r}: source must be one of {SALE_SOURCES}")
 
 
 def auction_sale_key(auction_id: str) -> str:
@@ -45,8 +78,10 @@ class FactStore(abc.ABC):
     @abc.abstractmethod
     async def add_sales(self, sales: list[SaleRecord]) -> int:
         """Append sales (their `pos` is ignored and set by the store), skipping any whose
-        `key` is in the feed already; returns how many were added. SQLite: one transaction;
-        MongoDB: one insert_many (ordered=False), duplicates skipped."""
+        `key` is in the feed already; returns how many were added. Every row is checked
+        first (`check_sale`): one bad row refuses the call (ValueError), nothing added.
+        SQLite: one transaction; MongoDB: one insert_many (ordered=False), duplicates
+        skipped."""
 
     @abc.abstractmethod
     async def sales_feed(self, after_pos: int, limit: int = 10_000) -> list[SaleRecord]:

@@ -104,7 +104,7 @@ FACT_INDEXES: dict[str, list[IndexModel]] = {
 }
 # Bulk writes: the first has FIRST_BATCH rows, each next one as many as the last wrote in
 # BATCH_S (at least MIN_BATCH, at most BATCH).
-FIRST_BATCH, MIN_BATCH, BATCH, BATCH_S = 200, 100, 5_000, 0.5
+FIRST_BATCH, MIN_BATCH, BATCH, BATCH_S = 200, 20, 5_000, 0.5
 _DUP_CODES = frozenset({11000, 11001})
 _SALE_FIELDS = ("key", "card_id", "grader", "grade", "price", "at", "source", "ref",
                 "seller_id", "buyer_id")
@@ -343,7 +343,9 @@ class MongoFacts:
     # -- the sales feed --------------------------------------------------------------------
     async def add_sales(self: _Host, sales: list[SaleRecord]) -> int:
         rows: dict[str, Doc] = {}
+        now = now_ms()
         for sale in sales:  # all checked before anything is written
+            facts.check_sale(sale, now)
             row = _sale_doc(sale)
             rows.setdefault(row["key"], row)  # a key given twice: the first
         return await self._insert_sales(list(rows.values())) if rows else 0

@@ -234,6 +234,9 @@ class SqliteFacts:
     async def add_sales(self: _Host, sales: list[SaleRecord]) -> int:
         if not sales:
             return 0
+        now = now_ms()
+        for sale in sales:
+            facts.check_sale(sale, now)
         rows = _sale_rows(sales)
 
         def run() -> int:

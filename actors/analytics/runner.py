@@ -3,9 +3,8 @@
 Exactly once: results are written with the checkpoint they correspond to
 (`Store.save_projection`, fenced by the checkpoint it expects), so a crash before the save
 redoes the batch from the old checkpoint and a crash after it starts past the batch. State
-lost with a crash is rebuilt on start: projections whose state is the fold of the feed
-replay it up to the checkpoint without writing (`Projection.replays`); others read their
-persisted documents as they need them. A failed save is retried with the same results; a
+lost with a crash is rebuilt on start: the state is the fold of the feed, replayed up
+to the checkpoint without writing. A failed save is retried with the same results; a
 fenced one (another instance, or `ece rebuild`, moved the checkpoint) restarts the
 projection from the store.
 """
@@ -84,7 +83,7 @@ class Runner:
                     break
                 self.cursor.pos = int(rows[-1]["pos"])
                 await p.apply(rows, self.clock())
-            p.replayed()  # state only: the results of these rows are stored already
+                p.replayed()  # state only: the results of these rows are stored already
         self.cursor.pos = self.checkpoint
 
     async def step(self) -> int:

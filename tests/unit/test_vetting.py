@@ -110,16 +110,29 @@ def test_links_expire_after_the_window() -> None:
     assert vetter.vet("s", window + 2, 1_000, "a", "b") == LINKED
 
 
-def test_suspect_sales_do_not_become_peers() -> None:
+def test_linked_sales_do_not_become_peers_but_outliers_do() -> None:
     vetter = Vetter()
     for i in range(MIN_PEERS):
         vetter.vet("s", i, 1_000, None, None)
     assert vetter.peer_count("s") == MIN_PEERS
     assert vetter.vet("s", 10, 50_000, None, None) == OUTLIER
-    assert vetter.peer_count("s") == MIN_PEERS
+    assert vetter.peer_count("s") == MIN_PEERS + 1
     for i in range(LINK_MIN):
         vetter.vet("s", 20 + i, 1_000, "x", "y")
-    assert vetter.peer_count("s") == MIN_PEERS + LINK_MIN - 1  # the linked one left out
+    assert vetter.peer_count("s") == MIN_PEERS + LINK_MIN  # the linked one left out
+
+
+def test_a_market_that_moved_is_accepted_after_a_few_sales_at_its_new_level() -> None:
+    vetter = Vetter()
+    for i in range(PEERS):
+        assert vetter.vet("s", i * DAY_MS, 10_000, None, None) is None
+    # The card doubles for good: the first sales at the new level look like outliers, then
+    # the new level is the market.
+    verdicts = [vetter.vet("s", (PEERS + i) * DAY_MS, 21_000 + 10 * i, None, None)
+                for i in range(40)]
+    assert verdicts[0] == OUTLIER
+    assert verdicts.count(OUTLIER) <= PEERS // 2 + 1
+    assert verdicts[-30:] == [None] * 30
 
 
 feeds = st.lists(
