@@ -10,6 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
+from actors.analytics.market import INDEX_INTERVALS
+from actors.analytics.market import MOVER_WINDOWS as MOVERS
 from gateway.rest import ApiError, caller, query_int
 from gateway.state import Gateway, gateway_of
 from market.behaviour import empty_summary
@@ -24,8 +26,7 @@ MAX_CANDLES = 2_000
 MAX_SALES_PAGE = 200
 MAX_MOVERS = 50
 MAX_TAPE = 50
-INDEX_INTERVALS = ("1w", "1mo")
-MOVER_WINDOWS = ("7d", "30d")
+MOVER_WINDOWS = tuple(MOVERS)
 _CURSOR = re.compile(r"[0-9]{13}\|[0-9]{12}")
 _SET_NAME_MAX = 80
 
@@ -153,9 +154,9 @@ async def market_index(request: web.Request) -> web.Response:
 
 @routes.get("/api/market/segments")
 async def market_segments(request: web.Request) -> web.Response:
-    rows = await gateway_of(request).store.scan_projection("index", "1w|", "1w}", 1_000)
+    found = await gateway_of(request).store.get_projection_doc("market", "segments")
     segments = []
-    for _, doc in rows:
+    for doc in (found or {}).get("segments", []):
         segment = doc["segment"]
         kind, _, name = segment.partition(":")
         segments.append({"segment": segment, "kind": kind,

@@ -4,6 +4,7 @@ idempotent by key - an interrupted run is resumed by running it again."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -35,14 +36,12 @@ async def seed_history(store: Store, sales: int, end_ms: int | None = None,
     were added."""
     if sales <= 0 or await store.sales_position() >= sales:
         return 0
-    cards = demo_catalog(CATALOG_SEED)
     end = end_ms if end_ms is not None else int(time.time() * 1000)
     # The simulation is anchored to the day, so a resumed run on the same day makes the
-    # same sales (the same keys) and adds only the missing ones.
+    # same sales (the same keys) and adds only the missing ones. It runs in a thread: the
+    # gateway that seeds its demo is serving meanwhile.
     end -= end % 86_400_000
-    sim = simulate_sales(cards, end, seed=SIM_SEED, target_sales=sales,
-                         population=population(demo_copies(cards, CATALOG_SEED, COPIES)))
-    records = list(sale_records(cards, sim))
+    records = await asyncio.to_thread(_simulate, sales, end)
     added = 0
     for i in range(0, len(records), BATCH):
         batch = records[i:i + BATCH]
@@ -50,3 +49,10 @@ async def seed_history(store: Store, sales: int, end_ms: int | None = None,
         if progress is not None:
             progress(min(i + BATCH, len(records)), len(records))
     return added
+
+
+def _simulate(sales: int, end: int) -> list[dict[str, Any]]:
+    cards = demo_catalog(CATALOG_SEED)
+    sim = simulate_sales(cards, end, seed=SIM_SEED, target_sales=sales,
+                         population=population(demo_copies(cards, CATALOG_SEED, COPIES)))
+    return list(sale_records(cards, sim))

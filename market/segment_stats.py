@@ -65,9 +65,9 @@ def stats(ids: IntArray, at: IntArray, price: IntArray, now: int,
           n: int) -> dict[str, npt.NDArray[np.float64]]:
     """Per group: count, last_price, last_at, median_7d/30d/90d, value, value_30d_ago."""
     counts = np.bincount(ids, minlength=n).astype(np.float64)
-    last = np.full(n, -1, dtype=np.int64)
-    last[ids] = np.arange(len(ids))  # sorted by (ids, at): the last write is the latest
-    has = last >= 0
+    # Sorted by (ids, at): a group's latest sale is its last row.
+    last = np.cumsum(counts).astype(np.int64) - 1
+    has = counts > 0
     last_price = np.where(has, price[np.maximum(last, 0)], np.nan) if len(ids) else \
         np.full(n, np.nan)
     last_at = np.where(has, at[np.maximum(last, 0)], np.nan) if len(ids) else np.full(n, np.nan)

@@ -115,7 +115,10 @@ class FactStore(abc.ABC):
         it. `messages` are appended to the analytics log (and the log trimmed to its last
         LOG_KEEP). Fenced: only if the checkpoint is `expect` now; otherwise nothing is
         written and the answer is False (another instance or a rebuild moved it). SQLite: one
-        transaction. MongoDB: checks the checkpoint, writes the puts (idempotent), the
+        transaction of up to 2,000 documents; a bigger save is written in several, each
+        fenced, the checkpoint moving with the last, so that bid commits never wait behind a
+        whole catch-up batch (a crash in between leaves results ahead of the checkpoint, as
+        on MongoDB). MongoDB: checks the checkpoint, writes the puts (idempotent), the
         messages, then moves the checkpoint with a conditional update; a crash in between
         leaves results ahead of the checkpoint, which the retry writes again with the same
         values (projections write whole values, never increments)."""

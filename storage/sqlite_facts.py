@@ -186,12 +186,20 @@ def _sale(row: tuple[Any, ...]) -> SaleRecord:
             "seller_id": row[9], "buyer_id": row[10]}
 
 
-def _save(conn: sqlite3.Connection, name: str, expect: int, pos: int,
+# Documents per write transaction of save_projection.
+SAVE_CHUNK = 2_000
+
+
+def _fenced(conn: sqlite3.Connection, name: str, expect: int) -> bool:
+    found = conn.execute("SELECT pos FROM checkpoints WHERE name=?", (name,)).fetchone()
+    return (0 if found is None else int(found[0])) != expect
+
+
+def _save(conn: sqlite3.Connection, name: str, expect: int, pos: int | None,
           upserts: list[tuple[str, str, str]], deletes: list[tuple[str, str]],
           messages: list[tuple[str, str, str]]) -> bool:
-    """save_projection's transaction."""
-    found = conn.execute("SELECT pos FROM checkpoints WHERE name=?", (name,)).fetchone()
-    if (0 if found is None else int(found[0])) != expect:
+    """One transaction of save_projection: fenced; the checkpoint moves if `pos` is given."""
+    if _fenced(conn, name, expect):
         return False
     if upserts:
         conn.executemany(
@@ -206,8 +214,9 @@ def _save(conn: sqlite3.Connection, name: str, expect: int, pos: int,
         keep = max(int(facts.LOG_KEEP), 0)
         conn.execute("DELETE FROM analytics_log"
                      " WHERE pos <= (SELECT MAX(pos) FROM analytics_log) - ?", (keep,))
-    conn.execute("INSERT INTO checkpoints(name, pos) VALUES (?,?)"
-                 " ON CONFLICT(name) DO UPDATE SET pos=excluded.pos", (name, pos))
+    if pos is not None:
+        conn.execute("INSERT INTO checkpoints(name, pos) VALUES (?,?)"
+                     " ON CONFLICT(name) DO UPDATE SET pos=excluded.pos", (name, pos))
     return True
 
 
@@ -301,6 +310,17 @@ class SqliteFacts:
         deletes = [(k, key) for (k, key), doc in last.items() if doc is None]
         logged = [(m["channel"], m["type"], _dumps(m["data"])) for m in messages or ()]
         expect, pos = int(expect), int(pos)
+        # A big save (a catch-up batch) goes in chunks, each its own fenced transaction, so
+        # that the hosts' bid commits never wait long for the file's one write lock; the
+        # checkpoint moves with the last chunk.
+        while len(upserts) > SAVE_CHUNK:
+            chunk, upserts = upserts[:SAVE_CHUNK], upserts[SAVE_CHUNK:]
+
+            def part(conn: sqlite3.Connection, chunk: list[tuple[str, str, str]] = chunk) -> bool:
+                return _save(conn, name, expect, None, chunk, [], [])
+
+            if not await self._run(self._write, part):
+                return False
 
         def tx(conn: sqlite3.Connection) -> bool:
             return _save(conn, name, expect, pos, upserts, deletes, logged)

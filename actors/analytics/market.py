@@ -3,8 +3,8 @@ market totals, from every clean sale.
 
 Results (kinds): `index` under "<interval>|<segment>" (segment "market", "category:<c>" or
 "set:<name>"; `market.repeat_sales.build_index`'s document plus 7/30/90-day changes),
-`movers` under "<window>" (7d, 30d), `market` under "summary" (totals) and "tape" (the
-latest sales, newest first). Recomputed from the whole
+`movers` under "<window>" (7d, 30d), `market` under "summary" (totals), "tape" (the
+latest sales, newest first) and "segments" (the indexes there are). Recomputed from the whole
 in-memory book at most every RECOMPUTE_MS while sales arrive (a recompute over 1,000,000
 sales is a matter of seconds, not of a request), and once after every start. Live: an
 `index` message on `market` when a market or category index's latest point changes, a
@@ -13,6 +13,7 @@ sales is a matter of seconds, not of a request), and once after every start. Liv
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -61,6 +62,7 @@ class MarketProjection:
         self.tape: deque[dict[str, Any]] = deque(maxlen=TAPE)  # the latest sales, newest last
         self.computed_at: int | None = None
         self._since: int | None = None
+        self._more = False  # the last flush was catching up
         self._last: dict[str, Any] = {}  # what the last messages said, by channel key
 
     def replayed(self) -> None:
@@ -93,7 +95,9 @@ class MarketProjection:
             self._since = now  # the first flush after a start
         last = self._since if self.computed_at is None else self.computed_at
         wait = CATCH_UP_RECOMPUTE_MS if more else RECOMPUTE_MS
-        due = (self.computed_at is None and not more) or now - last >= wait
+        # Caught up (the feed ran dry after a catch-up): the results are due at once.
+        due = (not more and (self.computed_at is None or self._more)) or now - last >= wait
+        self._more = more
         new_day = self.computed_at is not None and now // DAY_MS != self.computed_at // DAY_MS
         if not ((self.dirty and due) or new_day):
             return [], []
@@ -101,14 +105,21 @@ class MarketProjection:
         self.computed_at = now
         puts: list[Put] = []
         messages: list[AnalyticsMessage] = []
-        for interval, segment, doc in self.indexes(now):
+        # The whole-book work runs in a thread (numpy lets go of the GIL for much of it):
+        # the price and behaviour projections sharing this actor's loop go on meanwhile.
+        indexes, movers_docs = await asyncio.to_thread(self._compute, now)
+        segments = []
+        for interval, segment, doc in indexes:
             puts.append(("index", f"{interval}|{segment}", doc))
             if (segment == "market" or segment.startswith("category:")) and doc["points"]:
                 point = doc["points"][-1]
                 self._tell(messages, f"index|{interval}|{segment}", point, {
                     "channel": "market", "type": "index",
                     "data": {"segment": segment, "interval": interval, "point": point}})
-        for window, doc in self.movers(now).items():
+            if interval == INDEX_INTERVALS[0]:
+                segments.append({"segment": segment, "method": doc["method"]})
+        puts.append(("market", "segments", {"segments": segments}))
+        for window, doc in movers_docs.items():
             puts.append(("movers", window, doc))
             lists = {k: v for k, v in doc.items() if k != "computed_at"}
             self._tell(messages, f"movers|{window}", lists,
@@ -116,6 +127,10 @@ class MarketProjection:
         puts.append(("market", "summary", self.summary(now)))
         puts.append(("market", "tape", {"sales": list(reversed(self.tape))}))
         return puts, messages
+
+    def _compute(self, now: int) -> tuple[list[tuple[str, str, dict[str, Any]]],
+                                          dict[str, dict[str, Any]]]:
+        return self.indexes(now), self.movers(now)
 
     def _tell(self, messages: list[AnalyticsMessage], key: str, value: Any,
               message: AnalyticsMessage) -> None:

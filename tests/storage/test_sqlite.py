@@ -355,3 +355,35 @@ async def test_memory_store_is_shared_between_instances() -> None:
         await b.close()
         for suffix in ("", "-wal", "-shm"):
             Path(a.path + suffix).unlink(missing_ok=True)
+
+
+async def test_a_big_projection_save_is_written_in_fenced_chunks(tmp_path: Path) -> None:
+    from storage import sqlite_facts
+    from storage.sqlite import SqliteStore
+
+    store = SqliteStore(str(tmp_path / "chunks.db"))
+    await store.open()
+    try:
+        n = sqlite_facts.SAVE_CHUNK * 2 + 7
+        puts: list[tuple[str, str, dict | None]] = [
+            ("candle", f"k{i:06d}", {"i": i}) for i in range(n)]
+        # A stale instance (it expects a checkpoint that is not there) writes nothing at all.
+        assert await store.save_projection("p", 5, 9, puts) is False
+        assert await store.count_projection("candle") == 0
+        writes = 0
+        real = store._write
+
+        def counting(fn: Any) -> Any:
+            nonlocal writes
+            writes += 1
+            return real(fn)
+
+        store._write = counting  # type: ignore[method-assign]
+        assert await store.save_projection("p", 0, 9, puts,
+                                           [{"channel": "market", "type": "x", "data": {}}])
+        assert writes == 3  # two full chunks, then the rest with the checkpoint
+        assert await store.count_projection("candle") == n
+        assert await store.projection_checkpoint("p") == 9
+        assert len(await store.analytics_log(0)) == 1
+    finally:
+        await store.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,100 +23,35 @@ import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.analytics import market as market_module
-from actors.analytics import runner as runner_module
-from actors.analytics.actor import projections as actor_projections
 from actors.analytics.behaviour import BehaviourProjection
 from actors.analytics.book import sale_segment
 from actors.analytics.cards import Cards
 from actors.analytics.market import CATCH_UP_RECOMPUTE_MS, RECOMPUTE_MS, MarketProjection
-from actors.analytics.prices import LIVE_MS, PriceProjection, shard_of
+from actors.analytics.prices import LIVE_MS, PriceProjection
 from actors.analytics.runner import Projection, Put, Runner
-from actors.config import ClusterConfig
-from gateway.catalog import card_record
-from market.auction import Auction, AuctionSpec, Event
-from market.catalog_demo import demo_catalog
 from market.prices import bucket_of
-from market.simulate import sale_records, simulate_sales
-from storage import CommitBatch, Store
-from storage.records import AnalyticsMessage, Json, SaleRecord, TradeRecord
+from storage import Store
+from storage.records import AnalyticsMessage, Json, SaleRecord
 from storage.sqlite import SqliteStore
-
-DAY = 86_400_000
-HOUR = 3_600_000
-NOW = 1_700_000_000_000 - 1_700_000_000_000 % DAY + 12 * HOUR  # the fixed clock: a noon, UTC
-CARDS = demo_catalog(1, 8)
-PRICE_KINDS = ("sale", "candle", "segment")
-MARKET_KINDS = ("index", "movers", "market")
-BEHAVIOUR_KINDS = ("behaviour", "behaviour_market")
-ALL_KINDS = (*PRICE_KINDS, *MARKET_KINDS, *BEHAVIOUR_KINDS)
-NAMES = ("prices.0", "market", "behaviour")
-EVERYTHING = "\U0010ffff"
-
-Docs = dict[tuple[str, str], Json]
-MakeStore = Callable[[list[SaleRecord]], Awaitable[SqliteStore]]
-
-
-def clock() -> int:
-    return NOW
-
-
-# -- facts -----------------------------------------------------------------------------------
-def history(n: int, seed: int = 3, end: int = NOW - 3 * DAY, days: int = 120) -> list[SaleRecord]:
-    """n simulated external sales of the demo cards, ending `end` (old: none is live)."""
-    sim = simulate_sales(CARDS, end, seed=seed, days=days, target_sales=n)
-    return [cast(SaleRecord, r) for r in sale_records(CARDS, sim)]
-
-
-def sale(key: str, card: int, price: int, at: int, grader: str = "PSA",
-         grade: float | None = 9, seller: str | None = None,
-         buyer: str | None = None) -> SaleRecord:
-    return {"key": key, "card_id": CARDS[card].card_id, "grader": grader, "grade": grade,
-            "price": price, "at": at, "source": "external", "ref": None,
-            "seller_id": seller if seller is not None else f"s:{key}",
-            "buyer_id": buyer if buyer is not None else f"b:{key}"}
-
-
-def live(n: int, start: int = 0) -> list[SaleRecord]:
-    """n sales of the last day (hours old), spread over the cards."""
-    return [sale(f"live:{i}", i % len(CARDS), 50_000 + 1_000 * i, NOW - (1 + i % 20) * HOUR,
-                 grader="RAW", grade=None) for i in range(start, start + n)]
-
-
-async def add_facts(store: Store, sales: list[SaleRecord]) -> None:
-    for card in CARDS:
-        await store.create_card(card_record(card, NOW - 1_000 * DAY))
-    assert await store.add_sales(sales) == len(sales)
-
-
-@pytest_asyncio.fixture
-async def stores(tmp_path: Path) -> AsyncIterator[MakeStore]:
-    """Makes SQLite stores in tmp_path holding the demo cards and the given sales (the same
-    sales give the same feed positions: SQLite's are gap-free)."""
-    opened: list[SqliteStore] = []
-
-    async def make(sales: list[SaleRecord]) -> SqliteStore:
-        store = SqliteStore(str(tmp_path / f"store{len(opened)}.db"))
-        await store.open()
-        opened.append(store)
-        await add_facts(store, sales)
-        return store
-
-    yield make
-    for store in opened:
-        await store.close()
-
-
-@pytest.fixture
-def every_batch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The market projection recomputes after every batch (not at most every 5 s of clock)."""
-    monkeypatch.setattr(market_module, "RECOMPUTE_MS", 0)
-
-
-@pytest.fixture
-def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The runner retries a failed save at once (no sleep)."""
-    monkeypatch.setattr(runner_module, "backoff_delays", lambda: itertools.repeat(0.0))
+from tests.unit.projectionkit import (
+    ALL_KINDS,
+    BEHAVIOUR_KINDS,
+    CARDS,
+    DAY,
+    EVERYTHING,
+    HOUR,
+    MARKET_KINDS,
+    NAMES,
+    NOW,
+    PRICE_KINDS,
+    Docs,
+    MakeStore,
+    add_facts,
+    clock,
+    history,
+    live,
+    sale,
+)
 
 
 # -- running projections -----------------------------------------------------------------------
@@ -597,174 +532,3 @@ async def test_suspect_sales_are_stored_flagged_and_left_out_of_prices(
     tape = docs["market", "tape"]["sales"]
     assert [t["reason"] for t in tape] == reasons[::-1]
     assert tape[0]["name"] == CARDS[0].name
-
-
-# -- price shards ----------------------------------------------------------------------------
-async def test_two_shards_own_disjoint_cards_and_store_what_one_does(
-        stores: MakeStore, every_batch: None) -> None:
-    sales = history(300) + live(16)
-    single, one, two = [await stores(sales) for _ in range(3)]
-    await fold(single, "prices.0", 25)
-    await fold(one, "prices.0", 25, shards=2)
-    await fold(two, "prices.1", 25, shards=2)
-    want = await stored(single, PRICE_KINDS)
-    parts = [await stored(s, PRICE_KINDS) for s in (one, two)]
-    owners = [{key.split("|")[0] for _, key in part} for part in parts]
-    assert owners[0] and owners[1] and not owners[0] & owners[1]
-    for shard, cards in enumerate(owners):
-        assert all(shard_of(card, 2) == shard for card in cards)
-    assert owners[0] | owners[1] == {s["card_id"] for s in sales}
-    assert {**parts[0], **parts[1]} == want
-    # Live messages split the same way.
-    messages = [unplaced(await log(s)) for s in (one, two)]
-    assert sorted(map(repr, messages[0] + messages[1])) == \
-        sorted(map(repr, unplaced(await log(single))))
-    for shard, sent in enumerate(messages):
-        for m in sent:
-            card = m["data"].get("sale", {}).get("card_id") or m["channel"][5:]
-            assert shard_of(card, 2) == shard
-
-
-# -- the behaviour projection over real closings ---------------------------------------------
-SELLER = "u_seller"
-S = NOW - 2 * DAY  # the auctions start at noon...
-E = S + 2 * HOUR  # ...and end at 14:00 UTC
-VALUE = 2_000  # card 0 PSA 9's value before the auctions
-
-
-async def run_auction(store: Store, auction_id: str, card: int, kind: str,
-                      bids: list[tuple[str, int, int | None, int]]) -> Auction:
-    """List a PSA 9 copy of card `card` in an auction, run it through the rules engine (bids:
-    bidder, amount, max, at), store its events and view, and settle or release it."""
-    asset_id = f"as-{auction_id}"
-    await store.create_asset({"asset_id": asset_id, "owner_id": SELLER, "title": "t",
-                              "metadata": {}, "created_at": S - DAY,
-                              "card_id": CARDS[card].card_id, "grader": "PSA", "grade": 9,
-                              "cert": None})
-    spec = AuctionSpec(auction_id=auction_id, asset_id=asset_id, seller_id=SELLER, type=kind,
-                       start_price=1_000, starts_at=S, ends_at=E, created_at=S - 10,
-                       soft_close_ms=60_000 if kind == "english" else 0)
-    auction = Auction(spec)
-    await store.create_auction({"auction_id": auction_id, "asset_id": asset_id,
-                                "seller_id": SELLER, "host": "h1", "spec": spec.to_dict(),
-                                "view": auction.view(S - 10), "status": "scheduled", "seq": 0,
-                                "created_at": S - 10})
-    events: list[Event] = auction.advance(S)
-    for n, (bidder, amount, ceiling, at) in enumerate(bids):
-        outcome = auction.handle_bid(bidder, f"r{n}", amount, ceiling, at)
-        assert outcome.ok, outcome.error
-        events += outcome.events
-    closed_at = auction.ends_at
-    events += auction.advance(closed_at)
-    assert auction.status == "closed"
-    await store.commit(CommitBatch(events=events, views={auction_id: auction.view(closed_at)}))
-    if auction.winner_id is None:
-        assert await store.release(auction_id, asset_id) is True
-    else:
-        assert auction.final_price is not None
-        trade: TradeRecord = {"auction_id": auction_id, "asset_id": asset_id,
-                              "seller_id": SELLER, "buyer_id": auction.winner_id,
-                              "price": auction.final_price, "at": closed_at}
-        assert await store.settle(trade) is True
-    return auction
-
-
-async def auctions(store: Store) -> Auction:
-    """Three closed auctions; returns the first (english, sold to b2 after two extensions)."""
-    first = await run_auction(store, "A1", 0, "english", [
-        ("b1", 1_000, 3_000, S + 10 * 60_000),  # a proxy bid, 1h50 before the end
-        ("b2", 1_500, None, E - 30_000),  # snipes, extends to E + 30 s
-        ("b2", 4_000, None, E + 10_000),  # snipes again, takes the lead, extends to E + 70 s
-    ])
-    assert (first.winner_id, first.final_price, first.ends_at) == ("b2", 3_100, E + 70_000)
-    await run_auction(store, "A2", 0, "english", [])  # unsold
-    third = await run_auction(store, "A3", 1, "sealed", [
-        ("b1", 5_000, None, S + 30 * 60_000), ("b3", 3_000, None, S + 40 * 60_000)])
-    assert (third.winner_id, third.final_price) == ("b1", 3_000)
-    return first
-
-
-def hours(*at: int) -> list[int]:
-    out = [0] * 24
-    for t in at:
-        out[(t // HOUR) % 24] += 1
-    return out
-
-
-def timing(counts: dict[str, int]) -> dict[str, int]:
-    return {**dict.fromkeys((">24h", "24h-1h", "1h-10m", "10m-1m", "<1m"), 0), **counts}
-
-
-EXPECTED_USERS: dict[str, Json] = {
-    "b1": {"user_id": "b1", "bids": 2, "auctions_bid": 2, "auctions_won": 1, "win_rate": 0.5,
-           "timing_histogram": timing({"24h-1h": 2}), "snipe_share": 0.0,
-           "proxy_share": 0.5, "avg_overpay": None, "overpay_auctions": 0,
-           "active_hours": hours(S + 10 * 60_000, S + 30 * 60_000), "watched": None},
-    "b2": {"user_id": "b2", "bids": 2, "auctions_bid": 1, "auctions_won": 1, "win_rate": 1.0,
-           "timing_histogram": timing({"<1m": 2}), "snipe_share": 1.0, "proxy_share": 0.0,
-           "avg_overpay": 3_100 / VALUE - 1, "overpay_auctions": 1,
-           "active_hours": hours(E - 30_000, E + 10_000), "watched": None},
-    "b3": {"user_id": "b3", "bids": 1, "auctions_bid": 1, "auctions_won": 0, "win_rate": 0.0,
-           "timing_histogram": timing({"24h-1h": 1}), "snipe_share": 0.0,
-           "proxy_share": 0.0, "avg_overpay": None, "overpay_auctions": 0,
-           "active_hours": hours(S + 40 * 60_000), "watched": None},
-}
-EXPECTED_MARKET: Json = {
-    "auctions": 3, "bids": 5, "bidders_per_auction": {"mean": 4 / 3, "median": 2.0},
-    "extensions_per_auction": 2 / 3, "reserve_auctions": 0, "reserve_met_share": None,
-    "sold_share": 2 / 3}
-
-
-def value_sales() -> list[SaleRecord]:
-    """Card 0 PSA 9 sold five times at VALUE in the days before the auctions."""
-    return [sale(f"v{i}", 0, VALUE, S - (10 - i) * DAY) for i in range(5)]
-
-
-async def test_behaviour_of_bidders_from_closed_auctions(
-        stores: MakeStore, every_batch: None) -> None:
-    store = await stores(value_sales())
-    await auctions(store)
-    assert [c["outcome"] for c in await store.closings_feed(0)] == ["sold", "unsold", "sold"]
-    assert [s["source"] for s in await store.sales_feed(0)][-2:] == ["auction", "auction"]
-    # The market projection's book gives the value at the close (as in the actor).
-    market = MarketProjection(Cards(store))
-    market_runner = Runner(store, market, clock=clock)
-    await market_runner.restore()
-    await market_runner.catch_up()
-    behaviour = BehaviourProjection(store, lambda: market.book)
-    runner = Runner(store, behaviour, page=1, clock=clock)
-    await runner.restore()
-    await runner.catch_up()
-    assert runner.checkpoint == 3
-    docs = await stored(store, BEHAVIOUR_KINDS)
-    assert docs == {**{("behaviour", u): d for u, d in EXPECTED_USERS.items()},
-                    ("behaviour_market", "summary"): EXPECTED_MARKET}
-    # Rebuilt with crashes before and after saves, a closing per batch: the same counts.
-    await store.reset_projections(["behaviour"], list(BEHAVIOUR_KINDS))
-    wrapped = Crashing(store, {1: "after", 2: "before", 3: "after"})
-    while True:
-        fresh = Runner(cast(Store, wrapped),
-                       BehaviourProjection(store, lambda: market.book), page=1, clock=clock)
-        try:
-            await fresh.restore()
-            await fresh.catch_up()
-            break
-        except Crash:
-            continue
-    assert wrapped.hit == [1, 2, 3]
-    assert await stored(store, BEHAVIOUR_KINDS) == docs
-    assert await store.projection_checkpoint("behaviour") == 3
-
-
-async def test_the_actors_projections_know_the_value_at_the_close(
-        stores: MakeStore, every_batch: None) -> None:
-    store = await stores(value_sales())
-    await auctions(store)
-    config = ClusterConfig(store_url="sqlite:///unused", instance="unit")
-    for projection in actor_projections(store, config):  # as `ece rebuild analytics` runs them
-        runner = Runner(store, projection, clock=clock)
-        await runner.restore()
-        await runner.catch_up()
-    b2 = await store.get_projection_doc("behaviour", "b2")
-    assert b2 is not None and b2["bids"] == 2
-    assert (b2["overpay_auctions"], b2["avg_overpay"]) == (1, 3_100 / VALUE - 1)
