@@ -2,10 +2,11 @@
 
 Projections (`actors.analytics`) tail the **fact feeds** - sales and auction closings - by a
 global position, and write their **results together with their checkpoint**
-(`save_projection`), so that a crash resumes without loss or double counting. Results are
-whole documents of a `kind` under an ordered string `key` (e.g. kind "candle", key
-"<segment>|1d|<t>"): a projection's state is rebuilt from them, and the routes read them
-(`get_projection_doc`, `scan_projection`), never recomputing per request.
+(`save_projection`), so that a crash resumes without loss or double counting (a restarted
+projection replays the feed up to its checkpoint to rebuild its state). Results are whole
+documents of a `kind` under an ordered string `key` (e.g. kind "candle", key
+"<segment>|1d|<t>"): the routes read them (`get_projection_doc`, `scan_projection`), never
+recomputing per request.
 
 Positions: SQLite hands them out inside the writing transaction, so they are gap-free and
 in commit order. MongoDB takes them from a counter document ($inc) before the insert, so a

@@ -97,7 +97,7 @@ class PriceProjection:
             doc = sale_doc(sale, reason)
             puts.append(("sale", f"{segment}|{when:013d}|{sale['pos']:012d}", doc))
             touched.add(segment)
-            if when > live_after and len(messages) < MAX_MESSAGES:
+            if when > live_after and len(messages) + 2 <= MAX_MESSAGES:
                 card = card_channel(sale["card_id"])
                 messages.append({"channel": card, "type": "sale", "data": {"sale": doc}})
                 named = {**doc, "name": self._names.get(sale["card_id"], "")}
