@@ -232,12 +232,18 @@ def placement(config: ClusterConfig) -> str | NodeAffinitySchedulingStrategy:
     return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
 
 
-def get_or_create_directory(config: ClusterConfig) -> ray.actor.ActorHandle[Any]:
-    handle: ray.actor.ActorHandle[Any] = Directory.options(  # type: ignore[attr-defined]
-        name=config.directory_name(),
+def get_or_create(actor_class: Any, name: str,
+                  config: ClusterConfig) -> ray.actor.ActorHandle[Any]:
+    """The instance's named, detached actor `name` of `actor_class`, created if missing."""
+    handle: ray.actor.ActorHandle[Any] = actor_class.options(
+        name=name,
         namespace=config.namespace,
         lifetime="detached",
         get_if_exists=True,
         scheduling_strategy=placement(config),
     ).remote(config.to_dict())
     return handle
+
+
+def get_or_create_directory(config: ClusterConfig) -> ray.actor.ActorHandle[Any]:
+    return get_or_create(Directory, config.directory_name(), config)

@@ -21,7 +21,7 @@ from actors.analytics.prices import PriceProjection
 from actors.analytics.runner import Projection, Runner, read_lag
 from actors.clock import now_ms
 from actors.config import ClusterConfig
-from actors.directory import placement
+from actors.directory import get_or_create
 from storage import Store, open_store
 
 log = logging.getLogger("ece.analytics")
@@ -85,11 +85,4 @@ class Analytics:
 
 
 def get_or_create_analytics(config: ClusterConfig) -> ray.actor.ActorHandle[Any]:
-    handle: ray.actor.ActorHandle[Any] = Analytics.options(  # type: ignore[attr-defined]
-        name=config.analytics_name(),
-        namespace=config.namespace,
-        lifetime="detached",
-        get_if_exists=True,
-        scheduling_strategy=placement(config),
-    ).remote(config.to_dict())
-    return handle
+    return get_or_create(Analytics, config.analytics_name(), config)
