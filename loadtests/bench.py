@@ -13,7 +13,9 @@ One run measures, on this machine:
 6. durability cost: the SQLite file store against the in-memory store (ECE_STORE=memory:NAME);
 7. close lag: N auctions closing in the same second on one host, how late each close is
    durable and published (the host core in-process on a SQLite file, no Ray, no gateway);
-8. trade offers: accepted swaps per second end to end, and accept->settled latency.
+8. trade offers: accepted swaps per second end to end, and accept->settled latency;
+9. analytics (loadtests/stages_analytics.py): projection ingest, index rebuild, the card
+   history route at a fixed rate, and the bid path with the projections busy vs off.
 
 Servers run as subprocesses (own sessions, stopped by pid/pgid). The first one starts Ray; the
 others join it (ECE_RAY_ADDRESS) under their own ECE_INSTANCE, each with its own data dir.
@@ -47,6 +49,8 @@ from loadtests import gen, report
 from loadtests.footprint import auctions_stage, idle_stage
 from loadtests.params import Params
 from loadtests.servers import ANOMALIES, start_server
+from loadtests.stages_analytics import ANALYTICS_STAGES, add_to_report, index_stage, ingest_stage
+from loadtests.stages_analytics_server import bidpath_stage, history_stage
 from loadtests.stages_local import close_lag_stage, echo_limit, rules_engine
 from loadtests.stages_offers import offers_stage
 from loadtests.stages_server import e2e_stage, fanout_stage, ray_calls
@@ -57,7 +61,7 @@ from testkit.processes import ROOT, Managed, ray_address_of
 # (no ECE server), stages_server.py (against ECE servers), footprint.py (memory).
 RESULTS = ROOT / "loadtests" / "results"
 # Stages the report knows, plus those that only add a figure of their own.
-STAGES = (*report.STAGES, "close_lag")
+STAGES = (*report.STAGES, "close_lag", *ANALYTICS_STAGES)
 
 
 def machine_info(tmp: Path) -> dict[str, Any]:
@@ -84,7 +88,7 @@ class TimeLimit(Exception):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="every stage, small, < 2.5 min")
+    parser.add_argument("--quick", action="store_true", help="every stage, small, < 5 min")
     parser.add_argument("--out", type=Path, help="JSON output (default results/latest.json)")
     parser.add_argument("--k", type=int, help="live auctions in the end-to-end workload")
     parser.add_argument("--b", type=int, help="bidder sockets per auction")
@@ -150,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         stage("rules_engine", rules_engine, params.rules_s, params.auctions, params.bidders)
         stage("echo", echo_limit, params, tmp)
         stage("close_lag", close_lag_stage, params, tmp)
-        if not wanted - {"rules_engine", "echo", "close_lag"}:
+        stage("analytics_ingest", ingest_stage, params, tmp)
+        stage("analytics_index", index_stage, params)
+        if not wanted - {"rules_engine", "echo", "close_lag", "analytics_ingest",
+                         "analytics_index"}:
             raise StopIteration  # nothing needs a server
 
         # Servers: the first starts Ray; the others join it, each its own instance and data.
@@ -167,11 +174,18 @@ def main(argv: list[str] | None = None) -> int:
             "nocheck": {"ECE_BALANCE_CHECK": "0"},
             "hosted": {},
             "per_actor": {"ECE_AUCTIONS_PER_ACTOR": "1"},
+            # The analytics stages: the history route's store (filled by the stage), and
+            # two gateways differing in ECE_ANALYTICS only.
+            "history": {"ECE_ANALYTICS": "0"},
+            "analytics_on": {"ECE_ANALYTICS": "1"},
+            "analytics_off": {"ECE_ANALYTICS": "0"},
         }
         needs = {"inmemory": "inmemory", "naive": "baseline", "checked": "checked",
                  "nocheck": "unchecked",
                  "hosted": "auctions_hosted",
-                 "per_actor": "auctions_per_actor"}
+                 "per_actor": "auctions_per_actor",
+                 "history": "analytics_history", "analytics_on": "analytics_bidpath",
+                 "analytics_off": "analytics_bidpath"}
         joined: dict[str, Managed] = {}
         t_join = time.monotonic()
         for name, env in joined_specs.items():
@@ -203,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
               params.auctions_default, 120.0 if not params.quick else 20.0)
         stage("auctions_per_actor", auctions_stage, params, joined.get("per_actor"), main_srv,
               1, params.auctions_per_actor_max, params.per_actor_budget_s)
+        # Last: the bid-path stage leaves its analytics actor folding after its window.
+        stage("analytics_history", history_stage, params, joined.get("history"))
+        stage("analytics_bidpath", bidpath_stage, params, joined.get("analytics_on"),
+              joined.get("analytics_off"), main_srv)
     except StopIteration:
         pass
     except TimeLimit as exc:
@@ -241,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             "what": f"close lag p99, {n:,} auctions ending within 1 s, one host"}
         if lag is None:
             result["missing_stages"].append("close_lag")
+    add_to_report(result, stages, wanted, params)
     result["setup_anomalies"] = {k: {"count": len(v), "first": v[0]}
                                  for k, v in ANOMALIES.items()}
     result["generated_at"] = datetime.now(UTC).isoformat(timespec="seconds")

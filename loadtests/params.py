@@ -33,6 +33,16 @@ class Params:
     per_actor_budget_s: float
     per_actor_memory_budget: int  # bytes of host RSS at which the 1-per-actor stage stops
     close_lag_auctions: int  # auctions closing in the same second on one host
+    # The analytics stages (loadtests.stages_analytics).
+    analytics_ingest_sales: int  # sales folded in-core through each projection
+    analytics_runner_sales: int  # of those, folded by a Runner over a SQLite file
+    analytics_auctions: int  # closed auctions (rules engine) for the behaviour maths
+    analytics_index_sales: int  # sales the market indexes are rebuilt from
+    analytics_history_sales: int  # sales in the store the history route reads
+    analytics_history_rate: float  # history requests/s (Poisson arrivals)
+    analytics_history_warmup_s: float
+    analytics_history_s: float
+    analytics_busy_sales: int  # sales added so the projections are busy during the bid load
     time_limit_s: float
 
     @classmethod
@@ -61,6 +71,15 @@ class Params:
             per_actor_budget_s=15.0 if quick else 75.0,
             per_actor_memory_budget=int(min(4 * GiB, available * 0.2)),
             close_lag_auctions=200 if quick else 2000,
-            time_limit_s=140.0 if quick else 590.0,
+            analytics_ingest_sales=10_000 if quick else 100_000,
+            analytics_runner_sales=5_000 if quick else 50_000,
+            analytics_auctions=500 if quick else 10_000,
+            analytics_index_sales=100_000 if quick else 1_000_000,
+            analytics_history_sales=100_000 if quick else 1_000_000,
+            analytics_history_rate=200.0,
+            analytics_history_warmup_s=1.0 if quick else 3.0,
+            analytics_history_s=3.0 if quick else 30.0,
+            analytics_busy_sales=50_000 if quick else 400_000,
+            time_limit_s=300.0 if quick else 1200.0,
         )
         return p

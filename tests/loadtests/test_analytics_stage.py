@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from loadtests import stages_analytics as sa
+from loadtests import stages_analytics_server as sas
 from loadtests.params import Params
 from testkit.processes import free_port
 
@@ -42,9 +43,9 @@ async def test_open_loop_counts_every_answer_from_the_intended_time() -> None:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        found = await sa._open_loop(f"http://127.0.0.1:{port}/x", rate=100, seconds=1.0,
+        found = await sas._open_loop(f"http://127.0.0.1:{port}/x", rate=100, seconds=1.0,
                                     warmup_s=0.2)
-        refused = await sa._open_loop(f"http://127.0.0.1:{free_port()}/x", rate=50,
+        refused = await sas._open_loop(f"http://127.0.0.1:{free_port()}/x", rate=50,
                                       seconds=0.3, warmup_s=0.0)  # nobody listens
     finally:
         await runner.cleanup()

@@ -1,0 +1,388 @@
+"""The analytics stages that need a server (loadtests.stages_analytics has the rest and the
+report): the card history route at a fixed rate against a store of N sales, and the bid path
+with the projections busy versus stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import psutil
+from hdrh.histogram import HdrHistogram
+
+from loadtests.driver import percentiles_ms, run_load
+from loadtests.params import Params
+from loadtests.servers import cpu_groups, instance_hosts
+from loadtests.stages_analytics import (
+    DAY_MS,
+    FILL_BATCH,
+    HISTORY_DAYS,
+    LIGHT_RATE,
+    _batches,
+    _catalog,
+    _simulated,
+    _today_end,
+)
+from loadtests.usage import host_processes, ray_processes
+from loadtests.workload import bid_jobs, setup_workload
+from testkit.processes import Managed
+
+# ---- stage: the history route ----------------------------------------------------------------
+
+def server_db(server: Managed) -> Path:
+    """The SQLite file of a server started by `loadtests.servers.start_server`."""
+    return server.log_path.parent / "data" / "ece.db"
+
+
+async def _fill(path: Path, n: int) -> dict[str, Any]:
+    """N simulated sales into the store at `path` (the feed), and their `sale` and `candle`
+    documents computed with the pure functions and saved in big batches; the card x grade
+    with the most sales."""
+    from actors.analytics.book import sale_doc_key
+    from actors.analytics.prices import CANDLE_FIELDS, sale_doc
+    from gateway.seed import seed_catalog
+    from market.catalog import grade_text
+    from market.prices import INTERVALS
+    from market.segment_stats import candles
+    from storage import open_store
+
+    t0 = time.monotonic()
+    end = _today_end()
+    sim = _simulated(n, end)
+    cards, _ = _catalog()
+    store = open_store(f"sqlite:///{path}?synchronous=OFF")  # filling is not measured
+    await store.open()
+    timings: dict[str, float] = {}
+    try:
+        await seed_catalog(store)
+        base = await store.sales_position()
+        t = time.monotonic()
+        for batch in _batches(sim, FILL_BATCH):
+            await store.add_sales(batch)  # type: ignore[arg-type]
+        timings["sales_s"] = time.monotonic() - t
+        if await store.sales_position() != base + n:
+            raise RuntimeError("the store's sales feed is not the filled sales alone")
+
+        t = time.monotonic()
+        card_ids = np.array([c.card_id for c in cards], dtype=object)
+        graders = np.array(sim.graders, dtype=object)
+        grades = [None if math.isnan(g) else (int(g) if g % 1 == 0 else g)
+                  for g in sim.grade.tolist()]
+        texts = np.array([grade_text(g) for g in grades], dtype=object)
+        labels = (card_ids[sim.card_index] + "|" + graders[sim.grader] + "|" + texts).astype(str)
+        keys, ids = np.unique(labels, return_inverse=True)
+        ids = ids.ravel()
+        pos = np.arange(base + 1, base + n + 1)
+        order = np.lexsort((pos, sim.at, ids))  # key order: segment, time, pos
+        saved = await store.projection_checkpoint("bench.sales")
+        for lo in range(0, n, FILL_BATCH):
+            puts: list[Any] = []
+            for i in order[lo:lo + FILL_BATCH].tolist():
+                sale = {"card_id": card_ids[sim.card_index[i]],
+                        "grader": graders[sim.grader[i]], "grade": grades[i],
+                        "price": int(sim.price[i]), "at": int(sim.at[i]),
+                        "source": "external", "ref": None, "pos": base + i + 1}
+                puts.append(("sale", sale_doc_key(str(keys[ids[i]]), sale["at"], sale["pos"]),
+                             sale_doc(sale, None)))  # type: ignore[arg-type]
+            if not await store.save_projection("bench.sales", saved, saved + len(puts), puts):
+                raise RuntimeError("bench.sales checkpoint moved")
+            saved += len(puts)
+        timings["sale_docs_s"] = time.monotonic() - t
+
+        t = time.monotonic()
+        s_ids, s_at, s_price = ids[order], sim.at[order], sim.price[order]
+        puts = []  # the candles
+        for interval in INTERVALS:
+            found = {k: v.tolist() for k, v in candles(s_ids, s_at, s_price, interval).items()}
+            for row, (seg, when) in enumerate(zip(found["id"], found["t"], strict=True)):
+                puts.append(("candle", f"{keys[seg]}|{interval}|{when:013d}",
+                             {k: found[k][row] for k in CANDLE_FIELDS}))
+        puts.sort(key=lambda p: p[1])
+        done = await store.projection_checkpoint("bench.candles")
+        for lo in range(0, len(puts), FILL_BATCH):
+            if not await store.save_projection("bench.candles", done, done + 1,
+                                               puts[lo:lo + FILL_BATCH]):
+                raise RuntimeError("bench.candles checkpoint moved")
+            done += 1
+        timings["candle_docs_s"] = time.monotonic() - t
+        sale_docs = await store.count_projection("sale")
+        candle_docs = await store.count_projection("candle")
+    finally:
+        await store.close()
+    counts = np.bincount(ids)
+    busiest = str(keys[int(counts.argmax())])
+    card_id, grader, grade = busiest.split("|")
+    return {"sales": n, "sale_docs": sale_docs, "candle_docs": candle_docs,
+            "segments": len(keys), "segment": busiest, "card_id": card_id, "grader": grader,
+            "grade": grade, "segment_sales": int(counts.max()), "end_ms": end,
+            "db_bytes": path.stat().st_size,
+            "fill_s": round(time.monotonic() - t0, 1),
+            **{k: round(v, 1) for k, v in timings.items()}}
+
+
+async def _open_loop(url: str, rate: float, seconds: float, warmup_s: float,
+                     seed: int = 5) -> dict[str, Any]:
+    """GET `url` with Poisson arrivals at `rate`/s for warmup_s + seconds; every answer of
+    the measured part counted (status, or the exception's name), its latency taken from the
+    intended send time (a late send or a queue in the client counts in full)."""
+    rng = random.Random(seed)
+    hist = HdrHistogram(1, 60_000_000, 3)  # µs
+    answers: dict[str, int] = {}
+    sizes: list[int] = []
+    loop = asyncio.get_running_loop()
+    connector = aiohttp.TCPConnector(limit=1024)
+    timeout = aiohttp.ClientTimeout(total=30)
+    late = 0.0  # the client's worst lateness in starting a send
+    ok_total = 0  # 200 answers, warm-up included
+
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        async def one(intended: float, counted: bool) -> None:
+            nonlocal ok_total
+            try:
+                async with http.get(url) as response:
+                    body = await response.read()
+                    key = str(response.status)
+                    ok_total += response.status == 200
+                    if counted and len(sizes) < 1:
+                        sizes.append(len(body))
+            except Exception as exc:  # every answer counts, failures too
+                key = type(exc).__name__
+            if counted:
+                hist.record_value(max(1, int((loop.time() - intended) * 1e6)))
+                answers[key] = answers.get(key, 0) + 1
+
+        tasks = []
+        start = loop.time() + 0.05
+        t = start
+        sent = 0
+        while True:
+            t += rng.expovariate(rate)
+            if t - start >= warmup_s + seconds:
+                break
+            delay = t - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            late = max(late, loop.time() - t)
+            counted = t - start >= warmup_s
+            sent += counted
+            tasks.append(asyncio.create_task(one(t, counted)))
+        await asyncio.gather(*tasks)
+    latency = percentiles_ms(hist)
+    ok = answers.get("200", 0)
+    answered = sum(answers.values())
+    return {"rate_target_per_s": rate, "measure_s": seconds, "warmup_s": warmup_s,
+            "sent": sent, "sent_with_warmup": len(tasks), "ok_with_warmup": ok_total,
+            "answers": answers, "answered_per_s": round(answered / seconds, 1),
+            "ok_per_s": round(ok / seconds, 1), "latency_ms": latency,
+            "client_max_send_lateness_ms": round(late * 1000, 2),
+            "response_bytes": sizes[0] if sizes else None}
+
+
+def _cpu_of(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def _busy() -> float:
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
+def history_stage(params: Params, server: Managed | None) -> dict[str, Any]:
+    if server is None:
+        raise RuntimeError("the history server was not started")
+    filled = asyncio.run(_fill(server_db(server), params.analytics_history_sales))
+    end = filled["end_ms"]
+    grade = "" if filled["grade"] == "-" else f"&grade={filled['grade']}"
+    query = (f"/api/cards/{filled['card_id']}/history?grader={filled['grader']}{grade}"
+             f"&interval=1d&from={end - HISTORY_DAYS * DAY_MS}&to={end}")
+
+    async def sample() -> dict[str, Any]:
+        async with aiohttp.ClientSession() as http, http.get(server.base + query) as response:
+            body = await response.json()
+            if response.status != 200:
+                raise RuntimeError(f"history answered {response.status}: {body}")
+            return {"candles": len(body["candles"]), "sales": len(body["sales"]),
+                    "more": body["cursor"] is not None}
+
+    shape = asyncio.run(sample())
+    gateway = [server.process()]
+
+    def timed(rate: float, seconds: float, warmup_s: float) -> dict[str, Any]:
+        cpu0, busy0, t0 = _cpu_of(gateway), _busy(), time.monotonic()
+        found = asyncio.run(_open_loop(server.base + query, rate, seconds, warmup_s))
+        elapsed = time.monotonic() - t0
+        cpu = _cpu_of(gateway) - cpu0
+        ok = found["ok_with_warmup"]
+        found["cpu_cores_incl_warmup"] = {
+            "gateway": round(cpu / elapsed, 2),
+            "machine_busy": round((_busy() - busy0) / elapsed, 2)}
+        # The gateway's CPU per 200 answer (an upper bound when requests time out unanswered).
+        found["gateway_cpu_ms_per_ok"] = round(cpu / ok * 1000, 2) if ok else None
+        return found
+
+    # First at a light rate (the route's own latency), then at the goal's rate.
+    light = timed(LIGHT_RATE, max(2.0, params.analytics_history_s / 6), 0.5)
+    result = timed(params.analytics_history_rate, params.analytics_history_s,
+                   params.analytics_history_warmup_s)
+    latency = result["latency_ms"]
+    return {
+        "figures": {"p99_ms": round(latency["p99"], 2), "p50_ms": round(latency["p50"], 2),
+                    "answered_per_s": result["answered_per_s"],
+                    "light_p99_ms": round(light["latency_ms"]["p99"], 2)},
+        "details": {"store": filled, "query": query, "answer": shape, **result,
+                    "light": light, "loadavg": [round(x, 2) for x in psutil.getloadavg()]},
+    }
+
+
+# ---- stage: the bid path with the projections running / stopped ------------------------------
+
+async def _seed_sales(path: Path, n: int) -> dict[str, Any]:
+    """Into a running server's store, as `ece seed` does: the catalog, then the sales
+    (FILL_BATCH per transaction)."""
+    from gateway.seed import seed_catalog
+    from storage import open_store
+
+    store = open_store(f"sqlite:///{path}?synchronous=OFF")
+    await store.open()
+    t = time.monotonic()
+    try:
+        await seed_catalog(store)
+        sim = _simulated(n, _today_end())
+        for batch in _batches(sim, FILL_BATCH):
+            await store.add_sales(batch)  # type: ignore[arg-type]
+        head = await store.sales_position()
+    finally:
+        await store.close()
+    return {"sales": n, "head": head, "seed_s": round(time.monotonic() - t, 1)}
+
+
+def _positions(path: Path) -> dict[str, int]:
+    """The projections' checkpoints and the sales feed's head, read-only."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        found = dict(conn.execute("SELECT name, pos FROM checkpoints").fetchall())
+        found["sales_head"] = conn.execute("SELECT COALESCE(MAX(pos), 0) FROM sales").fetchone()[0]
+        return {k: int(v) for k, v in found.items()}
+    finally:
+        conn.close()
+
+
+class _Sampler(threading.Thread):
+    """Samples a store's projection checkpoints every `every` seconds (its own thread)."""
+
+    def __init__(self, path: Path, every: float = 0.25) -> None:
+        super().__init__(daemon=True, name="analytics-sampler")
+        self.path, self.every = path, every
+        self.samples: list[tuple[float, dict[str, int]]] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            with contextlib.suppress(sqlite3.Error):
+                self.samples.append((time.monotonic(), _positions(self.path)))
+            self.stopping.wait(self.every)
+
+    def at(self, when: float) -> dict[str, int]:
+        """The last sample taken at or before `when` (else the first)."""
+        best = self.samples[0][1] if self.samples else {}
+        for t, sample in self.samples:
+            if t > when:
+                break
+            best = sample
+        return best
+
+
+def _analytics_procs(ray_root: Managed) -> list[psutil.Process]:
+    out = []
+    for proc in ray_processes(ray_root):
+        with contextlib.suppress(psutil.Error):
+            cmd = proc.cmdline()
+            if cmd and cmd[0].startswith("ray::Analytics"):
+                out.append(proc)
+    return out
+
+
+def _saturated(params: Params, server: Managed, ray_root: Managed,
+               before_load: Any, sampler: _Sampler | None) -> dict[str, Any]:
+    """Stage `e2e`'s saturating window (closed loop) on `server`, with the CPU of the
+    analytics actors (every instance's) apart from the rest of Ray. `before_load()` runs
+    after the workload's set-up, just before the load starts."""
+    before = set(host_processes(ray_root))
+    work = asyncio.run(setup_workload(server.base, params.auctions, params.bidders))
+    hosts = instance_hosts(ray_root, before)
+    groups = cpu_groups(server, ray_root, hosts)
+    analytics = _analytics_procs(ray_root)
+    ids = {p.pid for p in analytics}
+    groups["ray_other"] = [p for p in groups["ray_other"] if p.pid not in ids]
+    groups["analytics"] = analytics
+    prepared = before_load()
+    window: dict[str, float] = {}
+
+    def on_window(seconds: float) -> None:
+        window["start"], window["seconds"] = time.monotonic(), seconds
+
+    result = run_load(bid_jobs(params, server.base, work, "closed"), groups,
+                      on_window=on_window)
+    s = result.summary()
+    out: dict[str, Any] = {"bids_per_s": s["answered_per_s"], "saturated": s,
+                           "setup_s": round(work.setup_s, 2), "hosts": len(hosts),
+                           "before_load": prepared}
+    if sampler is not None and window:
+        start = sampler.at(window["start"])
+        stop = sampler.at(window["start"] + window["seconds"])
+        folded = {name: stop.get(name, 0) - start.get(name, 0)
+                  for name in ("prices.0", "market")}
+        out["projections"] = {
+            "at_window_start": start, "at_window_end": stop,
+            "folded_in_window": folded,
+            "fold_per_s_in_window": {k: round(v / window["seconds"], 1)
+                                     for k, v in folded.items()},
+            # The price projection still had sales to fold when the window closed.
+            "busy_through_window": stop.get("sales_head", 0) > stop.get("prices.0", 0),
+        }
+    return out
+
+
+def bidpath_stage(params: Params, on: Managed | None, off: Managed | None,
+                  ray_root: Managed) -> dict[str, Any]:
+    if on is None or off is None:
+        raise RuntimeError("the analytics on/off servers were not started")
+    n = params.analytics_busy_sales
+    off_db, on_db = server_db(off), server_db(on)
+    # The same sales go into both stores, after each workload's set-up and just before its
+    # load: on the ECE_ANALYTICS=1 one its projections start folding them at once.
+    without = _saturated(params, off, ray_root,
+                         lambda: asyncio.run(_seed_sales(off_db, n)), None)
+    sampler = _Sampler(on_db)
+    sampler.start()
+    try:
+        with_ = _saturated(params, on, ray_root,
+                           lambda: asyncio.run(_seed_sales(on_db, n)), sampler)
+    finally:
+        sampler.stopping.set()
+        sampler.join(timeout=5)
+    ratio = round(with_["bids_per_s"] / without["bids_per_s"], 3) if without[
+        "bids_per_s"] else None
+    return {
+        "figures": {"on_bids_per_s": with_["bids_per_s"],
+                    "off_bids_per_s": without["bids_per_s"],
+                    "on_over_off": ratio,
+                    "on_ack_p99_ms": with_["saturated"]["ack_ms"]["p99"],
+                    "off_ack_p99_ms": without["saturated"]["ack_ms"]["p99"]},
+        "details": {"order": "ECE_ANALYTICS=0 first, then 1", "seeded_sales": n,
+                    "off": without, "on": with_, "positions_after": _positions(on_db)},
+    }
