@@ -943,7 +943,7 @@ def test_websocket_fuzz(fz: Fuzz, auth: Any, sent: list[Frame], pipelined: bool)
 
 def test_alive_after_websocket_fuzz(fz: Fuzz) -> None:
     response = fz.http.get(fz.base + "/healthz", timeout=TIMEOUT)
-    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+    assert (response.status_code, response.json()["status"]) == (200, "ok")
 
 
 def _ping_of_size(size: int, binary: bool) -> bytes | str:
@@ -1032,7 +1032,7 @@ def test_rest_fuzz(fz: Fuzz, req: RestRequest) -> None:
 
 def test_server_survived(fz: Fuzz) -> None:
     response = fz.http.get(fz.base + "/healthz", timeout=TIMEOUT)
-    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+    assert (response.status_code, response.json()["status"]) == (200, "ok")
     log = fz.server.log_path.read_text(errors="replace")
     for sign in ("Traceback", "unhandled error", "exception was never retrieved"):
         assert sign not in log, log[max(0, log.find(sign) - 2000):log.find(sign) + 3000]

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 async def test_healthz_and_metrics(ece_hosted):
     status, body = await ece_hosted.api.request("GET", "/healthz")
-    assert (status, body) == (200, {"status": "ok"})
+    assert (status, body["status"], body["seeding"]) == (200, "ok", False)
+    assert isinstance(body["analytics"], dict)  # each projection's lag (filled within a second)
     status, text = await ece_hosted.api.request("GET", "/metrics")
     assert status == 200 and "ece_ws_connections" in text
 
