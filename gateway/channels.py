@@ -8,19 +8,14 @@ again and reads the routes. The tail also refreshes the projection-lag metrics.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import re
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from actors.tail import GapCursor
+from actors.tail import GapCursor, Tailer
 from storage import Store
 from storage.records import AnalyticsMessage
-
-log = logging.getLogger("ece.channels")
 
 POLL_S = 0.1
 PAGE = 1_000
@@ -51,17 +46,15 @@ class Channels:
         self._of: dict[Subscriber, set[str]] = {}
         self._cursor = GapCursor(0, name="analytics log", clock=clock)
         self._on_tick = on_tick
-        self._task: asyncio.Task[None] | None = None
+        self._ticked = 0.0
+        self._tail = Tailer(self._step, "analytics log", PAGE, POLL_S, RETRY_S)
 
     async def start(self) -> None:
         self._cursor.pos = await self.store.analytics_log_position()
-        self._task = asyncio.get_running_loop().create_task(self._tail())
+        self._tail.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._tail.close()
 
     def subscribe(self, conn: Subscriber, channel: str) -> bool:
         """False when the socket follows MAX_CHANNELS channels already."""
@@ -96,18 +89,10 @@ class Channels:
                 for conn in list(subs):
                     conn.send(frame, cache)
 
-    async def _tail(self) -> None:
-        ticked = 0.0
-        while True:
-            try:
-                rows = await self.store.analytics_log(self._cursor.pos, PAGE)
-                self.deliver(rows)
-                if self._on_tick is not None and time.monotonic() - ticked >= 1.0:
-                    ticked = time.monotonic()
-                    await self._on_tick()
-            except Exception:
-                log.warning("analytics log read failed; retrying", exc_info=True)
-                await asyncio.sleep(RETRY_S)
-                continue
-            if len(rows) < PAGE:
-                await asyncio.sleep(POLL_S)
+    async def _step(self) -> int:
+        rows = await self.store.analytics_log(self._cursor.pos, PAGE)
+        self.deliver(rows)
+        if self._on_tick is not None and time.monotonic() - self._ticked >= 1.0:
+            self._ticked = time.monotonic()
+            await self._on_tick()
+        return len(rows)

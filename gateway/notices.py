@@ -17,18 +17,14 @@ resumes with `since`, and a balance is corrected by the account's next payment.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from actors.tail import GapCursor
+from actors.tail import GapCursor, Tailer
 from storage import Store
 from storage.records import NoticeRecord
-
-log = logging.getLogger("ece.notices")
 
 POLL_S = 0.05  # pause between reads of the feed when it had nothing new
 PAGE = 1_000
@@ -97,20 +93,17 @@ class Notices:
         self._cursor = GapCursor(0, GAP_WAIT_S, "notice feed", clock)
         self._enrich = enrich
         self._watches: dict[str, dict[Subscriber, _Watch]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._tail = Tailer(self._step, "notice feed", PAGE, POLL_S, RETRY_S)
         self._caught_up = asyncio.Event()
 
     async def start(self) -> None:
         """Load every balance, then tail the feed from its current end."""
         self._cursor.pos = await self.store.notice_position()
         self.balances.load(await self.store.user_balances())
-        self._task = asyncio.get_running_loop().create_task(self._tail())
+        self._tail.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._tail.close()
 
     async def caught_up(self) -> None:
         """Wait for the next read of the feed that found nothing new (tests, seeding)."""
@@ -119,18 +112,11 @@ class Notices:
 
     # ---- the tail ---------------------------------------------------------------------
 
-    async def _tail(self) -> None:
-        while True:
-            try:
-                rows = await self.store.notice_feed(self.cursor, PAGE)
-            except Exception:
-                log.warning("notice feed read failed; retrying", exc_info=True)
-                await asyncio.sleep(RETRY_S)
-                continue
-            taken = await self.take(rows)
-            if taken < PAGE:
-                self._caught_up.set()
-                await asyncio.sleep(POLL_S)
+    async def _step(self) -> int:
+        taken = await self.take(await self.store.notice_feed(self.cursor, PAGE))
+        if taken < PAGE:
+            self._caught_up.set()
+        return taken
 
     async def take(self, rows: list[NoticeRecord]) -> int:
         """Apply feed rows in position order, stopping at a gap still worth waiting for;

@@ -3,7 +3,8 @@
 Every contract test runs twice: against SqliteStore on a real file in tmp_path, and against
 MongoStore driven by the real PyMongo async client over TCP. The Mongo side talks to a real
 server when ECE_TEST_MONGODB_URI is set, otherwise to mongoeco's wire-protocol server, which
-we run in-process on 127.0.0.1 (port 0 = a free port picked by the kernel).
+we run in-process on 127.0.0.1 (port 0 = a free port picked by the kernel), one server for
+the session (`mongo_uri`, tests/conftest.py) and a fresh database for each test (`mongo_db`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 from storage import Store
 from storage.mongo import MongoStore
@@ -25,17 +27,18 @@ from storage.sqlite import SqliteStore
 
 
 @dataclass
-class Backend:
-    """Where a test's data lives; `make()` builds another independent store instance on it."""
+class Backend[S: Store]:
+    """Where a test's data lives; `make()` builds another independent store instance on it
+    (as another process would), `open()` an opened one that the fixture closes."""
 
     kind: str
-    factory: Callable[[], Store]
-    opened: list[Store] = field(default_factory=list)
+    factory: Callable[[], S]
+    opened: list[S] = field(default_factory=list)
 
-    def make(self) -> Store:
+    def make(self) -> S:
         return self.factory()
 
-    async def open(self) -> Store:
+    async def open(self) -> S:
         store = self.factory()
         await store.open()
         self.opened.append(store)
@@ -47,24 +50,44 @@ class Backend:
         self.opened.clear()
 
 
-@pytest_asyncio.fixture(params=["sqlite", "mongo"])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    if request.param == "sqlite":
-        path = str(tmp_path / "ece.db")
-        b = Backend("sqlite", lambda: SqliteStore(path))
-        yield b
-        await b.close_all()
-        return
-    uri: str = request.getfixturevalue("mongo_uri")
-    db_name = f"ece_test_{uuid.uuid4().hex[:12]}"
-    b = Backend("mongo", lambda: MongoStore(uri, db_name=db_name))
+type RawDb = AsyncDatabase[dict[str, Any]]
+
+
+@pytest_asyncio.fixture
+async def mongo_db(mongo_uri: str) -> AsyncIterator[RawDb]:
+    """A fresh database on the session's server, through a plain driver client (for writes
+    that bypass the store); dropped after the test."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri)
+    db = client[f"ece_test_{uuid.uuid4().hex[:12]}"]
+    try:
+        yield db
+    finally:
+        await client.drop_database(db.name)
+        await client.close()
+
+
+@pytest_asyncio.fixture
+async def mongo_backend(mongo_uri: str, mongo_db: RawDb) -> AsyncIterator[Backend[MongoStore]]:
+    """MongoStore instances on this test's database (closed before it is dropped)."""
+    b = Backend("mongo", lambda: MongoStore(mongo_uri, db_name=mongo_db.name))
     yield b
     await b.close_all()
-    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(uri)
-    try:
-        await client.drop_database(db_name)
-    finally:
-        await client.close()
+
+
+@pytest_asyncio.fixture
+async def sqlite_backend(tmp_path: Path) -> AsyncIterator[Backend[SqliteStore]]:
+    """SqliteStore instances on one file in tmp_path."""
+    path = str(tmp_path / "ece.db")
+    b = Backend("sqlite", lambda: SqliteStore(path))
+    yield b
+    await b.close_all()
+
+
+@pytest.fixture(params=["sqlite", "mongo"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """The contract tests' backend: each test runs on both."""
+    found: Backend = request.getfixturevalue(f"{request.param}_backend")
+    return found
 
 
 @pytest_asyncio.fixture

@@ -5,95 +5,41 @@ from __future__ import annotations
 import contextlib
 import datetime
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
 import pytest_asyncio
-from pymongo import AsyncMongoClient
-from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import AutoReconnect, PyMongoError
+from pymongo.errors import PyMongoError
 
 import storage.mongo
 from market.provenance import token_id_for
 from storage import CommitBatch, Conflict, StoreError
 from storage.mongo import MongoStore
+from tests.storage.conftest import Backend, RawDb
+from tests.storage.mongo_faults import crashing
 from tests.storage.test_contract import T0, asset, auction, event, finish, listed, trade, view
 from tests.storage.test_provenance_contract import listed_token, mint, sale, verified
 
-type Mongo = tuple[MongoStore, AsyncMongoClient[dict]]
+type Mongo = tuple[MongoStore, RawDb]
 
 
 @pytest_asyncio.fixture
-async def mongo(mongo_uri: str) -> AsyncIterator[Mongo]:
-    db_name = f"ece_test_{uuid.uuid4().hex[:12]}"
-    store = MongoStore(mongo_uri, db_name=db_name)
-    raw: AsyncMongoClient[dict] = AsyncMongoClient(mongo_uri)
-    await store.open()
-    try:
-        yield store, raw
-    finally:
-        await store.close()
-        await raw.drop_database(db_name)
-        await raw.close()
-
-
-# -- fault injection -----------------------------------------------------------------------
-class _FaultyCollection:
-    """Delegates to a real collection; `method` raises AutoReconnect (the process lost
-    MongoDB mid-operation, as if it crashed there) the first time it is called."""
-
-    def __init__(self, coll: AsyncCollection[dict], method: str, fired: list[str]) -> None:
-        self._coll, self._method, self._fired = coll, method, fired
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._coll, name)
-        if name != self._method or self._fired:
-            return attr
-
-        async def crash(*args: Any, **kwargs: Any) -> Any:
-            self._fired.append(f"{self._coll.name}.{name}")
-            raise AutoReconnect(f"injected failure in {self._coll.name}.{name}")
-
-        return crash
-
-
-class _FaultyDb:
-    def __init__(self, db: Any, collection: str, method: str) -> None:
-        self._db, self._collection, self._method = db, collection, method
-        self.fired: list[str] = []
-
-    def __getitem__(self, name: str) -> Any:
-        coll = self._db[name]
-        if name != self._collection:
-            return coll
-        return _FaultyCollection(coll, self._method, self.fired)
-
-
-@contextlib.contextmanager
-def failing(store: MongoStore, collection: str, method: str) -> Iterator[_FaultyDb]:
-    """Make `store`'s first `collection.method` call in the block fail."""
-    real = store._db
-    faulty = _FaultyDb(real, collection, method)
-    store._db = faulty  # type: ignore[assignment]
-    try:
-        yield faulty
-    finally:
-        store._db = real
-    assert faulty.fired == [f"{collection}.{method}"], "the fault was never hit"
+async def mongo(mongo_backend: Backend[MongoStore], mongo_db: RawDb) -> Mongo:
+    """A store on a fresh database, and the database through a plain client."""
+    return await mongo_backend.open(), mongo_db
 
 
 async def half_written_commit(store: MongoStore, batch: CommitBatch) -> None:
     """Commit `batch` with its event insert succeeding and its view/snapshot write failing."""
-    with failing(store, "auctions", "bulk_write"), pytest.raises(StoreError):
+    with crashing(store, "auctions.bulk_write"), pytest.raises(StoreError):
         await store.commit(batch)
 
 
 # -- create_auction: orphan claims, judged by the server's clock ---------------------------
-async def age_claim(raw: AsyncMongoClient[dict], store: MongoStore, aid: str, s: float) -> None:
+async def age_claim(raw: RawDb, aid: str, s: float) -> None:
     """Backdate asset `aid`'s listing claim by `s` seconds of the clock that stamped it."""
-    assets = raw[store.db_name]["assets"]
+    assets = raw["assets"]
     doc = await assets.find_one({"_id": aid})
     assert doc is not None and doc["listed_in"] is not None
     at = doc["listed_at"]
@@ -111,15 +57,15 @@ async def test_orphan_claim_is_reclaimed_only_when_stale(mongo: Mongo) -> None:
     with pytest.raises(Conflict) as err:  # recent claim: may still be in flight
         await store.create_auction(auction("x1", "a1", "u1"))
     assert err.value.code == "ASSET_LISTED"
-    await age_claim(raw, store, "a1", orphan_s - 2)
+    await age_claim(raw, "a1", orphan_s - 2)
     with pytest.raises(Conflict) as err:
         await store.create_auction(auction("x1", "a1", "u1"))
     assert err.value.code == "ASSET_LISTED"
-    await age_claim(raw, store, "a1", 3)  # now older than ORPHAN_CLAIM_S
+    await age_claim(raw, "a1", 3)  # now older than ORPHAN_CLAIM_S
     await store.create_auction(auction("x1", "a1", "u1"))
     assert (await store.get_asset("a1") or {})["listed_in"] == "x1"
     # However old, a claim whose auction exists is a live listing, never an orphan.
-    await age_claim(raw, store, "a1", 10 * orphan_s)
+    await age_claim(raw, "a1", 10 * orphan_s)
     with pytest.raises(Conflict) as err:
         await store.create_auction(auction("x2", "a1", "u1"))
     assert err.value.code == "ASSET_LISTED"
@@ -134,7 +80,7 @@ async def test_claim_stamped_by_an_older_version_counts_as_stale(mongo: Mongo) -
     # Earlier versions stamped listed_at with the claiming process's time.time().
     store, raw = mongo
     await store.create_asset(asset("a1", "u1"))
-    await raw[store.db_name]["assets"].update_one(
+    await raw["assets"].update_one(
         {"_id": "a1"}, {"$set": {"listed_in": "ghost", "listed_at": time.time()}}
     )
     await store.create_auction(auction("x1", "a1", "u1"))
@@ -175,34 +121,30 @@ HOUR = 3600.0
 @pytest.mark.parametrize("skew", [HOUR, -HOUR], ids=["ahead", "behind"])
 @pytest.mark.parametrize("skewed", ["claimer", "observer"])
 async def test_claim_takeover_ignores_skewed_host_clocks(
-    mongo: Mongo, mongo_uri: str, skewed: str, skew: float
+    mongo: Mongo, mongo_backend: Backend[MongoStore], skewed: str, skew: float
 ) -> None:
     store, raw = mongo
-    other = MongoStore(mongo_uri, db_name=store.db_name)  # another process, same database
-    await other.open()
-    try:
-        claimer_skew, observer_skew = (skew, 0.0) if skewed == "claimer" else (0.0, skew)
-        await store.create_asset(asset("a1", "u1"))
-        # store's create_auction("x1") is in flight: asset claimed, auction not inserted yet.
-        with wall_clock_skew(claimer_skew):
-            assert await store._claim("a1", "u1", "x1") is True
-        with wall_clock_skew(observer_skew), pytest.raises(Conflict) as err:
-            await other.create_auction(auction("y1", "a1", "u1"))
-        assert err.value.code == "ASSET_LISTED"
-        assert (await other.get_asset("a1") or {})["listed_in"] == "x1"
+    other = await mongo_backend.open()  # another process, same database
+    claimer_skew, observer_skew = (skew, 0.0) if skewed == "claimer" else (0.0, skew)
+    await store.create_asset(asset("a1", "u1"))
+    # store's create_auction("x1") is in flight: asset claimed, auction not inserted yet.
+    with wall_clock_skew(claimer_skew):
+        assert await store._claim("a1", "u1", "x1") is True
+    with wall_clock_skew(observer_skew), pytest.raises(Conflict) as err:
+        await other.create_auction(auction("y1", "a1", "u1"))
+    assert err.value.code == "ASSET_LISTED"
+    assert (await other.get_asset("a1") or {})["listed_in"] == "x1"
 
-        # x1's creator died. Once the claim is older than ORPHAN_CLAIM_S by the reference
-        # clock, the other process reclaims it, whatever its own clock says.
-        await age_claim(raw, store, "a1", storage.mongo.ORPHAN_CLAIM_S + 1)
-        with wall_clock_skew(observer_skew):
-            await other.create_auction(auction("y1", "a1", "u1"))
-        assert (await other.get_asset("a1") or {})["listed_in"] == "y1"
-        with wall_clock_skew(claimer_skew), pytest.raises(Conflict) as err:
-            await store.create_auction(auction("x1", "a1", "u1"))
-        assert err.value.code == "ASSET_LISTED"
-        assert [r["auction_id"] for r in await store.open_auctions()] == ["y1"]
-    finally:
-        await other.close()
+    # x1's creator died. Once the claim is older than ORPHAN_CLAIM_S by the reference
+    # clock, the other process reclaims it, whatever its own clock says.
+    await age_claim(raw, "a1", storage.mongo.ORPHAN_CLAIM_S + 1)
+    with wall_clock_skew(observer_skew):
+        await other.create_auction(auction("y1", "a1", "u1"))
+    assert (await other.get_asset("a1") or {})["listed_in"] == "y1"
+    with wall_clock_skew(claimer_skew), pytest.raises(Conflict) as err:
+        await store.create_auction(auction("x1", "a1", "u1"))
+    assert err.value.code == "ASSET_LISTED"
+    assert [r["auction_id"] for r in await store.open_auctions()] == ["y1"]
 
 
 async def test_retried_create_auction_completes_own_claim(mongo: Mongo) -> None:
@@ -217,20 +159,17 @@ async def test_retried_create_auction_completes_own_claim(mongo: Mongo) -> None:
 
 
 # -- settle: a retry after a crash at any step converges -----------------------------------
-@pytest.mark.parametrize(
-    ("collection", "method"),
-    [("trades", "insert_one"), ("auctions", "update_one")],
-    ids=["after-asset-moved", "after-trade-recorded"],
-)
+@pytest.mark.parametrize("write", ["trades.insert_one", "auctions.update_one"],
+                         ids=["after-asset-moved", "after-trade-recorded"])
 @pytest.mark.parametrize("resold", [False, True], ids=["retry", "retry-after-resale"])
 async def test_settle_retry_after_crash_records_trade_once(
-    mongo: Mongo, collection: str, method: str, resold: bool
+    mongo: Mongo, write: str, resold: bool
 ) -> None:
     store, _ = mongo
     await listed(store, "x1")
     await finish(store, "x1", "closed")
     t = trade("x1", "u2", 250, T0 + 61)
-    with failing(store, collection, method), pytest.raises(PyMongoError):
+    with crashing(store, write), pytest.raises(PyMongoError):
         await store.settle(t)
     assert (await store.get_asset("as-x1") or {})["owner_id"] == "u2"
     assert (await store.get_auction("x1") or {})["settled"] is False
@@ -255,7 +194,7 @@ async def test_settle_retry_after_crash_when_asset_moved(mongo: Mongo) -> None:
     await finish(store, "x1", "closed")
     await store.assets.update_one({"_id": "as-x1"}, {"$set": {"owner_id": "u9"}})
     t = trade("x1", "u2", 250, T0 + 61)
-    with failing(store, "auctions", "update_one"), pytest.raises(PyMongoError):
+    with crashing(store, "auctions.update_one"), pytest.raises(PyMongoError):
         await store.settle(t)
     assert await store.settle(t) is False
     rec = await store.get_auction("x1")
@@ -264,14 +203,11 @@ async def test_settle_retry_after_crash_when_asset_moved(mongo: Mongo) -> None:
     assert (await store.get_asset("as-x1") or {})["owner_id"] == "u9"
 
 
-@pytest.mark.parametrize(
-    ("collection", "method"),
-    [("trades", "insert_one"), ("auctions", "update_one")],
-    ids=["after-asset-moved", "after-trade-recorded"],
-)
+@pytest.mark.parametrize("write", ["trades.insert_one", "auctions.update_one"],
+                         ids=["after-asset-moved", "after-trade-recorded"])
 @pytest.mark.parametrize("resold", [False, True], ids=["retry", "retry-after-resale"])
 async def test_settle_retry_after_crash_appends_the_transfer_once(
-    mongo: Mongo, collection: str, method: str, resold: bool
+    mongo: Mongo, write: str, resold: bool
 ) -> None:
     """The transfer is pushed by the update that moves the asset; whatever a retry passes
     (the same record, or none as the host does once it sees it in the chain), it is there
@@ -280,7 +216,7 @@ async def test_settle_retry_after_crash_appends_the_transfer_once(
     token, m = await listed_token(store, "x1")
     t = trade("x1", "u2", 250, T0 + 61)
     transfer = sale(token, m, "x1", "u1", "u2")
-    with failing(store, collection, method), pytest.raises(PyMongoError):
+    with crashing(store, write), pytest.raises(PyMongoError):
         await store.settle(t, transfer)
     assert await store.load_provenance(token) == [m, transfer]
     chain = [m, transfer]
@@ -304,7 +240,7 @@ async def test_a_chain_fenced_settle_raises_and_leaves_the_sale_to_do(mongo: Mon
     token, m = await listed_token(store, "x1")
     # Someone appended behind the store's back: the sale's record no longer extends it.
     extra = {**m, "seq": 2}
-    await raw[store.db_name]["assets"].update_one({"_id": "as-x1"},
+    await raw["assets"].update_one({"_id": "as-x1"},
                                                    {"$push": {"provenance": extra}})
     with pytest.raises(Conflict) as err:
         await store.settle(trade("x1", "u2", 250, T0 + 61), sale(token, m, "x1", "u1", "u2"))
@@ -339,69 +275,58 @@ async def test_half_written_commit_keeps_events_and_a_view_commit_repairs_it(
 
 
 async def test_fenced_events_leave_no_trace_in_collection(
-    mongo: tuple[MongoStore, AsyncMongoClient[dict]],
+    mongo: Mongo,
 ) -> None:
     store, raw = mongo
     await store.commit(CommitBatch(events=[event("x1", 1)]))
     fenced = await store.commit(CommitBatch(events=[event("x1", s) for s in (1, 2, 3)]))
     assert fenced == {"x1"}
-    stored = raw[store.db_name]["events"].find({"auction_id": "x1"}, {"seq": 1, "_id": 0})
+    stored = raw["events"].find({"auction_id": "x1"}, {"seq": 1, "_id": 0})
     assert [d["seq"] async for d in stored] == [1]
 
 
-async def test_relaxed_write_concern(mongo_uri: str) -> None:
-    db_name = f"ece_test_{uuid.uuid4().hex[:12]}"
-    store = MongoStore(mongo_uri, db_name=db_name, write_concern=1, journal=False)
+async def test_relaxed_write_concern(mongo_uri: str, mongo_db: RawDb) -> None:
+    store = MongoStore(mongo_uri, db_name=mongo_db.name, write_concern=1, journal=False)
     await store.open()
     try:
         assert await store.commit(CommitBatch(events=[event("x1", 1)])) == set()
         assert await store.load_events("x1") == [event("x1", 1)]
     finally:
         await store.close()
-        raw: AsyncMongoClient[dict] = AsyncMongoClient(mongo_uri)
-        await raw.drop_database(db_name)
-        await raw.close()
 
 
 # -- the catalog on a database written before it -------------------------------------------
-async def test_assets_written_before_the_catalog(mongo_uri: str) -> None:
+async def test_assets_written_before_the_catalog(
+        mongo_db: RawDb, mongo_backend: Backend[MongoStore]) -> None:
     """Asset documents of an older version (no graded fields at all) are read with those
     fields None, never collide on the (grader, cert) index, and the index built on a
     database full of them still refuses a duplicate certificate."""
-    db_name = f"ece_test_{uuid.uuid4().hex[:12]}"
-    raw: AsyncMongoClient[dict] = AsyncMongoClient(mongo_uri)
-    store = MongoStore(mongo_uri, db_name=db_name)
-    try:
-        await raw[db_name]["assets"].insert_many([
-            {"_id": f"a_old{i}", "asset_id": f"a_old{i}", "owner_id": "u1", "title": "Old",
-             "metadata": {}, "created_at": i, "listed_in": None, "listed_at": None}
-            for i in range(3)])
-        await store.open()
-        old = await store.get_asset("a_old0")
-        assert old == {"asset_id": "a_old0", "owner_id": "u1", "title": "Old", "metadata": {},
-                       "created_at": 0, "listed_in": None, "card_id": None, "grader": None,
-                       "grade": None, "cert": None, "token_id": token_id_for("a_old0")}
-        assert [a["asset_id"] for a in await store.list_assets("u1")] == [
-            "a_old0", "a_old1", "a_old2"]
-        copy: Any = {**asset("a_new", "u2"), "card_id": "card_1", "grader": "PSA",
-                     "grade": 10, "cert": "77", "token_id": "1"}
-        await store.create_asset(copy)
-        with pytest.raises(Conflict) as err:
-            await store.create_asset({**copy, "asset_id": "a_dup"})
-        assert err.value.code == "CERT_EXISTS"
-        assert await store.population("card_1") == [{"grader": "PSA", "grade": 10, "count": 1}]
-        indexes = await raw[db_name]["assets"].index_information()
-        assert indexes["grader_cert"]["unique"] is True
-        assert indexes["token_id"]["unique"] is True
-        # Their tokens (derived when the store opened) have empty chains, which a mint can
-        # start even though the documents have no `provenance` field at all.
-        token = token_id_for("a_old1")
-        assert (await store.get_asset_by_token(token) or {})["asset_id"] == "a_old1"
-        assert await store.load_provenance(token) == []
-        first = mint(cast(Any, {"asset_id": "a_old1", "owner_id": "u1"}))
-        await store.append_provenance(token, first)
-        assert await verified(store, token) == [first]
-    finally:
-        await store.close()
-        await raw.drop_database(db_name)
-        await raw.close()
+    await mongo_db["assets"].insert_many([
+        {"_id": f"a_old{i}", "asset_id": f"a_old{i}", "owner_id": "u1", "title": "Old",
+         "metadata": {}, "created_at": i, "listed_in": None, "listed_at": None}
+        for i in range(3)])
+    store = await mongo_backend.open()
+    old = await store.get_asset("a_old0")
+    assert old == {"asset_id": "a_old0", "owner_id": "u1", "title": "Old", "metadata": {},
+                   "created_at": 0, "listed_in": None, "card_id": None, "grader": None,
+                   "grade": None, "cert": None, "token_id": token_id_for("a_old0")}
+    assert [a["asset_id"] for a in await store.list_assets("u1")] == [
+        "a_old0", "a_old1", "a_old2"]
+    copy: Any = {**asset("a_new", "u2"), "card_id": "card_1", "grader": "PSA",
+                 "grade": 10, "cert": "77", "token_id": "1"}
+    await store.create_asset(copy)
+    with pytest.raises(Conflict) as err:
+        await store.create_asset({**copy, "asset_id": "a_dup"})
+    assert err.value.code == "CERT_EXISTS"
+    assert await store.population("card_1") == [{"grader": "PSA", "grade": 10, "count": 1}]
+    indexes = await mongo_db["assets"].index_information()
+    assert indexes["grader_cert"]["unique"] is True
+    assert indexes["token_id"]["unique"] is True
+    # Their tokens (derived when the store opened) have empty chains, which a mint can
+    # start even though the documents have no `provenance` field at all.
+    token = token_id_for("a_old1")
+    assert (await store.get_asset_by_token(token) or {})["asset_id"] == "a_old1"
+    assert await store.load_provenance(token) == []
+    first = mint(cast(Any, {"asset_id": "a_old1", "owner_id": "u1"}))
+    await store.append_provenance(token, first)
+    assert await verified(store, token) == [first]

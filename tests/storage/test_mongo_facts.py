@@ -6,15 +6,10 @@ a position taken but never written is a gap readers see, and later ones still co
 
 from __future__ import annotations
 
-import contextlib
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from pymongo import AsyncMongoClient
-from pymongo.errors import AutoReconnect
 
 import storage.mongo_facts
 from storage import Conflict, StoreError
@@ -22,7 +17,8 @@ from storage.base import offer_lock
 from storage.facts import ASSET_MOVED_OUTCOME, PAYMENT_FAILED_OUTCOME, SOLD, UNSOLD
 from storage.mongo import MongoStore
 from storage.mongo_facts import CLOSINGS_POS, SALES_POS
-from tests.storage.conftest import tamper_asset
+from tests.storage.conftest import Backend, tamper_asset
+from tests.storage.mongo_faults import count_writes, crash_then, crashing, interposing
 from tests.storage.test_facts_contract import (
     all_closings,
     all_sales,
@@ -38,119 +34,12 @@ from tests.storage.test_offers_contract import handover
 from tests.storage.test_provenance_contract import AT, listed_token, minted, verified
 from tests.storage.test_provenance_contract import sale as auction_transfer
 
-_WRITES = frozenset({"insert_one", "insert_many", "update_one", "update_many", "delete_one",
-                     "delete_many", "bulk_write", "find_one_and_update", "replace_one"})
-
 
 @pytest_asyncio.fixture
-async def stores(mongo_uri: str) -> AsyncIterator[list[MongoStore]]:
+async def stores(mongo_backend: Backend[MongoStore]) -> list[MongoStore]:
     """Two independent store instances on a fresh database: the one that crashes, and the
     one (another process) that retries."""
-    name = f"ece_test_{uuid.uuid4().hex[:12]}"
-    opened = [MongoStore(mongo_uri, db_name=name) for _ in range(2)]
-    for s in opened:
-        await s.open()
-    yield opened
-    for s in opened:
-        await s.close()
-    raw: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri)
-    try:
-        await raw.drop_database(name)
-    finally:
-        await raw.close()
-
-
-# -- fault injection: the process dies at its n-th write -------------------------------------
-class _Crash:
-    """Counts the store's writes over every collection (and which they were); the `at`-th
-    raises AutoReconnect - before it reaches the server, or, `landed`, after it was applied
-    (only the reply is lost). `at` 0 never fires (a dry run that counts)."""
-
-    def __init__(self, at: int, landed: bool) -> None:
-        self.at, self.landed, self.fired = at, landed, False
-        self.writes: list[str] = []
-
-    def wrap(self, name: str, method: Any) -> Any:
-        async def write(*args: Any, **kwargs: Any) -> Any:
-            self.writes.append(name)
-            if len(self.writes) != self.at:
-                return await method(*args, **kwargs)
-            self.fired = True
-            if self.landed:
-                await method(*args, **kwargs)
-            raise AutoReconnect(f"injected crash at write {self.at} ({name})")
-
-        return write
-
-
-class _Coll:
-    def __init__(self, coll: Any, crash: _Crash) -> None:
-        self._coll, self._crash = coll, crash
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._coll, name)
-        if name not in _WRITES:
-            return attr
-        return self._crash.wrap(f"{self._coll.name}.{name}", attr)
-
-
-class _Db:
-    def __init__(self, db: Any, crash: _Crash) -> None:
-        self._db, self._crash = db, crash
-
-    def __getitem__(self, name: str) -> _Coll:
-        return _Coll(self._db[name], self._crash)
-
-
-class _Interpose(_Crash):
-    """The `at`-th write waits for `before` (another caller's work), then goes through."""
-
-    def __init__(self, at: int, before: Callable[[], Any]) -> None:
-        super().__init__(at, landed=False)
-        self.before = before
-
-    def wrap(self, name: str, method: Any) -> Any:
-        async def write(*args: Any, **kwargs: Any) -> Any:
-            self.writes.append(name)
-            if len(self.writes) == self.at:
-                self.fired = True
-                await self.before()
-            return await method(*args, **kwargs)
-
-        return write
-
-
-@contextlib.contextmanager
-def intercepting[C: _Crash](store: MongoStore, crash: C) -> Iterator[C]:
-    real = store._db
-    store._db = _Db(real, crash)  # type: ignore[assignment]
-    try:
-        yield crash
-    finally:
-        store._db = real
-
-
-def crashing(store: MongoStore, at: int,
-             landed: bool = False) -> contextlib.AbstractContextManager[_Crash]:
-    return intercepting(store, _Crash(at, landed))
-
-
-def interposing(store: MongoStore, at: int,
-                before: Callable[[], Any]) -> contextlib.AbstractContextManager[_Interpose]:
-    return intercepting(store, _Interpose(at, before))
-
-
-async def crash_then(store: MongoStore, at: int, landed: bool, write: Callable[[], Any]) -> None:
-    """Run `write` on `store`, which dies at its `at`-th write."""
-    with crashing(store, at, landed) as crash, pytest.raises(AutoReconnect):
-        await write()
-    assert crash.fired
-
-
-async def count_writes(store: MongoStore, write: Callable[[], Any]) -> list[str]:
-    with crashing(store, 0) as crash:
-        await write()
-    return crash.writes
+    return [await mongo_backend.open() for _ in range(2)]
 
 
 async def counter(store: MongoStore, name: str) -> int:

@@ -5,14 +5,10 @@ callers must all end with the entry applied exactly once (storage.mongo_ledger).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import uuid
-from collections.abc import AsyncIterator, Iterator
 from typing import Any, cast
 
 import pytest
 import pytest_asyncio
-from pymongo import AsyncMongoClient
 from pymongo.errors import AutoReconnect
 
 from market.errors import INSUFFICIENT_FUNDS
@@ -21,87 +17,20 @@ from storage import Conflict
 from storage.mongo import MongoStore
 from storage.mongo_ledger import Books
 from storage.records import EntryRecord
+from tests.storage.conftest import Backend
+from tests.storage.mongo_faults import count_writes, crash_then, crashing
 
 AT = 1_700_000_000_000
-_WRITES = frozenset({"insert_one", "insert_many", "update_one", "update_many", "delete_one",
-                     "delete_many", "bulk_write", "find_one_and_update", "replace_one"})
 
 
 @pytest_asyncio.fixture
-async def db(mongo_uri: str) -> AsyncIterator[tuple[str, str]]:
-    """A fresh database (uri, name), dropped afterwards."""
-    name = f"ece_test_{uuid.uuid4().hex[:12]}"
-    yield mongo_uri, name
-    raw: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri)
-    try:
-        await raw.drop_database(name)
-    finally:
-        await raw.close()
-
-
-@pytest_asyncio.fixture
-async def stores(db: tuple[str, str]) -> AsyncIterator[list[MongoStore]]:
+async def stores(mongo_backend: Backend[MongoStore]) -> list[MongoStore]:
     """Four independent store instances (clients) on one database, as in four processes."""
-    opened = [MongoStore(db[0], db_name=db[1]) for _ in range(4)]
-    for s in opened:
-        await s.open()
-    yield opened
-    for s in opened:
-        await s.close()
+    return [await mongo_backend.open() for _ in range(4)]
 
 
 def rec(entry: Entry) -> EntryRecord:
     return cast(EntryRecord, entry.to_dict())
-
-
-# -- fault injection: the process dies at its n-th write -------------------------------------
-class _Crash:
-    """Counts the store's writes over every collection; the `at`-th raises AutoReconnect
-    (the process lost MongoDB there, as if it died) - before the write reaches the server,
-    or, `landed`, after it was applied (only the reply is lost)."""
-
-    def __init__(self, at: int, landed: bool) -> None:
-        self.at, self.landed, self.count, self.fired = at, landed, 0, False
-
-    def wrap(self, method: Any) -> Any:
-        async def write(*args: Any, **kwargs: Any) -> Any:
-            self.count += 1
-            if self.count != self.at:
-                return await method(*args, **kwargs)
-            self.fired = True
-            if self.landed:
-                await method(*args, **kwargs)
-            raise AutoReconnect(f"injected crash at write {self.at}")
-
-        return write
-
-
-class _Coll:
-    def __init__(self, coll: Any, crash: _Crash) -> None:
-        self._coll, self._crash = coll, crash
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._coll, name)
-        return self._crash.wrap(attr) if name in _WRITES else attr
-
-
-class _Db:
-    def __init__(self, db: Any, crash: _Crash) -> None:
-        self._db, self._crash = db, crash
-
-    def __getitem__(self, name: str) -> _Coll:
-        return _Coll(self._db[name], self._crash)
-
-
-@contextlib.contextmanager
-def crashing(store: MongoStore, at: int, landed: bool) -> Iterator[_Crash]:
-    crash = _Crash(at, landed)
-    real = store._db
-    store._db = _Db(real, crash)  # type: ignore[assignment]
-    try:
-        yield crash
-    finally:
-        store._db = real
 
 
 async def raw_entry(store: MongoStore, entry_id: str) -> dict[str, Any] | None:
@@ -120,16 +49,11 @@ ACCOUNTS = ("user:buyer", "user:seller", FEES, EXTERNAL)
 SALE_WRITES = 9  # entry, 3 postings, account cache, notice counter, 2 notices, applied
 
 
-async def test_the_sale_takes_the_writes_the_crash_tests_cover(db: tuple[str, str]) -> None:
-    store = MongoStore(*db)
-    await store.open()
-    try:
-        await store.post_entry(rec(deposit("buyer", 10_000, "r1", AT)))
-        with crashing(store, SALE_WRITES + 1, landed=False) as crash:
-            await store.post_entry(rec(SALE))
-        assert (crash.count, crash.fired) == (SALE_WRITES, False)
-    finally:
-        await store.close()
+async def test_the_sale_takes_the_writes_the_crash_tests_cover(
+        mongo_backend: Backend[MongoStore]) -> None:
+    store = await mongo_backend.open()
+    await store.post_entry(rec(deposit("buyer", 10_000, "r1", AT)))
+    assert len(await count_writes(store, lambda: store.post_entry(rec(SALE)))) == SALE_WRITES
 
 
 @pytest.mark.parametrize("heal", ["retry", "recover"])
@@ -139,9 +63,7 @@ async def test_a_crash_anywhere_in_post_entry_is_finished_exactly_once(
         stores: list[MongoStore], at: int, landed: bool, heal: str) -> None:
     store, other = stores[0], stores[1]
     await store.post_entry(rec(deposit("buyer", 10_000, "r1", AT)))
-    with crashing(store, at, landed) as crash, pytest.raises(AutoReconnect):
-        await store.post_entry(rec(SALE))
-    assert crash.fired
+    await crash_then(store, at, landed, lambda: store.post_entry(rec(SALE)))
 
     half = await raw_entry(other, SALE.entry_id)
     if half is not None and half["state"] == "pending":
