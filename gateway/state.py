@@ -25,6 +25,7 @@ from gateway.limits import ConnectionCounter, KeyedLimiter, LRUCache
 from gateway.notices import Notices
 from gateway.router import Router
 from gateway.views import present_view
+from gateway.watches import Watches
 from market.ledger import public_ref
 from market.provenance import Ed25519Signer
 from storage import Store, StoreError, open_store
@@ -96,6 +97,7 @@ class Gateway:
         self._assets_of: LRUCache[str, str] = LRUCache(MAX_KEYS)  # auction id -> asset id
         self._usernames: LRUCache[str, str] = LRUCache(MAX_KEYS)  # user id -> username
         self.notices = Notices(self.store, self.notice_data)
+        self.watches = Watches(self.store)  # who subscribed to which auction (analytics)
         self.channels = Channels(self.store, self.refresh_lag)
         self.lag: dict[str, dict[str, Any]] = {}  # projection -> lag (refreshed each second)
         self.seeding = False  # the demo's market history is being added
@@ -123,6 +125,7 @@ class Gateway:
         await self.notices.close()
         await self.channels.close()
         await self.hub.close()
+        await self.watches.close()
         await self.store.close()
 
     async def check_ledger(self) -> None:

@@ -460,6 +460,10 @@ async def _subscribe(
         if conn.subscriptions.get(auction_id) is ticket:
             del conn.subscriptions[auction_id]
         conn.send(exc.frame(), encoding=encoding)
+    else:  # answered: a signed-in subscriber watches it (recorded off this path)
+        user_id = conn.current_user()
+        if user_id is not None and conn.subscriptions.get(auction_id) is ticket:
+            gateway.watches.note(user_id, auction_id)
     finally:
         conn.pending_subscribes -= 1
 

@@ -1,9 +1,16 @@
-"""User-behaviour analytics of closed auctions: bid timing, sniping, proxy use, wins, overpay.
+"""User-behaviour analytics of closed auctions: bid timing, sniping, proxy use, wins, overpay,
+auctions watched against those bid on.
 
 Pure (no I/O, no clock): `auction_facts` reads one closed auction (its stored spec, final
-public view and full event log) into `AuctionFacts`; `UserBehaviour` accumulates those into
-fixed-size numpy counters per user (about 40 numbers each, however many bids) and market-wide
-counters, and answers `summary(user_id)` and `market_summary()`.
+public view, full event log and recorded watches) into `AuctionFacts`; `UserBehaviour`
+accumulates those into fixed-size numpy counters per user (about 40 numbers each, however
+many bids) and market-wide counters, and answers `summary(user_id)` and `market_summary()`.
+
+Watches (`Store.auction_watchers`: who subscribed to the auction's live channel, and when
+first) count when they are not later than the auction's end - its `closed` event, or its
+`cancelled` one, or else its last deadline - so that folding the auction again later (a
+replay, a rebuild) counts the same watchers. The seller's own watch is left out: a seller
+cannot bid, and watching one's own listing says nothing of how one buys.
 
 The event log is the stored, private one (`Store.load_events`: what the rules engine in
 market.auction emitted, `max_amount` and `req_id` included). Facts are read from:
@@ -101,6 +108,7 @@ class AuctionFacts:
     price: int | None  # the final (hammer) price; None when unsold
     extensions: int
     bids: tuple[Bid, ...]  # in log order
+    watchers: tuple[str, ...] = ()  # distinct, by first watch; none after the end, no seller
 
     @cached_property
     def columns(self) -> BidColumns:
@@ -131,10 +139,12 @@ def _is_proxy(kind: str, auction_type: str, event: Mapping[str, Any]) -> bool:
 
 
 def auction_facts(spec: Mapping[str, Any], view: Mapping[str, Any],
-                  events: Sequence[Mapping[str, Any]]) -> AuctionFacts:
+                  events: Sequence[Mapping[str, Any]],
+                  watches: Iterable[tuple[str, int]] = ()) -> AuctionFacts:
     """The facts of one auction from its stored spec (AuctionSpec.to_dict()), final public
-    view (Auction.view) and event log (any order; taken by `seq`). See the module docstring
-    for the event fields read."""
+    view (Auction.view), event log (any order; taken by `seq`) and watches ((user_id, at)
+    pairs, any order). See the module docstring for the event fields read and the watches
+    counted."""
     auction_id = str(spec["auction_id"])
     kind = str(spec["type"])
     ends_at = int(spec["ends_at"])
@@ -144,6 +154,7 @@ def auction_facts(spec: Mapping[str, Any], view: Mapping[str, Any],
     deadline = ends_at
     extensions = 0
     closed: Mapping[str, Any] | None = None
+    cancelled_at: int | None = None
     bids: list[Bid] = []
     for event in sorted(events, key=lambda e: int(e.get("seq", 0))):
         if event.get("auction_id", auction_id) != auction_id:
@@ -154,6 +165,8 @@ def auction_facts(spec: Mapping[str, Any], view: Mapping[str, Any],
             deadline = int(event["ends_at"])
         elif what == "closed":
             closed = event
+        elif what == "cancelled":
+            cancelled_at = int(event["at"])
         elif what in ("bid", "raised"):
             who, offered = event.get("bidder_id"), event.get("amount")
             if not isinstance(who, str) or not isinstance(offered, int):
@@ -172,9 +185,15 @@ def auction_facts(spec: Mapping[str, Any], view: Mapping[str, Any],
         reserve_met = bool(view["reserve_met"])
     else:
         reserve_met = winner is not None
+    end = closed_at if closed_at is not None else (
+        cancelled_at if cancelled_at is not None else deadline)
+    seller = str(spec["seller_id"])
+    watchers = tuple(dict.fromkeys(
+        user for user, at in sorted(watches, key=lambda w: (int(w[1]), w[0]))
+        if int(at) <= end and user != seller))
     return AuctionFacts(
         auction_id=auction_id,
-        seller_id=str(spec["seller_id"]),
+        seller_id=seller,
         type=kind,
         ends_at=ends_at,
         closed_at=closed_at,
@@ -184,6 +203,7 @@ def auction_facts(spec: Mapping[str, Any], view: Mapping[str, Any],
         price=price if isinstance(price, int) and winner is not None else None,
         extensions=extensions,
         bids=tuple(bids),
+        watchers=watchers,
     )
 
 
@@ -211,7 +231,8 @@ def empty_summary(user_id: str | None = None) -> dict[str, Any]:
         "user_id": user_id, "bids": 0, "auctions_bid": 0, "auctions_won": 0,
         "win_rate": None, "timing_histogram": dict.fromkeys(TIMING_BUCKETS, 0),
         "snipe_share": None, "proxy_share": None, "avg_overpay": None,
-        "overpay_auctions": 0, "active_hours": [0] * 24, "watched": None,
+        "overpay_auctions": 0, "active_hours": [0] * 24, "auctions_watched": 0,
+        "watched_and_bid": 0, "watched_bid_share": None,
     }
 
 
@@ -233,7 +254,8 @@ class UserBehaviour:
         self._won = np.zeros(size, dtype=np.int64)
         self._overpaid = np.zeros(size, dtype=np.int64)  # won auctions with a known value
         self._overpay_sum = np.zeros(size, dtype=np.float64)
-        self._watched = np.full(size, -1, dtype=np.int64)  # -1: never noted
+        self._watched = np.zeros(size, dtype=np.int64)  # auctions watched
+        self._watched_bid = np.zeros(size, dtype=np.int64)  # of those, bid on
         self._timing = np.zeros((size, _N_BUCKETS), dtype=np.int64)
         self._hours = np.zeros((size, 24), dtype=np.int64)
         # Market-wide.
@@ -244,6 +266,9 @@ class UserBehaviour:
         self._with_reserve = 0
         self._reserve_met = 0
         self._sold = 0
+        self._watchers_hist: dict[int, int] = {}  # watchers -> auctions with that many
+        self._watches = 0  # watchers over all auctions
+        self._watches_bid = 0  # of those, who bid in the auction they watched
         # Bids queued by `add`, counted in batches by `flush`.
         self._q_code: list[int] = []
         self._q_at: list[int] = []
@@ -251,6 +276,8 @@ class UserBehaviour:
         self._q_window: list[int] = []
         self._q_proxy: list[bool] = []
         self._q_auction: list[int] = []  # each auction's distinct bidders (and winner)
+        self._q_watched: list[int] = []  # each auction's watchers
+        self._q_watched_bid: list[int] = []  # each auction's watchers who bid in it
 
     # ---- users -------------------------------------------------------------------------
 
@@ -284,10 +311,9 @@ class UserBehaviour:
 
     def _grow(self, size: int) -> None:
         for name in ("_bids", "_snipes", "_proxies", "_auctions", "_won", "_overpaid",
-                     "_overpay_sum", "_watched", "_timing", "_hours"):
+                     "_overpay_sum", "_watched", "_watched_bid", "_timing", "_hours"):
             old = getattr(self, name)
-            new = np.full((size, *old.shape[1:]), -1 if name == "_watched" else 0,
-                          dtype=old.dtype)
+            new = np.zeros((size, *old.shape[1:]), dtype=old.dtype)
             new[: old.shape[0]] = old
             setattr(self, name, new)
 
@@ -320,7 +346,8 @@ class UserBehaviour:
         return users
 
     def add(self, facts: AuctionFacts, value_at_close: int | None = None) -> None:
-        """Count one closed auction for every user who bid in it and for the market.
+        """Count one closed auction for every user who bid in it or watched it, and for the
+        market.
         `value_at_close`: the lot's market value at close (cents), for the winner's overpay
         (price / value - 1); None when unknown.
 
@@ -347,6 +374,13 @@ class UserBehaviour:
         self._q_auction.extend(distinct)
         n = len(distinct)
         self._bidders_hist[n] = self._bidders_hist.get(n, 0) + 1
+        watchers = [index[u] if u in index else self.code(u) for u in facts.watchers]
+        bid = [w for w in watchers if w in distinct]
+        self._q_watched.extend(watchers)
+        self._q_watched_bid.extend(bid)
+        self._watchers_hist[len(watchers)] = self._watchers_hist.get(len(watchers), 0) + 1
+        self._watches += len(watchers)
+        self._watches_bid += len(bid)
         self._n_auctions += 1
         self._extensions += facts.extensions
         if facts.reserve_met is not None:
@@ -357,21 +391,19 @@ class UserBehaviour:
 
     def flush(self) -> None:
         """Count the queued bids now (queries do this themselves)."""
-        if self._q_auction:
-            users, counts = np.unique(np.array(self._q_auction, dtype=np.int64),
-                                      return_counts=True)
-            self._auctions[users] += counts
-            self._q_auction.clear()
+        for queue, counter in ((self._q_auction, self._auctions),
+                               (self._q_watched, self._watched),
+                               (self._q_watched_bid, self._watched_bid)):
+            if queue:
+                users, counts = np.unique(np.array(queue, dtype=np.int64), return_counts=True)
+                counter[users] += counts
+                queue.clear()
         if self._q_code:
             self.ingest_bids(self._q_code, self._q_at, self._q_deadline, self._q_window,
                              self._q_proxy)
             for queue in (self._q_code, self._q_at, self._q_deadline, self._q_window):
                 queue.clear()
             self._q_proxy.clear()
-
-    def note_watched(self, user_id: str, n: int) -> None:
-        """How many auctions the user watches (known to the projection, not to the facts)."""
-        self._watched[self.code(user_id)] = max(0, int(n))
 
     # ---- queries -----------------------------------------------------------------------
 
@@ -383,7 +415,7 @@ class UserBehaviour:
             return empty_summary(user_id)
         bids, auctions = int(self._bids[i]), int(self._auctions[i])
         overpaid = int(self._overpaid[i])
-        watched = int(self._watched[i])
+        watched, watched_bid = int(self._watched[i]), int(self._watched_bid[i])
         return {
             "user_id": user_id,
             "bids": bids,
@@ -397,12 +429,16 @@ class UserBehaviour:
             "avg_overpay": float(self._overpay_sum[i]) / overpaid if overpaid else None,
             "overpay_auctions": overpaid,
             "active_hours": self._hours[i].tolist(),
-            "watched": watched if watched >= 0 else None,
+            "auctions_watched": watched,
+            "watched_and_bid": watched_bid,
+            "watched_bid_share": watched_bid / watched if watched else None,
         }
 
     def market_summary(self) -> dict[str, Any]:
         """Market-wide: auctions counted, bids, bidders per auction (mean, median), extensions
-        per auction (mean), the share of reserve auctions whose reserve was met, sold share."""
+        per auction (mean), the share of reserve auctions whose reserve was met, sold share,
+        watchers per auction (mean, median) and the share of watchers who bid in the auction
+        they watched (over every auction's watchers)."""
         self.flush()
         n = self._n_auctions
         hist = self._bidders_hist
@@ -419,4 +455,9 @@ class UserBehaviour:
             "reserve_met_share": (self._reserve_met / self._with_reserve
                                   if self._with_reserve else None),
             "sold_share": self._sold / n if n else None,
+            "watchers_per_auction": {
+                "mean": self._watches / n if n else None,
+                "median": _median_of_counts(self._watchers_hist),
+            },
+            "watcher_bid_share": self._watches_bid / self._watches if self._watches else None,
         }

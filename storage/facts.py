@@ -13,6 +13,10 @@ in commit order. MongoDB takes them from a counter document ($inc) before the in
 position may be missing for a moment (a writer between its $inc and its insert) or for
 ever (a writer that died there): readers wait a short while at a gap, then pass it
 (`actors.analytics.Tail`).
+
+Watches are not a feed: a user *watches* an auction when they subscribe to its live channel
+(`record_watch`, once per user and auction, the first time kept); the behaviour projection
+reads an auction's watchers (`auction_watchers`) when it folds the auction's closing.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ SALE_SOURCES: tuple[str, ...] = (SOURCE_AUCTION, SOURCE_OFFER, SOURCE_EXTERNAL)
 # Outcomes of a closing.
 SOLD, UNSOLD, PAYMENT_FAILED_OUTCOME, ASSET_MOVED_OUTCOME = (
     "sold", "unsold", "payment_failed", "asset_moved")
+# A SaleRecord's stored fields but its pos, in the order of the SQLite columns.
+SALE_FIELDS: tuple[str, ...] = ("key", "card_id", "grader", "grade", "price", "at", "source",
+                                "ref", "seller_id", "buyer_id")
 # The analytics log keeps at most this many messages (older ones are trimmed on save).
 LOG_KEEP = 10_000
 
@@ -62,6 +69,16 @@ def check_sale(sale: SaleRecord, now_ms: int) -> None:
         raise ValueError(f"sale {key!r}: at must be epoch ms from 1990 to now")
     if sale.get("source") not in SALE_SOURCES:
         raise ValueError(f"sale {key!r}: source must be one of {SALE_SOURCES}")
+
+
+def check_watch(user_id: object, auction_id: object, at: object) -> None:
+    """Refuse (ValueError) a watch that is not two non-empty ids of at most 200 characters
+    and a time in epoch ms (an int)."""
+    for name, value in (("user_id", user_id), ("auction_id", auction_id)):
+        if not isinstance(value, str) or not 0 < len(value) <= _MAX_KEY:
+            raise ValueError(f"{name} must be a string of 1-{_MAX_KEY} characters")
+    if not isinstance(at, int) or isinstance(at, bool) or at < 0:
+        raise ValueError("at must be epoch ms")
 
 
 def auction_sale_key(auction_id: str) -> str:
@@ -100,6 +117,26 @@ class FactStore(abc.ABC):
     @abc.abstractmethod
     async def closings_position(self) -> int:
         """The highest pos in the closings feed (0 when empty)."""
+
+    # -- watches -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def record_watch(self, user_id: str, auction_id: str, at: int) -> bool:
+        """Note that `user_id` watched `auction_id` (subscribed to its live channel) at `at`
+        (epoch ms): once per user and auction, the first time kept. True if recorded now;
+        False if the pair is recorded already or the auction does not exist or is not open
+        (scheduled or live), so naming made-up or finished auctions stores nothing.
+        ValueError for ids that are not strings of 1-200 characters or an `at` that is no
+        int (`check_watch`). SQLite: probed first without the write lock; a new pair is one
+        INSERT whose auction check is in the same transaction (a watch is stored before the
+        auction's close commits, or not at all). MongoDB: the auction read, then an insert
+        under a unique (auction_id, user_id) index; a close that commits between the two
+        may let one watch in after the close (a rare race like a feed's gap: the running
+        behaviour projection may have folded the closing without it; a rebuild counts it
+        if its `at` is not after the close)."""
+
+    @abc.abstractmethod
+    async def auction_watchers(self, auction_id: str) -> list[tuple[str, int]]:
+        """(user_id, at) of every recorded watch of the auction, by `at` then user id."""
 
     # -- projection results and checkpoints ------------------------------------------------
     @abc.abstractmethod

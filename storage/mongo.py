@@ -45,6 +45,7 @@ from storage.base import (
 )
 from storage.chain import check_mint, check_transfer
 from storage.mongo_catalog import CARD_INDEXES, MongoCatalog
+from storage.mongo_counters import DUP_CODES
 from storage.mongo_facts import MongoFacts
 from storage.mongo_money import MongoMoney
 from storage.mongo_offers import MongoOffers
@@ -63,7 +64,6 @@ type Doc = dict[str, Any]
 
 log = logging.getLogger(__name__)
 
-_DUP_CODES = frozenset({11000, 11001})
 # A listing claim with no auction document after this long (by the MongoDB server's clock)
 # is a crashed create_auction.
 ORPHAN_CLAIM_S = 30.0
@@ -439,7 +439,7 @@ class MongoStore(MongoCatalog, MongoTokens, MongoMoney, MongoOffers, MongoFacts,
         conflicted: set[str] = set()
         other: list[Any] = []
         for err in details.get("writeErrors", []):
-            if err.get("code") in _DUP_CODES:
+            if err.get("code") in DUP_CODES:
                 conflicted.add(docs[err["index"]]["auction_id"])
             else:
                 other.append(err)

@@ -11,6 +11,8 @@ Collections:
   `kind\\x00start <= _id < kind\\x00end` is exactly `start <= key < end`).
 - `checkpoints` {_id: name, pos}.
 - `analytics_log` {pos, channel, type, data}: unique `pos`.
+- `watches` {auction_id, user_id, at}: unique `(auction_id, user_id)`, the first insert
+  standing; an auction's watchers are that index's range.
 
 Positions come from `counters` documents ($inc; `sales_pos`, `closings_pos`, `log_pos`,
 like `notice_pos`), taken just before the write that places the row: a position may show
@@ -51,7 +53,6 @@ the messages in the log (a retry appends them again).
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, cast
@@ -62,7 +63,6 @@ from pymongo import (
     DeleteOne,
     IndexModel,
     ReplaceOne,
-    ReturnDocument,
     UpdateOne,
 )
 from pymongo.asynchronous.collection import AsyncCollection
@@ -70,15 +70,18 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from market.catalog import normal_grade
 from storage import facts
-from storage.base import StoreError
+from storage.base import OPEN_STATUSES, StoreError
+from storage.clock import now_ms
 from storage.facts import (
     ASSET_MOVED_OUTCOME,
     PAYMENT_FAILED_OUTCOME,
+    SALE_FIELDS,
     SOLD,
     SOURCE_AUCTION,
     SOURCE_OFFER,
     UNSOLD,
 )
+from storage.mongo_counters import DUP_CODES, reserve
 from storage.records import (
     AnalyticsMessage,
     ClosingRecord,
@@ -101,26 +104,19 @@ FACT_INDEXES: dict[str, list[IndexModel]] = {
     ],
     "closings": [_POS_INDEX],
     "analytics_log": [_POS_INDEX],
+    "watches": [IndexModel([("auction_id", ASCENDING), ("user_id", ASCENDING)], unique=True)],
 }
 # Bulk writes: the first has FIRST_BATCH rows, each next one as many as the last wrote in
 # BATCH_S (at least MIN_BATCH, at most BATCH).
 FIRST_BATCH, MIN_BATCH, BATCH, BATCH_S = 200, 20, 5_000, 0.5
-_DUP_CODES = frozenset({11000, 11001})
-_SALE_FIELDS = ("key", "card_id", "grader", "grade", "price", "at", "source", "ref",
-                "seller_id", "buyer_id")
 _SEP = "\x00"  # between a projection document's kind and key in its _id
-
-
-def now_ms() -> int:
-    """The store's clock (a closing's `at`)."""
-    return int(time.time() * 1000)
 
 
 def _sale_doc(sale: Mapping[str, Any]) -> Doc:
     """The stored fields of a sale to add (without its position); StoreError if it lacks
     one or its key is not a string."""
     try:
-        doc = {f: sale[f] for f in _SALE_FIELDS}
+        doc = {f: sale[f] for f in SALE_FIELDS}
     except KeyError as exc:
         raise StoreError(f"sale {sale.get('key')!r} lacks {exc.args[0]!r}") from None
     if not isinstance(doc["key"], str):
@@ -130,7 +126,7 @@ def _sale_doc(sale: Mapping[str, Any]) -> Doc:
 
 
 def _sale(doc: Doc) -> SaleRecord:
-    out = {f: doc.get(f) for f in _SALE_FIELDS}
+    out = {f: doc.get(f) for f in SALE_FIELDS}
     out["grade"] = normal_grade(out["grade"])
     out["pos"] = int(doc["pos"])
     return cast(SaleRecord, out)  # documents are schemaless: this is where they get a type
@@ -178,7 +174,7 @@ def _dup_only(exc: BulkWriteError) -> list[Doc]:
     details = exc.details or {}
     errors: list[Doc] = details.get("writeErrors") or []
     if not errors or details.get("writeConcernErrors") or any(
-            e.get("code") not in _DUP_CODES for e in errors):
+            e.get("code") not in DUP_CODES for e in errors):
         raise StoreError(f"bulk write failed: {errors or details}") from exc
     return errors
 
@@ -246,13 +242,7 @@ class MongoFacts:
 
     async def _positions(self: _Host, counter: str, count: int) -> int:
         """Reserve `count` positions of `counter`; returns the highest."""
-        for _ in range(3):  # the first-ever upserts may race on the _id
-            with contextlib.suppress(DuplicateKeyError):
-                doc = await self._coll("counters").find_one_and_update(
-                    {"_id": counter}, {"$inc": {"n": int(count)}}, upsert=True,
-                    return_document=ReturnDocument.AFTER)
-                return int(cast(Doc, doc)["n"])
-        raise StoreError(f"cannot allocate {counter} positions")
+        return await reserve(self._coll("counters"), counter, count)
 
     # -- appended by the store's own write paths -------------------------------------------
     async def _append_sale(self: _Host, card: Doc | None, *, key: str, price: int | None,
@@ -371,6 +361,25 @@ class MongoFacts:
     async def closings_position(self: _Host) -> int:
         doc = await self._coll("closings").find_one({}, {"pos": 1}, sort=[("pos", DESCENDING)])
         return 0 if doc is None else int(doc["pos"])
+
+    # -- watches -----------------------------------------------------------------------------
+    async def record_watch(self: _Host, user_id: str, auction_id: str, at: int) -> bool:
+        facts.check_watch(user_id, auction_id, at)
+        if await self.auctions.find_one(
+                {"_id": auction_id, "status": {"$in": list(OPEN_STATUSES)}}, {"_id": 1}) is None:
+            return False
+        try:
+            await self._coll("watches").insert_one(
+                {"auction_id": auction_id, "user_id": user_id, "at": at})
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def auction_watchers(self: _Host, auction_id: str) -> list[tuple[str, int]]:
+        cursor = self._coll("watches").find({"auction_id": auction_id},
+                                            {"_id": 0, "user_id": 1, "at": 1})
+        return sorted([(d["user_id"], int(d["at"])) async for d in cursor],
+                      key=lambda w: (w[1], w[0]))
 
     # -- projection results and checkpoints ------------------------------------------------
     async def projection_checkpoint(self: _Host, name: str) -> int:

@@ -34,20 +34,20 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Protocol, cast
 
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, DESCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from market.errors import INSUFFICIENT_FUNDS
 from market.ledger import EXTERNAL, USER_PREFIX, is_account
 from storage.base import Conflict, StoreError
+from storage.mongo_counters import DUP_CODES, reserve
 from storage.records import EntryRecord, NewNotice, NoticeRecord, PostingRecord
 
 type Doc = dict[str, Any]
 
 PENDING, APPLIED = "pending", "applied"
 NOTICE_POS = "notice_pos"  # the counters document handing out feed positions
-_DUP_CODES = frozenset({11000, 11001})
 _ATTEMPTS = 1000  # slot races lost in a row before giving up (each loss is another's win)
 _NOTICE_FIELDS = ("user_id", "key", "type", "at", "data", "seq", "pos")
 _POSTING_FIELDS = ("account", "version", "entry_id", "cause", "cause_key", "at", "amount",
@@ -116,7 +116,7 @@ def _only_duplicates(exc: BulkWriteError) -> bool:
     details = exc.details or {}
     errors = details.get("writeErrors") or []
     return bool(errors) and not details.get("writeConcernErrors") and all(
-        e.get("code") in _DUP_CODES for e in errors)
+        e.get("code") in DUP_CODES for e in errors)
 
 
 class Books:
@@ -304,13 +304,7 @@ class Books:
 
     async def _positions(self, count: int) -> int:
         """Reserve `count` feed positions; returns the highest."""
-        for _ in range(3):  # the first-ever upserts may race on the _id
-            with contextlib.suppress(DuplicateKeyError):
-                doc = await self.counters.find_one_and_update(
-                    {"_id": NOTICE_POS}, {"$inc": {"n": count}}, upsert=True,
-                    return_document=ReturnDocument.AFTER)
-                return int(cast(Doc, doc)["n"])
-        raise StoreError("cannot allocate notice positions")
+        return await reserve(self.counters, NOTICE_POS, count)
 
     async def _add(self, notice: NewNotice, pos: int) -> NoticeRecord:
         user_id, key = notice["user_id"], notice["key"]

@@ -14,13 +14,15 @@ inside their write transaction: `settle` (storage.sqlite), `release`, `fail_paym
 
 `save_projection` is one `BEGIN IMMEDIATE` transaction: the checkpoint compare (a missing
 row is 0), the documents, the messages, the log's trim and the checkpoint move.
+
+`record_watch` reads first (no write lock): a pair recorded already, or an auction missing or
+not open, is answered without writing; a new pair is one guarded INSERT.
 """
 
 from __future__ import annotations
 
 import operator
 import sqlite3
-import time
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
@@ -28,8 +30,15 @@ import msgspec
 
 from market.catalog import normal_grade
 from storage import facts
-from storage.base import StoreError
-from storage.facts import ASSET_MOVED_OUTCOME, SOLD, SOURCE_AUCTION, SOURCE_OFFER
+from storage.base import OPEN_STATUSES, StoreError
+from storage.clock import now_ms
+from storage.facts import (
+    ASSET_MOVED_OUTCOME,
+    SALE_FIELDS,
+    SOLD,
+    SOURCE_AUCTION,
+    SOURCE_OFFER,
+)
 from storage.records import (
     AnalyticsMessage,
     ClosingRecord,
@@ -39,8 +48,7 @@ from storage.records import (
     TradeRecord,
 )
 
-_SALE_COLS = "key, card_id, grader, grade, price, at, source, ref, seller_id, buyer_id"
-_SALE_FIELDS = tuple(_SALE_COLS.split(", "))
+_SALE_COLS = ", ".join(SALE_FIELDS)
 _INSERT_SALE = (
     f"INSERT INTO sales({_SALE_COLS}) SELECT ?,?,?,?,?,?,?,?,?,?"
     " WHERE NOT EXISTS (SELECT 1 FROM sales WHERE key=?1)"
@@ -49,6 +57,13 @@ _INSERT_CLOSING = (
     "INSERT INTO closings(auction_id, outcome, at) SELECT ?,?,?"
     " WHERE NOT EXISTS (SELECT 1 FROM closings WHERE auction_id=?1)"
 )
+# ?1 auction, ?2 user, ?3 at. The auction open (its status), the pair new.
+_OPEN_AUCTION = ("EXISTS (SELECT 1 FROM auctions WHERE auction_id=?1 AND status IN"
+                 f" ({', '.join(repr(s) for s in OPEN_STATUSES)}))")
+_WATCHED = "EXISTS (SELECT 1 FROM watches WHERE auction_id=?1 AND user_id=?2)"
+_WATCH_IS_NEW = f"SELECT {_OPEN_AUCTION} AND NOT {_WATCHED}"
+_INSERT_WATCH = ("INSERT INTO watches(auction_id, user_id, at) SELECT ?1, ?2, ?3"
+                 f" WHERE {_OPEN_AUCTION} AND NOT {_WATCHED}")
 
 
 _ENCODE = msgspec.json.Encoder().encode
@@ -59,11 +74,6 @@ def _dumps(value: Any) -> str:
     # msgspec: the same compact JSON as json.dumps, several times faster (every projection
     # result passes here).
     return _ENCODE(value).decode()
-
-
-def now_ms() -> int:
-    """The store's clock (a closing's `at`)."""
-    return int(time.time() * 1000)
 
 
 # -- appended inside the store's own write transactions ---------------------------------------
@@ -120,7 +130,7 @@ def settle_facts(conn: sqlite3.Connection, trade: TradeRecord, sold: bool) -> No
 
 
 # -- rows -------------------------------------------------------------------------------------
-_sale_fields = operator.itemgetter(*_SALE_FIELDS)
+_sale_fields = operator.itemgetter(*SALE_FIELDS)
 _INSERT_SALES = f"INSERT INTO sales({_SALE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
 # A bulk add raises the connection's page cache for its transaction: its index inserts
 # (sales_card's land all over the index) stay in memory instead of spilling to the WAL.
@@ -180,10 +190,11 @@ def _decoded(rows: list[tuple[Any, ...]], column: int) -> list[Any]:
     return cast(list[Any], _DECODE("[" + ",".join([r[column] for r in rows]) + "]"))
 
 
+_SALE_ROW = ("pos", *SALE_FIELDS)  # sales_feed's columns
+
+
 def _sale(row: tuple[Any, ...]) -> SaleRecord:
-    return {"pos": row[0], "key": row[1], "card_id": row[2], "grader": row[3],
-            "grade": row[4], "price": row[5], "at": row[6], "source": row[7], "ref": row[8],
-            "seller_id": row[9], "buyer_id": row[10]}
+    return cast(SaleRecord, dict(zip(_SALE_ROW, row, strict=True)))
 
 
 # Documents per write transaction of save_projection.
@@ -289,6 +300,26 @@ class SqliteFacts:
 
     async def closings_position(self: _Host) -> int:
         return await self._run(lambda: _max_pos(self._db, "closings"))
+
+    # -- watches -----------------------------------------------------------------------------
+    async def record_watch(self: _Host, user_id: str, auction_id: str, at: int) -> bool:
+        facts.check_watch(user_id, auction_id, at)
+        args = (auction_id, user_id, at)
+
+        def run() -> bool:
+            if not self._db.execute(_WATCH_IS_NEW, args[:2]).fetchone()[0]:
+                return False  # the usual answer to a repeated subscribe: no write lock
+            return self._write(lambda conn: conn.execute(_INSERT_WATCH, args).rowcount == 1)
+
+        return await self._run(run)
+
+    async def auction_watchers(self: _Host, auction_id: str) -> list[tuple[str, int]]:
+        sql = "SELECT user_id, at FROM watches WHERE auction_id=? ORDER BY at, user_id"
+
+        def q() -> list[tuple[str, int]]:
+            return [(r[0], int(r[1])) for r in self._db.execute(sql, (auction_id,))]
+
+        return await self._run(q)
 
     # -- projection results and checkpoints ------------------------------------------------
     async def projection_checkpoint(self: _Host, name: str) -> int:

@@ -230,6 +230,14 @@ CREATE TABLE IF NOT EXISTS analytics_log (
     type    TEXT NOT NULL,
     data    TEXT NOT NULL
 );
+-- Watches (storage.facts.record_watch): who subscribed to an auction's live channel, the
+-- first time kept. The key is the index an auction's watchers are read by.
+CREATE TABLE IF NOT EXISTS watches (
+    auction_id TEXT NOT NULL,
+    user_id    TEXT NOT NULL,
+    at         INTEGER NOT NULL,
+    PRIMARY KEY (auction_id, user_id)
+) WITHOUT ROWID;
 """
 
 # Columns added after the first release: (table, column, declaration) for ALTER TABLE.

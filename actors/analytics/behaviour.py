@@ -1,6 +1,8 @@
 """The behaviour projection, by user: how each user bids (timing against the close,
-sniping, proxy use, wins, overpay against the card's value at the close, active hours) and
-the market-wide aggregates, from the closings feed and each closed auction's event log.
+sniping, proxy use, wins, overpay against the card's value at the close, active hours, the
+auctions watched against those bid on) and the market-wide aggregates, from the closings
+feed, each closed auction's event log and its recorded watchers (`Store.auction_watchers`;
+only watches not later than the auction's end count, so a replay counts the same).
 
 Results (kinds): `behaviour` under the user id, `behaviour_market` under "summary". The
 value at the close comes from the market projection's book (same process): the segment's
@@ -54,10 +56,12 @@ class BehaviourProjection:
             if record is None:
                 continue
             events = await self.store.load_events(closing["auction_id"])
-            facts = auction_facts(record["spec"], record["view"], events)
+            watches = await self.store.auction_watchers(closing["auction_id"])
+            facts = auction_facts(record["spec"], record["view"], events, watches)
             value = await self._value_at(record["asset_id"], facts.closed_at or facts.ends_at)
             self.behaviour.add(facts, value)
             self._touched.update(b.bidder for b in facts.bids)
+            self._touched.update(facts.watchers)
             self._changed = True
 
     async def _value_at(self, asset_id: str, t: int) -> int | None:

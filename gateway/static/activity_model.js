@@ -34,5 +34,14 @@ export function hourBars(hours) {
 export function activityIsEmpty(me) {
   if (!me) return true;
   const none = (x) => !Number.isInteger(x) || x === 0;
-  return none(me.bids) && none(me.auctions_bid) && none(me.watched);
+  return none(me.bids) && none(me.auctions_bid) && none(me.auctions_watched);
+}
+
+/** The "Watched" stat's words: of the closed auctions watched, how many were bid on. */
+export function watchedText(me) {
+  const watched = me && Number.isInteger(me.auctions_watched) ? me.auctions_watched : 0;
+  if (!watched) return "auctions you followed live, signed in, before they closed";
+  const bid = Number.isInteger(me.watched_and_bid) ? me.watched_and_bid : 0;
+  const share = typeof me.watched_bid_share === "number" ? ` (${Math.round(me.watched_bid_share * 100)}%)` : "";
+  return `auctions watched; you bid on ${bid} of them${share}`;
 }

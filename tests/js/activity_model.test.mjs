@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { TIMING_LABEL, activityIsEmpty, bars, hourBars } from "../../gateway/static/activity_model.js";
+import { TIMING_LABEL, activityIsEmpty, bars, hourBars, watchedText } from "../../gateway/static/activity_model.js";
 
 test("behaviour: bars relative to the largest; 24 hours; an empty history", () => {
   assert.deepEqual(bars([{ label: "last 10 s", count: 4 }, { label: "earlier", count: 2 }, { label: "x", count: -1 }]),
@@ -22,8 +22,15 @@ test("behaviour: bars relative to the largest; 24 hours; an empty history", () =
   assert.equal(hours[21].fraction, 1);
   assert.equal(hours[9].fraction, 0.25);
   assert.equal(hourBars(null).every((b) => b.count === 0), true);
-  assert.ok(activityIsEmpty({ bids: 0, auctions_bid: 0, watched: null }));
+  assert.ok(activityIsEmpty({ bids: 0, auctions_bid: 0, auctions_watched: 0 }));
   assert.ok(activityIsEmpty(null));
-  assert.ok(!activityIsEmpty({ bids: 0, watched: 2 }));
+  assert.ok(!activityIsEmpty({ bids: 0, auctions_watched: 2 }));
   assert.ok(!activityIsEmpty({ bids: 3 }));
+});
+
+test("watchedText says how many watched auctions were bid on", () => {
+  assert.equal(watchedText({ auctions_watched: 4, watched_and_bid: 1, watched_bid_share: 0.25 }),
+    "auctions watched; you bid on 1 of them (25%)");
+  assert.match(watchedText({ auctions_watched: 0 }), /followed live/);
+  assert.match(watchedText(null), /followed live/);
 });

@@ -499,7 +499,8 @@ async def test_sqlite_file_from_before_analytics_is_migrated(tmp_path: Path) -> 
     await listed_token(store, "x1")
     await store.close()
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        for table in ("sales", "closings", "projection_docs", "checkpoints", "analytics_log"):
+        for table in ("sales", "closings", "projection_docs", "checkpoints", "analytics_log",
+                      "watches"):
             conn.execute(f"DROP TABLE {table}")
     stores = [SqliteStore(path) for _ in range(3)]
     await asyncio.gather(*(s.open() for s in stores))  # several processes migrate it at once
@@ -509,6 +510,9 @@ async def test_sqlite_file_from_before_analytics_is_migrated(tmp_path: Path) -> 
         assert await outcomes(stores[2]) == [("x1", SOLD)]
         assert await stores[0].save_projection("p", 0, 1, [("k", "a", {"v": 1})], [message(1)])
         assert await stores[1].projection_checkpoint("p") == 1
+        await listed(stores[0], "w1")
+        assert await stores[1].record_watch("u2", "w1", AT) is True
+        assert await stores[2].auction_watchers("w1") == [("u2", AT)]
         plan = " | ".join(str(r[-1]) for r in stores[0]._db.execute(
             "EXPLAIN QUERY PLAN SELECT price, at FROM sales WHERE card_id=? AND grader=?"
             " AND grade=? AND at>=? ORDER BY at", ("card_1", "PSA", 9, 0)))

@@ -215,24 +215,68 @@ def test_win_rate_and_overpay() -> None:
     assert users.summary("v")["avg_overpay"] is None and users.summary("v")["win_rate"] == 0.0
 
 
-def test_active_hours_watched_and_unknown_users() -> None:
+def test_active_hours_and_unknown_users() -> None:
     users = UserBehaviour()
     users.add(facts_of([(T0 + 5 * HOUR + 10 * MINUTE, "h", 1000, None),
                         (T0 + DAY + 5 * HOUR, "k", 1100, None),
                         (T0 + 23 * HOUR + 59 * MINUTE, "h", 2000, None)]))
     hours = users.summary("h")["active_hours"]
     assert len(hours) == 24 and hours[5] == 1 and hours[23] == 1 and sum(hours) == 2
-    assert users.summary("h")["watched"] is None
-    users.note_watched("h", 7)
-    users.note_watched("lurker", 3)
-    assert users.summary("h")["watched"] == 7
-    lurker = users.summary("lurker")
-    assert lurker["watched"] == 3 and lurker["bids"] == 0 and lurker["snipe_share"] is None
+    assert users.summary("h")["auctions_watched"] == 0
+    assert users.summary("h")["watched_bid_share"] is None
     ghost = users.summary("ghost")
     assert ghost["bids"] == 0 and ghost["win_rate"] is None and ghost["avg_overpay"] is None
     assert list(ghost["timing_histogram"]) == list(TIMING_BUCKETS)
     assert ghost == empty_summary("ghost")
-    assert "ghost" not in users and "h" in users and len(users) == 3
+    assert "ghost" not in users and "h" in users and len(users) == 2
+
+
+# ---- watches --------------------------------------------------------------------------
+
+
+def test_watchers_are_those_who_watched_before_the_end_but_the_seller() -> None:
+    spec, view, events = run([(T0 + HOUR, "bob", 1000, None),
+                              (END - 10_000, "carol", 1100, None)])  # extends to END + 50 s
+    watches = [("dan", END + 50_000),  # at the very end: counts
+               ("bob", T0 + 2 * HOUR), ("eve", END + 50_001),  # after it: left out
+               ("seller", T0), ("carol", T0 + 30), ("amy", T0 + 30)]
+    facts = auction_facts(spec, view, events, reversed(watches))  # any order
+    assert facts.closed_at == END + 50_000
+    assert facts.watchers == ("amy", "carol", "bob", "dan")  # by time, then user id
+    assert auction_facts(spec, view, events).watchers == ()
+    # Without a `closed` event: a cancelled auction ends at its cancellation, an auction
+    # whose log stops early at its last deadline.
+    cancelled = Auction(parse_spec({"type": "english", "start_price": 1000, "ends_at": END},
+                                   auction_id="c1", asset_id="x", seller_id="seller", now=T0))
+    log = cancelled.advance(T0) + cancelled.cancel("seller", T0 + HOUR)
+    assert auction_facts(cancelled.spec.to_dict(), cancelled.view(T0 + HOUR), log,
+                         [("a", T0 + HOUR), ("b", T0 + HOUR + 1)]).watchers == ("a",)
+    assert auction_facts(spec, view, events[:2], [("a", END), ("b", END + 1)]).watchers == ("a",)
+
+
+def test_auctions_watched_against_those_bid_on() -> None:
+    users = UserBehaviour()
+    one = run([(T0 + HOUR, "bob", 1000, None), (T0 + 2 * HOUR, "carol", 1100, None)],
+              auction_id="one")
+    users.add(auction_facts(*one, [("lurker", T0), ("bob", T0), ("dan", T0)]))
+    users.add(auction_facts(*run([(T0 + HOUR, "carol", 1000, None)], auction_id="two"),
+                            [("lurker", T0), ("carol", T0)]))
+    users.add(facts_of([], auction_id="three"))
+    lurker, bob, carol = users.summary("lurker"), users.summary("bob"), users.summary("carol")
+    assert (lurker["auctions_watched"], lurker["watched_and_bid"]) == (2, 0)
+    assert lurker["watched_bid_share"] == 0.0 and lurker["bids"] == 0
+    assert (bob["auctions_watched"], bob["watched_and_bid"], bob["auctions_bid"]) == (1, 1, 1)
+    assert bob["watched_bid_share"] == 1.0
+    # carol bid in two auctions and watched one of them.
+    assert (carol["auctions_watched"], carol["watched_and_bid"], carol["auctions_bid"]) == (
+        1, 1, 2)
+    assert users.summary("dan")["watched_bid_share"] == 0.0
+    market = users.market_summary()
+    assert market["watchers_per_auction"] == {"mean": 5 / 3, "median": 2.0}  # 3, 2, 0
+    assert market["watcher_bid_share"] == 2 / 5  # bob in one, carol in two
+    empty = UserBehaviour().market_summary()
+    assert empty["watchers_per_auction"] == {"mean": None, "median": None}
+    assert empty["watcher_bid_share"] is None
 
 
 def test_market_summary() -> None:
@@ -296,12 +340,14 @@ def hand_built(draw: st.DrawFn) -> tuple[AuctionFacts, int | None]:
     winner = draw(st.sampled_from(bidder)) if bidder and sold else None
     price = draw(st.integers(100, 10**7)) if winner else None
     reserve = draw(st.sampled_from([None, True, False]))
+    watchers = tuple(draw(st.lists(st.sampled_from(_USERS), unique=True, max_size=5)))
     facts = AuctionFacts(
         auction_id="h", seller_id="s", type="english", ends_at=end, closed_at=end,
         soft_close_ms=soft, reserve_met=reserve, winner=winner, price=price,
         extensions=draw(st.integers(0, 3)),
         bids=tuple(Bid(b, 1000, end - x, end, p, True, False)
-                   for b, x, p in zip(bidder, left, proxy, strict=True)))
+                   for b, x, p in zip(bidder, left, proxy, strict=True)),
+        watchers=watchers)
     value = draw(st.one_of(st.none(), st.integers(1, 10**7)))
     return facts, value
 
@@ -330,10 +376,18 @@ def test_counts_add_up(auctions: list[tuple[AuctionFacts, int | None]], batch: i
             assert s["avg_overpay"] == pytest.approx(sum(overpays) / len(overpays))
         assert s["auctions_bid"] == sum(user in f.columns.bidder for f, _ in auctions)
         assert s["auctions_won"] == sum(f.winner == user for f, _ in auctions)
-        for share in ("snipe_share", "proxy_share", "win_rate"):
+        assert s["auctions_watched"] == sum(user in f.watchers for f, _ in auctions)
+        assert s["watched_and_bid"] == sum(user in f.watchers and (
+            user in f.columns.bidder or user == f.winner) for f, _ in auctions)
+        for share in ("snipe_share", "proxy_share", "win_rate", "watched_bid_share"):
             assert s[share] is None or 0.0 <= s[share] <= 1.0
     market = users.market_summary()
     assert market["auctions"] == len(auctions)
     assert market["bids"] == sum(len(f.columns.bidder) for f, _ in auctions)
-    for share in ("reserve_met_share", "sold_share"):
+    watches = sum(len(f.watchers) for f, _ in auctions)
+    assert market["watchers_per_auction"]["mean"] == (watches / len(auctions)
+                                                      if auctions else None)
+    assert market["watcher_bid_share"] == (sum(
+        s["watched_and_bid"] for s in map(users.summary, _USERS)) / watches if watches else None)
+    for share in ("reserve_met_share", "sold_share", "watcher_bid_share"):
         assert market[share] is None or 0.0 <= market[share] <= 1.0

@@ -106,24 +106,26 @@ def timing(counts: dict[str, int]) -> dict[str, int]:
     return {**dict.fromkeys((">24h", "24h-1h", "1h-10m", "10m-1m", "<1m"), 0), **counts}
 
 
+UNWATCHED: Json = {"auctions_watched": 0, "watched_and_bid": 0, "watched_bid_share": None}
 EXPECTED_USERS: dict[str, Json] = {
     "b1": {"user_id": "b1", "bids": 2, "auctions_bid": 2, "auctions_won": 1, "win_rate": 0.5,
            "timing_histogram": timing({"24h-1h": 2}), "snipe_share": 0.0,
            "proxy_share": 0.5, "avg_overpay": None, "overpay_auctions": 0,
-           "active_hours": hours(S + 10 * 60_000, S + 30 * 60_000), "watched": None},
+           "active_hours": hours(S + 10 * 60_000, S + 30 * 60_000), **UNWATCHED},
     "b2": {"user_id": "b2", "bids": 2, "auctions_bid": 1, "auctions_won": 1, "win_rate": 1.0,
            "timing_histogram": timing({"<1m": 2}), "snipe_share": 1.0, "proxy_share": 0.0,
            "avg_overpay": 3_100 / VALUE - 1, "overpay_auctions": 1,
-           "active_hours": hours(E - 30_000, E + 10_000), "watched": None},
+           "active_hours": hours(E - 30_000, E + 10_000), **UNWATCHED},
     "b3": {"user_id": "b3", "bids": 1, "auctions_bid": 1, "auctions_won": 0, "win_rate": 0.0,
            "timing_histogram": timing({"24h-1h": 1}), "snipe_share": 0.0,
            "proxy_share": 0.0, "avg_overpay": None, "overpay_auctions": 0,
-           "active_hours": hours(S + 40 * 60_000), "watched": None},
+           "active_hours": hours(S + 40 * 60_000), **UNWATCHED},
 }
 EXPECTED_MARKET: Json = {
     "auctions": 3, "bids": 5, "bidders_per_auction": {"mean": 4 / 3, "median": 2.0},
     "extensions_per_auction": 2 / 3, "reserve_auctions": 0, "reserve_met_share": None,
-    "sold_share": 2 / 3}
+    "sold_share": 2 / 3, "watchers_per_auction": {"mean": 0.0, "median": 0.0},
+    "watcher_bid_share": None}
 
 
 def value_sales() -> list[SaleRecord]:

@@ -7,7 +7,7 @@
 
 import { api } from "../api.js";
 import { h, setText } from "../dom.js";
-import { TIMING_LABEL, activityIsEmpty, bars, hourBars } from "../activity_model.js";
+import { TIMING_LABEL, activityIsEmpty, bars, hourBars, watchedText } from "../activity_model.js";
 import { formatChange, formatShare } from "../analytics_model.js";
 import { signOut, state } from "../shell.js";
 import { barTable } from "./analytics_ui.js";
@@ -90,8 +90,7 @@ export class ActivityView {
         stat("Snipes", formatShare(me.snipe_share), "snipe-share", "bids in an auction's closing window (its soft close, or last minute)"),
         stat("Proxy bids", formatShare(me.proxy_share), "proxy-share", "bids placed for you up to your maximum"),
         stat("Average overpay", overpay, "overpay", "what you paid against the card's market value, when you won"),
-        stat("Watched", count(me.watched), "watched", Number.isInteger(me.watched)
-          ? `auctions watched; you bid on ${count(me.auctions_bid)}` : "not recorded yet")),
+        stat("Watched", count(me.auctions_watched), "watched", watchedText(me))),
       h("div", { class: "activity__charts" },
         h("section", { class: "panel", "aria-labelledby": "timing-heading" },
           h("h2", { class: "section-title", id: "timing-heading", text: "When in an auction you bid" }),

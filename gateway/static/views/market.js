@@ -104,6 +104,8 @@ export class MarketView {
         stat("Bidders per auction", formatMean(m.bidders_per_auction), "bidders", "on average"),
         stat("Extensions per auction", formatMean(m.extensions_per_auction), "extensions", "soft-close, on average"),
         stat("Reserve met", formatShare(m.reserve_met_share), "reserve-met", "of auctions with a reserve"),
+        stat("Watchers per auction", formatMean(m.watchers_per_auction), "watchers", "signed in, on average"),
+        stat("Watchers who bid", formatShare(m.watcher_bid_share), "watcher-bid-share", "in the auction they watched"),
         stat("Sold", formatShare(m.sold_share), "sold", "of auctions closed"));
       setText(this.lag, lagText(m.lag));
     } catch {
