@@ -11,9 +11,29 @@ STAGES = ("rules_engine", "echo", "ray_calls", "idle_connections", "e2e", "check
           "offers")
 
 
-def _fig(stages: dict, stage: str, name: str) -> float | None:
+def fig(stages: dict, stage: str, name: str) -> float | None:
+    """A stage's figure, None when the stage is missing, failed or gave no number."""
     value = stages.get(stage, {}).get("figures", {}).get(name)
     return value if isinstance(value, (int, float)) else None
+
+
+def figure_rows(stages: dict, rows: tuple[tuple[str, str, str, str, str], ...],
+                only: set[str] | None = None) -> dict[str, dict[str, Any]]:
+    """The report's figures from (key, stage, figure, unit, description) rows (of the stages
+    in `only`, when given)."""
+    return {key: {"value": fig(stages, stage, name), "unit": unit, "what": what.strip()}
+            for key, stage, name, unit, what in rows if only is None or stage in only}
+
+
+def goal(name: str, value: float | None, target: float, op: str, unit: str,
+         note: str = "") -> dict[str, Any]:
+    """One goal row: met or not (None: not measured), and by what factor it was missed."""
+    met = None if value is None else (value >= target if op == ">=" else value <= target)
+    gap = None
+    if value is not None and not met and target:
+        gap = round(target / value, 2) if op == ">=" and value else round(value / target, 2)
+    return {"goal": name, "target": f"{op} {target:g} {unit}".strip(), "value": value,
+            "met": met, "off_by_factor": gap, "note": note}
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -103,9 +123,7 @@ def latencies(stages: dict) -> dict[str, dict[str, Any]]:
 
 def build(params: dict, machine: dict, stages: dict, costs: dict, errors: list[str],
           elapsed_s: float) -> dict[str, Any]:
-    figures: dict[str, dict[str, Any]] = {}
-    for key, stage, name, unit, what in FIGURES:
-        figures[key] = {"value": _fig(stages, stage, name), "unit": unit, "what": what.strip()}
+    figures = figure_rows(stages, FIGURES)
     v = {k: f["value"] for k, f in figures.items()}
 
     hosted = v["hosted_bytes_per_auction"]
@@ -132,15 +150,6 @@ def build(params: dict, machine: dict, stages: dict, costs: dict, errors: list[s
         "fanout_deliveries_over_echo": _ratio(v["fanout_deliveries_per_s"],
                                               v["echo_messages_per_s"]),
     }
-
-    def goal(name: str, value: float | None, target: float, op: str, unit: str,
-             note: str = "") -> dict[str, Any]:
-        met = None if value is None else (value >= target if op == ">=" else value <= target)
-        gap = None
-        if value is not None and not met and target:
-            gap = round(target / value, 2) if op == ">=" and value else round(value / target, 2)
-        return {"goal": name, "target": f"{op} {target:g} {unit}".strip(), "value": value,
-                "met": met, "off_by_factor": gap, "note": note}
 
     goals = [
         goal("end-to-end / baseline", ratios["e2e_over_baseline"], 10, ">=", "x"),

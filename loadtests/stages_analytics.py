@@ -41,7 +41,9 @@ from typing import Any
 import numpy as np
 import psutil
 
+from loadtests import report
 from loadtests.params import Params
+from loadtests.report import goal
 
 ANALYTICS_STAGES = ("analytics_ingest", "analytics_index", "analytics_history",
                     "analytics_bidpath")
@@ -52,6 +54,7 @@ HISTORY_GOAL_MS = 20.0
 BIDPATH_GOAL = 0.95
 FILL_BATCH = 50_000  # sales per add_sales / save_projection call when filling a store
 HISTORY_DAYS = 730
+HISTORY_ZIPF = 1.0  # the history requests' popularity: card x grade of rank r, 1 / r**1.0
 LIGHT_RATE = 20.0  # history requests/s of the light phase before the goal's rate
 
 
@@ -399,22 +402,15 @@ FIGURES = (
      "  card history answered"),
     ("analytics_history_light_p99_ms", "analytics_history", "light_p99_ms", "ms",
      "  card history p99 at 20/s"),
+    ("analytics_history_p50_ms", "analytics_history", "p50_ms", "ms",
+     "  card history p50, open loop"),
+    ("analytics_history_cache_hit_rate", "analytics_history", "cache_hit_rate", "",
+     "  card history cache hits / lookups"),
     ("analytics_on_bids_per_s", "analytics_bidpath", "on_bids_per_s", "bids/s",
      "end to end, projections busy (ANALYTICS=1)"),
     ("analytics_off_bids_per_s", "analytics_bidpath", "off_bids_per_s", "bids/s",
      "end to end, projections off (ANALYTICS=0)"),
 )
-
-
-def _goal(name: str, value: float | None, target: float, op: str, unit: str,
-          note: str = "") -> dict[str, Any]:
-    """The same shape as `loadtests.report.build`'s goals."""
-    met = None if value is None else (value >= target if op == ">=" else value <= target)
-    gap = None
-    if value is not None and not met and target:
-        gap = round(target / value, 2) if op == ">=" and value else round(value / target, 2)
-    return {"goal": name, "target": f"{op} {target:g} {unit}".strip(), "value": value,
-            "met": met, "off_by_factor": gap, "note": note}
 
 
 def add_to_report(result: dict[str, Any], stages: dict[str, Any], wanted: set[str],
@@ -423,45 +419,34 @@ def add_to_report(result: dict[str, Any], stages: dict[str, Any], wanted: set[st
     mine = [s for s in ANALYTICS_STAGES if s in wanted]
     if not mine:
         return
-
-    def fig(stage: str, name: str) -> float | None:
-        value = stages.get(stage, {}).get("figures", {}).get(name)
-        return value if isinstance(value, (int, float)) else None
-
-    for key, stage, name, unit, what in FIGURES:
-        if stage in wanted:
-            result["figures"][key] = {"value": fig(stage, name), "unit": unit,
-                                      "what": what.strip()}
+    result["figures"].update(report.figure_rows(stages, FIGURES, wanted))
     if "analytics_bidpath" in wanted:
-        result["ratios"]["analytics_on_over_off"] = fig("analytics_bidpath", "on_over_off")
-    goals = []
-    if "analytics_ingest" in wanted:
-        n = params.analytics_ingest_sales
-        goals += [
-            _goal("price projection ingest", fig("analytics_ingest", "price_sales_per_s"),
-                  INGEST_GOAL, ">=", "sales/s", f"apply+flush in-core, {n:,} sales"),
-            _goal("market projection ingest", fig("analytics_ingest", "market_sales_per_s"),
-                  INGEST_GOAL, ">=", "sales/s", f"apply+flush in-core, {n:,} sales"),
-            _goal("price projection via Runner",
-                  fig("analytics_ingest", "runner_price_sales_per_s"), INGEST_GOAL, ">=",
-                  "sales/s", f"SQLite file store, {params.analytics_runner_sales:,} sales"),
-            _goal("behaviour ingest", fig("analytics_ingest", "behaviour_bids_per_s"),
-                  INGEST_GOAL, ">=", "bids/s", "UserBehaviour.add+flush"),
-        ]
-    if "analytics_index" in wanted:
-        goals.append(_goal("index rebuild", fig("analytics_index", "market_and_categories_s"),
-                           INDEX_GOAL_S, "<=", "s",
-                           f"{params.analytics_index_sales:,} sales, market + categories"))
-    if "analytics_history" in wanted:
-        goals.append(_goal("card history p99", fig("analytics_history", "p99_ms"),
-                           HISTORY_GOAL_MS, "<=", "ms",
-                           f"{params.analytics_history_rate:g}/s open loop, "
-                           f"{params.analytics_history_sales:,} sales stored"))
-    if "analytics_bidpath" in wanted:
-        goals.append(_goal("bid path analytics on / off",
-                           fig("analytics_bidpath", "on_over_off"), BIDPATH_GOAL, ">=", "x",
-                           "two joined gateways differing in ECE_ANALYTICS, back to back"))
-    result["goals"] += goals
+        result["ratios"]["analytics_on_over_off"] = report.fig(stages, "analytics_bidpath",
+                                                               "on_over_off")
+    p = params
+    in_core = f"apply+flush in-core, {p.analytics_ingest_sales:,} sales"
+    # (stage, goal, figure, target, op, unit, note)
+    goals = (
+        ("analytics_ingest", "price projection ingest", "price_sales_per_s", INGEST_GOAL,
+         ">=", "sales/s", in_core),
+        ("analytics_ingest", "market projection ingest", "market_sales_per_s", INGEST_GOAL,
+         ">=", "sales/s", in_core),
+        ("analytics_ingest", "price projection via Runner", "runner_price_sales_per_s",
+         INGEST_GOAL, ">=", "sales/s",
+         f"SQLite file store, {p.analytics_runner_sales:,} sales"),
+        ("analytics_ingest", "behaviour ingest", "behaviour_bids_per_s", INGEST_GOAL, ">=",
+         "bids/s", "UserBehaviour.add+flush"),
+        ("analytics_index", "index rebuild", "market_and_categories_s", INDEX_GOAL_S, "<=",
+         "s", f"{p.analytics_index_sales:,} sales, market + categories"),
+        ("analytics_history", "card history p99", "p99_ms", HISTORY_GOAL_MS, "<=", "ms",
+         f"{p.analytics_history_rate:g}/s open loop, {p.analytics_history_sales:,} sales "
+         f"stored, Zipf({HISTORY_ZIPF:g}) over its card x grades"),
+        ("analytics_bidpath", "bid path analytics on / off", "on_over_off", BIDPATH_GOAL,
+         ">=", "x", "two joined gateways differing in ECE_ANALYTICS, back to back"),
+    )
+    result["goals"] += [goal(name, report.fig(stages, stage, figure), target, op, unit, note)
+                        for stage, name, figure, target, op, unit, note in goals
+                        if stage in wanted]
     for stage in mine:
         if (stage not in stages or stages[stage].get("error")) and \
                 stage not in result["missing_stages"]:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import random
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from loadtests.stages_analytics import (
     DAY_MS,
     FILL_BATCH,
     HISTORY_DAYS,
+    HISTORY_ZIPF,
     LIGHT_RATE,
     _batches,
     _catalog,
@@ -47,7 +50,6 @@ async def _fill(path: Path, n: int) -> dict[str, Any]:
     """N simulated sales into the store at `path` (the feed), and their `sale` and `candle`
     documents computed with the pure functions and saved in big batches; the card x grade
     with the most sales."""
-    from actors.analytics.book import sale_doc_key
     from actors.analytics.prices import CANDLE_FIELDS, sale_doc
     from gateway.seed import seed_catalog
     from market.catalog import grade_text
@@ -91,8 +93,8 @@ async def _fill(path: Path, n: int) -> dict[str, Any]:
                         "grader": graders[sim.grader[i]], "grade": grades[i],
                         "price": int(sim.price[i]), "at": int(sim.at[i]),
                         "source": "external", "ref": None, "pos": base + i + 1}
-                puts.append(("sale", sale_doc_key(str(keys[ids[i]]), sale["at"], sale["pos"]),
-                             sale_doc(sale, None)))  # type: ignore[arg-type]
+                key = f"{keys[ids[i]]}|{sale['at']:013d}|{sale['pos']:012d}"  # as prices.py
+                puts.append(("sale", key, sale_doc(sale, None)))  # type: ignore[arg-type]
             if not await store.save_projection("bench.sales", saved, saved + len(puts), puts):
                 raise RuntimeError("bench.sales checkpoint moved")
             saved += len(puts)
@@ -114,30 +116,44 @@ async def _fill(path: Path, n: int) -> dict[str, Any]:
                 raise RuntimeError("bench.candles checkpoint moved")
             done += 1
         timings["candle_docs_s"] = time.monotonic() - t
+
+        # The `segment` documents, as the price projection writes them, with the one field
+        # the history route reads from them: `version`, the feed position of the newest sale
+        # in the segment (the other figures are no part of this stage).
+        newest = np.zeros(len(keys), dtype=np.int64)
+        np.maximum.at(newest, ids, pos)
+        puts = [("segment", str(key), {"version": int(v)})
+                for key, v in zip(keys.tolist(), newest.tolist(), strict=True)]
+        done = await store.projection_checkpoint("bench.segments")
+        if not await store.save_projection("bench.segments", done, done + 1, puts):
+            raise RuntimeError("bench.segments checkpoint moved")
         sale_docs = await store.count_projection("sale")
         candle_docs = await store.count_projection("candle")
     finally:
         await store.close()
     counts = np.bincount(ids)
-    busiest = str(keys[int(counts.argmax())])
-    card_id, grader, grade = busiest.split("|")
+    ranked = np.argsort(-counts, kind="stable")  # the busiest segment first
     return {"sales": n, "sale_docs": sale_docs, "candle_docs": candle_docs,
-            "segments": len(keys), "segment": busiest, "card_id": card_id, "grader": grader,
-            "grade": grade, "segment_sales": int(counts.max()), "end_ms": end,
+            "segments": len(keys), "ranked": [str(keys[i]) for i in ranked.tolist()],
+            "ranked_sales": counts[ranked].tolist(), "end_ms": end,
             "db_bytes": path.stat().st_size,
             "fill_s": round(time.monotonic() - t0, 1),
             **{k: round(v, 1) for k, v in timings.items()}}
 
 
-async def _open_loop(url: str, rate: float, seconds: float, warmup_s: float,
-                     seed: int = 5) -> dict[str, Any]:
-    """GET `url` with Poisson arrivals at `rate`/s for warmup_s + seconds; every answer of
-    the measured part counted (status, or the exception's name), its latency taken from the
-    intended send time (a late send or a queue in the client counts in full)."""
+async def _open_loop(url: str | Sequence[str], rate: float, seconds: float, warmup_s: float,
+                     seed: int = 5, weights: Sequence[float] | None = None) -> dict[str, Any]:
+    """GET `url` (or one of several, drawn by `weights`) with Poisson arrivals at `rate`/s for
+    warmup_s + seconds; every answer of the measured part counted (status, or the
+    exception's name), its latency taken from the intended send time (a late send or a
+    queue in the client counts in full)."""
+    urls = [url] if isinstance(url, str) else list(url)
+    cum = list(itertools.accumulate(weights or [1.0] * len(urls)))
     rng = random.Random(seed)
+    pick = random.Random(seed + 1)  # the URLs: the same sequence whatever the timing
     hist = HdrHistogram(1, 60_000_000, 3)  # µs
     answers: dict[str, int] = {}
-    sizes: list[int] = []
+    sizes: list[int] = []  # bytes of each counted 200 answer
     loop = asyncio.get_running_loop()
     connector = aiohttp.TCPConnector(limit=1024)
     timeout = aiohttp.ClientTimeout(total=30)
@@ -145,14 +161,14 @@ async def _open_loop(url: str, rate: float, seconds: float, warmup_s: float,
     ok_total = 0  # 200 answers, warm-up included
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-        async def one(intended: float, counted: bool) -> None:
+        async def one(target: str, intended: float, counted: bool) -> None:
             nonlocal ok_total
             try:
-                async with http.get(url) as response:
+                async with http.get(target) as response:
                     body = await response.read()
                     key = str(response.status)
                     ok_total += response.status == 200
-                    if counted and len(sizes) < 1:
+                    if counted and response.status == 200:
                         sizes.append(len(body))
             except Exception as exc:  # every answer counts, failures too
                 key = type(exc).__name__
@@ -174,7 +190,8 @@ async def _open_loop(url: str, rate: float, seconds: float, warmup_s: float,
             late = max(late, loop.time() - t)
             counted = t - start >= warmup_s
             sent += counted
-            tasks.append(asyncio.create_task(one(t, counted)))
+            target = pick.choices(urls, cum_weights=cum)[0]
+            tasks.append(asyncio.create_task(one(target, t, counted)))
         await asyncio.gather(*tasks)
     latency = percentiles_ms(hist)
     ok = answers.get("200", 0)
@@ -184,7 +201,8 @@ async def _open_loop(url: str, rate: float, seconds: float, warmup_s: float,
             "answers": answers, "answered_per_s": round(answered / seconds, 1),
             "ok_per_s": round(ok / seconds, 1), "latency_ms": latency,
             "client_max_send_lateness_ms": round(late * 1000, 2),
-            "response_bytes": sizes[0] if sizes else None}
+            "response_bytes_mean": round(sum(sizes) / len(sizes)) if sizes else None,
+            "response_bytes_max": max(sizes, default=None)}
 
 
 def _cpu_of(procs: list[psutil.Process]) -> float:
@@ -201,17 +219,45 @@ def _busy() -> float:
     return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
+def _history_query(segment: str, end: int) -> str:
+    """The goal's request for one card x grade: daily candles over two years."""
+    card_id, grader, grade = segment.split("|")
+    graded = "" if grade == "-" else f"&grade={grade}"
+    return (f"/api/cards/{card_id}/history?grader={grader}{graded}"
+            f"&interval=1d&from={end - HISTORY_DAYS * DAY_MS}&to={end}")
+
+
+async def _cache_counts(base: str) -> dict[str, float]:
+    """The gateway's history-cache counters (`ece_history_cache_total` by result) from its
+    /metrics; empty if it has none."""
+    async with aiohttp.ClientSession() as http, http.get(base + "/metrics") as response:
+        text = await response.text()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("ece_history_cache_total{"):
+            labels, _, value = line.rpartition(" ")
+            found[labels.split('result="', 1)[1].split('"', 1)[0]] = float(value)
+    return found
+
+
 def history_stage(params: Params, server: Managed | None) -> dict[str, Any]:
     if server is None:
         raise RuntimeError("the history server was not started")
     filled = asyncio.run(_fill(server_db(server), params.analytics_history_sales))
     end = filled["end_ms"]
-    grade = "" if filled["grade"] == "-" else f"&grade={filled['grade']}"
-    query = (f"/api/cards/{filled['card_id']}/history?grader={filled['grader']}{grade}"
-             f"&interval=1d&from={end - HISTORY_DAYS * DAY_MS}&to={end}")
+    ranked = filled.pop("ranked")
+    counts = filled.pop("ranked_sales")
+    # Popularity: Zipf over every card x grade of the store, ranked by its number of sales
+    # (the busiest is the most asked for): rank r is asked with weight 1 / r**HISTORY_ZIPF.
+    urls = [server.base + _history_query(segment, end) for segment in ranked]
+    weights = [1 / r ** HISTORY_ZIPF for r in range(1, len(urls) + 1)]
+    filled.update(busiest=ranked[0], busiest_sales=counts[0],
+                  median_segment_sales=counts[len(counts) // 2],
+                  zipf_exponent=HISTORY_ZIPF,
+                  top_10_share=round(sum(weights[:10]) / sum(weights), 3))
 
     async def sample() -> dict[str, Any]:
-        async with aiohttp.ClientSession() as http, http.get(server.base + query) as response:
+        async with aiohttp.ClientSession() as http, http.get(urls[0]) as response:
             body = await response.json()
             if response.status != 200:
                 raise RuntimeError(f"history answered {response.status}: {body}")
@@ -221,9 +267,11 @@ def history_stage(params: Params, server: Managed | None) -> dict[str, Any]:
     shape = asyncio.run(sample())
     gateway = [server.process()]
 
-    def timed(rate: float, seconds: float, warmup_s: float) -> dict[str, Any]:
+    def timed(rate: float, seconds: float, warmup_s: float, seed: int) -> dict[str, Any]:
         cpu0, busy0, t0 = _cpu_of(gateway), _busy(), time.monotonic()
-        found = asyncio.run(_open_loop(server.base + query, rate, seconds, warmup_s))
+        cache0 = asyncio.run(_cache_counts(server.base))
+        found = asyncio.run(_open_loop(urls, rate, seconds, warmup_s, seed, weights))
+        cache = asyncio.run(_cache_counts(server.base))
         elapsed = time.monotonic() - t0
         cpu = _cpu_of(gateway) - cpu0
         ok = found["ok_with_warmup"]
@@ -232,19 +280,27 @@ def history_stage(params: Params, server: Managed | None) -> dict[str, Any]:
             "machine_busy": round((_busy() - busy0) / elapsed, 2)}
         # The gateway's CPU per 200 answer (an upper bound when requests time out unanswered).
         found["gateway_cpu_ms_per_ok"] = round(cpu / ok * 1000, 2) if ok else None
+        # Warm-up included; None when the gateway has no history cache.
+        delta = {k: v - cache0.get(k, 0.0) for k, v in cache.items()}
+        looked = sum(delta.values())
+        found["cache"] = {**delta, "hit_rate": round(delta.get("hit", 0) / looked, 3)
+                          if looked else None}
         return found
 
-    # First at a light rate (the route's own latency), then at the goal's rate.
-    light = timed(LIGHT_RATE, max(2.0, params.analytics_history_s / 6), 0.5)
+    # First at a light rate (the route's own latency), then at the goal's rate; other draws
+    # of the same popularity, so the light phase warms the cache as real traffic would.
+    light = timed(LIGHT_RATE, max(2.0, params.analytics_history_s / 6), 0.5, 5)
     result = timed(params.analytics_history_rate, params.analytics_history_s,
-                   params.analytics_history_warmup_s)
+                   params.analytics_history_warmup_s, 7)
     latency = result["latency_ms"]
     return {
         "figures": {"p99_ms": round(latency["p99"], 2), "p50_ms": round(latency["p50"], 2),
                     "answered_per_s": result["answered_per_s"],
-                    "light_p99_ms": round(light["latency_ms"]["p99"], 2)},
-        "details": {"store": filled, "query": query, "answer": shape, **result,
-                    "light": light, "loadavg": [round(x, 2) for x in psutil.getloadavg()]},
+                    "light_p99_ms": round(light["latency_ms"]["p99"], 2),
+                    "cache_hit_rate": result["cache"]["hit_rate"]},
+        "details": {"store": filled, "busiest_query": urls[0], "busiest_answer": shape,
+                    **result, "light": light,
+                    "loadavg": [round(x, 2) for x in psutil.getloadavg()]},
     }
 
 

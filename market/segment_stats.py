@@ -35,6 +35,18 @@ def group_median(ids: IntArray, values: IntArray, mask: npt.NDArray[np.bool_],
     return out
 
 
+def _exact(values: IntArray) -> bool:
+    """Whether int64 sums of these values cannot overflow (else sum Python ints)."""
+    return len(values) == 0 or int(values.max()) * len(values) < 2**62
+
+
+def group_sum(ids: IntArray, values: IntArray, n: int) -> npt.NDArray[np.float64]:
+    """The sum of `values` per group id (0 for none), exact up to 2**53."""
+    out = np.zeros(n, dtype=np.int64 if _exact(values) else object)
+    np.add.at(out, ids, values if out.dtype == np.int64 else values.astype(object))
+    return out.astype(np.float64)
+
+
 def _rank_from_end(ids: IntArray, mask: npt.NDArray[np.bool_], n: int) -> IntArray:
     """For each masked row, how many masked rows of its group come after it (0 = latest);
     -1 for rows not masked. Rows are sorted by (ids, at)."""
@@ -63,7 +75,9 @@ def values_at(ids: IntArray, at: IntArray, price: IntArray, t: int, n: int,
 
 def stats(ids: IntArray, at: IntArray, price: IntArray, now: int,
           n: int) -> dict[str, npt.NDArray[np.float64]]:
-    """Per group: count, last_price, last_at, median_7d/30d/90d, value, value_30d_ago."""
+    """Per group: count, last_price, last_at, median_7d/30d/90d, value and value_7d_ago,
+    value_30d_ago, value_90d_ago; count_30d and volume_30d (sales and the sum of their prices
+    in the last 30 days) and count_prev_30d, volume_prev_30d (the 30 days before those)."""
     counts = np.bincount(ids, minlength=n).astype(np.float64)
     # Sorted by (ids, at): a group's latest sale is its last row.
     last = np.cumsum(counts).astype(np.int64) - 1
@@ -77,7 +91,36 @@ def stats(ids: IntArray, at: IntArray, price: IntArray, now: int,
         window = (at > now - days * DAY_MS) & (at <= now)
         out[f"median_{days}d"] = group_median(ids, price, window, n)
     out["value"] = values_at(ids, at, price, now, n)
-    out["value_30d_ago"] = values_at(ids, at, price, now - 30 * DAY_MS, n)
+    for days in (7, 30, 90):
+        out[f"value_{days}d_ago"] = values_at(ids, at, price, now - days * DAY_MS, n)
+    for name, lo, hi in (("30d", now - 30 * DAY_MS, now), ("prev_30d", now - 60 * DAY_MS,
+                                                              now - 30 * DAY_MS)):
+        window = (at > lo) & (at <= hi)
+        out[f"count_{name}"] = np.bincount(ids[window], minlength=n).astype(np.float64)
+        out[f"volume_{name}"] = group_sum(ids[window], price[window], n)
+    return out
+
+
+MA_DAYS = (7, 30, 90)  # the moving averages every candle carries
+_SPAN = 1 << 42  # > any epoch ms before the year 2109: (id, at) packed into one sortable int64
+
+
+def trailing_means(ids: IntArray, at: IntArray, price: IntArray, group: IntArray,
+                   end: IntArray, days: int) -> npt.NDArray[np.float64]:
+    """For each (group[k], end[k]): the mean price of that group's sales with
+    end - days <= at < end (NaN when none) - a time-based simple moving average. The sales
+    are sorted by (ids, at), times in [0, 2**42) ms."""
+    key = ids * _SPAN + at
+    # Exact sums: int64 while the total cannot overflow, else Python ints (hostile prices).
+    exact = _exact(price)
+    sums = np.concatenate(([0], np.cumsum(price if exact else price.astype(object))))
+    lo = np.searchsorted(key, group * _SPAN + end - days * DAY_MS, side="left")
+    hi = np.searchsorted(key, group * _SPAN + end, side="left")
+    count = hi - lo
+    out = np.full(len(group), np.nan)
+    has = count > 0
+    means = (sums[hi[has]] - sums[lo[has]]) / count[has]
+    out[has] = means if exact else [float(x) for x in means]
     return out
 
 

@@ -3,6 +3,15 @@ the market, behaviour) on its own event loop, beside - never on - the bid path.
 
 `projections(store, config)` builds the same set of projections for the actor and for
 `ece rebuild analytics`, which runs them in its own process.
+
+The actor keeps off the bid path's CPU twice over. Its process runs at the lowest priority
+(`ANALYTICS_NICE`), which ranks it below the auction hosts Ray runs beside it. But Linux
+weighs a nice value only against processes of the same session (autogroups: a gateway or a
+client started in a session of its own gets an equal share whatever our nice), so a
+projection catching up (folding full pages) also waits, before each page, while the rest
+of the machine keeps more than `BUSY_SHARE` of its CPUs busy - at most `MAX_PAUSE_S`, so a
+catch-up always advances. Tailing (pages not full) never waits. The lag it leaves shows in
+the metrics.
 """
 
 from __future__ import annotations
@@ -10,8 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import time
 from typing import Any
 
+import psutil  # type: ignore[import-untyped]
 import ray
 
 from actors.analytics.behaviour import BehaviourProjection
@@ -19,6 +31,7 @@ from actors.analytics.cards import Cards
 from actors.analytics.market import MarketProjection
 from actors.analytics.prices import PriceProjection
 from actors.analytics.runner import Projection, Runner, read_lag
+from actors.analytics.vetted import FeedVetting
 from actors.clock import now_ms
 from actors.config import ClusterConfig
 from actors.directory import get_or_create
@@ -26,11 +39,87 @@ from storage import Store, open_store
 
 log = logging.getLogger("ece.analytics")
 
+# The OS nice value of the actor's process: 19, the lowest priority short of SCHED_IDLE, so
+# a busy bid path gets nearly all the CPU. Not SCHED_IDLE: a projection holding the store's
+# write lock (a save chunk, see storage.sqlite_facts) must still get some CPU to release it
+# when every core is busy; with nice the kernel gives it a small share, and the bid path's
+# processes, waiting on that lock, leave it the cores anyway.
+ANALYTICS_NICE = 19
+
+
+def lower_priority(nice: int = ANALYTICS_NICE) -> list[int]:
+    """Every thread of this process at `nice` at least. On Linux a nice value belongs to a
+    thread, not the process: those running already (Ray's, the event loop's) are set one by
+    one, and every thread started later inherits its starter's (the store's worker, the
+    market recompute's executor). Returns the ids of the threads set."""
+    tasks = "/proc/self/task"
+    done = []
+    for tid in map(int, os.listdir(tasks) if os.path.isdir(tasks) else ["0"]):
+        with contextlib.suppress(ProcessLookupError):  # a thread that just ended
+            os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), nice))
+            done.append(tid)
+    return done
+
+
+BUSY_SHARE = 0.5  # the machine is busy when others use more than this share of its CPUs
+SAMPLE_S = 0.25  # how long the others' CPU use is measured before each catch-up page
+MAX_PAUSE_S = 30.0  # a catch-up waits this long at most before its next page
+
+
+class Throttle:
+    """Waits while processes other than this one keep the machine busy."""
+
+    def __init__(self, share: float = BUSY_SHARE, sample_s: float = SAMPLE_S,
+                 max_pause_s: float = MAX_PAUSE_S) -> None:
+        self.share, self.sample_s, self.max_pause_s = share, sample_s, max_pause_s
+        self.me = psutil.Process()
+        self.paused_s = 0.0  # waited in all (status)
+
+    def _used(self) -> tuple[float, float]:
+        """(CPU-seconds of the whole machine busy, of this process) so far."""
+        machine = psutil.cpu_times()
+        mine = self.me.cpu_times()
+        busy = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+        return busy, mine.user + mine.system
+
+    async def others_busy(self) -> float:
+        """The CPUs others used over the next `sample_s`, as a share of the machine's."""
+        busy0, mine0 = self._used()
+        t0 = time.monotonic()
+        await asyncio.sleep(self.sample_s)
+        busy, mine = self._used()
+        elapsed = max(time.monotonic() - t0, 1e-3)
+        return ((busy - busy0) - (mine - mine0)) / elapsed / (psutil.cpu_count() or 1)
+
+    async def wait(self) -> None:
+        start = time.monotonic()
+        while (await self.others_busy() > self.share
+               and time.monotonic() - start < self.max_pause_s):
+            pass
+        self.paused_s += time.monotonic() - start
+
+
+class PoliteRunner(Runner):
+    """A `Runner` whose catch-up pages wait for a machine that is not busy (`Throttle`)."""
+
+    def __init__(self, store: Store, projection: Projection, throttle: Throttle) -> None:
+        super().__init__(store, projection)
+        self.throttle = throttle
+        self.catching_up = False  # until a page comes full
+
+    async def step(self) -> int:
+        if self.catching_up:
+            await self.throttle.wait()
+        n = await super().step()
+        self.catching_up = n >= self.page
+        return n
+
 
 def projections(store: Store, config: ClusterConfig) -> list[Projection]:
     cards = Cards(store)
-    market = MarketProjection(cards)
-    shards: list[Projection] = [PriceProjection(cards, i, config.price_shards)
+    vetting = FeedVetting()  # the feed vetted once for the shards and the market
+    market = MarketProjection(cards, vetting)
+    shards: list[Projection] = [PriceProjection(cards, i, config.price_shards, vetting)
                                 for i in range(config.price_shards)]
     return [*shards, market, BehaviourProjection(store, lambda: market.book)]
 
@@ -43,7 +132,9 @@ class AnalyticsCore:
     def __init__(self, config: ClusterConfig, store: Store | None = None) -> None:
         self.config = config
         self.store = store if store is not None else open_store(config.store_url)
-        self.runners = [Runner(self.store, p) for p in projections(self.store, config)]
+        self.throttle = Throttle()
+        self.runners = [PoliteRunner(self.store, p, self.throttle)
+                        for p in projections(self.store, config)]
         self._tasks: list[asyncio.Task[None]] = []
         self._opened = asyncio.Event()
 
@@ -70,6 +161,7 @@ class AnalyticsCore:
 class Analytics:
     def __init__(self, config: dict[str, Any]) -> None:
         logging.basicConfig(level=logging.INFO)
+        self.lowered = lower_priority()  # before the store and the runners start threads
         self.core = AnalyticsCore(ClusterConfig.from_dict(config))
         # Started here, not on a first call: after a crash Ray re-runs only __init__, and
         # nobody calls a restarted actor (gateways read the lag from the store).
@@ -82,6 +174,10 @@ class Analytics:
     async def status(self) -> dict[str, dict[str, Any]]:
         await self.ready()
         return await self.core.status()
+
+    def process(self) -> tuple[int, list[int]]:
+        """The actor's process id and the threads `lower_priority` set (tests check them)."""
+        return os.getpid(), self.lowered
 
 
 def get_or_create_analytics(config: ClusterConfig) -> ray.actor.ActorHandle[Any]:

@@ -1,17 +1,21 @@
-"""Sales per card × grader × grade, in memory, ordered by time: the working set of the
-price and market projections (numpy arrays built on demand and cached until the next sale).
+"""Sales per card × grader × grade, in memory: the working set of the price and market
+projections. The clean sales of every segment live in two numpy arrays sorted by (segment,
+time, feed position); a batch's sales are merged in when they are next read.
 """
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from market.catalog import grade_text, normal_grade
-from storage.records import SaleRecord
+
+IntArray = npt.NDArray[np.int64]
+_AT_BITS = 42  # sale times are epoch ms in [0, 2**42): until the year 2109
+_AT_MASK = (1 << _AT_BITS) - 1
 
 
 def sale_segment(sale: Mapping[str, Any]) -> str:
@@ -20,43 +24,22 @@ def sale_segment(sale: Mapping[str, Any]) -> str:
     return f"{sale['card_id']}|{sale['grader']}|{grade_text(sale['grade'])}"
 
 
-def sale_doc_key(segment: str, at: int, pos: int) -> str:
-    """The key of a sale in the `sale` results: by segment, then time (for the history)."""
-    return f"{segment}|{at:013d}|{pos:012d}"
-
-
 class Segment:
-    """One segment's sales sorted by (at, pos); `clean` False for suspect ones."""
+    """One segment of a `Book`: `len` counts its sales, suspect ones too; `last_pos` is the
+    feed position of the newest."""
 
-    __slots__ = ("_arrays", "at", "clean", "keys", "pos", "price")
+    __slots__ = ("_book", "code", "last_pos", "sales")
 
-    def __init__(self) -> None:
-        self.keys: list[tuple[int, int]] = []
-        self.at: list[int] = []
-        self.price: list[int] = []
-        self.pos: list[int] = []
-        self.clean: list[bool] = []
-        self._arrays: tuple[np.ndarray, np.ndarray] | None = None
+    def __init__(self, book: Book, code: int) -> None:
+        self._book, self.code, self.sales, self.last_pos = book, code, 0, 0
 
-    def add(self, at: int, price: int, pos: int, clean: bool) -> None:
-        i = bisect.bisect(self.keys, (at, pos))
-        self.keys.insert(i, (at, pos))
-        self.at.insert(i, at)
-        self.price.insert(i, price)
-        self.pos.insert(i, pos)
-        self.clean.insert(i, clean)
-        self._arrays = None
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+    def arrays(self) -> tuple[IntArray, IntArray]:
         """(at, price) of the clean sales, sorted by time."""
-        if self._arrays is None:
-            mask = np.asarray(self.clean, dtype=bool)
-            self._arrays = (np.asarray(self.at, dtype=np.int64)[mask],
-                            np.asarray(self.price, dtype=np.int64)[mask])
-        return self._arrays
+        _, at, price = self._book.arrays_of([self.code])
+        return at, price
 
     def __len__(self) -> int:
-        return len(self.at)
+        return self.sales
 
 
 class Book:
@@ -64,28 +47,67 @@ class Book:
         self.segments: dict[str, Segment] = {}
         self.sales = 0
         self.suspect = 0
+        self.last_at: int | None = None  # the latest sale's time, suspect ones too
+        # Clean sales: (segment code << _AT_BITS | at) and price, sorted (feed order on ties).
+        self._key: IntArray = np.zeros(0, dtype=np.int64)
+        self._price: IntArray = np.zeros(0, dtype=np.int64)
+        self._pending: list[tuple[IntArray, IntArray]] = []
 
-    def add(self, sale: SaleRecord, reason: str | None, key: str | None = None) -> str:
-        key = key or sale_segment(sale)
-        segment = self.segments.get(key)
-        if segment is None:
-            segment = self.segments[key] = Segment()
-        segment.add(int(sale["at"]), int(sale["price"]), int(sale.get("pos", 0)),
-                    reason is None)
-        self.sales += 1
-        self.suspect += reason is not None
-        return key
+    def extend(self, segments: Sequence[str], at: Sequence[int], price: Sequence[int],
+               pos: Sequence[int], clean: Sequence[bool]) -> None:
+        """Add sales that come after every sale added so far in the feed (`pos`: their feed
+        positions)."""
+        codes = []
+        for key, p in zip(segments, pos, strict=True):
+            segment = self.segments.get(key)
+            if segment is None:
+                segment = self.segments[key] = Segment(self, len(self.segments))
+            segment.sales += 1
+            segment.last_pos = p
+            codes.append(segment.code)
+        times = np.asarray(at, dtype=np.int64)
+        if not len(times):
+            return
+        if int(times.min()) < 0 or int(times.max()) > _AT_MASK:
+            raise ValueError("sale times must be epoch ms from 1970 to 2109")
+        ok = np.asarray(clean, dtype=bool)
+        keys = np.asarray(codes, dtype=np.int64) << _AT_BITS | times
+        self._pending.append((keys[ok], np.asarray(price, dtype=np.int64)[ok]))
+        self.sales += len(times)
+        self.suspect += len(times) - int(ok.sum())
+        latest = int(times.max())
+        self.last_at = latest if self.last_at is None else max(self.last_at, latest)
 
-    def arrays(self, keys: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _merged(self) -> tuple[IntArray, IntArray]:
+        if self._pending:
+            keys = np.concatenate([k for k, _ in self._pending])
+            prices = np.concatenate([p for _, p in self._pending])
+            self._pending = []
+            order = np.argsort(keys, kind="stable")  # stable: feed order among equals
+            keys, prices = keys[order], prices[order]
+            # After the equal keys held: those came earlier in the feed.
+            where = np.searchsorted(self._key, keys, side="right")
+            self._key = np.insert(self._key, where, keys)
+            self._price = np.insert(self._price, where, prices)
+        return self._key, self._price
+
+    def arrays_of(self, codes: Sequence[int]) -> tuple[IntArray, IntArray, IntArray]:
+        """(ids, at, price) of the clean sales of the segments with these codes, sorted by
+        (ids, at): id n is codes[n]."""
+        key, price = self._merged()
+        wanted = np.asarray(codes, dtype=np.int64)
+        lo = np.searchsorted(key, wanted << _AT_BITS)
+        hi = np.searchsorted(key, (wanted + 1) << _AT_BITS)
+        sizes = hi - lo
+        ids = np.repeat(np.arange(len(wanted), dtype=np.int64), sizes)
+        rows = np.arange(len(ids), dtype=np.int64) + np.repeat(lo - (np.cumsum(sizes) - sizes),
+                                                               sizes)
+        return ids, key[rows] & _AT_MASK, price[rows]
+
+    def arrays(self, keys: list[str]) -> tuple[IntArray, IntArray, IntArray]:
         """(ids, at, price) of the clean sales of these segments, sorted by (ids, at): id n
         is keys[n] (the form `market.segment_stats` takes)."""
-        parts = [self.segments[k].arrays() for k in keys]
-        sizes = [len(a) for a, _ in parts]
-        ids = np.repeat(np.arange(len(keys), dtype=np.int64), sizes)
-        if not parts:
-            return ids, np.zeros(0, np.int64), np.zeros(0, np.int64)
-        return (ids, np.concatenate([a for a, _ in parts]),
-                np.concatenate([p for _, p in parts]))
+        return self.arrays_of([self.segments[k].code for k in keys])
 
     def __iter__(self) -> Iterator[tuple[str, Segment]]:
         return iter(self.segments.items())

@@ -25,10 +25,10 @@ from actors.analytics.book import Book, sale_segment, segment_parts
 from actors.analytics.cards import CardInfo, Cards
 from actors.analytics.prices import sale_doc
 from actors.analytics.runner import Feed, Put
+from actors.analytics.vetted import FeedVetting
 from market.repeat_sales import build_index
 from market.segment_stats import values_at
 from market.trends import movers, pct_change
-from market.vetting import Vetter
 from storage import Store
 from storage.records import AnalyticsMessage
 
@@ -50,12 +50,12 @@ class MarketProjection:
     replays = True
     kinds: tuple[str, ...] = KINDS
 
-    def __init__(self, cards: Cards) -> None:
+    def __init__(self, cards: Cards, vetting: FeedVetting | None = None) -> None:
         self.cards = cards
+        self.vetting = vetting if vetting is not None else FeedVetting()  # see prices.py
         self.reset()
 
     def reset(self) -> None:
-        self.vetter = Vetter()
         self.book = Book()
         self.info: dict[str, CardInfo] = {}  # card id -> catalog facts
         self.dirty = True
@@ -64,6 +64,7 @@ class MarketProjection:
         self._since: int | None = None
         self._more = False  # the last flush was catching up
         self._last: dict[str, Any] = {}  # what the last messages said, by channel key
+        self._told = False  # a computation since the start was saved: changes are news
 
     def replayed(self) -> None:
         self.dirty = True  # recompute once after every start
@@ -75,15 +76,14 @@ class MarketProjection:
         return store.sales_position()
 
     async def apply(self, rows: Sequence[Any], now: int) -> None:
-        reasons: list[str | None] = []
-        for sale in rows:
-            segment = sale_segment(sale)
-            reason = self.vetter.vet(segment, int(sale["at"]), int(sale["price"]),
-                                     sale.get("seller_id"), sale.get("buyer_id"))
-            self.book.add(sale, reason, segment)
-            if sale["card_id"] not in self.info:
-                self.info[sale["card_id"]] = await self.cards.get(sale["card_id"])
-            reasons.append(reason)
+        segments = [sale_segment(sale) for sale in rows]
+        reasons = self.vetting.reasons(rows, segments)
+        self.book.extend(segments, [sale["at"] for sale in rows],
+                         [sale["price"] for sale in rows], [sale["pos"] for sale in rows],
+                         [r is None for r in reasons])
+        for card_id in dict.fromkeys(sale["card_id"] for sale in rows):
+            if card_id not in self.info:
+                self.info[card_id] = await self.cards.get(card_id)
         for sale, reason in list(zip(rows, reasons, strict=True))[-TAPE:]:
             self.tape.append({**sale_doc(sale, reason), "name": self.info[sale["card_id"]].name})
         self.dirty = self.dirty or bool(rows)
@@ -126,6 +126,7 @@ class MarketProjection:
                        {"channel": "market", "type": "movers", "data": doc})
         puts.append(("market", "summary", self.summary(now)))
         puts.append(("market", "tape", {"sales": list(reversed(self.tape))}))
+        self._told = True
         return puts, messages
 
     def _compute(self, now: int) -> tuple[list[tuple[str, str, dict[str, Any]]],
@@ -135,8 +136,8 @@ class MarketProjection:
     def _tell(self, messages: list[AnalyticsMessage], key: str, value: Any,
               message: AnalyticsMessage) -> None:
         if self._last.get(key) != value:
-            if key in self._last:  # the first computation after a start is not news
-                messages.append(message)
+            if self._told:  # the first computation after a start is not news; later ones
+                messages.append(message)  # are, a first index point or category included
             self._last[key] = value
 
     # -- the computations ------------------------------------------------------------------
@@ -199,7 +200,7 @@ class MarketProjection:
         return out
 
     def summary(self, now: int) -> dict[str, Any]:
-        last = max((seg.at[-1] for _, seg in self.book if len(seg)), default=None)
+        last = self.book.last_at
         return {"sales_total": self.book.sales, "suspect_total": self.book.suspect,
                 "segments": len(self.book.segments), "cards": len(self.info),
                 "last_sale_at": last, "computed_at": now}

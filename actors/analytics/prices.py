@@ -7,8 +7,9 @@ their reason), `candle` under "<segment>|<interval>|<t>" (clean sales only), `se
 `card:<id>` and on `market`, a `candle` on `card:<id>`, for sales of the last day only (a
 rebuild or the simulator's history is not news).
 
-Vetting needs every sale (linked accounts trade across cards), so each shard vets the whole
-feed and keeps its own cards' sales: deterministic, so every shard agrees.
+Vetting needs every sale (linked accounts trade across cards): the shards and the market
+projection of one process share one `FeedVetting` of the whole feed (each projection has its
+own unless given one); every shard keeps its own cards' sales.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ import numpy as np
 from actors.analytics.book import Book, sale_segment, segment_parts
 from actors.analytics.cards import Cards
 from actors.analytics.runner import Feed, Put
-from market.prices import INTERVALS, bucket_start
+from actors.analytics.vetted import FeedVetting
+from market.prices import INTERVALS, WEEK_MS, bucket_start
+from market.segment_stats import MA_DAYS, trailing_means
 from market.segment_stats import candles as segment_candles
 from market.segment_stats import stats as segment_stats
-from market.vetting import Vetter
 from storage import Store
 from storage.records import AnalyticsMessage, Json, SaleRecord
 
@@ -34,7 +36,10 @@ DAY_MS = 86_400_000
 LIVE_MS = DAY_MS  # sales younger than this are pushed live
 MAX_MESSAGES = 500  # live messages per batch at most
 KINDS = ("sale", "candle", "segment")
-CANDLE_FIELDS = ("t", "open", "high", "low", "close", "volume", "count")
+CANDLE_FIELDS = ("t", "open", "high", "low", "close", "volume", "count")  # as flush writes them
+CANDLE_DOC_FIELDS = (*CANDLE_FIELDS, *(f"ma_{days}d" for days in MA_DAYS))
+INTERVAL_MS = {"1d": DAY_MS, "1w": WEEK_MS}
+MA_SPAN_MS = max(MA_DAYS) * DAY_MS
 
 
 def shard_of(card_id: str, shards: int) -> int:
@@ -49,14 +54,16 @@ class PriceProjection:
     replays = True
     kinds: tuple[str, ...] = KINDS
 
-    def __init__(self, cards: Cards, shard: int = 0, shards: int = 1) -> None:
+    def __init__(self, cards: Cards, shard: int = 0, shards: int = 1,
+                 vetting: FeedVetting | None = None) -> None:
         self.shard, self.shards = shard, shards
         self.name = f"prices.{shard}"
         self.cards = cards  # names for the ticker
+        self.vetting = vetting if vetting is not None else FeedVetting()
+        self._mine: dict[str, bool] = {}  # card id -> in this shard
         self.reset()
 
     def reset(self) -> None:
-        self.vetter = Vetter()
         self.book = Book()
         self._new: list[tuple[str, SaleRecord, str | None]] = []
         self._names: dict[str, str] = {}
@@ -73,36 +80,42 @@ class PriceProjection:
         return store.sales_position()
 
     def mine(self, card_id: str) -> bool:
-        return self.shards == 1 or shard_of(card_id, self.shards) == self.shard
+        found = self._mine.get(card_id)
+        if found is None:
+            found = self._mine[card_id] = (self.shards == 1
+                                           or shard_of(card_id, self.shards) == self.shard)
+        return found
 
     async def apply(self, rows: Sequence[Any], now: int) -> None:
-        for sale in rows:
-            segment = sale_segment(sale)
-            reason = self.vetter.vet(segment, int(sale["at"]), int(sale["price"]),
-                                     sale.get("seller_id"), sale.get("buyer_id"))
-            if self.mine(sale["card_id"]):
-                self._new.append((self.book.add(sale, reason, segment), sale, reason))
-                if int(sale["at"]) > now - LIVE_MS:
-                    self._names[sale["card_id"]] = (await self.cards.get(sale["card_id"])).name
+        segments = [sale_segment(sale) for sale in rows]
+        reasons = self.vetting.reasons(rows, segments)
+        new = [(segment, sale, reason)
+               for segment, sale, reason in zip(segments, rows, reasons, strict=True)
+               if self.mine(sale["card_id"])]
+        self.book.extend([segment for segment, _, _ in new], [sale["at"] for _, sale, _ in new],
+                         [sale["price"] for _, sale, _ in new], [sale["pos"] for _, sale, _ in new],
+                         [reason is None for _, _, reason in new])
+        self._new += new
+        for _, sale, _ in new:
+            if sale["at"] > now - LIVE_MS:
+                self._names[sale["card_id"]] = (await self.cards.get(sale["card_id"])).name
 
     async def flush(self, now: int, more: bool = False) -> tuple[list[Put], list[AnalyticsMessage]]:
         if not self._new and now // DAY_MS == self._day:
             return [], []
-        puts: list[Put] = []
         messages: list[AnalyticsMessage] = []
         live_after = now - LIVE_MS
-        touched: set[str] = set()
-        for segment, sale, reason in self._new:
-            when = sale["at"]
-            doc = sale_doc(sale, reason)
-            puts.append(("sale", f"{segment}|{when:013d}|{sale['pos']:012d}", doc))
-            touched.add(segment)
-            if when > live_after and len(messages) + 2 <= MAX_MESSAGES:
+        new, self._new = self._new, []
+        docs = [sale_doc(sale, reason) for _, sale, reason in new]
+        puts: list[Put] = [("sale", f"{segment}|{sale['at']:013d}|{sale['pos']:012d}", doc)
+                           for (segment, sale, _), doc in zip(new, docs, strict=True)]
+        for (_, sale, _), doc in zip(new, docs, strict=True):
+            if sale["at"] > live_after and len(messages) + 2 <= MAX_MESSAGES:
                 card = card_channel(sale["card_id"])
                 messages.append({"channel": card, "type": "sale", "data": {"sale": doc}})
                 named = {**doc, "name": self._names.get(sale["card_id"], "")}
                 messages.append({"channel": "market", "type": "sale", "data": {"sale": named}})
-        new, self._new = self._new, []
+        touched = {segment for segment, _, _ in new}
         self._names.clear()
         day = now // DAY_MS
         if day != self._day:  # medians and values age: refresh every segment daily
@@ -113,27 +126,48 @@ class PriceProjection:
         # The candles to write: the buckets of the batch's clean sales (one numpy key per
         # segment and bucket); those of its sales of the last day are pushed live too.
         index = {key: n for n, key in enumerate(keys)}
-        clean = [(index[seg], sale["at"]) for seg, sale, reason in new if reason is None]
-        new_ids = np.array([n for n, _ in clean], dtype=np.int64)
-        new_at = np.array([t for _, t in clean], dtype=np.int64)
+        new_ids = np.array([index[seg] for seg, _, reason in new if reason is None],
+                           dtype=np.int64)
+        new_at = np.array([sale["at"] for _, sale, reason in new if reason is None],
+                          dtype=np.int64)
+        # A sale moves its bucket's candle and the moving averages of the candles up to
+        # the longest average's span after it: the earliest to latest+span of each segment.
+        first = np.full(len(keys), np.iinfo(np.int64).max, dtype=np.int64)
+        latest = np.full(len(keys), np.iinfo(np.int64).min, dtype=np.int64)
+        np.minimum.at(first, new_ids, new_at)
+        np.maximum.at(latest, new_ids, new_at)
         for interval in INTERVALS:
             found = segment_candles(ids, at, price, interval)
-            wanted = _bucket_keys(new_ids, bucket_start(new_at, interval))
             pushed = _bucket_keys(new_ids[new_at > live_after],
                                   bucket_start(new_at[new_at > live_after], interval))
             have = _bucket_keys(found["id"], found["t"])
-            rows = np.flatnonzero(np.isin(have, wanted))
-            live = set(np.flatnonzero(np.isin(have, pushed)).tolist())
+            since = bucket_start(first, interval)
+            rows = np.flatnonzero((found["t"] >= since[found["id"]])
+                                  & (found["t"] <= latest[found["id"]] + MA_SPAN_MS))
+            live = np.flatnonzero(np.isin(have[rows], pushed)).tolist()  # of `rows`
             columns = {k: found[k][rows].tolist() for k in ("id", *CANDLE_FIELDS)}
-            for m, row in enumerate(rows.tolist()):
-                segment = keys[columns["id"][m]]
-                candle = {k: columns[k][m] for k in CANDLE_FIELDS}
-                puts.append(("candle", f"{segment}|{interval}|{candle['t']:013d}", candle))
-                if row in live and len(messages) < MAX_MESSAGES:
-                    messages.append({"channel": card_channel(segment.split("|")[0]),
-                                     "type": "candle",
-                                     "data": {**_public(segment), "interval": interval,
-                                              "candle": candle}})
+            ends = found["t"][rows] + INTERVAL_MS[interval]
+            for days in MA_DAYS:
+                means = trailing_means(ids, at, price, found["id"][rows], ends, days)
+                columns[f"ma_{days}d"] = [None if math.isnan(x) else round(x)
+                                         for x in means.tolist()]
+            segments = [keys[n] for n in columns["id"]]
+            # Dict displays, then the averages set in place: several times dict(zip(...)).
+            candles: list[Json] = [
+                {"t": t, "open": o, "high": h, "low": lo, "close": c, "volume": v, "count": n}
+                for t, o, h, lo, c, v, n in zip(*(columns[k] for k in CANDLE_FIELDS),
+                                                strict=True)]
+            for name in CANDLE_DOC_FIELDS[len(CANDLE_FIELDS):]:
+                for candle, x in zip(candles, columns[name], strict=True):
+                    candle[name] = x
+            puts += [("candle", f"{segment}|{interval}|{candle['t']:013d}", candle)
+                     for segment, candle in zip(segments, candles, strict=True)]
+            for m in live[:max(0, MAX_MESSAGES - len(messages))]:
+                segment = segments[m]
+                messages.append({"channel": card_channel(segment.split("|")[0]),
+                                 "type": "candle",
+                                 "data": {**_public(segment), "interval": interval,
+                                          "candle": candles[m]}})
         figures = segment_stats(ids, at, price, now, len(keys))
         for n, segment in enumerate(keys):
             puts.append(("segment", segment, self.segment_doc(segment, figures, n)))
@@ -144,13 +178,25 @@ class PriceProjection:
             value = float(figures[name][n])
             return None if math.isnan(value) else round(value)
 
-        value, then = cents("value"), cents("value_30d_ago")
+        value = cents("value")
         count = int(figures["count"][n])
         return {**_public(segment), "value": value, "median_7d": cents("median_7d"),
                 "median_30d": cents("median_30d"), "median_90d": cents("median_90d"),
                 "last_price": cents("last_price"), "last_at": cents("last_at"),
                 "count": count, "suspect_count": len(self.book.segments[segment]) - count,
-                "change_30d": round(value / then - 1, 4) if value and then else None}
+                "version": self.book.segments[segment].last_pos,  # newest sale's feed pos
+                **{f"change_{d}d": change(value, cents(f"value_{d}d_ago")) for d in (7, 30, 90)},
+                "count_30d": int(figures["count_30d"][n]),
+                "volume_30d": int(figures["volume_30d"][n]),
+                "count_change_30d": change(int(figures["count_30d"][n]),
+                                           int(figures["count_prev_30d"][n])),
+                "volume_change_30d": change(int(figures["volume_30d"][n]),
+                                            int(figures["volume_prev_30d"][n]))}
+
+
+def change(now: int | None, then: int | None) -> float | None:
+    """now / then - 1, to 4 places; None unless both are positive."""
+    return round(now / then - 1, 4) if now and then else None
 
 
 def _public(segment: str) -> dict[str, Any]:

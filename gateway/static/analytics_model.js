@@ -125,6 +125,18 @@ export function volumeBars(candles) {
   }));
 }
 
+/** The moving averages drawn over each interval's candles: [field, label] (the server's ma_*). */
+export const MA_LINES = {
+  "1d": [["ma_7d", "7-day average"], ["ma_30d", "30-day average"]],
+  "1w": [["ma_30d", "30-day average"], ["ma_90d", "90-day average"]],
+};
+export const MA_COLORS = ["#f5c451", "#6ea8ff"];
+
+/** One moving average's line (cents, seconds): the candles that carry it. */
+export function maLine(candles, field) {
+  return cleanCandles(candles).filter((c) => isNum(c[field])).map((c) => ({ time: toTime(c.t), value: c[field] }));
+}
+
 /** Does a `candle` event of the card channel belong to what is shown? */
 export function candleIsFor(event, shown) {
   return Boolean(event && shown && event.interval === shown.interval && sameSegment(event, shown));
@@ -270,6 +282,23 @@ export function compactCents(cents) {
 /** A price on a chart's axis (cents, possibly fractional there): whole cents as money. */
 export function axisCents(value) {
   return isNum(value) ? formatCents(Math.round(value)) : "";
+}
+
+/**
+ * A grade's trend in figures (its /values row): [{key, label, change}] - the value's change over
+ * 7, 30 and 90 days, then the last 30 days' sales and money traded with their change against the
+ * 30 days before (`text` the count or amount). Empty for no row.
+ */
+export function trendFacts(row) {
+  if (!row || typeof row !== "object") return [];
+  const count = Number.isInteger(row.count_30d) ? String(row.count_30d) : "—";
+  return [
+    { key: "change_7d", label: "7 days", change: row.change_7d },
+    { key: "change_30d", label: "30 days", change: row.change_30d },
+    { key: "change_90d", label: "90 days", change: row.change_90d },
+    { key: "count_30d", label: "Sales, 30 days", text: count, change: row.count_change_30d },
+    { key: "volume_30d", label: "Traded, 30 days", text: compactCents(row.volume_30d), change: row.volume_change_30d },
+  ];
 }
 
 /** "Last sale" cell: {price: "$50.00", date: "Nov 5, 2026"} (date "" when unknown), or null. */

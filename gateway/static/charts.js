@@ -6,8 +6,8 @@
 // shows (for screen readers, and for the browser test), and the page shows the same numbers as
 // text (tables, lists) beside it.
 
-import { axisCents, candleBars, cleanCandles, compactCents, indexLine, toTime, volumeBars,
-  DOWN_COLOR, UP_COLOR } from "./analytics_model.js";
+import { axisCents, candleBars, cleanCandles, compactCents, indexLine, maLine, toTime, volumeBars,
+  DOWN_COLOR, MA_COLORS, MA_LINES, UP_COLOR } from "./analytics_model.js";
 
 const LIBRARY = "./vendor/lightweight-charts/lightweight-charts.standalone.production.mjs";
 let library = null;
@@ -68,8 +68,9 @@ const CENTS = { type: "custom", formatter: axisCents, minMove: 1 };
 const COMPACT = { type: "custom", formatter: compactCents, minMove: 1 };
 
 /**
- * A card's price chart: candles (cents) over a volume histogram in a pane of its own.
- * Returns {set(candles), update(candle, all), remove()}; `all` = the candles after the merge.
+ * A card's price chart: candles (cents) with two moving averages (MA_LINES of the interval) over a
+ * volume histogram in a pane of its own. Returns {set(candles, interval), update(candle, all),
+ * remove()}; `all` = the candles after the merge.
  */
 export async function priceChart(host) {
   const lib = await loadCharts();
@@ -81,15 +82,22 @@ export async function priceChart(host) {
   const volume = chart.addSeries(lib.HistogramSeries, {
     priceFormat: COMPACT, priceLineVisible: false, lastValueVisible: false,
   }, 1);
+  const averages = MA_COLORS.map((color) => chart.addSeries(lib.LineSeries, {
+    color, lineWidth: 1, priceLineVisible: false, lastValueVisible: false, crosshairMarkerVisible: false,
+    priceFormat: CENTS,
+  }));
   const frame = framer(chart, 40);
   chart.panes()[0]?.setStretchFactor(3);
   chart.panes()[1]?.setStretchFactor(1);
   let lastTime = null;
+  let fields = MA_LINES["1d"].map(([field]) => field);
   return {
-    set(candles) {
+    set(candles, interval = null) {
+      if (interval) fields = (MA_LINES[interval] ?? MA_LINES["1d"]).map(([field]) => field);
       const clean = cleanCandles(candles);
       bars.setData(candleBars(clean));
       volume.setData(volumeBars(clean));
+      averages.forEach((line, i) => line.setData(maLine(clean, fields[i])));
       lastTime = clean.length ? toTime(clean[clean.length - 1].t) : null;
       frame(clean.length);
     },
@@ -102,6 +110,10 @@ export async function priceChart(host) {
       }
       bars.update(bar);
       volume.update(volumeBars([candle])[0]);
+      averages.forEach((line, i) => {
+        const [point] = maLine([candle], fields[i]);
+        if (point) line.update(point);
+      });
       if (lastTime !== null && bar.time > lastTime) frame(bars.data().length);
       lastTime = bar.time;
     },

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Callable
 
 import pytest
 import requests
@@ -21,6 +23,14 @@ pytestmark = pytest.mark.browser
 SHOT_MARKET = "/tmp/ece-analytics-market.png"
 SHOT_CARD = "/tmp/ece-analytics-card.png"
 PROJECTION_MS = 30_000  # a sale reaches the projections' results within a few seconds
+
+
+def until(condition: Callable[[], bool], timeout_s: float, every_s: float = 0.25) -> None:
+    """Poll `condition` until it holds; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        time.sleep(every_s)
 
 
 def token_of(page: Page) -> str:
@@ -74,13 +84,15 @@ def test_market_and_card_prices_update_live(start_server, new_page):
     # The projections take the sale in: the market's index, movers and tape, the card's values.
     # (The market's tape, index and movers are written together: the tape holding the sale
     # means the index and movers count it too.)
-    ben.wait_for_function(
-        """async (cardId) => {
-            const tape = await (await fetch('/api/market/sales')).json();
-            const values = await (await fetch(`/api/cards/${cardId}/values`)).json();
-            return tape.sales.some((s) => s.card_id === cardId)
-                && values.values.some((v) => v.grader === 'PSA' && v.count === 1);
-        }""", arg=card_id, polling=250, timeout=PROJECTION_MS)
+    def projected() -> bool:
+        tape = requests.get(f"{base}/api/market/sales", timeout=10).json()["sales"]
+        values = requests.get(f"{base}/api/cards/{card_id}/values", timeout=10).json()["values"]
+        return (any(s["card_id"] == card_id for s in tape)
+                and any(v["grader"] == "PSA" and v["count"] == 1 for v in values))
+
+    # (Polled from here: a page's wait_for_function takes an async predicate's pending
+    # Promise for a true answer, and went on before the results were there.)
+    until(projected, PROJECTION_MS / 1000)
 
     # The market page: the index chart (its method said plainly), the card among the movers,
     # the sale in the ticker.
@@ -134,6 +146,13 @@ def test_market_and_card_prices_update_live(start_server, new_page):
     expect(price_chart).to_have_attribute("data-last-close", "6200")  # series.update, live
     expect(price_chart).to_have_attribute("data-state", "ready")
     expect(row.get_by_test_id("value-count")).to_have_text("2")  # the values, re-read
+    # The grade's trend above the chart (two sales today: 30 days' count and money traded,
+    # no value 7 days ago to compare with) and the moving averages' legend under it.
+    trend = ann.get_by_test_id("price-trend")
+    expect(trend.get_by_test_id("trend-count_30d")).to_contain_text("2")
+    expect(trend.get_by_test_id("trend-volume_30d")).to_contain_text("$112.00")
+    expect(trend.get_by_test_id("trend-change_7d")).to_contain_text("no data")
+    expect(ann.get_by_test_id("price-legend")).to_contain_text("7-day average")
     newest = ticker.get_by_test_id("ticker-sale").first
     expect(newest).to_have_attribute("data-card-id", card_id)
     expect(newest).to_have_attribute("data-price", "6200")

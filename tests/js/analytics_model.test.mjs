@@ -9,7 +9,7 @@ import {
   defaultSegment, formatChange, formatNumber, formatShare, historyQuery, indexLine, lastSale,
   mergeCandle, mergePoint, mergeSales, methodLabel, parseSegmentKey, reasonText, sameSegment, saleKey,
   segmentKey, segmentLabel, segmentName, sortValues, tickerAdd, tickerKey, toTime, volumeBars,
-  formatMean, lagText,
+  formatMean, lagText, maLine, MA_COLORS, MA_LINES, trendFacts,
 } from "../../gateway/static/analytics_model.js";
 
 const DAY = 86_400_000;
@@ -182,4 +182,29 @@ test("changes, shares, numbers and money in words", () => {
   assert.match(lastSale({ last_price: 5000, last_at: T0 }).date, /2026|2025/);
   assert.equal(lastSale({ last_price: 5000 }).date, "");
   assert.equal(lastSale({ last_price: null }), null);
+});
+
+test("maLine draws the candles that carry the average, in time order, in seconds", () => {
+  const candles = [
+    { t: 172800000, open: 1, high: 1, low: 1, close: 1, ma_7d: 150 },
+    { t: 86400000, open: 1, high: 1, low: 1, close: 1, ma_7d: 100, ma_30d: 90 },
+    { t: 259200000, open: 1, high: 1, low: 1, close: 1, ma_7d: null },
+  ];
+  assert.deepEqual(maLine(candles, "ma_7d"), [{ time: 86400, value: 100 }, { time: 172800, value: 150 }]);
+  assert.deepEqual(maLine(candles, "ma_30d"), [{ time: 86400, value: 90 }]);
+  assert.deepEqual(maLine(candles, "ma_90d"), []);
+  for (const interval of ["1d", "1w"]) assert.equal(MA_LINES[interval].length, MA_COLORS.length);
+});
+
+test("trendFacts lists the value's changes and 30 days' trading with their change", () => {
+  const facts = trendFacts({ change_7d: 0.1, change_30d: null, change_90d: -0.2, count_30d: 12,
+    count_change_30d: 0.5, volume_30d: 1_234_500, volume_change_30d: -0.25 });
+  assert.deepEqual(facts.map((f) => f.key), ["change_7d", "change_30d", "change_90d", "count_30d", "volume_30d"]);
+  assert.equal(facts[0].change, 0.1);
+  assert.equal(facts[1].change, null);
+  assert.equal(facts[3].text, "12");
+  assert.equal(facts[4].text, "$12K");
+  assert.equal(facts[4].change, -0.25);
+  assert.deepEqual(trendFacts(null), []);
+  assert.equal(trendFacts({}).find((f) => f.key === "count_30d").text, "—");
 });

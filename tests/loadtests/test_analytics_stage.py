@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -24,6 +25,17 @@ def tiny_params(**sizes: int) -> Params:
     return dataclasses.replace(Params.build(args), **sizes)
 
 
+async def serve(path: str, handler: Any) -> tuple[web.AppRunner, int]:
+    """`handler` on `path` of a local aiohttp server; its runner and port."""
+    app = web.Application()
+    app.router.add_get(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
 async def test_open_loop_counts_every_answer_from_the_intended_time() -> None:
     calls = 0
 
@@ -35,13 +47,7 @@ async def test_open_loop_counts_every_answer_from_the_intended_time() -> None:
             return web.json_response({"error": "no"}, status=503)
         return web.json_response({"ok": True})
 
-    app = web.Application()
-    app.router.add_get("/x", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, port = await serve("/x", handler)
     try:
         found = await sas._open_loop(f"http://127.0.0.1:{port}/x", rate=100, seconds=1.0,
                                     warmup_s=0.2)
@@ -103,3 +109,26 @@ def test_goals_join_the_report(missing: bool) -> None:
     assert goals["bid path analytics on / off"]["met"] is True
     assert result["ratios"]["analytics_on_over_off"] == 0.97
     assert result["figures"]["analytics_history_p99_ms"]["value"] == 40.0
+
+
+async def test_open_loop_spreads_requests_by_weight() -> None:
+    """Several URLs: each request draws one by weight (Zipf here), every one counted."""
+    seen: dict[str, int] = {}
+
+    async def handler(request: web.Request) -> web.Response:
+        seen[request.match_info["n"]] = seen.get(request.match_info["n"], 0) + 1
+        return web.Response(body=b"x" * (int(request.match_info["n"]) + 1))
+
+    runner, port = await serve("/s/{n}", handler)
+    urls = [f"http://127.0.0.1:{port}/s/{n}" for n in range(20)]
+    weights = [1 / r for r in range(1, 21)]
+    try:
+        found = await sas._open_loop(urls, rate=300, seconds=1.0, warmup_s=0.0,
+                                     weights=weights)
+    finally:
+        await runner.cleanup()
+    assert sum(seen.values()) == found["sent"] == found["answers"]["200"] > 150
+    # Zipf(1) over 20: the first is asked ~28% of the time, the last ~1.4%.
+    assert seen["0"] > 2 * seen.get("9", 0) and seen["0"] > found["sent"] / 6
+    assert len(seen) > 10
+    assert 1 <= found["response_bytes_mean"] < found["response_bytes_max"] <= 20

@@ -532,3 +532,18 @@ async def test_suspect_sales_are_stored_flagged_and_left_out_of_prices(
     tape = docs["market", "tape"]["sales"]
     assert [t["reason"] for t in tape] == reasons[::-1]
     assert tape[0]["name"] == CARDS[0].name
+
+
+async def test_the_first_index_point_of_a_fresh_market_is_news(stores: MakeStore,
+                                                               every_batch: None) -> None:
+    # A market with no sale yet computes empty indexes; its first sale's point is pushed
+    # live (a market page opened on an empty exchange draws it without a reload).
+    store = await stores([])
+    runner = Runner(store, make("market", store), page=10_000, clock=clock)
+    await runner.restore()
+    await runner.step()
+    assert await log(store) == []
+    assert await store.add_sales(live(1)) == 1
+    assert await runner.step() == 1
+    points = [m["data"] for m in await log(store) if m["type"] == "index"]
+    assert {(p["segment"], p["interval"]) for p in points} >= {("market", "1w"), ("market", "1mo")}

@@ -22,7 +22,7 @@ Sales = list[tuple[int, int]]  # one segment's (at, price), sorted by at, ties i
 NOW = 1_700_000_000_000 - 1_700_000_000_000 % DAY_MS + 12 * 3_600_000  # a noon, UTC
 # The edges the windows are cut at, relative to `now`: the medians' 7/30/90 days, the value's
 # 90 days (at now and 30 days before it: 30 + 90) and the value 30 days ago itself.
-EDGES = sorted({d * DAY_MS for d in (0, 7, 30, 60, 90, 120)})
+EDGES = sorted({d * DAY_MS for d in (0, 7, 30, 60, 90, 97, 120, 180)})
 OFFSETS = st.one_of(
     st.integers(-200 * DAY_MS, 3 * DAY_MS),
     st.sampled_from(EDGES).flatmap(lambda e: st.integers(-e - 1, -e + 1)),
@@ -72,7 +72,9 @@ def check_stats(groups: list[Sales], now: int, extra: int = 0) -> None:
     ids, at, price = flatten(groups)
     got = ss.stats(ids, at, price, now, n)
     assert set(got) == {"count", "last_price", "last_at", "median_7d", "median_30d",
-                        "median_90d", "value", "value_30d_ago"}
+                        "median_90d", "value", "value_7d_ago", "value_30d_ago",
+                        "value_90d_ago", "count_30d", "volume_30d", "count_prev_30d",
+                        "volume_prev_30d"}
     assert all(v.shape == (n,) for v in got.values())
     for i, g in enumerate([*groups, *([[]] * extra)]):
         a, p = arrays(g)
@@ -86,7 +88,16 @@ def check_stats(groups: list[Sales], now: int, extra: int = 0) -> None:
         value = prices.segment_value(a, p, now)
         assert cents(got["value"][i]) == value
         assert half_cents(got["value"][i], value)
-        assert cents(got["value_30d_ago"][i]) == prices.segment_value(a, p, now - 30 * DAY_MS)
+        for d in (7, 30, 90):
+            assert cents(got[f"value_{d}d_ago"][i]) == prices.segment_value(a, p,
+                                                                           now - d * DAY_MS)
+        for name, lo, hi in (("30d", now - 30 * DAY_MS, now),
+                             ("prev_30d", now - 60 * DAY_MS, now - 30 * DAY_MS)):
+            inside = [q for t, q in g if lo < t <= hi]
+            assert got[f"count_{name}"][i] == len(inside)
+            # Exact below 2**53 (floats hold integers exactly there); close above it.
+            assert math.isclose(got[f"volume_{name}"][i], sum(inside), rel_tol=2**-52)
+            assert got[f"volume_{name}"][i] == sum(inside) or sum(inside) > 2**53
 
 
 @settings(max_examples=120, deadline=None)
@@ -107,7 +118,9 @@ def test_stats_of_nothing() -> None:
     assert all(v.shape == (0,) for v in got.values())
     got = ss.stats(empty, empty, empty, NOW, 3)
     assert got["count"].tolist() == [0, 0, 0]
-    assert all(math.isnan(x) for k, v in got.items() if k != "count" for x in v)
+    totals = {"count", "count_30d", "volume_30d", "count_prev_30d", "volume_prev_30d"}
+    assert all(x == 0 for k in totals for x in got[k])
+    assert all(math.isnan(x) for k, v in got.items() if k not in totals for x in v)
 
 
 def test_stats_with_an_empty_group_between_others() -> None:
@@ -260,3 +273,31 @@ def test_candles_edges() -> None:
     assert got["t"].tolist()[:2] == [day - DAY_MS, day]
     assert [got[k][1] for k in ("open", "high", "low", "close", "volume", "count")] == \
         [20, 30, 5, 5, 55, 3]
+
+
+# -- moving averages ---------------------------------------------------------------------------
+@settings(max_examples=150, deadline=None)
+@given(segments_st, st.lists(st.tuples(st.integers(0, 8), OFFSETS), max_size=12),
+       st.sampled_from(ss.MA_DAYS))
+def test_trailing_means_equal_a_plain_mean(groups: list[Sales], asks: list[tuple[int, int]],
+                                           days: int) -> None:
+    ids, at, price = flatten(groups)
+    group = np.array([g for g, _ in asks], dtype=np.int64)
+    end = np.array([NOW + o for _, o in asks], dtype=np.int64)
+    got = ss.trailing_means(ids, at, price, group, end, days)
+    assert got.shape == (len(asks),)
+    for k, (g, o) in enumerate(asks):
+        sales = groups[g] if g < len(groups) else []
+        inside = [p for t, p in sales if NOW + o - days * DAY_MS <= t < NOW + o]
+        if inside:
+            assert math.isclose(got[k], sum(inside) / len(inside), rel_tol=1e-12)
+        else:
+            assert math.isnan(got[k])
+
+
+def test_trailing_means_window_is_closed_at_its_start_and_open_at_its_end() -> None:
+    groups: list[Sales] = [[(NOW - 7 * DAY_MS - 1, 1), (NOW - 7 * DAY_MS, 10), (NOW - 1, 20),
+                            (NOW, 1_000)]]
+    ids, at, price = flatten(groups)
+    got = ss.trailing_means(ids, at, price, np.array([0]), np.array([NOW]), 7)
+    assert got.tolist() == [15.0]

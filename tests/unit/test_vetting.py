@@ -173,10 +173,13 @@ def test_memory_is_bounded() -> None:
     vetter = Vetter()
     n = 10_000
     prices = noisy_prices(rng, n)
-    for i, p in enumerate(prices):
-        # Each sale between two fresh accounts, a few segments.
-        vetter.vet(f"c{i % 3}|PSA|10", i * HOUR_MS, p, f"s{i}", f"b{i}")
-        assert vetter.peer_count(f"c{i % 3}|PSA|10") <= PEERS
+    for start in range(0, n, 50):
+        # Each sale between two fresh accounts, a few segments; in batches of 50.
+        sales = range(start, start + 50)
+        vetter.vet_batch([f"c{i % 3}|PSA|10" for i in sales], [i * HOUR_MS for i in sales],
+                         prices[start:start + 50], [f"s{i}" for i in sales],
+                         [f"b{i}" for i in sales])
+        assert all(vetter.peer_count(f"c{i}|PSA|10") <= PEERS for i in range(3))
     # 10k hours is over a year: pairs older than the link window have been swept.
     # Sweeps are amortised: at most twice what the window holds (or the first threshold).
     assert vetter.pair_count() <= max(4096, 2 * LINK_WINDOW_DAYS * 24) + 1

@@ -7,13 +7,13 @@
 import { api } from "../api.js";
 import { h, setText } from "../dom.js";
 import {
-  CARD_INTERVALS, INTERVAL_LABEL, candleIsFor, cleanCandles, defaultSegment, historyQuery, mergeCandle,
-  parseSegmentKey, sameSegment, segmentKey, segmentLabel,
+  CARD_INTERVALS, INTERVAL_LABEL, MA_COLORS, MA_LINES, candleIsFor, cleanCandles, defaultSegment, historyQuery,
+  mergeCandle, parseSegmentKey, sameSegment, segmentKey, segmentLabel, trendFacts,
 } from "../analytics_model.js";
 import { follow } from "../analytics_live.js";
 import { priceChart } from "../charts.js";
 import { formatCents } from "../money.js";
-import { chartHost, emptyChart, toggle } from "./analytics_ui.js";
+import { changeText, chartHost, emptyChart, toggle } from "./analytics_ui.js";
 import { SalesList } from "./card_sales.js";
 import { valueRows, valuesTable } from "./card_values.js";
 
@@ -42,6 +42,8 @@ export class PriceSection {
     this.empty = emptyChart("price-empty", "No sales yet", "");
     this.status = h("p", { class: "list-status", role: "status", testid: "price-status" });
     this.summary = h("p", { class: "hint price__summary", testid: "price-summary", "aria-live": "polite" });
+    this.trend = h("dl", { class: "price__trend", testid: "price-trend", hidden: true });
+    this.legend = h("p", { class: "hint price__legend", testid: "price-legend", hidden: true });
     this.table = valuesTable({ onPick: (row) => this.pick(row) });
     this.sales = new SalesList({ loadMore: (cursor) => this.history(cursor) });
     this.tools = h("div", { class: "panel__tools", hidden: true },
@@ -52,7 +54,7 @@ export class PriceSection {
     return h("section", { class: "price", testid: "price-section", "aria-labelledby": "price-heading" },
       h("div", { class: "panel__head" },
         h("h2", { class: "section-title", id: "price-heading", text: "Prices" }), this.tools),
-      this.status, this.summary, this.host, this.empty,
+      this.status, this.trend, this.summary, this.host, this.legend, this.empty,
       h("section", { "aria-labelledby": "values-heading" },
         h("h3", { class: "section-title", id: "values-heading", text: "Value by grade" }), this.table),
       this.salesSection);
@@ -104,6 +106,16 @@ export class PriceSection {
       `${segmentLabel(r)} · ${r.count} sale${r.count === 1 ? "" : "s"}`)));
     this.select.value = key;
     this.tools.hidden = !this.segment;
+    this.renderTrend(rows.find((r) => segmentKey(r) === key && Number.isInteger(r.count) && r.count > 0));
+  }
+
+  /** The grade's value changes and last 30 days' trading, above its chart. */
+  renderTrend(row) {
+    const facts = trendFacts(row);
+    this.trend.hidden = !facts.length;
+    this.trend.replaceChildren(...facts.map((f) => h("div", { class: "price__fact", testid: `trend-${f.key}` },
+      h("dt", { text: f.label }),
+      h("dd", null, f.text ? h("span", { class: "price__figure", text: f.text }) : null, changeText(f.change)))));
   }
 
   pick(segment) {
@@ -138,6 +150,7 @@ export class PriceSection {
     this.host.hidden = true;
     this.host.dataset.state = "empty";
     this.empty.hidden = false;
+    this.legend.hidden = true;
     setText(this.empty.querySelector(".empty__title"), title);
     setText(this.empty.querySelector("p:last-child"), text);
     setText(this.summary, "");
@@ -155,7 +168,12 @@ export class PriceSection {
     this.host.hidden = false;
     this.chart ??= await priceChart(this.host);
     if (this.gone) return;
-    this.chart.set(this.candles);
+    this.chart.set(this.candles, this.interval);
+    this.legend.hidden = false;
+    this.legend.replaceChildren("Lines: ", ...MA_LINES[this.interval].flatMap(([, label], i) => [
+      h("span", { class: "price__swatch", style: `background:${MA_COLORS[i]}`, "aria-hidden": "true" }),
+      `${label}${i < MA_LINES[this.interval].length - 1 ? " · " : ""}`]),
+    " (mean price of the clean sales in the window ending with each period).");
     this.describe();
   }
 
