@@ -31,7 +31,6 @@ def threads_of(pid: int) -> dict[str, int]:
     return out
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads Linux's /proc")
 async def test_the_analytics_actor_runs_at_the_lowest_priority(ray_cluster, tmp_path):
     async with gateway_with(tmp_path, analytics=True) as ece:
         actor = get_or_create_analytics(ece.settings.cluster())

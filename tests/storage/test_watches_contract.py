@@ -124,10 +124,10 @@ async def stored_watches(backend: Backend, store: Store) -> int:
     return int(await store._coll("watches").count_documents({}))  # type: ignore[attr-defined]
 
 
-async def test_sqlite_repeated_watch_takes_no_write_lock(backend: Backend,
-                                                       store: Store) -> None:
-    if not isinstance(store, SqliteStore):
-        pytest.skip("SQLite's write lock")
+async def test_sqlite_repeated_watch_takes_no_write_lock(
+        sqlite_backend: Backend[SqliteStore]) -> None:
+    backend = sqlite_backend
+    store = await backend.open()
     await listed(store, "a1")
     assert await store.record_watch("u2", "a1", AT) is True
     with contextlib.closing(sqlite3.connect(store.path, isolation_level=None)) as other:
