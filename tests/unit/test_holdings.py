@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.holdings import UNKNOWN_BASIS, Holdings, Lot
+from market.holdings import UNKNOWN_BASIS, Account, Holdings, Lot
 from market.performance import MINT, PURCHASE, SWAP
 from market.portfolio import Series, era, holdings_series, portfolio_view
 from market.valuation import Valuation
@@ -145,3 +145,40 @@ def test_the_series_moves_today_s_value_back_by_the_index() -> None:
 
 def test_era_is_the_decade() -> None:
     assert era(1999) == "1990s" and era(2011) == "2010s" and era(None) is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(ops, st.data())
+def test_a_fold_resumed_from_persisted_accounts_and_redoing_rows_equals_one_fold(
+        steps: list, data: st.DataObject) -> None:
+    rows: list[dict] = []
+    owner: dict[str, str] = {}
+    for t, (asset, to, kind, price, fee, premium) in enumerate(steps, start=1):
+        frm = owner.get(asset)
+        if frm is None and to is None:
+            continue
+        how = "mint" if frm is None else ("offer" if kind != "auction" else "auction")
+        cash = {} if kind == "swap" or frm is None else {"price": price, "fee": min(fee, price),
+                                                           "premium": premium}
+        rows.append({**row(asset, frm, to, how, t, **cash), "pos": len(rows) + 1})
+        if to is None:
+            owner.pop(asset)
+        else:
+            owner[asset] = to
+    once = Holdings()
+    for r in rows:
+        once.apply(r, value_at)
+    cut = data.draw(st.integers(0, len(rows)))
+    redo = data.draw(st.integers(0, cut))
+    first = Holdings()
+    for r in rows[:cut]:
+        first.apply(r, value_at)
+    resumed = Holdings()  # a restart: the accounts as persisted, then the feed from `redo`
+    resumed.accounts = {u: Account.from_doc(a.to_doc()) for u, a in first.accounts.items()}
+    for r in rows[redo:]:
+        resumed.apply(r, value_at)
+    users = set(once.accounts) | set(resumed.accounts)
+    for u in users:
+        a = once.accounts.get(u, Account()).to_doc()
+        b = resumed.accounts.get(u, Account()).to_doc()
+        assert a == b, u
