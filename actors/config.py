@@ -30,6 +30,13 @@ class ClusterConfig:
     offer_fee_bps: int = 0
     # Price projections (actors.analytics.prices), each owning the cards that hash to it.
     price_shards: int = 1
+    # Behaviour projections (actors.analytics.behaviour), each owning the users that hash to it.
+    behaviour_shards: int = 1
+    # Portfolio actors (actors.portfolio), each owning the users that hash to it, and what
+    # their figures take: the annual risk-free rate (Sharpe) and the concentration warning.
+    portfolio_shards: int = 1
+    risk_free_rate: float = 0.0
+    concentration_share: float = 0.25
     # The exchange's Ed25519 provenance key (base64 of 32 raw bytes): hosts sign the token
     # transfers of the sales they settle. Empty: no signer (tests of the rules alone).
     provenance_key: str = field(default="", repr=False)
@@ -44,6 +51,9 @@ class ClusterConfig:
 
     def analytics_name(self) -> str:
         return f"{self.instance}:analytics"
+
+    def portfolio_name(self, shard: int) -> str:
+        return f"{self.instance}:portfolio:{shard}"
 
     def host_name(self, index: int) -> str:
         return f"{self.instance}:host:{index}"

@@ -232,16 +232,17 @@ def placement(config: ClusterConfig) -> str | NodeAffinitySchedulingStrategy:
     return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
 
 
-def get_or_create(actor_class: Any, name: str,
-                  config: ClusterConfig) -> ray.actor.ActorHandle[Any]:
-    """The instance's named, detached actor `name` of `actor_class`, created if missing."""
+def get_or_create(actor_class: Any, name: str, config: ClusterConfig,
+                  *args: Any) -> ray.actor.ActorHandle[Any]:
+    """The instance's named, detached actor `name` of `actor_class`, created if missing
+    (`args` follow the config in its constructor)."""
     handle: ray.actor.ActorHandle[Any] = actor_class.options(
         name=name,
         namespace=config.namespace,
         lifetime="detached",
         get_if_exists=True,
         scheduling_strategy=placement(config),
-    ).remote(config.to_dict())
+    ).remote(config.to_dict(), *args)
     return handle
 
 

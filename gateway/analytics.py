@@ -5,6 +5,7 @@ persisted results (`actors.analytics`); nothing is recomputed per request.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import re
@@ -58,7 +59,7 @@ def _choice(request: web.Request, name: str, choices: tuple[str, ...], default: 
     return value
 
 
-def _segment_of(request: web.Request, card_id: str) -> str:
+def segment_of(request: web.Request, card_id: str) -> str:
     grader = request.query.get("grader", "")
     text = request.query.get("grade")
     grade: float | None = None
@@ -83,7 +84,7 @@ def _window(request: web.Request) -> tuple[int, int]:
     return start, end
 
 
-async def _card_exists(gateway: Gateway, card_id: str) -> None:
+async def card_exists(gateway: Gateway, card_id: str) -> None:
     if await gateway.store.get_card(card_id) is None:
         raise ApiError(CARD_NOT_FOUND, f"no card {card_id!r}")
 
@@ -96,7 +97,7 @@ async def card_history(request: web.Request) -> web.Response:
     than what they show, so a kept answer is never older than a fresh one would be."""
     gateway = gateway_of(request)
     card_id = request.match_info["card_id"]
-    segment = _segment_of(request, card_id)
+    segment = segment_of(request, card_id)
     interval = _choice(request, "interval", INTERVALS, "1d")
     start, end = _window(request)
     limit = query_int(request, "limit", 50, 1, MAX_SALES_PAGE)
@@ -109,12 +110,15 @@ async def card_history(request: web.Request) -> web.Response:
         segment, interval, start, end, limit, cursor,
         found["version"], found.get("count", 0) + found.get("suspect_count", 0))
     kept = answers.get(key)
+    result = "uncached" if key is None else "miss" if kept is None else "hit"  # as counted
     if kept is None:  # (the card exists: it was checked when the answer was kept)
-        await _card_exists(gateway, card_id)
-        body = await _history(gateway.store, segment, interval, start, end, limit, cursor)
+        # The reads queued at once: the store's thread runs them back to back.
+        _, body = await asyncio.gather(
+            card_exists(gateway, card_id),
+            _history(gateway.store, segment, interval, start, end, limit, cursor))
         kept = answers.put(key, body)
     body, etag = kept
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Cache": result}
     if any(tag.value in (etag[1:-1], "*") for tag in request.if_none_match or ()):
         return web.Response(status=304, headers=headers)
     return web.Response(body=body, content_type="application/json", charset="utf-8",
@@ -124,14 +128,16 @@ async def card_history(request: web.Request) -> web.Response:
 async def _history(store: Store, segment: str, interval: str, start: int, end: int,
                    limit: int, cursor: str | None) -> bytes:
     prefix = f"{segment}|{interval}|"
-    # The newest MAX_CANDLES of the window (a chart ends now), in time order.
-    candles = (await store.scan_projection("candle", prefix + _bound(start), prefix + _bound(end),
-                                           MAX_CANDLES, reverse=True))[::-1]
     sales_end = f"{segment}|{_bound(end)}"
     if cursor:  # a cursor only narrows the window
         sales_end = min(sales_end, f"{segment}|{cursor}")
-    page = await store.scan_projection("sale", f"{segment}|{_bound(start)}", sales_end, limit + 1,
-                                       reverse=True)
+    # The newest MAX_CANDLES of the window (a chart ends now), put in time order below.
+    newest_first, page = await asyncio.gather(
+        store.scan_projection("candle", prefix + _bound(start), prefix + _bound(end),
+                              MAX_CANDLES, reverse=True),
+        store.scan_projection("sale", f"{segment}|{_bound(start)}", sales_end, limit + 1,
+                              reverse=True))
+    candles = newest_first[::-1]
     more = len(page) > limit
     page = page[:limit]
     card, grader, grade = segment.split("|")
@@ -207,7 +213,7 @@ async def card_values(request: web.Request) -> web.Response:
         segment_key(card_id, RAW, None)
     except MarketError as exc:
         raise ApiError(INVALID, exc.message) from exc
-    await _card_exists(gateway, card_id)
+    await card_exists(gateway, card_id)
     # "|" < "}": every key of the card's segments sorts between these.
     rows = await gateway.store.scan_projection("segment", f"{card_id}|", f"{card_id}}}", 100)
     return web.json_response({"card_id": card_id, "values": [doc for _, doc in rows]})

@@ -16,10 +16,13 @@ from prometheus_client import generate_latest
 from gateway.analytics import routes as analytics_routes
 from gateway.catalog import routes as catalog_routes
 from gateway.config import Settings
+from gateway.malformed import quiet_malformed_requests
 from gateway.offers import routes as offer_routes
+from gateway.portfolio import routes as portfolio_routes
 from gateway.rest import ApiError, error_body, routes
 from gateway.state import GATEWAY, Gateway
 from gateway.tokens import routes as token_routes
+from gateway.valuations import routes as valuation_routes
 from gateway.wallet import routes as wallet_routes
 from gateway.ws import websocket_handler
 from market.errors import INTERNAL, INVALID, NOT_FOUND, UNAVAILABLE, http_status
@@ -74,6 +77,7 @@ async def config_js(request: web.Request) -> web.Response:
 
 
 def build_app(settings: Settings) -> web.Application:
+    quiet_malformed_requests()  # aiohttp's own 400s: no traceback per request
     app = web.Application(middlewares=[errors_as_json], client_max_size=64 * 1024)
     gateway = Gateway(settings)
     app[GATEWAY] = gateway
@@ -96,6 +100,8 @@ def build_app(settings: Settings) -> web.Application:
     app.add_routes(wallet_routes)
     app.add_routes(offer_routes)
     app.add_routes(analytics_routes)
+    app.add_routes(valuation_routes)
+    app.add_routes(portfolio_routes)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/config.js", config_js)

@@ -1,6 +1,7 @@
 """The analytics channels: `card:<card_id>` and `market`, fed by one tail of the store's
 analytics log per gateway process (the projections write their live messages there with
-their results), fanned out to the sockets subscribed here.
+their results), fanned out to the sockets subscribed here; and the portfolio projections'
+per-user events, handed to the user channel (`me`).
 
 No resume: these are live views of persisted results; a client that reconnects subscribes
 again and reads the routes. The tail also refreshes the projection-lag metrics.
@@ -13,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from actors.portfolio.projection import CHANNEL as USERS_CHANNEL  # {users: {id: data}}
 from actors.tail import GapCursor, Tailer
 from storage import Store
 from storage.records import AnalyticsMessage
@@ -21,6 +23,7 @@ POLL_S = 0.1
 PAGE = 1_000
 RETRY_S = 1.0
 MAX_CHANNELS = 20  # analytics channels one socket may follow at once
+
 _CARD_CHANNEL = re.compile(r"card:[A-Za-z0-9_-]{1,64}")
 
 
@@ -40,8 +43,10 @@ def event_of(message: AnalyticsMessage) -> dict[str, Any]:
 
 class Channels:
     def __init__(self, store: Store, on_tick: Callable[[], Any] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 to_user: Callable[[str, dict[str, Any]], None] | None = None) -> None:
         self.store = store
+        self._to_user = to_user  # where a user's part of a `portfolios` message goes
         self._subs: dict[str, set[Subscriber]] = {}
         self._of: dict[Subscriber, set[str]] = {}
         self._cursor = GapCursor(0, name="analytics log", clock=clock)
@@ -82,6 +87,11 @@ class Channels:
 
     def deliver(self, messages: list[AnalyticsMessage]) -> None:
         for message in self._cursor.take(messages):
+            if message["channel"] == USERS_CHANNEL and self._to_user is not None:
+                for user_id, data in message["data"]["users"].items():
+                    self._to_user(user_id, {"op": "event", "channel": "me",
+                                            "type": message["type"], **data})
+                continue
             subs = self._subs.get(message["channel"])
             if subs:
                 cache: dict = {}

@@ -1,5 +1,6 @@
 """`ece serve`: the composition root. Starts (or joins) Ray, the actors and the gateway.
-`ece seed` and `ece rebuild analytics` are the operator's long commands (gateway.maintenance).
+`ece seed` and `ece rebuild analytics|portfolio` are the operator's long commands
+(gateway.maintenance).
 
 Ray reads some settings from the environment when it is imported, so `main` sets them first
 and everything that imports Ray (the actors, the gateway app) is imported after, inside the
@@ -73,8 +74,11 @@ async def serve(settings: Settings) -> None:
     await directory.ready.remote()  # hosts recovered, overdue auctions closing
     if settings.analytics:
         from actors.analytics.actor import get_or_create_analytics
+        from actors.portfolio.actor import get_or_create_portfolios
 
         await get_or_create_analytics(settings.cluster()).ready.remote()
+        for portfolio in get_or_create_portfolios(settings.cluster()):
+            await portfolio.ready.remote()
     app = build_app(settings)
     runner = web.AppRunner(app, shutdown_timeout=10.0, access_log=None)
     await runner.setup()
@@ -124,6 +128,8 @@ def _maintenance(args: argparse.Namespace) -> int:
     if args.command == "seed":
         sales = settings.seed_sales if args.sales is None else max(0, args.sales)
         return maintenance.run(maintenance.seed(settings, sales))
+    if args.what == "portfolio":
+        return maintenance.run(maintenance.rebuild_portfolio(settings, args.resume))
     return maintenance.run(maintenance.rebuild(settings, args.resume))
 
 
@@ -143,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     seed.add_argument("--sales", type=int, default=None,
                       help="simulated sales to add (default ECE_SEED_SALES)")
     rebuild = sub.add_parser("rebuild", help="recompute projections from the facts")
-    rebuild.add_argument("what", choices=["analytics"])
+    rebuild.add_argument("what", choices=["analytics", "portfolio"])
     rebuild.add_argument("--resume", action="store_true",
                          help="continue an interrupted rebuild instead of starting over")
     args = parser.parse_args(argv)

@@ -186,9 +186,20 @@ SETTINGS: tuple[Setting, ...] = (
             "fee in basis points of a trade offer's cash leg, paid by whoever receives the "
             "cash (cards swap free)", min=0, max=10_000),
     Setting("ECE_ANALYTICS", "analytics", "bool", True,
-            "run the analytics projections (0: bids and the rest run without them)"),
+            "run the analytics and portfolio projections (0: bids and the rest run without "
+            "them)"),
     Setting("ECE_PRICE_SHARDS", "price_shards", "int", 1,
             "price projections, each owning the cards that hash to it", min=1, max=64),
+    Setting("ECE_BEHAVIOUR_SHARDS", "behaviour_shards", "int", 1,
+            "behaviour projections, each owning the users that hash to it", min=1, max=64),
+    Setting("ECE_PORTFOLIO_SHARDS", "portfolio_shards", "int", 1,
+            "portfolio actors, each owning the users that hash to it", min=1, max=64),
+    Setting("ECE_RISK_FREE_RATE", "risk_free_rate", "float", 0.0,
+            "annual risk-free rate of the portfolios' Sharpe ratio (0.04 = 4%)", min=-1.0,
+            max=1.0),
+    Setting("ECE_CONCENTRATION_SHARE", "concentration_share", "float", 0.25,
+            "a portfolio warns when one card, player or set holds more than this share",
+            min=0.0, max=1.0, min_exclusive=True),
     Setting("ECE_SEED_SALES", "seed_sales", "int", 120_000,
             "simulated sales of market history `ECE_SEED` adds to an empty feed", min=0,
             max=2_000_000),
@@ -259,6 +270,10 @@ class Settings:
     offer_fee_bps: int = _default("offer_fee_bps")
     analytics: bool = _default("analytics")
     price_shards: int = _default("price_shards")
+    behaviour_shards: int = _default("behaviour_shards")
+    portfolio_shards: int = _default("portfolio_shards")
+    risk_free_rate: float = _default("risk_free_rate")
+    concentration_share: float = _default("concentration_share")
     seed_sales: int = _default("seed_sales")
     balance_check: bool = _default("balance_check")
     rate_per_s: float = _default("rate_per_s")
@@ -320,6 +335,10 @@ class Settings:
             buyer_premium_bps=self.buyer_premium_bps,
             offer_fee_bps=self.offer_fee_bps,
             price_shards=self.price_shards,
+            behaviour_shards=self.behaviour_shards,
+            portfolio_shards=self.portfolio_shards,
+            risk_free_rate=self.risk_free_rate,
+            concentration_share=self.concentration_share,
             provenance_key=base64.b64encode(self.provenance_private_key()).decode(),
         )
 

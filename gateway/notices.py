@@ -150,6 +150,15 @@ class Notices:
                 watch.last_seq = notice["seq"]
                 conn.send(notice_message(notice), cache)
 
+    def push(self, user_id: str, message: dict[str, Any]) -> None:
+        """A live event that is not a stored notice (no `seq`; e.g. `portfolio`), sent to
+        the user's sockets following `me` now (not replayed on a resume: it is a live view of
+        `GET /api/portfolio`)."""
+        cache: dict = {}
+        for conn in list(self._watches.get(user_id, {})):
+            if conn.current_user() == user_id:
+                conn.send(message, cache)
+
     # ---- subscriptions ------------------------------------------------------------------
 
     async def subscribe(self, conn: Subscriber, user_id: str, since: int | None,

@@ -25,6 +25,7 @@ from gateway.limits import ConnectionCounter, KeyedLimiter, LRUCache
 from gateway.notices import Notices
 from gateway.router import Router
 from gateway.views import present_view
+from gateway.watches import OUTCOMES as WATCH_OUTCOMES
 from gateway.watches import Watches
 from market.ledger import public_ref
 from market.provenance import Ed25519Signer
@@ -63,6 +64,11 @@ class Metrics:
         self.lag_seconds = Gauge("ece_projection_lag_seconds",
                                  "Age of the oldest fact a projection has not folded yet",
                                  ["projection"], registry=self.registry)
+        self.watch_writes = Counter("ece_watch_writes",
+                                    "Watches of a subscribe, by what became of them",
+                                    ["outcome"], registry=self.registry)
+        for outcome in WATCH_OUTCOMES:  # each shown from the start, at 0
+            self.watch_writes.labels(outcome)
 
 
 class Gateway:
@@ -97,8 +103,9 @@ class Gateway:
         self._assets_of: LRUCache[str, str] = LRUCache(MAX_KEYS)  # auction id -> asset id
         self._usernames: LRUCache[str, str] = LRUCache(MAX_KEYS)  # user id -> username
         self.notices = Notices(self.store, self.notice_data)
-        self.watches = Watches(self.store)  # who subscribed to which auction (analytics)
-        self.channels = Channels(self.store, self.refresh_lag)
+        # Who subscribed to which auction (analytics).
+        self.watches = Watches(self.store, self.metrics.watch_writes)
+        self.channels = Channels(self.store, self.refresh_lag, to_user=self.notices.push)
         self.lag: dict[str, dict[str, Any]] = {}  # projection -> lag (refreshed each second)
         self.seeding = False  # the demo's market history is being added
 
@@ -141,7 +148,9 @@ class Gateway:
 
     async def refresh_lag(self) -> None:
         """The projections' lag, for /healthz, /api/analytics/market and the metrics."""
-        self.lag = await read_lag(self.store, self.settings.price_shards, now_ms())
+        self.lag = await read_lag(self.store, self.settings.price_shards,
+                                  self.settings.behaviour_shards, now_ms(),
+                                  self.settings.portfolio_shards)
         for name, lag in self.lag.items():
             self.metrics.lag_facts.labels(name).set(lag["facts_behind"])
             self.metrics.lag_seconds.labels(name).set(lag["seconds_behind"])

@@ -150,8 +150,9 @@ async def _run_runner(store: Any, projection: Any) -> dict[str, Any]:
     wall, cpu = time.perf_counter() - wall, _cpu() - cpu
     docs = {kind: await store.count_projection(kind) for kind in projection.kinds}
     return {"sales": runner.folded, "seconds": round(wall, 3), "cpu_s": round(cpu, 3),
-            "sales_per_s": round(runner.folded / wall, 1), "checkpoint": runner.checkpoint,
-            "docs": docs}
+            "sales_per_s": round(runner.folded / wall, 1),
+            "sales_per_cpu_s": round(runner.folded / cpu, 1) if cpu > 0 else None,
+            "checkpoint": runner.checkpoint, "docs": docs}
 
 
 async def _runners(path: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -307,6 +308,7 @@ def ingest_stage(params: Params, tmp: Path) -> dict[str, Any]:
     market_projection.summary(now)
     market["full_recompute_s"] = round(time.perf_counter() - t, 3)
     market["indexes"] = len(indexes)
+    valuations = _valuations(market_projection, indexes, now)
 
     runner_rows = rows[:params.analytics_runner_sales]
     runners = asyncio.run(_runners(tmp / "analytics_runner.db", runner_rows))
@@ -319,12 +321,27 @@ def ingest_stage(params: Params, tmp: Path) -> dict[str, Any]:
             "runner_market_sales_per_s": runners["market"]["sales_per_s"],
             "behaviour_bids_per_s": behaviour["add_bids_per_s"],
             "behaviour_ingest_bids_per_s": behaviour["ingest_bids_per_s"],
+            "valuations_segments_per_s": valuations["segments_per_s"],
         },
         "details": {"sales": len(rows), "segments": segments, "page": PAGE,
                     "prices": price, "market": market, "runner": runners,
+                    "valuations": valuations,
                     "behaviour": behaviour, "loadavg_before": load,
                     "loadavg_after": [round(x, 2) for x in psutil.getloadavg()]},
     }
+
+
+def _valuations(market: Any, indexes: Any, now: int) -> dict[str, Any]:
+    """A full pass of the valuations projection over the market's book: every segment's
+    value with its bootstrap interval (what a start, or the 15-minute pass, costs)."""
+    from actors.analytics.valuations import Valuations
+
+    cpu, t = _cpu(), time.perf_counter()
+    puts, _ = Valuations().compute(market.book, market.info, indexes, now)
+    wall, cpu = time.perf_counter() - t, _cpu() - cpu
+    n = len(market.book.segments)
+    return {"segments": n, "docs": len(puts), "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
+            "segments_per_s": round(n / wall, 1) if wall > 0 else None}
 
 
 # ---- stage: index rebuild --------------------------------------------------------------------
@@ -388,6 +405,8 @@ FIGURES = (
      "sales/s", "price projection, Runner + SQLite file"),
     ("analytics_runner_market_sales_per_s", "analytics_ingest", "runner_market_sales_per_s",
      "sales/s", "market projection, Runner + SQLite file"),
+    ("analytics_valuations_segments_per_s", "analytics_ingest", "valuations_segments_per_s",
+     "segments/s", "valuations: a full pass (bootstrap interval each)"),
     ("analytics_behaviour_bids_per_s", "analytics_ingest", "behaviour_bids_per_s", "bids/s",
      "behaviour: UserBehaviour.add+flush"),
     ("analytics_behaviour_ingest_bids_per_s", "analytics_ingest",

@@ -21,6 +21,7 @@ import numpy as np
 import psutil
 from hdrh.histogram import HdrHistogram
 
+from loadtests.cpu_use import cpu_stall, machine_busy, process_cpu, runq_wait
 from loadtests.driver import percentiles_ms, run_load
 from loadtests.params import Params
 from loadtests.servers import cpu_groups, instance_hosts
@@ -146,12 +147,14 @@ async def _open_loop(url: str | Sequence[str], rate: float, seconds: float, warm
     """GET `url` (or one of several, drawn by `weights`) with Poisson arrivals at `rate`/s for
     warmup_s + seconds; every answer of the measured part counted (status, or the
     exception's name), its latency taken from the intended send time (a late send or a
-    queue in the client counts in full)."""
+    queue in the client counts in full), also apart by the answer's `X-Cache` (the history
+    cache's hit or miss); the client's own CPU."""
     urls = [url] if isinstance(url, str) else list(url)
     cum = list(itertools.accumulate(weights or [1.0] * len(urls)))
     rng = random.Random(seed)
     pick = random.Random(seed + 1)  # the URLs: the same sequence whatever the timing
     hist = HdrHistogram(1, 60_000_000, 3)  # µs
+    by_cache: dict[str, HdrHistogram] = {}
     answers: dict[str, int] = {}
     sizes: list[int] = []  # bytes of each counted 200 answer
     loop = asyncio.get_running_loop()
@@ -159,21 +162,28 @@ async def _open_loop(url: str | Sequence[str], rate: float, seconds: float, warm
     timeout = aiohttp.ClientTimeout(total=30)
     late = 0.0  # the client's worst lateness in starting a send
     ok_total = 0  # 200 answers, warm-up included
+    client_cpu = process_cpu([psutil.Process()])
+    t0 = time.monotonic()
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         async def one(target: str, intended: float, counted: bool) -> None:
             nonlocal ok_total
+            cache = None
             try:
                 async with http.get(target) as response:
                     body = await response.read()
                     key = str(response.status)
+                    cache = response.headers.get("X-Cache")
                     ok_total += response.status == 200
                     if counted and response.status == 200:
                         sizes.append(len(body))
             except Exception as exc:  # every answer counts, failures too
                 key = type(exc).__name__
             if counted:
-                hist.record_value(max(1, int((loop.time() - intended) * 1e6)))
+                took = max(1, int((loop.time() - intended) * 1e6))
+                hist.record_value(took)
+                if cache is not None:
+                    by_cache.setdefault(cache, HdrHistogram(1, 60_000_000, 3)).record_value(took)
                 answers[key] = answers.get(key, 0) + 1
 
         tasks = []
@@ -193,6 +203,7 @@ async def _open_loop(url: str | Sequence[str], rate: float, seconds: float, warm
             target = pick.choices(urls, cum_weights=cum)[0]
             tasks.append(asyncio.create_task(one(target, t, counted)))
         await asyncio.gather(*tasks)
+    client_cores = (process_cpu([psutil.Process()]) - client_cpu) / (time.monotonic() - t0)
     latency = percentiles_ms(hist)
     ok = answers.get("200", 0)
     answered = sum(answers.values())
@@ -200,23 +211,11 @@ async def _open_loop(url: str | Sequence[str], rate: float, seconds: float, warm
             "sent": sent, "sent_with_warmup": len(tasks), "ok_with_warmup": ok_total,
             "answers": answers, "answered_per_s": round(answered / seconds, 1),
             "ok_per_s": round(ok / seconds, 1), "latency_ms": latency,
+            "latency_ms_by_cache": {k: percentiles_ms(h) for k, h in sorted(by_cache.items())},
             "client_max_send_lateness_ms": round(late * 1000, 2),
+            "client_cores": round(client_cores, 2),
             "response_bytes_mean": round(sum(sizes) / len(sizes)) if sizes else None,
             "response_bytes_max": max(sizes, default=None)}
-
-
-def _cpu_of(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            times = proc.cpu_times()
-            total += times.user + times.system
-    return total
-
-
-def _busy() -> float:
-    times = psutil.cpu_times()
-    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
 def _history_query(segment: str, end: int) -> str:
@@ -268,18 +267,24 @@ def history_stage(params: Params, server: Managed | None) -> dict[str, Any]:
     gateway = [server.process()]
 
     def timed(rate: float, seconds: float, warmup_s: float, seed: int) -> dict[str, Any]:
-        cpu0, busy0, t0 = _cpu_of(gateway), _busy(), time.monotonic()
+        cpu0, busy0, t0 = process_cpu(gateway), machine_busy(), time.monotonic()
+        waited0, stall0 = runq_wait(gateway), cpu_stall()
         cache0 = asyncio.run(_cache_counts(server.base))
         found = asyncio.run(_open_loop(urls, rate, seconds, warmup_s, seed, weights))
         cache = asyncio.run(_cache_counts(server.base))
         elapsed = time.monotonic() - t0
-        cpu = _cpu_of(gateway) - cpu0
+        cpu = process_cpu(gateway) - cpu0
         ok = found["ok_with_warmup"]
         found["cpu_cores_incl_warmup"] = {
             "gateway": round(cpu / elapsed, 2),
-            "machine_busy": round((_busy() - busy0) / elapsed, 2)}
+            "machine_busy": round((machine_busy() - busy0) / elapsed, 2),
+            # The share of the time some task of the machine waited for a CPU.
+            "machine_cpu_pressure": round((cpu_stall() - stall0) / elapsed, 2)}
         # The gateway's CPU per 200 answer (an upper bound when requests time out unanswered).
         found["gateway_cpu_ms_per_ok"] = round(cpu / ok * 1000, 2) if ok else None
+        # ... and the time its threads waited for a CPU meanwhile, per 200 answer.
+        waited = runq_wait(gateway) - waited0
+        found["gateway_runq_wait_ms_per_ok"] = round(waited / ok * 1000, 2) if ok else None
         # Warm-up included; None when the gateway has no history cache.
         delta = {k: v - cache0.get(k, 0.0) for k, v in cache.items()}
         looked = sum(delta.values())
@@ -297,7 +302,13 @@ def history_stage(params: Params, server: Managed | None) -> dict[str, Any]:
         "figures": {"p99_ms": round(latency["p99"], 2), "p50_ms": round(latency["p50"], 2),
                     "answered_per_s": result["answered_per_s"],
                     "light_p99_ms": round(light["latency_ms"]["p99"], 2),
-                    "cache_hit_rate": result["cache"]["hit_rate"]},
+                    "cache_hit_rate": result["cache"]["hit_rate"],
+                    # The same latencies apart for the cache's hits and misses, and what a
+                    # request costs the gateway (a shared machine's load moves the first).
+                    **{f"{k}_p99_ms": round(v["p99"], 2)
+                       for k, v in result["latency_ms_by_cache"].items()},
+                    "gateway_cpu_ms_per_ok": result["gateway_cpu_ms_per_ok"],
+                    "gateway_runq_wait_ms_per_ok": result["gateway_runq_wait_ms_per_ok"]},
         "details": {"store": filled, "busiest_query": urls[0], "busiest_answer": shape,
                     **result, "light": light,
                     "loadavg": [round(x, 2) for x in psutil.getloadavg()]},

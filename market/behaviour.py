@@ -5,6 +5,8 @@ Pure (no I/O, no clock): `auction_facts` reads one closed auction (its stored sp
 public view, full event log and recorded watches) into `AuctionFacts`; `UserBehaviour`
 accumulates those into fixed-size numpy counters per user (about 40 numbers each, however
 many bids) and market-wide counters, and answers `summary(user_id)` and `market_summary()`.
+Given `owns` (a shard's users), it keeps per-user counters for those users only - each
+answer is the same as an instance keeping everyone's - and the market-wide ones in full.
 
 Watches (`Store.auction_watchers`: who subscribed to the auction's live channel, and when
 first) count when they are not later than the auction's end - its `closed` event, or its
@@ -32,7 +34,7 @@ Only accepted bids reach the log (a refused command emits nothing), so every bid
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -241,9 +243,12 @@ class UserBehaviour:
 
     Users get dense integer codes (`code`); every per-user counter is a row of a numpy array,
     grown by doubling. `add(facts, value)` takes one auction; `ingest_bids` is the vectorised
-    core for any batch of bids (one auction or many)."""
+    core for any batch of bids (one auction or many). `owns`: `add` keeps per-user counters
+    for the users it accepts only (a shard's; None: every user); market-wide counters always
+    count every auction and bid."""
 
-    def __init__(self, capacity: int = 1024) -> None:
+    def __init__(self, capacity: int = 1024, owns: Callable[[str], bool] | None = None) -> None:
+        self.owns = owns
         self._index: dict[str, int] = {}
         self._users: list[str] = []
         size = max(1, capacity)
@@ -325,6 +330,13 @@ class UserBehaviour:
         timing buckets (`deadline` - `at`), snipes (time left < `snipe_window_ms`, a scalar
         or per bid), proxies and UTC hours. Codes must come from `code`/`codes`. Returns the
         distinct codes, ascending. Per-auction counts (auctions, wins) are `add`'s."""
+        users = self._count_bids(codes, at, deadline, snipe_window_ms, is_proxy)
+        self._n_bids += int(np.size(codes))
+        return users
+
+    def _count_bids(self, codes: npt.ArrayLike, at: npt.ArrayLike, deadline: npt.ArrayLike,
+                    snipe_window_ms: npt.ArrayLike, is_proxy: npt.ArrayLike) -> IntArray:
+        """`ingest_bids` but for the market's bid count (`add` counts every bid itself)."""
         code = np.asarray(codes, dtype=np.int64)
         if code.size == 0:
             return code
@@ -342,52 +354,72 @@ class UserBehaviour:
         self._snipes[users] += np.bincount(inverse[snipe], minlength=k)
         proxy = np.asarray(is_proxy, dtype=np.bool_)
         self._proxies[users] += np.bincount(inverse[proxy], minlength=k)
-        self._n_bids += int(code.size)
         return users
 
     def add(self, facts: AuctionFacts, value_at_close: int | None = None) -> None:
-        """Count one closed auction for every user who bid in it or watched it, and for the
-        market.
+        """Count one closed auction for every user who bid in it or watched it (those `owns`
+        accepts), and for the market.
         `value_at_close`: the lot's market value at close (cents), for the winner's overpay
         (price / value - 1); None when unknown.
 
         Cheap: the bids are queued and counted by `ingest_bids` in batches of _BATCH (every
         query flushes first), so the numpy work is paid once per batch, not per auction."""
         bids = facts.columns
-        index = self._index
-        codes = [index[u] if u in index else self.code(u) for u in bids.bidder]
-        window = facts.soft_close_ms if facts.soft_close_ms > 0 else SNIPE_FALLBACK_MS
-        self._q_code.extend(codes)
-        self._q_at.extend(bids.at)
-        self._q_deadline.extend(bids.deadline)
-        self._q_window.extend([window] * len(codes))
-        self._q_proxy.extend(bids.is_proxy)
-        distinct = set(codes)
-        if facts.winner is not None:
-            winner = index[facts.winner] if facts.winner in index else self.code(facts.winner)
-            distinct.add(winner)  # a winner always took part (even if a public log hid it)
-            self._won[winner] += 1
-            if facts.price is not None and value_at_close is not None and value_at_close > 0:
-                self._overpaid[winner] += 1
-                self._overpay_sum[winner] += facts.price / value_at_close - 1.0
+        winner = facts.winner
+        # Market-wide: every auction, bid and watcher.
+        takers = set(bids.bidder)
+        if winner is not None:
+            takers.add(winner)  # a winner always took part (even if a public log hid it)
             self._sold += 1
-        self._q_auction.extend(distinct)
-        n = len(distinct)
+        n = len(takers)
         self._bidders_hist[n] = self._bidders_hist.get(n, 0) + 1
-        watchers = [index[u] if u in index else self.code(u) for u in facts.watchers]
-        bid = [w for w in watchers if w in distinct]
-        self._q_watched.extend(watchers)
-        self._q_watched_bid.extend(bid)
+        watchers = facts.watchers
+        watched_bid = [u for u in watchers if u in takers]
         self._watchers_hist[len(watchers)] = self._watchers_hist.get(len(watchers), 0) + 1
         self._watches += len(watchers)
-        self._watches_bid += len(bid)
+        self._watches_bid += len(watched_bid)
         self._n_auctions += 1
+        self._n_bids += len(bids.bidder)
         self._extensions += facts.extensions
         if facts.reserve_met is not None:
             self._with_reserve += 1
             self._reserve_met += int(facts.reserve_met)
+        # Per user: the users kept.
+        owns = self.owns
+        if owns is None:
+            self._queue_bids(bids.bidder, bids.at, bids.deadline, bids.is_proxy, facts)
+        else:
+            keep = [i for i, user in enumerate(bids.bidder) if owns(user)]
+            if keep:
+                self._queue_bids([bids.bidder[i] for i in keep], [bids.at[i] for i in keep],
+                                 [bids.deadline[i] for i in keep],
+                                 [bids.is_proxy[i] for i in keep], facts)
+            takers = {u for u in takers if owns(u)}
+            watchers = tuple(u for u in watchers if owns(u))
+            watched_bid = [u for u in watched_bid if owns(u)]
+            winner = winner if winner is not None and owns(winner) else None
+        if winner is not None:
+            code = self.code(winner)
+            self._won[code] += 1
+            if facts.price is not None and value_at_close is not None and value_at_close > 0:
+                self._overpaid[code] += 1
+                self._overpay_sum[code] += facts.price / value_at_close - 1.0
+        self._q_auction.extend(map(self.code, takers))
+        self._q_watched.extend(map(self.code, watchers))
+        self._q_watched_bid.extend(map(self.code, watched_bid))
         if len(self._q_code) >= _BATCH:
             self.flush()
+
+    def _queue_bids(self, bidder: Sequence[str], at: Sequence[int], deadline: Sequence[int],
+                    is_proxy: Sequence[bool], facts: AuctionFacts) -> None:
+        index = self._index
+        codes = [index[u] if u in index else self.code(u) for u in bidder]
+        window = facts.soft_close_ms if facts.soft_close_ms > 0 else SNIPE_FALLBACK_MS
+        self._q_code.extend(codes)
+        self._q_at.extend(at)
+        self._q_deadline.extend(deadline)
+        self._q_window.extend([window] * len(codes))
+        self._q_proxy.extend(is_proxy)
 
     def flush(self) -> None:
         """Count the queued bids now (queries do this themselves)."""
@@ -399,7 +431,7 @@ class UserBehaviour:
                 counter[users] += counts
                 queue.clear()
         if self._q_code:
-            self.ingest_bids(self._q_code, self._q_at, self._q_deadline, self._q_window,
+            self._count_bids(self._q_code, self._q_at, self._q_deadline, self._q_window,
                              self._q_proxy)
             for queue in (self._q_code, self._q_at, self._q_deadline, self._q_window):
                 queue.clear()

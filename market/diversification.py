@@ -15,6 +15,7 @@ last year, so the expected wait for the next sale is days_to_sell = 365 / sales 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -75,22 +76,38 @@ def diversification(holdings: Sequence[Mapping[str, Any]], threshold: float = TH
     """The diversification panel. holdings: {position (its segment key), card_id, value (cents
     or None), and the attributes}. Returns {hhi, effective_n, weights (per position), by:
     {attribute: {hhi, effective_n, weights}}, warnings: [{by, label, share}] (shares >
-    threshold in the `warn_on` dimensions, "card" meaning card_id, largest first), unvalued
+    threshold in the `warn_on` dimensions, "card" meaning card_id, largest first; a player or
+    set whose share is all one card's is left to that card's warning), unvalued
     (holdings left out for want of a value)}."""
     values = [h.get("value") for h in holdings]
     overall = _summary(weights([str(h["position"]) for h in holdings], values))
     by = {a: _summary(weights([str(h.get(a) or UNKNOWN) for h in holdings], values))
           for a in attributes}
+    cards = weights([str(h["card_id"]) for h in holdings], values)
     warnings: list[dict[str, Any]] = []
     for dim in warn_on:
         key = "card_id" if dim == "card" else dim
         w = by[dim]["weights"] if dim in by else weights(
             [str(h.get(key) or UNKNOWN) for h in holdings], values)
+        # A player or set whose whole share is one card says nothing the card's warning
+        # does not: left out.
+        top = {} if dim == "card" else _top_card(holdings, key, cards)
         warnings += [{"by": dim, "label": label, "share": share}
-                     for label, share in w.items() if share > threshold and label != UNKNOWN]
+                     for label, share in w.items() if share > threshold and label != UNKNOWN
+                     and not math.isclose(top.get(label, -1.0), share, rel_tol=1e-9)]
     warnings.sort(key=lambda x: (-x["share"], x["by"], x["label"]))
-    return {**overall, "by": by, "warnings": warnings,
+    return {**overall, "by": by, "warnings": warnings, "threshold": threshold,
             "unvalued": sum(v is None for v in values)}
+
+
+def _top_card(holdings: Sequence[Mapping[str, Any]], key: str,
+              cards: Mapping[str, float]) -> dict[str, float]:
+    """label of `key` -> the largest share one card of that label holds."""
+    top: dict[str, float] = {}
+    for h in holdings:
+        label = str(h.get(key) or UNKNOWN)
+        top[label] = max(top.get(label, 0.0), cards.get(str(h["card_id"]), 0.0))
+    return top
 
 
 def days_to_sell(sales_last_year: npt.ArrayLike) -> FloatArray:

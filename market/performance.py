@@ -21,7 +21,6 @@ import numpy as np
 import numpy.typing as npt
 
 from market.prices import DAY_MS, bucket_start
-from market.valuation import index_level
 
 PURCHASE, SWAP, MINT = "purchase", "swap", "mint"
 ACQUISITIONS: tuple[str, ...] = (PURCHASE, SWAP, MINT)
@@ -101,17 +100,6 @@ def wealth(returns: npt.ArrayLike) -> FloatArray:
     one longer than `returns`: the performance curve with the flows taken out."""
     r = np.asarray(returns, dtype=np.float64)
     return np.concatenate(([1.0], np.cumprod(1.0 + r)))
-
-
-def index_priced(point_now: int, now: int, days: npt.ArrayLike, index_t: npt.ArrayLike,
-                 index_value: npt.ArrayLike) -> FloatArray:
-    """A holding's value on each day when its own sales are too sparse to price it: today's
-    value moved back by its segment's index, point_now × I(day) / I(now)."""
-    d = np.asarray(days, dtype=np.int64)
-    level = index_level(index_t, index_value, d)
-    level_now = index_level(index_t, index_value, np.array([now]))[0]
-    out: FloatArray = float(point_now) * level / level_now
-    return out
 
 
 # --- cost basis and profit and loss -------------------------------------------------------

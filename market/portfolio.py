@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from market.diversification import diversification, liquidity, weights
 from market.holdings import Lot
-from market.performance import index_priced, unrealised_pnl
+from market.performance import unrealised_pnl
 from market.risk import report, shown
 from market.valuation import Valuation
 
@@ -48,17 +48,31 @@ def attributes(lot: Lot, card: Mapping[str, Any] | None) -> dict[str, Any]:
             "era": era(card.get("year"))}
 
 
+def interpolated_level(index_t: npt.ArrayLike, index_value: npt.ArrayLike,
+                       at: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """An index's level at any time, log-linear between its points (flat beyond them). A
+    weekly index read as steps would make six days of seven show no move at all."""
+    t = np.asarray(index_t, dtype=np.float64)
+    v = np.asarray(index_value, dtype=np.float64)
+    out: npt.NDArray[np.float64] = np.exp(np.interp(np.asarray(at, dtype=np.float64), t,
+                                                    np.log(v)))
+    return out
+
+
 def holdings_series(points: Mapping[str, int], now: int, days: npt.ArrayLike,
                     index_of: Mapping[str, IndexSeries]) -> npt.NDArray[np.float64]:
     """Σ over positions of today's value (`points`: position -> cents, copies included) moved
-    back over `days` by the position's index (`index_of`; a position without one keeps its
-    value flat)."""
+    back over `days` by the position's index (`index_of`, `interpolated_level`; a position
+    without one keeps its value flat)."""
     d = np.asarray(days, dtype=np.int64)
     total = np.zeros(d.size, dtype=np.float64)
     for position, point in points.items():
         idx = index_of.get(position)
-        total += (index_priced(point, now, d, *idx) if idx is not None
-                  else np.full(d.size, float(point)))
+        if idx is None or not np.asarray(idx[0]).size:
+            total += float(point)
+            continue
+        level = interpolated_level(*idx, d)
+        total += float(point) * level / interpolated_level(*idx, [now])[0]
     return total
 
 

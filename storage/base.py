@@ -16,6 +16,7 @@ from market.catalog import normal_grade
 from market.errors import ASSET_MOVED, PAYMENT_FAILED
 from market.offers import ACCEPTED, ACTIVE
 from storage.facts import FactStore
+from storage.ownership import OwnershipStore
 from storage.records import (
     AccountRecord,
     AssetRecord,
@@ -147,7 +148,7 @@ def population_order(row: Mapping[str, Any]) -> tuple[str, float]:
     return str(row["grader"]), (1.0 if grade is None else -float(grade))
 
 
-class Store(FactStore):
+class Store(FactStore, OwnershipStore):
     """Persistence for users, the card catalog, assets and their tokens' provenance chains,
     auctions (event log + views + snapshots) and trades."""
 

@@ -152,7 +152,9 @@ class FactStore(abc.ABC):
         `puts` are (kind, key, doc): doc replaces the stored document (upsert), None deletes
         it. `messages` are appended to the analytics log (and the log trimmed to its last
         LOG_KEEP). Fenced: only if the checkpoint is `expect` now; otherwise nothing is
-        written and the answer is False (another instance or a rebuild moved it). SQLite: one
+        written and the answer is False (another instance or a rebuild moved it). Kind by
+        kind, in the order the kinds first come in `puts`: a reader that sees a document sees
+        those of the kinds before it (a version carrier goes after what it describes). SQLite: one
         transaction of up to 2,000 documents; a bigger save is written in several, each
         fenced, the checkpoint moving with the last, so that bid commits never wait behind a
         whole catch-up batch (a crash in between leaves results ahead of the checkpoint, as

@@ -44,11 +44,13 @@ from storage.base import (
     username_key,
 )
 from storage.chain import check_mint, check_transfer
+from storage.clock import now_ms
 from storage.mongo_catalog import CARD_INDEXES, MongoCatalog
 from storage.mongo_counters import DUP_CODES
 from storage.mongo_facts import MongoFacts
 from storage.mongo_money import MongoMoney
 from storage.mongo_offers import MongoOffers
+from storage.mongo_ownership import PENDING, MongoOwnership
 from storage.mongo_tokens import (
     ASSET_FIELDS,
     ASSET_INDEXES,
@@ -58,6 +60,7 @@ from storage.mongo_tokens import (
     duplicate_asset,
     fence_filter,
 )
+from storage.ownership import auction_change, mint_change
 from storage.records import AssetRecord, AuctionRecord, ProvenanceRecord, TradeRecord, UserRecord
 
 type Doc = dict[str, Any]
@@ -112,7 +115,8 @@ def _record(doc: Doc) -> AuctionRecord:
     return cast(AuctionRecord, out)  # documents are schemaless: this is where they get a type
 
 
-class MongoStore(MongoCatalog, MongoTokens, MongoMoney, MongoOffers, MongoFacts, Store):
+class MongoStore(MongoCatalog, MongoTokens, MongoMoney, MongoOffers, MongoFacts, MongoOwnership,
+                 Store):
     def __init__(
         self,
         uri: str,
@@ -194,6 +198,7 @@ class MongoStore(MongoCatalog, MongoTokens, MongoMoney, MongoOffers, MongoFacts,
             await self._open_money()
             await self._create_offer_indexes()
             await self._create_fact_indexes()
+            await self._open_ownership()
         except BaseException:
             self._client = self._db = None
             await client.close()
@@ -234,10 +239,12 @@ class MongoStore(MongoCatalog, MongoTokens, MongoMoney, MongoOffers, MongoFacts,
                    token_id=asset.get("token_id") or token_id_for(asset["asset_id"]))
         # One document: the asset and its chain are inserted together or not at all.
         doc.update(listed_at=None, provenance=[] if mint is None else [mint])
+        doc[PENDING] = [mint_change(asset, mint, now_ms())]  # its ownership row, placed next
         try:
             await self.assets.insert_one(doc)
         except DuplicateKeyError as exc:
             raise duplicate_asset(exc, doc) from None
+        await self._flush_ownership(asset["asset_id"])
 
     async def get_asset(self, asset_id: str) -> AssetRecord | None:
         doc = await self.assets.find_one({"_id": asset_id}, ASSET_PROJECTION)
@@ -492,6 +499,7 @@ class MongoStore(MongoCatalog, MongoTokens, MongoMoney, MongoOffers, MongoFacts,
             if res.modified_count == 1:
                 log_asset_moved(log, trade)
             return False
+        await self._flush_ownership(trade["asset_id"])  # the sale's ownership row, once
         # A duplicate means an earlier, interrupted attempt already recorded the trade.
         with contextlib.suppress(DuplicateKeyError):
             await self.trades.insert_one({**trade, "_id": auction_id})
@@ -512,7 +520,7 @@ class MongoStore(MongoCatalog, MongoTokens, MongoMoney, MongoOffers, MongoFacts,
         auction_id, asset_id, seller_id = trade["auction_id"], trade["asset_id"], trade["seller_id"]
         where: Doc = {"_id": asset_id, "owner_id": seller_id, "listed_in": auction_id,
                       "redeemed": {"$ne": True}}
-        push: Doc = {"sold_in": auction_id}
+        push: Doc = {"sold_in": auction_id, PENDING: auction_change(trade)}
         if transfer is not None:
             where.update(fence_filter(transfer))
             push["provenance"] = transfer

@@ -390,18 +390,20 @@ class MongoFacts:
                               puts: list[tuple[str, str, Json | None]],
                               messages: list[AnalyticsMessage] | None = None) -> bool:
         expect, pos = int(expect), int(pos)
-        # The puts in order, the last of a (kind, key) winning: what applying each would do.
-        last: dict[str, Json | None] = {}
+        # The last put of a (kind, key) wins: what applying each in turn would do. Kind by
+        # kind in the order the kinds come, each kind's writes acknowledged before the next
+        # kind's start: within an unordered bulk write the server applies the ops in any
+        # order, so a kind that carries the version of others (the price projection's
+        # `segment` after its `sale` and `candle` docs) must not share one with them, or a
+        # reader could see the new version over the old candles and cache that under it.
+        kinds: dict[str, dict[str, Json | None]] = {}
         for kind, key, doc in puts:
-            doc_id = _doc_id(kind, key)
-            last.pop(doc_id, None)
-            last[doc_id] = doc
+            of_kind = kinds.get(kind)
+            if of_kind is None:
+                of_kind = kinds[kind] = {}
+            of_kind[_doc_id(kind, key)] = doc
         if await self.projection_checkpoint(name) != expect:
             return False
-        ops: list[ReplaceOne[Doc] | DeleteOne] = [
-            DeleteOne({"_id": doc_id}) if doc is None
-            else ReplaceOne({"_id": doc_id}, {"doc": doc}, upsert=True)
-            for doc_id, doc in last.items()]
         docs = self._coll("projection_docs")
 
         async def write(batch: list[ReplaceOne[Doc] | DeleteOne]) -> int:
@@ -412,7 +414,12 @@ class MongoFacts:
                 await docs.bulk_write(batch, ordered=False)
             return len(batch)
 
-        await _in_batches(ops, write)
+        for of_kind in kinds.values():
+            ops: list[ReplaceOne[Doc] | DeleteOne] = [
+                DeleteOne({"_id": doc_id}) if doc is None
+                else ReplaceOne({"_id": doc_id}, {"doc": doc}, upsert=True)
+                for doc_id, doc in of_kind.items()]
+            await _in_batches(ops, write)
         if messages:
             await self._append_messages(messages)
         checkpoints = self._coll("checkpoints")

@@ -39,7 +39,9 @@ from market.errors import (
 )
 from storage.base import LIVE_OFFER_STATUSES, Conflict, StoreError
 from storage.chain import TokenState, check_append
+from storage.mongo_ownership import PENDING
 from storage.mongo_tokens import fence_filter
+from storage.ownership import Change
 from storage.records import NewNotice, NoticeRecord, OfferRecord, ProvenanceRecord
 
 type Doc = dict[str, Any]
@@ -78,6 +80,11 @@ class _Host(Protocol):
 
     async def _offer_sale(self, asset: Doc, frm: str, to: str,
                           record: ProvenanceRecord | None) -> bool: ...
+
+    async def _offer_move_change(self, lock: str, asset_id: str, frm: str, to: str,
+                                 record: ProvenanceRecord | None) -> Change: ...
+
+    async def _flush_ownership(self, asset_id: str) -> int: ...
 
 
 def _offers(host: _Host) -> AsyncCollection[Doc]:
@@ -282,22 +289,26 @@ class MongoOffers:
             owner, listed_in = found.get("owner_id"), found.get("listed_in")
             if not (listed_in == lock and owner == frm and not found.get("redeemed")):
                 if owner == to and listed_in != lock:
+                    await self._flush_ownership(asset_id)  # what a crash left pending
                     return False  # moved by an earlier try of this step
                 raise Conflict(ASSET_MOVED, f"asset {asset_id!r} is not {frm!r}'s under"
                                             f" {lock!r} (owner {owner!r}, listed in"
                                             f" {listed_in!r})")
             where: Doc = {"_id": asset_id, "owner_id": frm, "listed_in": lock,
                           "redeemed": {"$ne": True}}
-            update: Doc = {"$set": {"owner_id": to, "listed_in": None, "listed_at": None}}
+            update: Doc = {"$set": {"owner_id": to, "listed_in": None, "listed_at": None},
+                           "$push": {PENDING: await self._offer_move_change(
+                               lock, asset_id, frm, to, record)}}
             if record is not None:
                 _check_record(asset_id, frm, to, record, found.get("provenance") or [])
                 where.update(fence_filter(record))
-                update["$push"] = {"provenance": record}
+                update["$push"]["provenance"] = record
             # The sale first (keyed: once): checked, under the lock only this swap moves the
             # asset, and a retried swap that finds the move done never comes back here.
             await self._offer_sale(found, frm, to, record)
             done = await self.assets.update_one(where, update)
             if done.modified_count == 1:
+                await self._flush_ownership(asset_id)  # the move's ownership row
                 return True
             # Changed between the read and the update: judge it again.
         raise Conflict(ASSET_MOVED, f"asset {asset_id!r} keeps changing concurrently")

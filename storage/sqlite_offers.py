@@ -32,6 +32,7 @@ from storage.chain import TokenState, check_append
 from storage.records import NewNotice, OfferRecord, ProvenanceRecord
 from storage.sqlite_facts import append_offer_sale
 from storage.sqlite_money import insert_notices
+from storage.sqlite_ownership import append_offer_move
 
 _COLS = "data, host, told_seq"
 _STORE_KEYS = ("host", "told_seq")  # columns, not part of `data`
@@ -164,6 +165,7 @@ def _move(conn: sqlite3.Connection, lock: str, asset_id: str, frm: str, to: str,
     conn.execute("UPDATE assets SET owner_id=?, listed_in=NULL WHERE asset_id=?",
                  (to, asset_id))
     append_offer_sale(conn, asset_id, frm, to, record)  # a priced record: the sale, once
+    append_offer_move(conn, lock, asset_id, frm, to, record)
     return True
 
 

@@ -8,6 +8,7 @@ import time
 
 from market.provenance import token_id_for
 from storage.base import StoreError
+from storage.sqlite_ownership import backfill_ownership
 
 _SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 BUSY_TIMEOUT_S = 10.0
@@ -230,6 +231,27 @@ CREATE TABLE IF NOT EXISTS analytics_log (
     type    TEXT NOT NULL,
     data    TEXT NOT NULL
 );
+-- The ownership feed (storage.ownership, storage.sqlite_ownership): one row per change of
+-- an asset's owner, inserted in the transaction of the change (key unique, legs JSON).
+CREATE TABLE IF NOT EXISTS ownership (
+    pos       INTEGER PRIMARY KEY AUTOINCREMENT,
+    key       TEXT NOT NULL UNIQUE,
+    asset_id  TEXT NOT NULL,
+    token_id  TEXT,
+    card_id   TEXT,
+    grader    TEXT,
+    grade,
+    from_user TEXT,
+    to_user   TEXT,
+    at        INTEGER NOT NULL,
+    how       TEXT NOT NULL,
+    price     INTEGER,
+    premium   INTEGER,
+    fee       INTEGER,
+    ref       TEXT,
+    legs      TEXT
+);
+CREATE INDEX IF NOT EXISTS ownership_asset ON ownership(asset_id, pos);
 -- Watches (storage.facts.record_watch): who subscribed to an auction's live channel, the
 -- first time kept. The key is the index an auction's watchers are read by.
 CREATE TABLE IF NOT EXISTS watches (
@@ -285,10 +307,13 @@ def connect(path: str, synchronous: str) -> sqlite3.Connection:
         conn.execute(f"PRAGMA synchronous={sync_mode(synchronous)}")
         conn.execute("BEGIN IMMEDIATE")
         try:
+            new_feed = not _has_table(conn, "ownership")
             _run_script(conn, _SCHEMA)
             _add_missing_columns(conn)
             _run_script(conn, _INDEXES_ON_ADDED_COLUMNS)
             _backfill_token_ids(conn)
+            if new_feed:  # a file older than the ownership feed: its owners, once
+                backfill_ownership(conn)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -304,6 +329,11 @@ def _run_script(conn: sqlite3.Connection, script: str) -> None:
     for stmt in script.split(";"):
         if stmt.strip():
             conn.execute(stmt)
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                        (name,)).fetchone() is not None
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:

@@ -20,7 +20,9 @@ from market.catalog import normal_grade
 from market.errors import PROVENANCE_CONFLICT, TOKEN_NOT_FOUND
 from storage.base import Conflict
 from storage.chain import TokenState, check_append, fence_problem, owner_after
+from storage.ownership import token_change
 from storage.records import AssetRecord, ProvenanceRecord
+from storage.sqlite_ownership import append_ownership
 
 ASSET_SELECT = (
     "SELECT asset_id, owner_id, title, metadata, created_at, listed_in, card_id, grader,"
@@ -142,5 +144,8 @@ class SqliteTokens:
                 "UPDATE assets SET owner_id=?, redeemed=? WHERE asset_id=?",
                 (owner_after(record, owner_id), int(record["kind"] == "redeem"), asset_id),
             )
+            moved = token_change(token_id, record, owner_id)  # None for a mint
+            if moved is not None:
+                append_ownership(conn, asset_id, moved)
 
         await self._run(self._write, tx)

@@ -1,12 +1,17 @@
-"""The behaviour projection, by user: how each user bids (timing against the close,
+"""The behaviour projection, sharded by user: how each user bids (timing against the close,
 sniping, proxy use, wins, overpay against the card's value at the close, active hours, the
 auctions watched against those bid on) and the market-wide aggregates, from the closings
 feed, each closed auction's event log and its recorded watchers (`Store.auction_watchers`;
 only watches not later than the auction's end count, so a replay counts the same).
 
-Results (kinds): `behaviour` under the user id, `behaviour_market` under "summary". The
-value at the close comes from the market projection's book (same process): the segment's
-value just before the auction ended.
+Shard i of n (`behaviour.<i>`, its own checkpoint) folds every closing but keeps per-user
+counters only for the users whose crc32 maps to i (`shard_of`, as price shards do cards);
+every shard counts the market-wide aggregates, and shard 0 writes them. The closings are
+loaded once for all the shards of a process (`ClosingFacts`).
+
+Results (kinds): `behaviour` under the user id (every shard, each its own users),
+`behaviour_market` under "summary" (shard 0 only). The value at the close comes from the
+market projection's book (same process): the segment's value just before the auction ended.
 """
 
 from __future__ import annotations
@@ -15,28 +20,35 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from actors.analytics.book import Book
+from actors.analytics.closings import ClosingFacts
+from actors.analytics.prices import shard_of
 from actors.analytics.runner import Feed, Put
-from market.behaviour import UserBehaviour, auction_facts
-from market.catalog import segment_key
-from market.prices import segment_value
+from market.behaviour import UserBehaviour
 from storage import Store
 from storage.records import AnalyticsMessage
 
 KINDS = ("behaviour", "behaviour_market")
+# Names of the projection before it was sharded: `ece rebuild analytics` forgets their
+# checkpoints (their results are the shards' kinds, rewritten by the shards).
+RETIRED_NAMES = ("behaviour",)
 
 
 class BehaviourProjection:
-    name = "behaviour"
     replays = True
-    kinds: tuple[str, ...] = KINDS
 
-    def __init__(self, store: Store, book: Callable[[], Book] | None = None) -> None:
-        self.store = store
-        self.book = book  # the market projection's current book (it is replaced on reset)
+    def __init__(self, store: Store, book: Callable[[], Book] | None = None, shard: int = 0,
+                 shards: int = 1, closings: ClosingFacts | None = None) -> None:
+        self.shard, self.shards = shard, shards
+        self.name = f"behaviour.{shard}"
+        self.kinds: tuple[str, ...] = KINDS if shard == 0 else KINDS[:1]
+        self.closings = closings if closings is not None else ClosingFacts(store, book)
         self.reset()
 
+    def mine(self, user_id: str) -> bool:
+        return self.shards == 1 or shard_of(user_id, self.shards) == self.shard
+
     def reset(self) -> None:
-        self.behaviour = UserBehaviour()
+        self.behaviour = UserBehaviour(owns=None if self.shards == 1 else self.mine)
         self._touched: set[str] = set()
         self._changed = False
 
@@ -52,39 +64,22 @@ class BehaviourProjection:
 
     async def apply(self, rows: Sequence[Any], now: int) -> None:
         for closing in rows:
-            record = await self.store.get_auction(closing["auction_id"])
-            if record is None:
+            loaded = await self.closings.get(closing)
+            if loaded is None:
                 continue
-            events = await self.store.load_events(closing["auction_id"])
-            watches = await self.store.auction_watchers(closing["auction_id"])
-            facts = auction_facts(record["spec"], record["view"], events, watches)
-            value = await self._value_at(record["asset_id"], facts.closed_at or facts.ends_at)
+            facts, value = loaded
             self.behaviour.add(facts, value)
-            self._touched.update(b.bidder for b in facts.bids)
-            self._touched.update(facts.watchers)
+            self._touched.update(user for user in (*facts.columns.bidder, *facts.watchers)
+                                 if self.mine(user))
             self._changed = True
-
-    async def _value_at(self, asset_id: str, t: int) -> int | None:
-        book = self.book() if self.book is not None else None
-        if book is None:
-            return None
-        asset = await self.store.get_asset(asset_id)
-        card_id = asset.get("card_id") if asset is not None else None
-        if asset is None or not card_id:
-            return None
-        segment = book.segments.get(
-            segment_key(card_id, asset.get("grader") or "RAW", asset.get("grade")))
-        if segment is None:
-            return None
-        at, price = segment.arrays()
-        return segment_value(at, price, t - 1)
 
     async def flush(self, now: int, more: bool = False) -> tuple[list[Put], list[AnalyticsMessage]]:
         if not self._changed:
             return [], []
         puts: list[Put] = [("behaviour", user, self.behaviour.summary(user))
                            for user in sorted(self._touched)]
-        puts.append(("behaviour_market", "summary", self.behaviour.market_summary()))
+        if self.shard == 0:
+            puts.append(("behaviour_market", "summary", self.behaviour.market_summary()))
         self._touched.clear()
         self._changed = False
         return puts, []

@@ -65,6 +65,8 @@ class MarketProjection:
         self._more = False  # the last flush was catching up
         self._last: dict[str, Any] = {}  # what the last messages said, by channel key
         self._told = False  # a computation since the start was saved: changes are news
+        self.pos = 0  # the feed position of the last sale folded
+        self.computed: list[tuple[str, str, dict[str, Any]]] | None = None  # the last indexes
 
     def replayed(self) -> None:
         self.dirty = True  # recompute once after every start
@@ -87,6 +89,8 @@ class MarketProjection:
         for sale, reason in list(zip(rows, reasons, strict=True))[-TAPE:]:
             self.tape.append({**sale_doc(sale, reason), "name": self.info[sale["card_id"]].name})
         self.dirty = self.dirty or bool(rows)
+        if rows:
+            self.pos = int(rows[-1]["pos"])
 
     async def flush(self, now: int, more: bool = False) -> tuple[list[Put], list[AnalyticsMessage]]:
         # While catching up (`more`), the whole-book recompute waits for the end - unless
@@ -108,6 +112,7 @@ class MarketProjection:
         # The whole-book work runs in a thread (numpy lets go of the GIL for much of it):
         # the price and behaviour projections sharing this actor's loop go on meanwhile.
         indexes, movers_docs = await asyncio.to_thread(self._compute, now)
+        self.computed = indexes
         segments = []
         for interval, segment, doc in indexes:
             puts.append(("index", f"{interval}|{segment}", doc))

@@ -146,16 +146,21 @@ class Runner:
                 await asyncio.sleep(POLL_S)
 
 
-async def read_lag(store: Store, shards: int, now: int) -> dict[str, dict[str, Any]]:
+async def read_lag(store: Store, price_shards: int, behaviour_shards: int,
+                   now: int, portfolio_shards: int = 0) -> dict[str, dict[str, Any]]:
     """Every projection's checkpoint and lag, from the store alone (gateways, `ece status`):
     facts behind, and seconds behind = the age of the oldest fact not folded yet (a sale of
-    simulated history has no age: 0)."""
+    simulated history has no age: 0). The portfolio shards' too when `portfolio_shards`."""
     out: dict[str, dict[str, Any]] = {}
     feeds: dict[str, tuple[Feed, int]] = {
         "sales": (store.sales_feed, await store.sales_position()),
         "closings": (store.closings_feed, await store.closings_position())}
-    for name, feed_name in [*((f"prices.{i}", "sales") for i in range(shards)),
-                            ("market", "sales"), ("behaviour", "closings")]:
+    if portfolio_shards:
+        feeds["ownership"] = (store.ownership_feed, await store.ownership_position())
+    for name, feed_name in [*((f"prices.{i}", "sales") for i in range(price_shards)),
+                            ("market", "sales"), ("valuations", "sales"),
+                            *((f"behaviour.{i}", "closings") for i in range(behaviour_shards)),
+                            *((f"portfolio.{i}", "ownership") for i in range(portfolio_shards))]:
         feed, head = feeds[feed_name]
         checkpoint = await store.projection_checkpoint(name)
         behind = max(0, head - checkpoint)

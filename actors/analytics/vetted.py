@@ -43,10 +43,11 @@ class FeedVetting:
         codes = self._codes[pos]
         new = np.flatnonzero(codes == _UNKNOWN).tolist()
         if new:
+            some = rows if len(new) == len(rows) else [rows[i] for i in new]  # mostly all
             found = self.vetter.vet_batch(
-                [segments[i] for i in new], [rows[i]["at"] for i in new],
-                [rows[i]["price"] for i in new], [rows[i].get("seller_id") for i in new],
-                [rows[i].get("buyer_id") for i in new])
+                segments if some is rows else [segments[i] for i in new],
+                [r["at"] for r in some], [r["price"] for r in some],
+                [r.get("seller_id") for r in some], [r.get("buyer_id") for r in some])
             codes[new] = [_CODE[r] for r in found]
             self._codes[pos[new]] = codes[new]
         return [_REASON[c] for c in codes.tolist()]

@@ -138,6 +138,11 @@ export const api = {
   marketSales: (limit = 30) => request("GET", `/api/market/sales?limit=${limit}`),
   myAnalytics: (token) => request("GET", "/api/analytics/me", { token }),
   marketAnalytics: () => request("GET", "/api/analytics/market"),
+  // The portfolio (gateway/portfolio.py) and a value with the sales behind it (gateway/valuations.py).
+  portfolio: (token) => request("GET", "/api/portfolio", { token }),
+  portfolioHistory: (token, range = "1y") => request("GET", `/api/portfolio/history?range=${enc(range)}`, { token }),
+  cardValue: (id, grader, grade) => request("GET",
+    `/api/cards/${enc(id)}/value?grader=${enc(grader)}${grader === "RAW" || grade === null || grade === undefined ? "" : `&grade=${enc(grade)}`}`),
 
   /** Every event after `since`, following pages of up to 500. */
   async events(id, since = 0) {

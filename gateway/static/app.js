@@ -13,6 +13,7 @@
 //   provenance.js                 a token's chain checked in the browser (WebCrypto)
 //   analytics_model.js            prices, indexes, movers: the pure part (activity_model.js: bidding)
 //   analytics_live.js, charts.js  the analytics channels; charts (vendor/lightweight-charts)
+//   portfolio_model.js            the portfolio's pure part: values in words, today's change, sorting
 //   views/                        one module per page
 
 import { clock } from "./api.js";
@@ -30,6 +31,7 @@ import { MarketView } from "./views/market.js";
 import { MyCardsView } from "./views/my_cards.js";
 import { OfferComposerView } from "./views/offer_composer.js";
 import { OfferView, OffersView } from "./views/offers.js";
+import { PortfolioView } from "./views/portfolio.js";
 import { RoomView } from "./views/room.js";
 import { SellView } from "./views/sell.js";
 import { TokenView } from "./views/token.js";
@@ -37,13 +39,14 @@ import { WalletView } from "./views/wallet.js";
 
 /**
  * The pages. `name` is matched against the nav links' data-nav; the last route is the
- * fallback. A next page (portfolio) is one line.
+ * fallback. A next page is one line.
  */
 const ROUTES = [
   { name: "room", path: "/auction/:id", view: ({ id }) => new RoomView(id) },
   { name: "sell", path: "/sell", view: () => new SellView() },
   { name: "my-cards", path: "/me/cards", view: () => new MyCardsView() },
   { name: "activity", path: "/me/activity", view: () => new ActivityView() },
+  { name: "portfolio", path: "/portfolio", view: () => new PortfolioView() },
   { name: "market", path: "/market", view: () => new MarketView() },
   { name: "token", path: "/token/:id", view: ({ id }) => new TokenView(id) },
   { name: "card", path: "/card/:id", view: ({ id }) => new CardView(id) },

@@ -164,3 +164,45 @@ export async function indexChart(host) {
     },
   };
 }
+
+/**
+ * A portfolio's value over time (cents): the value as a gold area, its low–high range as two
+ * dashed lines, and below it, in a pane of its own, the P/L since the range's first day (green
+ * above zero, red below). Returns {set(lines), remove()}, `lines` from portfolio_model.js's
+ * historyLines.
+ */
+export async function portfolioChart(host) {
+  const lib = await loadCharts();
+  const chart = lib.createChart(host, chartOptions(lib, axisCents));
+  const quiet = { priceLineVisible: false, lastValueVisible: false, crosshairMarkerVisible: false, priceFormat: CENTS };
+  const band = { ...quiet, color: "rgba(154, 166, 189, 0.55)", lineWidth: 1, lineStyle: lib.LineStyle.Dashed };
+  const high = chart.addSeries(lib.LineSeries, band);
+  const low = chart.addSeries(lib.LineSeries, band);
+  const value = chart.addSeries(lib.AreaSeries, {
+    lineColor: "#f5c451", lineWidth: 2, topColor: "rgba(245, 196, 81, 0.28)", bottomColor: "rgba(245, 196, 81, 0.02)",
+    priceFormat: CENTS,
+  });
+  const pnl = chart.addSeries(lib.BaselineSeries, {
+    baseValue: { type: "price", price: 0 }, lineWidth: 2, priceFormat: CENTS, priceLineVisible: false,
+    topLineColor: UP_COLOR, topFillColor1: "rgba(61, 220, 151, 0.25)", topFillColor2: "rgba(61, 220, 151, 0.02)",
+    bottomLineColor: DOWN_COLOR, bottomFillColor1: "rgba(255, 107, 107, 0.02)", bottomFillColor2: "rgba(255, 107, 107, 0.25)",
+  }, 1);
+  chart.panes()[0]?.setStretchFactor(3);
+  chart.panes()[1]?.setStretchFactor(1);
+  const frame = framer(chart, 12);
+  return {
+    set(lines) {
+      value.setData(lines.value);
+      high.setData(lines.high);
+      low.setData(lines.low);
+      pnl.setData(lines.pnl);
+      // A line of a point or two is hard to see: mark its points.
+      value.applyOptions({ pointMarkersVisible: lines.value.length < 3 });
+      pnl.applyOptions({ pointMarkersVisible: lines.pnl.length < 3 });
+      frame(lines.value.length);
+    },
+    remove() {
+      chart.remove();
+    },
+  };
+}

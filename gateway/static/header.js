@@ -1,6 +1,7 @@
 // The header's live account, beside the user's name: the wallet balance (GET /api/wallet at
 // sign-in, then every `payment` notice) and the notifications bell, fed by the WebSocket channel
-// "me" (notices.js words them). Pages follow both through onWallet() and onNotice().
+// "me" (notices.js words them). Pages follow both through onWallet() and onNotice(); the
+// channel's live views (events without a seq: `portfolio`) through onMeLive().
 
 import { api } from "./api.js";
 import { h, setText, toast } from "./dom.js";
@@ -22,6 +23,7 @@ const TOAST_BURST = 3; // more fresh notices at once (a replay after a reconnect
 export const account = { wallet: null, notices: createNotices(), channel: "off" };
 const walletListeners = new Set();
 const noticeListeners = new Set();
+const liveListeners = new Set();
 let paymentsSeen = 0; // payment notices so far (a wallet fetch that overlapped one is stale)
 let fetching = false;
 let fetchAgain = false;
@@ -40,6 +42,13 @@ export function onWallet(fn) {
 export function onNotice(fn) {
   noticeListeners.add(fn);
   return () => noticeListeners.delete(fn);
+}
+
+/** fn(event) for each live view of the "me" channel (an event without a seq, not a stored notice:
+ * `portfolio`); returns an unsubscribe function. */
+export function onMeLive(fn) {
+  liveListeners.add(fn);
+  return () => liveListeners.delete(fn);
 }
 
 /** The balance as the server last said (a deposit's answer, a payment notice, a fetch). */
@@ -100,6 +109,10 @@ function follow() {
 }
 
 function received(message) {
+  if (message?.op === "event" && message.seq === undefined) {
+    for (const fn of liveListeners) fn(message);
+    return;
+  }
   const result = receiveNotice(account.notices, message);
   account.notices = result.state;
   if (!result.fresh.length) return;

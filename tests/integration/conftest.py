@@ -17,6 +17,7 @@ from aiohttp import web
 
 from actors.analytics.actor import get_or_create_analytics
 from actors.directory import get_or_create_directory
+from actors.portfolio.actor import get_or_create_portfolios
 from gateway.app import build_app
 from gateway.config import Settings
 from gateway.state import GATEWAY, Gateway
@@ -65,9 +66,12 @@ async def shutdown_instance(settings: Settings) -> None:
     directory = get_or_create_directory(settings.cluster())
     await directory.shutdown.remote()
     ray.kill(directory, no_restart=True)
-    with contextlib.suppress(ValueError):  # only instances that ran analytics have one
-        ray.kill(ray.get_actor(settings.cluster().analytics_name(), namespace="ece"),
-                 no_restart=True)
+    cluster = settings.cluster()
+    names = [cluster.analytics_name(),
+             *(cluster.portfolio_name(i) for i in range(cluster.portfolio_shards))]
+    for name in names:
+        with contextlib.suppress(ValueError):  # only instances that ran analytics have them
+            ray.kill(ray.get_actor(name, namespace="ece"), no_restart=True)
 
 
 # One test process plays many users from one address: the per-IP and per-user creation limits
@@ -83,14 +87,19 @@ def make_settings(data_dir: Path, **overrides) -> Settings:
 
 
 @asynccontextmanager
-async def gateway_with(tmp_path: Path, analytics: bool = False, **overrides) -> AsyncIterator[Ece]:
+async def gateway_with(tmp_path: Path, analytics: bool = False, portfolio: bool = False,
+                       **overrides) -> AsyncIterator[Ece]:
     """A fresh ECE instance (own store, own actors) served by a gateway in this process, with
     `overrides` of the test settings; its data in a new folder under `tmp_path`. With
-    `analytics`, its analytics actor runs too (as `ece serve` starts it)."""
+    `analytics`, its analytics actor runs too, and with `portfolio` its portfolio actors (as
+    `ece serve` starts both)."""
     settings = make_settings(tmp_path / unique("g"), **overrides)
     runner = await start_gateway(settings)
     if analytics:
         await get_or_create_analytics(settings.cluster()).ready.remote()
+    if portfolio:
+        for actor in get_or_create_portfolios(settings.cluster()):
+            await actor.ready.remote()
     try:
         async with aiohttp.ClientSession() as http:
             yield Ece(f"http://127.0.0.1:{port_of(runner)}", settings, runner, http)

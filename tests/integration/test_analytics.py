@@ -71,6 +71,19 @@ async def test_a_sale_reaches_history_values_tape_and_channels(ray_cluster, tmp_
         [row] = values["values"]
         assert (row["grader"], row["grade"], row["value"], row["count"]) == ("PSA", 9, 12_345, 1)
 
+        async def valued() -> dict | None:
+            found = await api.expect(200, "GET", f"/api/cards/{card_id}/value?grader=PSA&grade=9")
+            return found if found["value"] else None
+
+        valuation = await wait_for(valued, timeout=30, message="the sale in the card's value")
+        assert valuation["value"]["point"] == 12_345 and valuation["value"]["n"] == 1
+        assert valuation["value"]["method"] == "sales"
+        assert valuation["value"]["low"] <= 12_345 <= valuation["value"]["high"]
+        [used] = valuation["sales"]
+        assert used["price"] == 12_345 and used["adjusted"] == round(12_345 * used["factor"])
+        other = await api.expect(200, "GET", f"/api/cards/{card_id}/value?grader=BGS&grade=9")
+        assert other["value"] is None  # no sale of that grader: no value, never 0
+
         sale = await sock.expect(lambda m: m.get("channel") == f"card:{card_id}"
                                  and m.get("type") == "sale", timeout=30)
         assert sale["sale"]["price"] == 12_345 and sale["sale"]["card_id"] == card_id
@@ -89,7 +102,8 @@ async def test_a_sale_reaches_history_values_tape_and_channels(ray_cluster, tmp_
         market = await api.expect(200, "GET", "/api/analytics/market")
         assert market["sales_total"] >= 1
         health = await api.expect(200, "GET", "/healthz")
-        assert set(health["analytics"]) == {"prices.0", "market", "behaviour"}
+        assert set(health["analytics"]) == {"prices.0", "market", "valuations", "behaviour.0",
+                                             "portfolio.0"}
         await sock.close()
 
 
@@ -102,6 +116,9 @@ async def test_a_sale_reaches_history_values_tape_and_channels(ray_cluster, tmp_
     "/api/cards/card_x/history?grader=PSA&grade=9&from=10&to=5",
     "/api/cards/card_x/history?grader=PSA&grade=9&limit=100000",
     "/api/cards/card_x/history?grader=PSA&grade=9&cursor=x",
+    "/api/cards/card_x/value?grader=PSA&grade=11",
+    "/api/cards/card_x/value?grader=RAW&grade=9",
+    "/api/cards/card_x/value?grader=PSA&grade=nan",
     "/api/market/index?segment=category:nope",
     "/api/market/index?segment=planet:mars",
     "/api/market/index?interval=1d",
@@ -117,6 +134,8 @@ async def test_malformed_queries_are_400(ece_hosted, path):
 async def test_unknown_card_is_404_and_my_behaviour_needs_a_token(ece_hosted):
     api = ece_hosted.api
     status, answer = await api.request("GET", "/api/cards/card_none/history?grader=RAW")
+    assert (status, answer["error"]["code"]) == (404, "CARD_NOT_FOUND")
+    status, answer = await api.request("GET", "/api/cards/card_none/value?grader=PSA&grade=9")
     assert (status, answer["error"]["code"]) == (404, "CARD_NOT_FOUND")
     status, answer = await api.request("GET", "/api/market/index?segment=set:Nowhere")
     assert (status, answer["error"]["code"]) == (404, "INDEX_NOT_FOUND")

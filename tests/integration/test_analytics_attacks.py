@@ -111,7 +111,7 @@ async def snapshot(m: Market) -> dict[str, Any]:
         "log": await store.analytics_log_position(),
         "docs": {k: await store.count_projection(k) for k in KINDS},
         "checkpoints": {n: await store.projection_checkpoint(n)
-                        for n in ("prices.0", "market", "behaviour")},
+                        for n in ("prices.0", "market", "behaviour.0")},
         "history": await api.expect(200, "GET",
                                     f"/api/cards/{m.card_id}/history?grader=PSA&grade=9"),
         "values": await api.expect(200, "GET", f"/api/cards/{m.card_id}/values"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -21,6 +22,7 @@ from actors.analytics.cards import Cards
 from actors.analytics.prices import PriceProjection
 from actors.analytics.runner import Runner
 from gateway.analytics import Answers, _history, answers_of
+from gateway.malformed import SERVER_LOGGER
 from testkit.client import unique
 from tests.integration.conftest import Ece, gateway_with
 
@@ -86,6 +88,7 @@ async def test_a_kept_answer_is_the_bytes_of_a_fresh_one(shop):
                            2**53 - 1, 50, None)
     assert first == second == fresh
     assert headers["ETag"] == headers2["ETag"]
+    assert (headers["X-Cache"], headers2["X-Cache"]) == ("miss", "hit")
     assert headers["Content-Type"] == "application/json; charset=utf-8"
 
 
@@ -154,3 +157,21 @@ async def test_the_cache_keeps_to_its_byte_budget() -> None:
     assert len(body) == 10_000 and etag.startswith('"')
     assert answers.get(("big",)) is None
     assert answers.get(None) is None  # no version yet: never kept
+
+
+@pytest.mark.parametrize("debug", [False, True])
+async def test_a_header_past_aiohttps_limit_is_a_clean_400_without_a_traceback(
+        shop, caplog, debug):
+    """aiohttp refuses a header line over 8,190 bytes itself, before any handler; it used to
+    log each one at ERROR with a traceback (log spam any client can cause)."""
+    caplog.set_level(logging.DEBUG if debug else logging.INFO, logger=SERVER_LOGGER)
+    for header in ("If-None-Match", "X-Anything"):
+        status, body, _ = await shop.get(**{header: '"' + "a" * 9_000 + '"'})
+        assert status == 400 and b"Traceback" not in body
+    assert (await shop.get())[0] == 200  # and it keeps serving
+    assert "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.WARNING]
+    # Still there for whoever asks for DEBUG, one line each.
+    lines = [r.getMessage() for r in caplog.records if r.name == SERVER_LOGGER]
+    assert len(lines) == (2 if debug else 0)
+    assert all("malformed request answered 400" in line and len(line) < 300 for line in lines)

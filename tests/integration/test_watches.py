@@ -1,11 +1,12 @@
 """Watches end to end on a real server and its analytics actor: signed-in users who subscribe
 to an auction's live channel are recorded as its watchers (once, only while it is open, never
 for made-up auctions), and once it closes the behaviour analytics count the auctions each
-watched against those they bid on."""
+watched against those they bid on. `/metrics` counts the watch writes by outcome."""
 
 from __future__ import annotations
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from testkit.client import connect, unique, wait_for
 from tests.integration.conftest import gateway_with
@@ -54,6 +55,11 @@ async def test_watchers_and_bidders_reach_my_behaviour(ray_cluster, tmp_path, re
         found = await wait_for(lambda: _when(watchers(), lambda w: {u for u, _ in w} == expected),
                                timeout=15, message="the three watches stored")
         assert len(found) == 3  # the anonymous socket is nobody; the second one no new watch
+        # The second socket's watch was answered as a repeat: nothing dropped, nothing failed.
+        await wait_for(lambda: _when(watch_writes(api), lambda w: w["unchanged"] == 1),
+                       timeout=15, message="the repeat counted")
+        assert await watch_writes(api) == {"stored": 3, "unchanged": 1, "dropped": 0,
+                                           "failed": 0}
         for n in range(40):
             assert await gateway.store.auction_watchers(f"a_nope{n}") == []
 
@@ -64,6 +70,8 @@ async def test_watchers_and_bidders_reach_my_behaviour(ray_cluster, tmp_path, re
         assert (await late_sock.request({"op": "subscribe", "auction_id": auction_id}))[
             "op"] == "snapshot"
         assert await gateway.store.record_watch(late.user_id, auction_id, closed["at"]) is False
+        await wait_for(lambda: _when(watch_writes(api), lambda w: w["unchanged"] == 2),
+                       timeout=15, message="the late watch counted (the store refused it)")
 
         async def behaviour_of(user) -> dict | None:
             mine = await api.expect(200, "GET", "/api/analytics/me", user)
@@ -85,9 +93,18 @@ async def test_watchers_and_bidders_reach_my_behaviour(ray_cluster, tmp_path, re
         market = await api.expect(200, "GET", "/api/analytics/market")
         assert market["watchers_per_auction"] == {"mean": 2.0, "median": 2.0}, market
         assert market["watcher_bid_share"] == 0.5, market
-        assert gateway.watches.dropped == 0
+        assert (await watch_writes(api))["dropped"] == 0
         for sock in (*socks.values(), anonymous, again, late_sock):
             await sock.close()
+
+
+async def watch_writes(api) -> dict[str, float]:
+    """`ece_watch_writes_total` by outcome, as `/metrics` shows it."""
+    status, text = await api.request("GET", "/metrics")
+    assert status == 200
+    return {sample.labels["outcome"]: sample.value
+            for family in text_string_to_metric_families(text) if family.name == "ece_watch_writes"
+            for sample in family.samples if sample.name == "ece_watch_writes_total"}
 
 
 async def _when(value, test):

@@ -49,7 +49,9 @@ async def counter(store: MongoStore, name: str) -> int:
 
 # -- settle: the facts before `settled` ------------------------------------------------------
 SETTLE_WRITES = [
-    "assets.update_one",  # the asset moves, its transfer appended
+    "assets.update_one",  # the asset moves, its transfer and ownership row appended
+    "counters.find_one_and_update", "ownership.update_one",  # the row placed in the feed
+    "assets.update_one",  # and pulled off the asset's pending list (storage.mongo_ownership)
     "trades.insert_one",
     "sales.bulk_write", "counters.find_one_and_update", "sales.bulk_write",  # the sale:
     # stored unplaced, a position, placed
@@ -153,7 +155,9 @@ async def test_the_closing_steps_are_the_ones_the_crash_tests_cover(
 
 # -- move_locked_asset: the sale just before the move ----------------------------------------
 MOVE_WRITES = ["sales.bulk_write", "counters.find_one_and_update", "sales.bulk_write",
-               "assets.update_one"]
+               "assets.update_one",
+               # its ownership row placed and pulled off the pending list
+               "counters.find_one_and_update", "ownership.update_one", "assets.update_one"]
 
 
 @pytest.mark.parametrize("landed", [False, True], ids=["lost", "landed"])

@@ -29,7 +29,7 @@ PRICE_KINDS = ("sale", "candle", "segment")
 MARKET_KINDS = ("index", "movers", "market")
 BEHAVIOUR_KINDS = ("behaviour", "behaviour_market")
 ALL_KINDS = (*PRICE_KINDS, *MARKET_KINDS, *BEHAVIOUR_KINDS)
-NAMES = ("prices.0", "market", "behaviour")
+NAMES = ("prices.0", "market", "behaviour.0")
 EVERYTHING = "\U0010ffff"
 
 Docs = dict[tuple[str, str], Json]

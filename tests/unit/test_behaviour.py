@@ -391,3 +391,25 @@ def test_counts_add_up(auctions: list[tuple[AuctionFacts, int | None]], batch: i
         s["watched_and_bid"] for s in map(users.summary, _USERS)) / watches if watches else None)
     for share in ("reserve_met_share", "sold_share", "watcher_bid_share"):
         assert market[share] is None or 0.0 <= market[share] <= 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(hand_built(), max_size=12), st.integers(1, 4), st.integers(1, 20))
+def test_shards_keep_their_own_users_and_count_the_market_as_one(
+        auctions: list[tuple[AuctionFacts, int | None]], shards: int, batch: int) -> None:
+    def owner(user: str) -> int:
+        return int(user[1:]) % shards
+
+    whole = UserBehaviour()
+    parts = [UserBehaviour(capacity=1, owns=lambda user, i=i: owner(user) == i)
+             for i in range(shards)]
+    with mock.patch.object(behaviour, "_BATCH", batch):  # flush at any point mid-stream
+        for facts, value in auctions:
+            whole.add(facts, value)
+            for part in parts:
+                part.add(facts, value)
+    for user in _USERS:
+        assert parts[owner(user)].summary(user) == whole.summary(user)
+        assert all(user not in part for i, part in enumerate(parts) if i != owner(user))
+    for part in parts:
+        assert part.market_summary() == whole.market_summary()

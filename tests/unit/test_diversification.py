@@ -71,8 +71,9 @@ def test_concentration_warnings() -> None:
     assert out["warnings"] == [
         {"by": "set", "label": "S1", "share": pytest.approx(0.7)},
         {"by": "card", "label": "a", "share": pytest.approx(0.6)},
-        {"by": "player", "label": "P", "share": pytest.approx(0.6)},
-    ]  # UNKNOWN players (c) and sets (a, grade 9) do not warn
+    ]  # UNKNOWN players (c) and sets (a, grade 9) do not warn; player P is all card a: the
+    # card's warning says it (set S1 spans cards a and b: its own warning)
+    assert out["by"]["player"]["weights"]["P"] == pytest.approx(0.6)
     assert out["by"]["player"]["weights"][UNKNOWN] == pytest.approx(0.2)
     assert diversification(hs, threshold=0.75)["warnings"] == []
 

@@ -140,7 +140,7 @@ def test_the_series_moves_today_s_value_back_by_the_index() -> None:
     day = 86_400_000
     series = holdings_series({"p": 2000, "q": 500}, now=2 * day, days=[0, day, 2 * day],
                              index_of={"p": ([0, day, 2 * day], [100.0, 150.0, 200.0])})
-    assert series.tolist() == [1000 + 500, 1500 + 500, 2000 + 500]
+    assert [round(x, 6) for x in series.tolist()] == [1000 + 500, 1500 + 500, 2000 + 500]
 
 
 def test_era_is_the_decade() -> None:
@@ -182,3 +182,10 @@ def test_a_fold_resumed_from_persisted_accounts_and_redoing_rows_equals_one_fold
         a = once.accounts.get(u, Account()).to_doc()
         b = resumed.accounts.get(u, Account()).to_doc()
         assert a == b, u
+
+
+def test_the_series_is_log_linear_between_weekly_points() -> None:
+    day = 86_400_000
+    series = holdings_series({"p": 400}, now=2 * day, days=[0, day, 2 * day],
+                             index_of={"p": ([0, 2 * day], [100.0, 400.0])})
+    assert [round(x, 6) for x in series.tolist()] == [100.0, 200.0, 400.0]  # a move every day

@@ -17,7 +17,6 @@ from market.performance import (
     daily_flows,
     daily_returns,
     daily_values,
-    index_priced,
     realised_pnl,
     total_unrealised,
     twr,
@@ -75,12 +74,6 @@ def test_twr_is_the_constant_return_whatever_the_flows(g: float, n: int,
         assert twr(r) == pytest.approx(expected, rel=1e-9, abs=1e-12)
     assert twr(r) == pytest.approx(empyrical.cum_returns_final(r), rel=1e-12, abs=1e-15)
     assert wealth(r)[-1] == pytest.approx(1 + twr(r))
-
-
-def test_index_priced_moves_todays_value_back_by_the_index() -> None:
-    days = [DAY0, DAY0 + DAY_MS, DAY0 + 2 * DAY_MS]
-    out = index_priced(1000, DAY0 + 2 * DAY_MS, days, [DAY0, DAY0 + DAY_MS], [100.0, 125.0])
-    assert out.tolist() == [800.0, 1000.0, 1000.0]
 
 
 def test_cost_basis_rules() -> None:

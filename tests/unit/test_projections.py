@@ -62,8 +62,8 @@ def make(name: str, store: Store, shards: int = 1) -> Projection:
         return PriceProjection(cards, int(name.split(".")[1]), shards)
     if name == "market":
         return MarketProjection(cards)
-    assert name == "behaviour"
-    return BehaviourProjection(store, None)
+    assert name.startswith("behaviour.")
+    return BehaviourProjection(store, None, int(name.split(".")[1]), shards)
 
 
 class Crash(BaseException):
@@ -179,7 +179,7 @@ async def assert_counted_once(store: Store, sales: list[SaleRecord]) -> None:
     assert summary["sales_total"] == len(sales)
     assert summary["suspect_total"] == len(sales) - clean
     assert await checkpoints(store) == {"prices.0": len(sales), "market": len(sales),
-                                        "behaviour": 0}
+                                        "behaviour.0": 0}
 
 
 # -- folding the feed ------------------------------------------------------------------------
@@ -190,7 +190,7 @@ async def test_runner_stores_what_a_fresh_projection_computes_in_one_go(
     store = await stores(sales)
     wrapped = await fold_all(store, page)
     assert len(wrapped["prices.0"].answers) == -(-len(sales) // page)  # one save per batch
-    assert wrapped["behaviour"].answers == []  # no closings: nothing to save
+    assert wrapped["behaviour.0"].answers == []  # no closings: nothing to save
     docs = await stored(store)
     rows = await store.sales_feed(0, 1_000_000)
     prices = await one_go(make("prices.0", store), rows)
@@ -289,7 +289,7 @@ async def test_a_save_whose_answer_is_lost_is_retried_fenced_and_restored(
         runner = Runner(cast(Store, wrapped), make(name, store), page=PAGE, clock=clock)
         await runner.restore()
         await runner.catch_up()
-        if name != "behaviour":
+        if name != "behaviour.0":
             assert wrapped.hit == [3, 7]
             assert wrapped.answers[2:5] == [True, False, True]  # wrote, fenced, went on
     await assert_same_as_clean(store, clean)

@@ -153,7 +153,7 @@ async def test_behaviour_of_bidders_from_closed_auctions(
     assert docs == {**{("behaviour", u): d for u, d in EXPECTED_USERS.items()},
                     ("behaviour_market", "summary"): EXPECTED_MARKET}
     # Rebuilt with crashes before and after saves, a closing per batch: the same counts.
-    await store.reset_projections(["behaviour"], list(BEHAVIOUR_KINDS))
+    await store.reset_projections(["behaviour.0"], list(BEHAVIOUR_KINDS))
     wrapped = Crashing(store, {1: "after", 2: "before", 3: "after"})
     while True:
         fresh = Runner(cast(Store, wrapped),
@@ -166,7 +166,7 @@ async def test_behaviour_of_bidders_from_closed_auctions(
             continue
     assert wrapped.hit == [1, 2, 3]
     assert await stored(store, BEHAVIOUR_KINDS) == docs
-    assert await store.projection_checkpoint("behaviour") == 3
+    assert await store.projection_checkpoint("behaviour.0") == 3
 
 
 async def test_the_actors_projections_know_the_value_at_the_close(

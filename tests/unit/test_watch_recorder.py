@@ -1,5 +1,6 @@
 """gateway.watches: a subscribe's watch is written off its path, at most MAX_IN_FLIGHT writes
-at once (beyond, dropped and counted), and a failing store is logged, never raised."""
+at once (beyond, dropped), and a failing store is logged, never raised; every watch is counted
+in the gateway's metrics by outcome (stored, unchanged, dropped, failed)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any, cast
 
 import pytest
 
-from gateway.watches import Watches
+from gateway.state import Metrics
+from gateway.watches import OUTCOMES, Watches
 from storage import Store
 
 
@@ -30,7 +32,11 @@ class SlowStore:
 
 
 def recorder(store: Any, limit: int = 4) -> Watches:
-    return Watches(cast(Store, store), clock=lambda: 1234, limit=limit)
+    return Watches(cast(Store, store), Metrics().watch_writes, clock=lambda: 1234, limit=limit)
+
+
+def outcomes(watches: Watches) -> dict[str, int]:
+    return {outcome: watches.counted(outcome) for outcome in OUTCOMES}
 
 
 async def finished(watches: Watches) -> None:
@@ -42,14 +48,30 @@ async def test_writes_are_bounded_and_the_rest_dropped() -> None:
     watches = recorder(store)
     for n in range(10):
         watches.note("u1", f"a{n}")  # returns at once: nothing waits for the store
-    assert watches.in_flight == 4 and watches.dropped == 6
+    assert watches.in_flight == 4
+    assert outcomes(watches) == {"stored": 0, "unchanged": 0, "dropped": 6, "failed": 0}
     store.go.set()
     await finished(watches)
     assert store.asked == [("u1", f"a{n}", 1234) for n in range(4)]
-    assert watches.in_flight == 0 and watches.recorded == 4
+    assert watches.in_flight == 0
+    assert outcomes(watches) == {"stored": 4, "unchanged": 0, "dropped": 6, "failed": 0}
     watches.note("u2", "old")  # room again; the store says it is not new
     await finished(watches)
-    assert watches.recorded == 4 and store.asked[-1] == ("u2", "old", 1234)
+    assert store.asked[-1] == ("u2", "old", 1234)
+    assert outcomes(watches) == {"stored": 4, "unchanged": 1, "dropped": 6, "failed": 0}
+
+
+async def test_a_store_that_never_answers_leaves_every_later_watch_dropped(
+        caplog: pytest.LogCaptureFixture) -> None:
+    store = SlowStore()  # `go` is never set: the first writes hang for ever
+    watches = recorder(store, limit=2)
+    with caplog.at_level(logging.WARNING, logger="ece.watches"):
+        for n in range(1_002):
+            watches.note("u1", f"a{n}")
+    assert watches.in_flight == 2
+    assert outcomes(watches) == {"stored": 0, "unchanged": 0, "dropped": 1_000, "failed": 0}
+    assert caplog.text.count("watches dropped") == 1  # the first, not each one
+    await watches.close()
 
 
 async def test_a_failing_store_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
@@ -59,7 +81,8 @@ async def test_a_failing_store_is_logged_not_raised(caplog: pytest.LogCaptureFix
     with caplog.at_level(logging.WARNING, logger="ece.watches"):
         watches.note("u1", "a1")
         await finished(watches)
-    assert watches.recorded == 0 and watches.in_flight == 0
+    assert watches.in_flight == 0
+    assert outcomes(watches) == {"stored": 0, "unchanged": 0, "dropped": 0, "failed": 1}
     assert "could not record a watch" in caplog.text
 
 
@@ -69,4 +92,4 @@ async def test_close_cancels_the_writes_in_flight() -> None:
     watches.note("u1", "a1")
     watches.note("u1", "a2")
     await watches.close()
-    assert watches.in_flight == 0 and watches.recorded == 0
+    assert watches.in_flight == 0 and outcomes(watches)["stored"] == 0

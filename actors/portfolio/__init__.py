@@ -1,0 +1,1 @@
+"""Portfolio projections: each user's holdings, value, performance and risk, live."""

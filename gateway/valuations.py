@@ -1,0 +1,33 @@
+"""REST route of a card × grader × grade's value (`actors.analytics.valuations`): the value,
+its interval and confidence, and its inputs (the sales used, each adjusted by the index), read
+from the persisted valuations; a grade never sold is derived from the card's other grades."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from actors.analytics.book import segment_parts
+from actors.analytics.valuations import KIND, value_of
+from gateway.analytics import card_exists, segment_of
+from gateway.state import gateway_of
+
+routes = web.RouteTableDef()
+MAX_GRADES = 64  # a card and grader's segments read to derive a grade never sold
+
+
+@routes.get("/api/cards/{card_id}/value")
+async def card_value(request: web.Request) -> web.Response:
+    gateway = gateway_of(request)
+    card_id = request.match_info["card_id"]
+    key = segment_of(request, card_id)
+    await card_exists(gateway, card_id)
+    part = segment_parts(key)
+    doc = await gateway.store.get_projection_doc(KIND, key)
+    if doc is not None:
+        return web.json_response({**doc, "derived_from": None})
+    prefix = f"{card_id}|{part['grader']}|"
+    rows = await gateway.store.scan_projection(KIND, prefix, prefix + "~", MAX_GRADES)
+    docs = [d for _, d in rows]
+    return web.json_response({**part, "value": value_of(docs, part["grade"]), "sales": [],
+                              "sales_365d": 0, "index": None, "computed_at": None,
+                              "derived_from": [d["grade"] for d in docs if d.get("value")]})
