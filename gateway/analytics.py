@@ -112,10 +112,9 @@ async def card_history(request: web.Request) -> web.Response:
     kept = answers.get(key)
     result = "uncached" if key is None else "miss" if kept is None else "hit"  # as counted
     if kept is None:  # (the card exists: it was checked when the answer was kept)
-        # The reads queued at once: the store's thread runs them back to back.
-        _, body = await asyncio.gather(
-            card_exists(gateway, card_id),
-            _history(gateway.store, segment, interval, start, end, limit, cursor))
+        if found is None:  # no sale of the segment yet: is there such a card at all?
+            await card_exists(gateway, card_id)  # (a segment doc is only made for a card's sale)
+        body = await _history(gateway.store, segment, interval, start, end, limit, cursor)
         kept = answers.put(key, body)
     body, etag = kept
     headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Cache": result}

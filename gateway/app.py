@@ -19,6 +19,7 @@ from gateway.config import Settings
 from gateway.malformed import quiet_malformed_requests
 from gateway.offers import routes as offer_routes
 from gateway.portfolio import routes as portfolio_routes
+from gateway.public_portfolio import routes as public_portfolio_routes
 from gateway.rest import ApiError, error_body, routes
 from gateway.state import GATEWAY, Gateway
 from gateway.tokens import routes as token_routes
@@ -102,6 +103,7 @@ def build_app(settings: Settings) -> web.Application:
     app.add_routes(analytics_routes)
     app.add_routes(valuation_routes)
     app.add_routes(portfolio_routes)
+    app.add_routes(public_portfolio_routes)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/config.js", config_js)

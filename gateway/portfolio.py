@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from actors.portfolio.projection import SNAP
+from gateway.public_portfolio import is_public
 from gateway.rest import ApiError, caller
 from gateway.state import gateway_of
 from market.errors import INVALID
@@ -27,7 +28,7 @@ async def my_portfolio(request: web.Request) -> web.Response:
     doc = await gateway_of(request).store.get_projection_doc("portfolio", user)
     if doc is None:  # nothing held yet (or not folded yet): an empty portfolio
         doc = {**portfolio_view([], {}, {}, {}, 0), "computed_at": None}
-    return web.json_response(doc)
+    return web.json_response({**doc, "public": await is_public(request, user)})
 
 
 @routes.get("/api/portfolio/history")

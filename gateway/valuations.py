@@ -10,6 +10,7 @@ from actors.analytics.book import segment_parts
 from actors.analytics.valuations import KIND, value_of
 from gateway.analytics import card_exists, segment_of
 from gateway.state import gateway_of
+from market.valuation import DERIVED
 
 routes = web.RouteTableDef()
 MAX_GRADES = 64  # a card and grader's segments read to derive a grade never sold
@@ -23,11 +24,16 @@ async def card_value(request: web.Request) -> web.Response:
     await card_exists(gateway, card_id)
     part = segment_parts(key)
     doc = await gateway.store.get_projection_doc(KIND, key)
-    if doc is not None:
+    if doc is not None and (doc.get("value") or {}).get("method") != DERIVED:
         return web.json_response({**doc, "derived_from": None})
+    # Derived (stored so, or a grade never sold): from the grades of that grader with sales.
     prefix = f"{card_id}|{part['grader']}|"
     rows = await gateway.store.scan_projection(KIND, prefix, prefix + "~", MAX_GRADES)
     docs = [d for _, d in rows]
+    sources = [d["grade"] for d in docs
+               if d.get("value") and d["value"].get("method") != DERIVED]
+    if doc is not None:
+        return web.json_response({**doc, "derived_from": sources})
     return web.json_response({**part, "value": value_of(docs, part["grade"]), "sales": [],
                               "sales_365d": 0, "index": None, "computed_at": None,
-                              "derived_from": [d["grade"] for d in docs if d.get("value")]})
+                              "derived_from": sources})

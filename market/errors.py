@@ -78,6 +78,9 @@ OFFER_NOT_ACTIVE = _declare("OFFER_NOT_ACTIVE", 409,
 # Analytics
 INDEX_NOT_FOUND = _declare("INDEX_NOT_FOUND", 404,
                            "no index for this segment and interval (yet): see /api/market/segments")
+# Portfolios
+PORTFOLIO_NOT_FOUND = _declare("PORTFOLIO_NOT_FOUND", 404,
+                               "no such user, or they have not made their portfolio public")
 # Internal: never sent to a client
 NOT_HERE = _declare("NOT_HERE", 400, "host to router: this host does not serve the auction",
                     transient=True, internal=True)

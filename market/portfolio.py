@@ -96,6 +96,25 @@ def _risk(values: Sequence[int], confidences: Sequence[str | None], series: Seri
     return {**report(series.returns, series.days, series.market, risk_free), **out}
 
 
+def totals(lots: Sequence[Lot], values: Mapping[str, Valuation | None], realised: int,
+           twr: float | None) -> dict[str, Any]:
+    """The `totals` of a portfolio (docs/protocol.md): sums over the holdings that have a
+    value (and, for P/L, a known basis); value, low and high are None when there are holdings
+    and none has a value. Cheap: a live event's total is computed with it before the view."""
+    vals = [values.get(lot.position) for lot in lots]
+    valued = [v for v in vals if v is not None]
+    bases = [lot.basis for lot in lots if lot.basis is not None]
+    pnl = [v.point - lot.basis for lot, v in zip(lots, vals, strict=True)
+           if v is not None and lot.basis is not None]
+    some = bool(valued) or not lots  # holdings, none valued: no total (never 0)
+    return {"value": sum(v.point for v in valued) if some else None,
+            "low": sum(v.low for v in valued) if some else None,
+            "high": sum(v.high for v in valued) if some else None, "cost_basis": sum(bases),
+            "unrealised_pnl": sum(pnl), "realised_pnl": int(realised), "twr": twr,
+            "holdings": len(lots), "unvalued": len(lots) - len(valued),
+            "unknown_basis": len(lots) - len(bases)}
+
+
 def portfolio_view(lots: Sequence[Lot], values: Mapping[str, Valuation | None],
                    cards: Mapping[str, Mapping[str, Any]], sales_last_year: Mapping[str, int],
                    realised: int, twr: float | None = None, series: Series | None = None,
@@ -111,21 +130,13 @@ def portfolio_view(lots: Sequence[Lot], values: Mapping[str, Valuation | None],
     liq = liquidity(points, [int(sales_last_year.get(lot.position, 0)) for lot in ordered])
     holdings = [_holding(lot, v, d)
                 for lot, v, d in zip(ordered, vals, liq["days_to_sell"], strict=True)]
-    valued = [v for v in vals if v is not None]
-    bases = [lot.basis for lot in ordered if lot.basis is not None]
-    pnl = [h["pnl"] for h in holdings if h["pnl"] is not None]
     attrs = [attributes(lot, cards.get(lot.card_id)) for lot in ordered]
     div = diversification([{"position": lot.position, "card_id": lot.card_id, "value": p, **a}
                            for lot, p, a in zip(ordered, points, attrs, strict=True)],
                           threshold=threshold)
-    totals = {"value": sum(v.point for v in valued), "low": sum(v.low for v in valued),
-              "high": sum(v.high for v in valued), "cost_basis": sum(bases),
-              "unrealised_pnl": sum(pnl), "realised_pnl": int(realised), "twr": twr,
-              "holdings": len(ordered), "unvalued": len(ordered) - len(valued),
-              "unknown_basis": len(ordered) - len(bases)}
     return {
         "holdings": holdings,
-        "totals": totals,
+        "totals": totals(ordered, values, realised, twr),
         "allocation": {a: weights([str(x.get(a) or "unknown") for x in attrs], points)
                        for a in ALLOCATION_BY},
         "risk": _risk([p or 0 for p in points], [v.confidence if v else None for v in vals],

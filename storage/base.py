@@ -179,6 +179,10 @@ class Store(FactStore, OwnershipStore):
     async def get_user_by_username(self, username: str) -> UserRecord | None:
         """Case-insensitive lookup."""
 
+    @abc.abstractmethod
+    async def set_portfolio_public(self, user_id: str, public: bool) -> bool:
+        """Set the user's `portfolio_public`; False when there is no such user."""
+
     # -- card catalog ----------------------------------------------------------------------
     @abc.abstractmethod
     async def create_card(self, card: CardRecord) -> None:

@@ -71,7 +71,7 @@ log = logging.getLogger(__name__)
 # is a crashed create_auction.
 ORPHAN_CLAIM_S = 30.0
 
-_USER_FIELDS = ("user_id", "username", "password_hash", "created_at")
+_USER_FIELDS = ("user_id", "username", "password_hash", "created_at")  # + portfolio_public
 _RECORD_FIELDS = (
     "auction_id",
     "asset_id",
@@ -93,6 +93,14 @@ def _pick(doc: Doc | None, fields: tuple[str, ...]) -> Doc | None:
     if doc is None:
         return None
     return {f: doc.get(f) for f in fields}
+
+
+def _user(doc: Doc | None) -> UserRecord | None:
+    # A user written before portfolio_public existed has no such field: not public.
+    if doc is None:
+        return None
+    picked = {f: doc.get(f) for f in _USER_FIELDS}
+    return cast(UserRecord, {**picked, "portfolio_public": bool(doc.get("portfolio_public"))})
 
 
 def _older_than_server_now(field: str, seconds: float) -> Doc:
@@ -214,6 +222,7 @@ class MongoStore(MongoCatalog, MongoTokens, MongoMoney, MongoOffers, MongoFacts,
         doc = {f: user.get(f) for f in _USER_FIELDS}
         doc["_id"] = user["user_id"]
         doc["username_lower"] = username_key(user["username"])
+        doc["portfolio_public"] = bool(user.get("portfolio_public"))
         try:
             await self.users.insert_one(doc)
         except DuplicateKeyError as exc:
@@ -223,12 +232,15 @@ class MongoStore(MongoCatalog, MongoTokens, MongoMoney, MongoOffers, MongoFacts,
             raise Conflict(USER_EXISTS, f"user {user['user_id']!r} exists") from None
 
     async def get_user(self, user_id: str) -> UserRecord | None:
-        return cast(UserRecord | None,
-                    _pick(await self.users.find_one({"_id": user_id}), _USER_FIELDS))
+        return _user(await self.users.find_one({"_id": user_id}))
 
     async def get_user_by_username(self, username: str) -> UserRecord | None:
-        doc = await self.users.find_one({"username_lower": username_key(username)})
-        return cast(UserRecord | None, _pick(doc, _USER_FIELDS))
+        return _user(await self.users.find_one({"username_lower": username_key(username)}))
+
+    async def set_portfolio_public(self, user_id: str, public: bool) -> bool:
+        done = await self.users.update_one({"_id": user_id},
+                                           {"$set": {"portfolio_public": bool(public)}})
+        return done.matched_count == 1
 
     # -- assets ----------------------------------------------------------------------------
     async def create_asset(self, asset: AssetRecord, mint: ProvenanceRecord | None = None) -> None:
@@ -499,10 +511,11 @@ class MongoStore(MongoCatalog, MongoTokens, MongoMoney, MongoOffers, MongoFacts,
             if res.modified_count == 1:
                 log_asset_moved(log, trade)
             return False
-        await self._flush_ownership(trade["asset_id"])  # the sale's ownership row, once
-        # A duplicate means an earlier, interrupted attempt already recorded the trade.
+        # A duplicate means an earlier, interrupted attempt already recorded the trade. First
+        # after the move: a reader who sees the new owner finds the trade a moment later.
         with contextlib.suppress(DuplicateKeyError):
             await self.trades.insert_one({**trade, "_id": auction_id})
+        await self._flush_ownership(trade["asset_id"])  # the sale's ownership row, once
         await self._settle_facts(trade, sold=True)
         res = await self.auctions.update_one(
             {"_id": auction_id, "settled": False}, {"$set": {"settled": True}}

@@ -17,6 +17,9 @@ class UserRecord(TypedDict):
     username: str
     password_hash: str
     created_at: int | None
+    # Shows their portfolio at GET /api/users/{id}/portfolio; the store returns it (False
+    # unless set_portfolio_public made it True).
+    portfolio_public: NotRequired[bool]
 
 
 class AssetRecord(TypedDict):

@@ -179,6 +179,7 @@ class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, Sqlite
             username_key(user["username"]),
             user["password_hash"],
             user.get("created_at"),
+            int(bool(user.get("portfolio_public"))),
         )
 
         def tx(conn: sqlite3.Connection) -> None:
@@ -188,21 +189,22 @@ class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, Sqlite
             if conn.execute("SELECT 1 FROM users WHERE user_id=?", (row[0],)).fetchone():
                 raise Conflict(USER_EXISTS, f"user {row[0]!r} exists")
             conn.execute(
-                "INSERT INTO users(user_id, username, username_key, password_hash, created_at)"
-                " VALUES (?,?,?,?,?)",
+                "INSERT INTO users(user_id, username, username_key, password_hash, created_at,"
+                " portfolio_public) VALUES (?,?,?,?,?,?)",
                 row,
             )
 
         await self._run(self._write, tx)
 
-    _USER_SELECT = "SELECT user_id, username, password_hash, created_at FROM users"
+    _USER_SELECT = ("SELECT user_id, username, password_hash, created_at, portfolio_public"
+                    " FROM users")
 
     @staticmethod
     def _user(row: tuple[Any, ...] | None) -> UserRecord | None:
         if row is None:
             return None
         return UserRecord(user_id=row[0], username=row[1], password_hash=row[2],
-                          created_at=row[3])
+                          created_at=row[3], portfolio_public=bool(row[4]))
 
     async def get_user(self, user_id: str) -> UserRecord | None:
         def q() -> UserRecord | None:
@@ -219,6 +221,13 @@ class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, Sqlite
             return self._user(self._db.execute(sql, (key,)).fetchone())
 
         return await self._run(q)
+
+    async def set_portfolio_public(self, user_id: str, public: bool) -> bool:
+        def tx(conn: sqlite3.Connection) -> bool:
+            sql = "UPDATE users SET portfolio_public=? WHERE user_id=?"
+            return conn.execute(sql, (int(public), user_id)).rowcount == 1
+
+        return await self._run(self._write, tx)
 
     # -- assets ----------------------------------------------------------------------------
     async def create_asset(self, asset: AssetRecord, mint: ProvenanceRecord | None = None) -> None:

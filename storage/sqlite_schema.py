@@ -19,7 +19,8 @@ CREATE TABLE IF NOT EXISTS users (
     username      TEXT NOT NULL,
     username_key  TEXT NOT NULL UNIQUE,
     password_hash TEXT NOT NULL,
-    created_at
+    created_at,
+    portfolio_public INTEGER NOT NULL DEFAULT 0
 );
 -- A graded copy also has card_id, grader, grade (untyped: 9 stays 9, 9.5 stays 9.5) and
 -- cert, all NULL on a legacy asset. token_id is unique (assets_token), redeemed is 1 once
@@ -275,6 +276,7 @@ _ADDED_COLUMNS = (
     ("assets", "redeemed", "INTEGER NOT NULL DEFAULT 0"),
     ("trades", "premium", "INTEGER"),
     ("trades", "seller_fee", "INTEGER"),
+    ("users", "portfolio_public", "INTEGER NOT NULL DEFAULT 0"),
 )
 
 # Indexes on added columns: created after _ADDED_COLUMNS has brought an old file up to date.

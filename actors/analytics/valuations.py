@@ -10,7 +10,7 @@ grade whose sales all fall out of the window is derived from the card's other gr
 same grader (`grade_ladder`), and grades never invert.
 
 Recomputed for the cards that had a sale since the last computation (at most every
-RECOMPUTE_MS, once the market projection has folded those sales and computed its indexes)
+RECOMPUTE_MS, once the market projection has folded those sales; with its latest indexes)
 and, because an index move changes every value a little, for every card at most every
 FULL_MS and once after every start; only the docs that changed are written. Its state is
 only the cards waiting, so it is not replayed: a start recomputes every card anyway. A
@@ -40,7 +40,9 @@ if TYPE_CHECKING:
 KIND = "valuation"
 INDEX_INTERVAL = "1w"
 FULL_MS = 15 * 60_000
-RECOMPUTE_MS = 5_000
+# At most this often (the cards with new sales: about a millisecond each), so that a holder
+# hears of a comparable sale within a second; the indexes used are the market's latest.
+RECOMPUTE_MS = 250
 VALUES_CHANNEL = "values"  # not a client channel: portfolio projections read it from the log
 RAW_GRADE = 0.0  # where a raw segment sits on its (one-grade) ladder
 YEAR_MS = 365 * 86_400_000  # `sales_365d`: the clean sales of the last year (liquidity)

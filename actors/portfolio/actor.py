@@ -28,6 +28,9 @@ log = logging.getLogger("ece.portfolio")
 PAGE = 1_000
 POLL_S = 0.1
 RETRY_S = 1.0
+# A gap this wide in the log's positions is no writer still inserting (those are a few) but
+# messages trimmed before this tail read them.
+LOST_AFTER = 1_000
 
 
 class PortfolioCore:
@@ -52,6 +55,12 @@ class PortfolioCore:
 
     async def step_values(self) -> int:
         rows = await self.store.analytics_log(self.cursor.pos, PAGE)
+        if rows and int(rows[0]["pos"]) > self.cursor.pos + LOST_AFTER:
+            # The log was trimmed past us: changes went unseen. Read every value again.
+            log.warning("%s: fell behind the analytics log; revaluing every portfolio",
+                        self.projection.name)
+            self.projection.revalue_all()
+            self.cursor.pos = int(rows[0]["pos"]) - 1
         for message in self.cursor.take(rows):
             if message["channel"] == VALUES_CHANNEL:
                 self.projection.revalue(message["data"]["positions"])

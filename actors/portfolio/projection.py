@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import zlib
 from collections import defaultdict
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ from actors.analytics.runner import Feed, Put
 from actors.portfolio.values import Values
 from market.holdings import Account, fold, position_of
 from market.performance import daily_flows, daily_returns, daily_values, twr
-from market.portfolio import Series, holdings_series, portfolio_view
+from market.portfolio import Series, holdings_series, portfolio_view, totals
 from market.prices import DAY_MS, bucket_start
 from market.valuation import index_level
 from storage import Store
@@ -43,7 +44,8 @@ SNAP = "portfolio_snap"
 CHANNEL = "portfolios"  # not a client channel: gateways deliver each user's part on `me`
 RISK_DAYS = 365
 USERS_PER_MESSAGE = 500
-MAX_DAYS = 3 * 366  # flow and snapshot days read per user
+MAX_DAYS = 3 * 366  # flow and snapshot days read and kept per user
+FULL_BUDGET_S = 0.1  # CPU a flush spends at most recomputing revalued users' portfolios
 
 
 def shard_of(user_id: str, shards: int) -> int:
@@ -51,11 +53,18 @@ def shard_of(user_id: str, shards: int) -> int:
 
 
 class History:
-    """One user's days: snapshots (value) and flows (in, out), by day start."""
+    """One user's days: snapshots (value) and flows (in, out, the feed position of the last
+    row counted in them), by day start."""
 
     def __init__(self) -> None:
         self.snap: dict[int, dict[str, int]] = {}
         self.flows: dict[int, list[int]] = {}
+
+    def trim(self) -> None:
+        """Keep the newest MAX_DAYS days of each (what the projection reads back)."""
+        for days in (self.snap, self.flows):
+            for day in sorted(days)[:-MAX_DAYS]:
+                del days[day]
 
     def twr(self, today: int) -> float | None:
         if not self.snap:
@@ -90,8 +99,10 @@ class PortfolioProjection:
         self.history: dict[str, History] = {}
         self.loaded = False
         self.changed_accounts: set[str] = set()
+        self.new_flows: dict[str, list[tuple[int, int, int]]] = {}  # user -> (pos, at, amount)
         self.stale: set[str] = set()  # users whose portfolio must be recomputed
         self.shown: dict[str, dict[str, Any]] = {}  # what the last event told, by user
+        self.deferred: dict[str, None] = {}  # users told, whose whole portfolio waits (FIFO)
         self.digests: dict[str, tuple[int, bytes]] = {}  # (day, digest) of the view written
 
     def replayed(self) -> None:
@@ -142,10 +153,15 @@ class PortfolioProjection:
             await self.values.values([position])
             for user in fold(row, self._account, lambda p, _at: self.values.value_now(p)):
                 acct = self.accounts[user]
+                self.new_flows.setdefault(user, []).extend(
+                    (int(row.get("pos") or 0), at, amount) for at, amount in acct.flows)
+                acct.flows.clear()
                 if any(lot.position == position for lot in acct.lots.values()):
                     self.holders[position].add(user)
-                else:
+                elif position in self.holders:
                     self.holders[position].discard(user)
+                    if not self.holders[position]:
+                        del self.holders[position]
                 self.changed_accounts.add(user)
                 self.stale.add(user)
 
@@ -159,21 +175,44 @@ class PortfolioProjection:
         return users
 
     async def flush(self, now: int, more: bool = False) -> tuple[list[Put], list[AnalyticsMessage]]:
+        """Accounts that changed get their whole portfolio now. Users only revalued are told
+        at once (their totals and changed holdings, `totals`: cheap) and their whole
+        portfolios recomputed after, FULL_BUDGET_S of CPU per flush, oldest first."""
         await self.load()
         if more and not self.changed_accounts:
             return [], []
         today = int(bucket_start(np.array([now]), "1d")[0])
-        puts: list[Put] = []
+        # Taken now: users made stale while this flush awaits (the values tail runs beside
+        # it) are left for the next one.
+        changed, self.changed_accounts = self.changed_accounts, set()
+        revalued, self.stale = sorted(self.stale - changed), set()
         told: dict[str, Any] = {}
-        for user in sorted(self.stale):
+        for user in revalued:
+            acct = self.accounts.get(user)
+            if acct is None:
+                continue
+            event = self._event(user, await self._quick(user, acct), news=False)
+            if event is not None:
+                told[user] = event
+            self.deferred.setdefault(user, None)
+        # The flows go first: a save is written kind by kind in the order the kinds come, so
+        # a crash part way leaves them stored without the accounts at worst, and a redone
+        # batch skips the rows their `pos` has counted (never the other way: lost flows).
+        flows: list[Put] = []
+        puts: list[Put] = []
+        started = time.process_time()
+        for user in [*sorted(changed), *(u for u in list(self.deferred) if u not in changed)]:
+            if user not in changed and time.process_time() - started > FULL_BUDGET_S:
+                break
+            self.deferred.pop(user, None)
             acct = self.accounts.get(user)
             if acct is None:
                 continue
             history = await self._history(user)
-            for day, (inflow, outflow) in self._drain(acct, history).items():
-                puts.append(("portfolio_flows", f"{user}|{day}",
-                             {"t": day, "inflow": inflow, "outflow": outflow}))
-            if user in self.changed_accounts:
+            for day, (inflow, outflow, pos) in self._drain(user, history).items():
+                flows.append(("portfolio_flows", f"{user}|{day}",
+                              {"t": day, "inflow": inflow, "outflow": outflow, "pos": pos}))
+            if user in changed:
                 puts.append(("holdings", user, acct.to_doc()))
             view = await self._view(acct, history, now, today)
             digest = hashlib.blake2b(json.dumps(view, sort_keys=True).encode(),
@@ -181,28 +220,50 @@ class PortfolioProjection:
             if self.digests.get(user) != (today, digest):  # else: the same as written
                 self.digests[user] = (today, digest)
                 puts.append(("portfolio", user, {**view, "computed_at": now}))
-                puts.append((SNAP, f"{user}|{today}", history.snap[today]))
-            event = self._event(user, view, news=user in self.changed_accounts)
+                if today in history.snap:
+                    puts.append((SNAP, f"{user}|{today}", history.snap[today]))
+            event = self._event(user, view, news=user in changed)
             if event is not None:
                 told[user] = event
-        self.stale.clear()
-        self.changed_accounts.clear()
+        if len(self.values) > 2 * len(self.holders) + 1_000:
+            self.values.keep(set(self.holders))
         users = sorted(told)
         messages: list[AnalyticsMessage] = [
             {"channel": CHANNEL, "type": "portfolio",
              "data": {"users": {u: told[u] for u in users[i:i + USERS_PER_MESSAGE]}}}
             for i in range(0, len(users), USERS_PER_MESSAGE)]
-        return puts, messages
+        return flows + puts, messages
 
-    def _drain(self, acct: Account, history: History) -> dict[int, list[int]]:
-        """The account's new flows into its days; returns the days changed."""
+    async def _quick(self, user: str, acct: Account) -> dict[str, Any]:
+        """What an event needs of a portfolio: its totals and each holding's value (the
+        shape `_event` reads from a whole view); the return as last computed."""
+        lots = sorted(acct.lots.values(), key=lambda lot: (lot.position, lot.asset_id))
+        values = await self.values.values([lot.position for lot in lots])
+        twr = (self.shown.get(user) or {}).get("total", {}).get("twr")
+        return {"totals": totals(lots, values, acct.realised, twr),
+                "holdings": [{"asset_id": lot.asset_id,
+                              "value": v._asdict() if (v := values.get(lot.position)) else None}
+                             for lot in lots]}
+
+    def revalue_all(self) -> None:
+        """Every value may have changed unseen (the values tail passed a gap): read them all
+        again, and recompute every account."""
+        self.values.forget_all()
+        self.stale |= set(self.accounts)
+
+    def _drain(self, user: str, history: History) -> dict[int, list[int]]:
+        """The user's new flows into its days, but those of rows a stored day has counted
+        already (its `pos`: results saved ahead of the checkpoint); returns the days changed."""
         days: dict[int, list[int]] = {}
-        for at, amount in acct.flows:
+        counted: dict[int, int] = {}  # day -> the position its cell had counted up to
+        for pos, at, amount in self.new_flows.pop(user, ()):
             day = int(bucket_start(np.array([at]), "1d")[0])
-            cell = history.flows.setdefault(day, [0, 0])
+            cell = history.flows.setdefault(day, [0, 0, 0])
+            if pos and pos <= counted.setdefault(day, cell[2]):
+                continue
             cell[0 if amount > 0 else 1] += abs(amount)
+            cell[2] = max(cell[2], pos)
             days[day] = cell
-        acct.flows.clear()
         return days
 
     async def _history(self, user: str) -> History:
@@ -215,7 +276,8 @@ class PortfolioProjection:
                                                         reverse=True)
                 for _, doc in rows:
                     target[int(doc["t"])] = (doc if kind == SNAP  # type: ignore[assignment]
-                                             else [int(doc["inflow"]), int(doc["outflow"])])
+                                             else [int(doc["inflow"]), int(doc["outflow"]),
+                                                   int(doc.get("pos", 0))])
         return history
 
     async def _card(self, card_id: str) -> dict[str, Any] | None:
@@ -231,10 +293,12 @@ class PortfolioProjection:
         values = await self.values.values(positions)
         cards = {lot.card_id: card for lot in lots
                  if (card := await self._card(lot.card_id)) is not None}
-        totals = [v for v in (values.get(p) for p in positions) if v is not None]
-        history.snap[today] = {"t": today, "value": sum(v.point for v in totals),
-                               "low": sum(v.low for v in totals),
-                               "high": sum(v.high for v in totals)}
+        valued = [v for v in (values.get(p) for p in positions) if v is not None]
+        if valued or not lots:  # holdings none of which has a value: no snapshot (never 0)
+            history.snap[today] = {"t": today, "value": sum(v.point for v in valued),
+                                   "low": sum(v.low for v in valued),
+                                   "high": sum(v.high for v in valued)}
+            history.trim()
         view = portfolio_view(lots, values, cards, self._year_sales(positions),
                               acct.realised, history.twr(today),
                               await self._series(values, now, today), self.risk_free,
@@ -269,19 +333,27 @@ class PortfolioProjection:
         return Series(days, daily_returns(total, zero, zero), market_returns)
 
     def _event(self, user: str, view: dict[str, Any], news: bool) -> dict[str, Any] | None:
-        """What a `portfolio` event tells the user: the totals and the holdings whose value
-        changed since the last one (None: nothing changed). The first computation after a
-        start is news only when the user's holdings changed (`news`)."""
+        """What a `portfolio` event tells the user: the totals, the holdings whose value
+        changed since the last one and those gone (None: nothing changed but the return,
+        which moves with every snapshot). The first computation after a start is news only
+        when the user's holdings changed (`news`)."""
         by_asset = {h["asset_id"]: h["value"] for h in view["holdings"]}
         before = self.shown.get(user)
         self.shown[user] = {"total": view["totals"], "values": by_asset}
         if before is None:
             if not news:
                 return None
-            changed = list(by_asset)
+            changed, removed = list(by_asset), []
         else:
-            changed = [a for a, v in by_asset.items() if before["values"].get(a) != v]
-            if not changed and before["total"] == view["totals"]:
+            changed = [a for a, v in by_asset.items()
+                       if a not in before["values"] or before["values"][a] != v]
+            removed = sorted(set(before["values"]) - set(by_asset))
+            if not changed and not removed and _sans_twr(before["total"]) == _sans_twr(
+                    view["totals"]):
                 return None
-        return {"total": view["totals"],
+        return {"total": view["totals"], "removed": removed,
                 "changed": [{"asset_id": a, "value": by_asset[a]} for a in changed]}
+
+
+def _sans_twr(total: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in total.items() if k != "twr"}

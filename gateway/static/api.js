@@ -141,6 +141,11 @@ export const api = {
   // The portfolio (gateway/portfolio.py) and a value with the sales behind it (gateway/valuations.py).
   portfolio: (token) => request("GET", "/api/portfolio", { token }),
   portfolioHistory: (token, range = "1y") => request("GET", `/api/portfolio/history?range=${enc(range)}`, { token }),
+  // Public portfolios (gateway/public_portfolio.py): opting in, and anyone's public one.
+  portfolioVisibility: (token) => request("GET", "/api/portfolio/visibility", { token }),
+  setPortfolioVisibility: (token, isPublic) =>
+    request("PUT", "/api/portfolio/visibility", { token, body: { public: isPublic } }),
+  publicPortfolio: (userId) => request("GET", `/api/users/${enc(userId)}/portfolio`),
   cardValue: (id, grader, grade) => request("GET",
     `/api/cards/${enc(id)}/value?grader=${enc(grader)}${grader === "RAW" || grade === null || grade === undefined ? "" : `&grade=${enc(grade)}`}`),
 

@@ -32,6 +32,7 @@ import { MyCardsView } from "./views/my_cards.js";
 import { OfferComposerView } from "./views/offer_composer.js";
 import { OfferView, OffersView } from "./views/offers.js";
 import { PortfolioView } from "./views/portfolio.js";
+import { PublicPortfolioView } from "./views/public_portfolio.js";
 import { RoomView } from "./views/room.js";
 import { SellView } from "./views/sell.js";
 import { TokenView } from "./views/token.js";
@@ -47,6 +48,7 @@ const ROUTES = [
   { name: "my-cards", path: "/me/cards", view: () => new MyCardsView() },
   { name: "activity", path: "/me/activity", view: () => new ActivityView() },
   { name: "portfolio", path: "/portfolio", view: () => new PortfolioView() },
+  { name: "public-portfolio", path: "/users/:id/portfolio", view: ({ id }) => new PublicPortfolioView(id) },
   { name: "market", path: "/market", view: () => new MarketView() },
   { name: "token", path: "/token/:id", view: ({ id }) => new TokenView(id) },
   { name: "card", path: "/card/:id", view: ({ id }) => new CardView(id) },

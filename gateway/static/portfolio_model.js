@@ -201,10 +201,11 @@ const WARN_BY = { card: "", player: " (player or character)", set: " (set)" };
 
 /** A concentration warning in plain words: "Charizard is 62% of your collection's value — more
  * than 25%". `name(label)` words a card id. */
-export function warningText(warning, name = (label) => label, threshold = DEFAULT_WARN_SHARE) {
+export function warningText(warning, name = (label) => label, threshold = DEFAULT_WARN_SHARE,
+  whose = "your collection's") {
   const label = warning.by === "card" ? name(warning.label) : warning.label;
   const which = WARN_BY[warning.by] ?? ` (${warning.by})`;
-  return `${label}${which} is ${formatShare(warning.share)} of your collection's value — more than ${formatShare(threshold)}`;
+  return `${label}${which} is ${formatShare(warning.share)} of ${whose} value — more than ${formatShare(threshold)}`;
 }
 
 /** A fraction as a percent with one decimal ("4.2%"); "—" when unknown. */

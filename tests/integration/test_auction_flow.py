@@ -66,9 +66,14 @@ async def test_close_on_time_settles_to_winner(ece):
         return asset["owner_id"] == buyer.user_id and asset["listed_in"] is None
 
     await wait_for(owner, timeout=5, message="the new owner visible")
-    status, trades = await api.request("GET", f"/api/trades?asset_id={auction['asset_id']}")
-    assert status == 200 and len(trades["trades"]) == 1
-    assert trades["trades"][0]["price"] == 500
+
+    async def traded() -> list | None:  # (MongoDB records the trade just after the move)
+        status, found = await api.request("GET", f"/api/trades?asset_id={auction['asset_id']}")
+        assert status == 200
+        return found["trades"] or None
+
+    trades = await wait_for(traded, timeout=5, message="the trade recorded")
+    assert len(trades) == 1 and trades[0]["price"] == 500
     await ws.close()
 
 

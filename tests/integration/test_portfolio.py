@@ -86,4 +86,6 @@ async def test_portfolio_routes_need_a_token_and_check_the_range(ece_hosted):
     assert status == 400 and answer["error"]["code"] == "INVALID"
     empty = await api.expect(200, "GET", "/api/portfolio", user)
     assert empty["holdings"] == [] and empty["totals"]["value"] == 0
-    assert empty["risk"]["shown"] is False
+    assert empty["risk"]["shown"] is False and empty["public"] is False
+    await api.expect(200, "PUT", "/api/portfolio/visibility", user, json={"public": True})
+    assert (await api.expect(200, "GET", "/api/portfolio", user))["public"] is True

@@ -121,6 +121,8 @@ test("shares, warnings, liquidity, risk in plain words", () => {
   assert.equal(warningText({ by: "card", label: "card_1", share: 0.62 }, (id) => names[id]),
     "Charizard is 62% of your collection's value — more than 25%");
   assert.equal(warningText({ by: "set", label: "Base Set", share: 0.4 }), "Base Set (set) is 40% of your collection's value — more than 25%");
+  assert.equal(warningText({ by: "set", label: "Base Set", share: 0.4 }, undefined, 0.3, "the collection's"),
+    "Base Set (set) is 40% of the collection's value — more than 30%");
   assert.deepEqual(liquidityFacts({ share_over_days: 90, share_over: 0.3, mean_days: 45.4 }),
     { over: "30%", overLabel: "Would take over 90 days to sell", mean: "about 45 days" });
   assert.equal(liquidityFacts(null).mean, "—");

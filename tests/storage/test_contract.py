@@ -22,6 +22,7 @@ def user(user_id: str, username: str) -> dict[str, Any]:
         "username": username,
         "password_hash": f"hash-{user_id}",
         "created_at": T0,
+        "portfolio_public": False,  # what the store answers for a new user
     }
 
 

@@ -50,9 +50,9 @@ async def counter(store: MongoStore, name: str) -> int:
 # -- settle: the facts before `settled` ------------------------------------------------------
 SETTLE_WRITES = [
     "assets.update_one",  # the asset moves, its transfer and ownership row appended
+    "trades.insert_one",
     "counters.find_one_and_update", "ownership.update_one",  # the row placed in the feed
     "assets.update_one",  # and pulled off the asset's pending list (storage.mongo_ownership)
-    "trades.insert_one",
     "sales.bulk_write", "counters.find_one_and_update", "sales.bulk_write",  # the sale:
     # stored unplaced, a position, placed
     "counters.find_one_and_update", "closings.bulk_write",  # the closing

@@ -4,6 +4,7 @@ value changed, `portfolio` events, and a restart from the persisted accounts."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,7 @@ async def test_holdings_basis_pnl_and_live_revaluation(store: SqliteStore) -> No
     assert ann["totals"]["realised_pnl"] == 5_000 - 500  # a mint's basis is 0
     [kept] = ann["holdings"]
     assert kept["asset_id"] == "a2" and kept["value"] is None and kept["pnl"] is None
-    assert ann["totals"]["value"] == 0 and ann["totals"]["unvalued"] == 1  # never valued at 0
+    assert ann["totals"]["value"] is None and ann["totals"]["unvalued"] == 1  # never 0
     assert docs[SNAP, f"ben|{NOW - NOW % DAY}"]["value"] == 8_000
     [message] = messages
     assert message["channel"] == CHANNEL and set(message["data"]["users"]) == {"ann", "ben"}
@@ -162,3 +163,131 @@ async def test_ece_rebuild_portfolio_recomputes_what_the_running_projection_wrot
         return {k: v for k, v in doc.items() if k != "computed_at"}
 
     assert {k: strip(d) for k, d in after.items()} == {k: strip(d) for k, d in before.items()}
+
+
+class GatedStore:
+    """The store, but a valuation read waits at `gate` after reading (and says so on `read`):
+    what the portfolio actor's values tail can do meanwhile, a test does there."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        self.read, self.gate = asyncio.Event(), asyncio.Event()
+        self.gate.set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def get_projection_docs(self, kind: str, keys: list[str]) -> dict[str, Any]:
+        found = await self._store.get_projection_docs(kind, keys)
+        self.read.set()
+        await self.gate.wait()
+        return found
+
+
+@pytest.mark.asyncio
+async def test_a_value_change_told_during_a_flush_is_not_lost(store: SqliteStore) -> None:
+    gated = GatedStore(store)
+    p = PortfolioProjection(gated)  # type: ignore[arg-type]
+    await run(p, store, ROWS)
+    # P1 changes (8,000 -> 9,000) while a flush is reading the old valuation of P1: the
+    # `values` message arrives mid-flush (the actor's tail runs beside the runner).
+    p.revalue([P1])
+    gated.gate.clear()
+    gated.read.clear()
+    flush = asyncio.ensure_future(p.flush(NOW + 1))
+    await gated.read.wait()  # the flush has read P1's old valuation
+    assert await store.save_projection("market", 0, 0, [valuation(P1, 9_000)])
+    assert p.revalue([P1]) == {"ben"}
+    gated.gate.set()
+    puts, messages = await flush  # saved, as the runner saves them
+    assert await store.save_projection(p.name, 3, 3, puts, messages)
+    await run(p, store, [], NOW + 2)
+    doc = await store.get_projection_doc("portfolio", "ben")
+    assert doc is not None and doc["totals"]["value"] == 9_000
+
+
+async def flows_of(store: SqliteStore) -> dict[str, Any]:
+    return dict(await store.scan_projection("portfolio_flows", "", "\U0010ffff", 100))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("kinds_written", [1, 2, 3])
+async def test_a_crash_between_kinds_of_a_save_neither_loses_nor_doubles_flows(
+        tmp_path: Path, store: SqliteStore, kinds_written: int) -> None:
+    """A save is written kind by kind, in the order the kinds come (MongoDB; SQLite in
+    chunks): a crash may leave the first kinds of a batch's results stored and not the
+    others, the checkpoint not moved. The batch redone after the restart gives the flows a
+    save without a crash gives."""
+    clean = SqliteStore(str(tmp_path / "clean.db"))
+    await clean.open()
+    try:
+        for card in CARDS:
+            await clean.create_card(card_record(card, NOW - 1_000 * DAY))
+        assert await clean.save_projection("market", 0, 0, [valuation(P1, 8_000)])
+        once = PortfolioProjection(clean)
+        await run(once, clean, ROWS[:2])
+        await run(once, clean, ROWS[2:])
+        want = await flows_of(clean)
+    finally:
+        await clean.close()
+
+    first = PortfolioProjection(store)
+    await run(first, store, ROWS[:2])
+    await first.apply(ROWS[2:], NOW)
+    puts, _ = await first.flush(NOW)
+    kinds = list(dict.fromkeys(kind for kind, _, _ in puts))[:kinds_written]
+    assert await store.save_projection(first.name, 2, 2, [x for x in puts if x[0] in kinds])
+    again = PortfolioProjection(store)  # the restart
+    await run(again, store, ROWS[2:])
+    assert await flows_of(store) == want
+
+
+@pytest.mark.asyncio
+async def test_holders_are_told_at_once_and_their_whole_portfolios_follow(
+        store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forty holders of P1: a change of its value tells every one of them in the same flush
+    (totals and the holding), even when no time is left to recompute their whole portfolios;
+    those follow in later flushes. A holding that leaves is told as removed."""
+    from actors.portfolio import projection as module
+
+    rows = [row(i + 1, f"h{i}", C1, 9, None, f"u{i}", "mint") for i in range(40)]
+    p = PortfolioProjection(store)
+    await run(p, store, rows)
+    assert await store.save_projection("market", 0, 0, [valuation(P1, 9_500)])
+    monkeypatch.setattr(module, "FULL_BUDGET_S", -1.0)  # no time for whole portfolios
+    assert len(p.revalue([P1])) == 40
+    docs, messages = await run(p, store, [], NOW + 1)
+    told = {u: m for message in messages for u, m in message["data"]["users"].items()}
+    assert set(told) == {f"u{i}" for i in range(40)}
+    assert all(m["total"]["value"] == 9_500 and m["changed"][0]["value"]["point"] == 9_500
+               for m in told.values())
+    assert not [k for k in docs if k[0] == "portfolio"]  # not recomputed yet
+    monkeypatch.setattr(module, "FULL_BUDGET_S", 10.0)
+    docs, messages = await run(p, store, [], NOW + 2)
+    assert messages == []  # told already
+    assert {key for kind, key in docs if kind == "portfolio"} == {f"u{i}" for i in range(40)}
+    assert all(docs["portfolio", f"u{i}"]["totals"]["value"] == 9_500 for i in range(40))
+
+    _, messages = await run(p, store, [row(41, "h0", C1, 9, "u0", "u1", "auction",
+                                           price=100, premium=0, fee=0)], NOW + 3)
+    told = {u: m for message in messages for u, m in message["data"]["users"].items()}
+    assert told["u0"]["removed"] == ["h0"] and told["u0"]["total"]["value"] == 0
+    assert {c["asset_id"] for c in told["u1"]["changed"]} == {"h0"}
+
+
+@pytest.mark.asyncio
+async def test_a_values_tail_left_behind_by_the_trimmed_log_revalues_everyone(
+        store: SqliteStore) -> None:
+    from actors.config import ClusterConfig
+    from actors.portfolio.actor import PortfolioCore
+
+    core = PortfolioCore(ClusterConfig(store_url="unused"), 0, store=store)
+    await run(core.projection, store, ROWS)
+    assert core.projection.stale == set()
+    filler = [{"channel": "market", "type": "index", "data": {}} for _ in range(11_000)]
+    assert await store.save_projection("market", 0, 0, [], filler)  # the log keeps 10,000
+    await core.step_values()  # its cursor at 0: a thousand and more messages gone unread
+    assert core.projection.stale == {"ann", "ben"}
+    core.projection.stale.clear()
+    await core.step_values()  # caught up: nothing more
+    assert core.projection.stale == set()

@@ -19,6 +19,7 @@ import { changeText, chartHost, emptyChart, toggle } from "./analytics_ui.js";
 import { live, signOut, state } from "../shell.js";
 import { holdingsTable, placeholderName } from "./portfolio_holdings.js";
 import { allocationPanel, diversificationPanel, riskPanel } from "./portfolio_panels.js";
+import { visibilitySwitch } from "./portfolio_visibility.js";
 
 const NEXT = "#/portfolio";
 const REFRESH_MS = 800; // a burst of live events: one re-read
@@ -53,7 +54,7 @@ export class PortfolioView {
       return;
     }
     this.status = h("p", { class: "list-status", role: "status", testid: "portfolio-status" }, "Loading…");
-    this.root.append(this.status);
+    this.root.append(visibilitySwitch(state.session), this.status);
     this.stopLive = onMeLive((message) => this.onLive(message));
     this.load();
   }

@@ -2,7 +2,8 @@
 // confidence ("no value yet" when there is none, never $0.00), what it cost, its P/L and the days
 // it would take to sell. Sortable by value, P/L, confidence and days to sell (the column heads
 // are buttons; aria-sort says the order). "Sales" opens a row listing the sales behind the value,
-// fetched from GET /api/cards/{id}/value on demand.
+// fetched from GET /api/cards/{id}/value on demand. `publicView`: someone's public portfolio,
+// read-only, without the Cost and P/L columns (the public answer has neither).
 
 import { api } from "../api.js";
 import { flash, h, setText } from "../dom.js";
@@ -14,11 +15,12 @@ import {
 import { href } from "../router.js";
 
 const SHORT = 50; // rows shown before "Show all"
-const COLUMNS = 7;
 const BASIS_LABEL = { purchase: "bought", swap: "swapped (valued then)", mint: "minted: nothing paid", unknown: "not known" };
 
 /** The table; `name(card_id)` words a card. The element's show(holdings, changed ids) fills it. */
-export function holdingsTable({ name }) {
+export function holdingsTable({ name, publicView = false }) {
+  const columns = publicView ? 5 : 7;
+  const money = (...cells) => (publicView ? [] : cells);
   let sort = { key: "value", dir: "desc" };
   let holdings = [];
   let expanded = false;
@@ -41,10 +43,10 @@ export function holdingsTable({ name }) {
     onClick: () => { expanded = !expanded; render(); } });
   const el = h("div", { class: "holdings-wrap" },
     h("div", { class: "table-wrap" }, h("table", { class: "ledger holdings", testid: "holdings" },
-      h("caption", { class: "visually-hidden" }, "Your holdings, with each value's range and confidence"),
+      h("caption", { class: "visually-hidden" }, `${publicView ? "The" : "Your"} holdings, with each value's range and confidence`),
       h("thead", null, h("tr", null,
         head(null, "Card", null), head("value", "Value"), head("confidence", "Confidence", null),
-        head(null, "Cost"), head("pnl", "P/L"), head("days", "Days to sell"), head(null, h("span", { class: "visually-hidden" }, "Sales"), null))),
+        ...money(head(null, "Cost"), head("pnl", "P/L")), head("days", "Days to sell"), head(null, h("span", { class: "visually-hidden" }, "Sales"), null))),
       body)),
     h("div", { class: "values__more" }, more));
 
@@ -59,7 +61,7 @@ export function holdingsTable({ name }) {
   }
 
   function salesRow(holding) {
-    const cell = h("td", { colspan: COLUMNS, class: "holding__sales", testid: "holding-sales-list" },
+    const cell = h("td", { colspan: columns, class: "holding__sales", testid: "holding-sales-list" },
       h("p", { class: "hint", role: "status" }, "Loading the sales behind this value…"));
     valueOf(holding).then((answer) => cell.replaceChildren(...salesList(answer, holding.value).filter(Boolean)), (error) => {
       cell.replaceChildren(h("p", { class: "hint list-status--error" }, `Couldn't load the sales: ${error.message}`));
@@ -82,9 +84,9 @@ export function holdingsTable({ name }) {
       h("td", { class: "holding__confidence", testid: "holding-confidence" }, v
         ? h("span", { class: "confidence", dataset: { level: v.confidence } }, confidenceText(v))
         : h("span", { class: "hint" }, "no sale of this card and grade yet")),
-      h("td", { class: "num" }, h("span", { text: Number.isInteger(holding.cost_basis) ? formatCents(holding.cost_basis) : "not known" }),
+      ...money(h("td", { class: "num" }, h("span", { text: Number.isInteger(holding.cost_basis) ? formatCents(holding.cost_basis) : "not known" }),
         h("span", { class: "holding__sub", text: BASIS_LABEL[holding.basis_how] ?? "" })),
-      h("td", { class: `num change change--${pnlTone(holding.pnl)}`, testid: "holding-pnl", text: pnlText(holding.pnl) }),
+      h("td", { class: `num change change--${pnlTone(holding.pnl)}`, testid: "holding-pnl", text: pnlText(holding.pnl) })),
       h("td", { class: "num", testid: "holding-days", text: daysText(holding.days_to_sell) }),
       h("td", null, v ? h("button", { type: "button", class: "btn btn--ghost btn--small", testid: "holding-sales",
         "aria-expanded": String(isOpen), "aria-controls": detailId,
@@ -109,7 +111,7 @@ export function holdingsTable({ name }) {
     const shown = expanded ? all : all.slice(0, SHORT);
     const fresh = new Set(changed);
     body.replaceChildren(...shown.flatMap((holding) => row(holding, fresh.has(holding.asset_id))));
-    if (!all.length) body.append(h("tr", null, h("td", { colspan: COLUMNS, class: "ledger__empty" }, "You hold no cards.")));
+    if (!all.length) body.append(h("tr", null, h("td", { colspan: columns, class: "ledger__empty" }, publicView ? "No cards in this collection yet." : "You hold no cards.")));
     more.hidden = all.length <= SHORT;
     setText(more, expanded ? `Show the first ${SHORT}` : `Show all ${all.length} holdings`);
   }

@@ -50,7 +50,7 @@ const fact = (label, testid, text, note = null) => h("div", { class: "stat" }, h
   h("dd", { testid, text }), note ? h("span", { class: "stat-sub", text: note }) : null);
 
 /** The diversification and liquidity panel; show(portfolio, name) fills it. */
-export function diversificationPanel() {
+export function diversificationPanel(whose = "your collection's") {
   const body = h("div");
   const el = h("section", { class: "panel", "aria-labelledby": "diversification-heading", testid: "diversification" },
     h("h2", { class: "section-title", id: "diversification-heading", text: "Diversification and liquidity" }), body);
@@ -70,7 +70,7 @@ export function diversificationPanel() {
       warnings.length
         ? h("ul", { class: "warnings", testid: "diversification-warnings", "aria-label": "Concentration warnings" },
           warnings.map((w) => h("li", { class: "warning", testid: "diversification-warning", dataset: { by: w.by } },
-            warningText(w, name, threshold))))
+            warningText(w, name, threshold, whose))))
         : h("p", { class: "hint", testid: "diversification-ok" }, Object.keys(d.weights || {}).length
           ? `No card, player or set holds more than ${formatShare(threshold)} of the value.`
           : "Nothing valued yet."),
