@@ -22,13 +22,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from actors.analytics.prices import shard_of  # crc32: the same hash shards users everywhere
 from actors.analytics.runner import Feed, Put
 from actors.portfolio.values import Values
 from market.holdings import Account, fold, position_of
@@ -46,10 +46,6 @@ RISK_DAYS = 365
 USERS_PER_MESSAGE = 500
 MAX_DAYS = 3 * 366  # flow and snapshot days read and kept per user
 FULL_BUDGET_S = 0.1  # CPU a flush spends at most recomputing revalued users' portfolios
-
-
-def shard_of(user_id: str, shards: int) -> int:
-    return zlib.crc32(user_id.encode()) % shards
 
 
 class History:
