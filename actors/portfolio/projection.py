@@ -23,7 +23,7 @@ import hashlib
 import json
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,13 @@ from actors.analytics.runner import Feed, Put
 from actors.portfolio.values import Values
 from market.holdings import Account, fold, position_of
 from market.performance import daily_flows, daily_returns, daily_values, twr
-from market.portfolio import Series, holdings_series, portfolio_view, totals
+from market.portfolio import (
+    Series,
+    holdings_series,
+    interpolated_level,
+    portfolio_view,
+    totals,
+)
 from market.prices import DAY_MS, bucket_start
 from market.valuation import index_level
 from storage import Store
@@ -147,7 +153,10 @@ class PortfolioProjection:
                 continue
             position = position_of(row)
             await self.values.values([position])
-            for user in fold(row, self._account, lambda p, _at: self.values.value_now(p)):
+            segment = self.values.index_of(position)
+            index = await self.values.index(segment) if segment else None
+            value_at = _value_at(self.values.value_now(position), index, now)
+            for user in fold(row, self._account, value_at):
                 acct = self.accounts[user]
                 self.new_flows.setdefault(user, []).extend(
                     (int(row.get("pos") or 0), at, amount) for at, amount in acct.flows)
@@ -349,6 +358,19 @@ class PortfolioProjection:
                 return None
         return {"total": view["totals"], "removed": removed,
                 "changed": [{"asset_id": a, "value": by_asset[a]} for a in changed]}
+
+
+def _value_at(point: int | None, index: tuple[Any, Any] | None,
+              now: int) -> Callable[[str, int], int | None]:
+    """A position's value at a past time, for the cards a row moves in kind: today's value
+    moved back by its index (`interpolated_level`), so that a rebuild folding old rows values
+    them as they were then, as the live fold did."""
+    def at(_position: str, when: int) -> int | None:
+        if point is None or index is None or when >= now:
+            return point
+        then, today = interpolated_level(*index, [when, now])
+        return round(float(point) * float(then) / float(today))
+    return at
 
 
 def _sans_twr(total: dict[str, Any]) -> dict[str, Any]:

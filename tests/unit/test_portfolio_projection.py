@@ -141,7 +141,7 @@ async def test_ece_rebuild_portfolio_recomputes_what_the_running_projection_wrot
         assert await store.save_projection("market", 0, 0, [valuation("card_1|PSA|9", 6_000)])
         runner = Runner(store, PortfolioProjection(store))
         await runner.catch_up()
-        kinds = ("holdings", "portfolio", SNAP)
+        kinds = ("holdings", "portfolio", "portfolio_flows", SNAP)
         before = {(k, key): d for k in kinds
                   for key, d in await store.scan_projection(k, "", "\U0010ffff", 100)}
     finally:
@@ -291,3 +291,22 @@ async def test_a_values_tail_left_behind_by_the_trimmed_log_revalues_everyone(
     core.projection.stale.clear()
     await core.step_values()  # caught up: nothing more
     assert core.projection.stale == set()
+
+
+@pytest.mark.asyncio
+async def test_a_card_moved_in_kind_long_ago_is_valued_as_it_was_then(
+        store: SqliteStore) -> None:
+    """A swap folded late (a rebuild, a catch-up) takes the value at the row's date: today's
+    value moved back by the position's index, not today's value."""
+    doc = valuation(P1, 8_000)[2]
+    index = {"points": [{"t": NOW - 400 * DAY, "value": 100.0},
+                        {"t": NOW - DAY, "value": 200.0}]}
+    assert await store.save_projection("market", 0, 0, [
+        ("valuation", P1, {**doc, "index": "category:pokemon"}),
+        ("index", "1w|category:pokemon", index)])
+    swap = {**row(1, "a1", C1, 9, None, "ben", "offer"), "at": NOW - 400 * DAY}
+    p = PortfolioProjection(store)
+    docs, _ = await run(p, store, [swap])
+    [held] = docs["portfolio", "ben"]["holdings"]
+    assert held["basis_how"] == "swap" and held["cost_basis"] == 4_000  # the index halves it
+    assert held["value"]["point"] == 8_000 and held["pnl"] == 4_000
