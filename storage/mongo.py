@@ -26,8 +26,6 @@ from market.errors import (
     AUCTION_NOT_FOUND,
     NOT_OWNER,
     PROVENANCE_CONFLICT,
-    USER_EXISTS,
-    USERNAME_TAKEN,
 )
 from market.provenance import token_id_for
 from storage.base import (
@@ -41,7 +39,6 @@ from storage.base import (
     StoreError,
     event_key,
     log_asset_moved,
-    username_key,
 )
 from storage.chain import check_mint, check_transfer
 from storage.clock import now_ms
@@ -60,8 +57,9 @@ from storage.mongo_tokens import (
     duplicate_asset,
     fence_filter,
 )
+from storage.mongo_users import MongoUsers
 from storage.ownership import auction_change, mint_change
-from storage.records import AssetRecord, AuctionRecord, ProvenanceRecord, TradeRecord, UserRecord
+from storage.records import AssetRecord, AuctionRecord, ProvenanceRecord, TradeRecord
 
 type Doc = dict[str, Any]
 
@@ -71,7 +69,6 @@ log = logging.getLogger(__name__)
 # is a crashed create_auction.
 ORPHAN_CLAIM_S = 30.0
 
-_USER_FIELDS = ("user_id", "username", "password_hash", "created_at")  # + portfolio_public
 _RECORD_FIELDS = (
     "auction_id",
     "asset_id",
@@ -95,14 +92,6 @@ def _pick(doc: Doc | None, fields: tuple[str, ...]) -> Doc | None:
     return {f: doc.get(f) for f in fields}
 
 
-def _user(doc: Doc | None) -> UserRecord | None:
-    # A user written before portfolio_public existed has no such field: not public.
-    if doc is None:
-        return None
-    picked = {f: doc.get(f) for f in _USER_FIELDS}
-    return cast(UserRecord, {**picked, "portfolio_public": bool(doc.get("portfolio_public"))})
-
-
 def _older_than_server_now(field: str, seconds: float) -> Doc:
     """`$expr` body: `field`, stamped by the server ($currentDate), is more than `seconds`
     old by the same server's clock ($$NOW). No process's clock takes part, so clock skew
@@ -123,8 +112,8 @@ def _record(doc: Doc) -> AuctionRecord:
     return cast(AuctionRecord, out)  # documents are schemaless: this is where they get a type
 
 
-class MongoStore(MongoCatalog, MongoTokens, MongoMoney, MongoOffers, MongoFacts, MongoOwnership,
-                 Store):
+class MongoStore(MongoUsers, MongoCatalog, MongoTokens, MongoMoney, MongoOffers, MongoFacts,
+                 MongoOwnership, Store):
     def __init__(
         self,
         uri: str,
@@ -216,31 +205,6 @@ class MongoStore(MongoCatalog, MongoTokens, MongoMoney, MongoOffers, MongoFacts,
         client, self._client, self._db = self._client, None, None
         if client is not None:
             await client.close()
-
-    # -- users -----------------------------------------------------------------------------
-    async def create_user(self, user: UserRecord) -> None:
-        doc = {f: user.get(f) for f in _USER_FIELDS}
-        doc["_id"] = user["user_id"]
-        doc["username_lower"] = username_key(user["username"])
-        doc["portfolio_public"] = bool(user.get("portfolio_public"))
-        try:
-            await self.users.insert_one(doc)
-        except DuplicateKeyError as exc:
-            if "username_lower" in str(exc.details or exc):
-                msg = f"username {user['username']!r} is taken"
-                raise Conflict(USERNAME_TAKEN, msg) from None
-            raise Conflict(USER_EXISTS, f"user {user['user_id']!r} exists") from None
-
-    async def get_user(self, user_id: str) -> UserRecord | None:
-        return _user(await self.users.find_one({"_id": user_id}))
-
-    async def get_user_by_username(self, username: str) -> UserRecord | None:
-        return _user(await self.users.find_one({"username_lower": username_key(username)}))
-
-    async def set_portfolio_public(self, user_id: str, public: bool) -> bool:
-        done = await self.users.update_one({"_id": user_id},
-                                           {"$set": {"portfolio_public": bool(public)}})
-        return done.matched_count == 1
 
     # -- assets ----------------------------------------------------------------------------
     async def create_asset(self, asset: AssetRecord, mint: ProvenanceRecord | None = None) -> None:
