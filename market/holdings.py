@@ -187,7 +187,3 @@ class Holdings:
         else:
             self.owner[str(row["asset_id"])] = str(to)
         return touched
-
-    def positions_of(self, user: str) -> set[str]:
-        acct = self.accounts.get(user)
-        return {lot.position for lot in acct.lots.values()} if acct else set()

@@ -25,7 +25,7 @@ from gateway import maintenance
 from gateway.config import Settings
 from storage import CommitBatch, Store
 from storage.records import AnalyticsMessage
-from tests.unit.test_projections import BEHAVIOUR_KINDS, Crash, Crashing, MakeStore, clock, stored
+from tests.unit.test_projections import BEHAVIOUR_KINDS, MakeStore, clock, fold_through, stored
 from tests.unit.test_projections_more import S, run_auction, value_sales
 
 USERS = [f"u{i}" for i in range(12)]
@@ -152,16 +152,9 @@ async def test_shards_crashing_alone_store_the_same(
     want = await stored(reference, BEHAVIOUR_KINDS)
     plans = [{1: "after", 2: "before"}, {3: "after"}, {2: "before", 4: "after"}]
     for i, plan in enumerate(plans):
-        wrapped = Crashing(store, plan)
-        while True:  # a new shard (a new process) after each crash; nothing shared
-            fresh = Runner(cast(Store, wrapped), BehaviourProjection(store, None, i, 3),
-                           page=3, clock=clock)
-            try:
-                await fresh.restore()
-                await fresh.catch_up()
-                break
-            except Crash:
-                continue
+        # A new shard (a new process) after each crash; nothing shared.
+        wrapped = await fold_through(
+            store, lambda i=i: BehaviourProjection(store, None, i, 3), 3, plan)
         assert wrapped.hit == sorted(plan)
     assert await stored(store, BEHAVIOUR_KINDS) == want
 

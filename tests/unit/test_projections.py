@@ -102,19 +102,26 @@ class Crashing:
         return ok
 
 
-async def fold(store: Store, name: str, page: int, plan: dict[int, str] | None = None,
-               shards: int = 1) -> Crashing:
-    """Run projection `name` to the end of the feed; at each crash of `plan` a new instance
-    (new projection, new runner) restores from the store and carries on."""
+async def fold_through(store: Store, new: Callable[[], Projection], page: int,
+                       plan: dict[int, str] | None = None) -> Crashing:
+    """Run the projections `new` makes to the end of the feed; at each crash of `plan` a new
+    instance (new projection, new runner: a new process) restores from the store and carries
+    on."""
     wrapped = Crashing(store, plan)
     while True:
-        runner = Runner(cast(Store, wrapped), make(name, store, shards), page=page, clock=clock)
+        runner = Runner(cast(Store, wrapped), new(), page=page, clock=clock)
         try:
             await runner.restore()
             await runner.catch_up()
             return wrapped
         except Crash:
             continue
+
+
+async def fold(store: Store, name: str, page: int, plan: dict[int, str] | None = None,
+               shards: int = 1) -> Crashing:
+    """Run projection `name` to the end of the feed through the crashes of `plan`."""
+    return await fold_through(store, lambda: make(name, store, shards), page, plan)
 
 
 async def fold_all(store: Store, page: int,

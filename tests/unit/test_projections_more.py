@@ -4,8 +4,6 @@ close from the market projection's book (the helpers are test_projections')."""
 
 from __future__ import annotations
 
-from typing import cast
-
 from actors.analytics.actor import projections as actor_projections
 from actors.analytics.behaviour import BehaviourProjection
 from actors.analytics.cards import Cards
@@ -23,11 +21,10 @@ from tests.unit.test_projections import (
     HOUR,
     NOW,
     PRICE_KINDS,
-    Crash,
-    Crashing,
     MakeStore,
     clock,
     fold,
+    fold_through,
     history,
     live,
     log,
@@ -154,16 +151,8 @@ async def test_behaviour_of_bidders_from_closed_auctions(
                     ("behaviour_market", "summary"): EXPECTED_MARKET}
     # Rebuilt with crashes before and after saves, a closing per batch: the same counts.
     await store.reset_projections(["behaviour.0"], list(BEHAVIOUR_KINDS))
-    wrapped = Crashing(store, {1: "after", 2: "before", 3: "after"})
-    while True:
-        fresh = Runner(cast(Store, wrapped),
-                       BehaviourProjection(store, lambda: market.book), page=1, clock=clock)
-        try:
-            await fresh.restore()
-            await fresh.catch_up()
-            break
-        except Crash:
-            continue
+    wrapped = await fold_through(store, lambda: BehaviourProjection(store, lambda: market.book),
+                                 1, {1: "after", 2: "before", 3: "after"})
     assert wrapped.hit == [1, 2, 3]
     assert await stored(store, BEHAVIOUR_KINDS) == docs
     assert await store.projection_checkpoint("behaviour.0") == 3
