@@ -18,8 +18,8 @@ class ClusterConfig:
     auctions_per_actor: int = 500
     # Cap on auction host actors (each costs ~80 MB): `place` refuses past it (returns None).
     max_hosts: int = 100
-    # False = the naive baseline: one Ray call and one store write per command,
-    # one event feed call per watcher. Only the benchmark turns it off.
+    # False = the benchmark's baseline: the gateway sends one Ray call per command instead of
+    # coalescing them (gateway.router); hosts, commits and fan-out are unchanged.
     batching: bool = True
     snapshot_every: int = 200
     feed_capacity: int = 100_000

@@ -3,8 +3,10 @@
 Each auction is a `market.Auction` state machine. Commands from all callers go into one queue;
 a single loop drains it, runs every command in arrival order (so each auction is strictly
 serial), writes the whole batch's events to the store in one commit and only then answers
-(group commit: durable before acknowledged). Timers are served by the same loop from one heap
-entry per auction deadline, so thousands of auctions closing in the same second cost one commit.
+(group commit: durable before acknowledged). The actor is async: concurrent `submit` calls all
+queue there, so calls of one command each (the benchmark's baseline) still commit together.
+Timers are served by the same loop from one heap entry per auction deadline, so thousands of
+auctions closing in the same second cost one commit.
 
 After a close, settlement runs as a saga of idempotent steps (repair the stored view if it
 lags the log, settle or release the asset, tell the directory), each retried with capped
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -46,6 +49,7 @@ from actors.messages import (
     refusal,
     refused,
 )
+from actors.metrics import BatchObserver, HostMetrics
 from actors.notices import coalesce, outbid_notices
 from actors.offer_desk import OfferDesk
 from actors.offer_ray import make_offer, send_offers
@@ -96,10 +100,9 @@ class AuctionHostCore(SerialLoop[Command, Reply]):
         self.on_assets_moved: OnAssetsMoved | None = None
         self.auctions: dict[str, Auction] = {}
         self.feed = EventFeed(config.feed_capacity)
-        # The naive baseline (benchmark only) runs and commits one command at a time.
-        self._max_batch = MAX_BATCH if config.batching else 1
         self._since_snapshot: dict[str, int] = {}
         self._finishing: set[str] = set()  # auctions whose settlement saga is running
+        self.observe: BatchObserver | None = None  # each batch's figures (the shell's metrics)
         # The loop starts with the base class; everything above is set before it runs.
         super().__init__(name, store if store is not None else open_store(config.store_url),
                          clock, log)
@@ -118,11 +121,10 @@ class AuctionHostCore(SerialLoop[Command, Reply]):
 
     async def poll(
         self, epoch: str | None, cursor: int, timeout: float, limit: int = 10_000,
-        auction_id: str | None = None,
     ) -> FeedPage:
         await self._wait_ready()
         await self.feed.wait(epoch, cursor, timeout)
-        return self.feed.read(epoch, cursor, limit, auction_id)
+        return self.feed.read(epoch, cursor, limit)
 
     async def close(self) -> None:
         """Stop the loop and every background step; close the store if the core opened it."""
@@ -190,8 +192,7 @@ class AuctionHostCore(SerialLoop[Command, Reply]):
     # ---- batches -------------------------------------------------------------------------
 
     async def _process(self) -> None:
-        size = self._max_batch
-        batch, self._queue = self._queue[:size], self._queue[size:]
+        batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
         if self._queue:
             self._wake.set()
         now = self.clock()
@@ -221,10 +222,15 @@ class AuctionHostCore(SerialLoop[Command, Reply]):
                     outbid.extend(outbid_notices(leader, produced))
             results.append((item, result))
 
+        commit_s: float | None = None
         if events or touched:
+            started = time.perf_counter()
             conflicted = await self._commit(events, touched, coalesce(outbid))
+            commit_s = time.perf_counter() - started
         else:
             conflicted = set()
+        if self.observe is not None:
+            self.observe(len(batch), commit_s, len(self._queue), len(self.auctions))
         for item, result in results:
             if item.command.auction_id in conflicted:
                 result = refused(UNAVAILABLE, "auction moved to another host; retry")
@@ -428,14 +434,17 @@ class AuctionHost:
         cluster = ClusterConfig.from_dict(config)
         release = _DirectoryRelease(name, cluster)
         self.core = AuctionHostCore(name, cluster, on_finished=release)
+        self.core.observe = HostMetrics(name)
         # The trade offers of the threads placed here: same process, same store connection.
         self.desk = OfferDesk(name, cluster, self.core.store, on_thread_done=release,
                               send_elsewhere=partial(send_offers, cluster),
                               opened=self.core.ready)
         self.core.on_assets_moved = self.desk.invalidate_assets
         self.core.settler.make_offer = partial(make_offer, cluster)
+        self.commands = 0  # commands submitted since the actor started (`ece status` rates)
 
     async def submit(self, commands: list[Command]) -> list[Reply]:
+        self.commands += len(commands)
         return await self.core.submit(commands)
 
     async def submit_offers(self, commands: list[OfferCommand]) -> list[OfferReply]:
@@ -446,14 +455,19 @@ class AuctionHost:
 
     async def poll(
         self, epoch: str | None, cursor: int, timeout: float, limit: int = 10_000,
-        auction_id: str | None = None,
     ) -> FeedPage:
-        return await self.core.poll(epoch, cursor, timeout, limit, auction_id)
+        return await self.core.poll(epoch, cursor, timeout, limit)
 
     async def ready(self) -> bool:
         await self.core.ready()
         await self.desk.ready()
         return True
+
+    async def stats(self) -> dict[str, Any]:
+        """For `ece status`: where this host runs and what it serves."""
+        return {"node_id": ray.get_runtime_context().get_node_id(),
+                "auctions": len(self.core.auctions), "offer_threads": len(self.desk.live_threads()),
+                "commands": self.commands}
 
 
 class _DirectoryRelease:

@@ -97,6 +97,10 @@ class OfferDesk(SerialLoop[OfferCommand, OfferReply]):
 
     # ---- public API (`submit`, `ready`, `wake`, `close`: actors.serial) --------------------
 
+    def live_threads(self) -> set[str]:
+        """The threads with a live offer here (`ece status`)."""
+        return {thread for thread, n in self._live_in_thread.items() if n > 0}
+
     async def invalidate_assets(self, asset_ids: list[str], reason: str,
                                 keep: str | None = None) -> None:
         """Invalidate every active offer (but `keep`) naming one of these assets, wherever

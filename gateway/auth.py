@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import time
 import weakref
 from collections.abc import Callable
@@ -148,22 +149,40 @@ class Identity:
         return (time.time() if now is None else now) >= self.expires_at
 
 
+def key_id(secret: str) -> str:
+    """The `kid` of tokens signed with `secret`: names the key, reveals nothing of it."""
+    return hashlib.sha256(b"ece-token-key:" + secret.encode()).hexdigest()[:16]
+
+
 class Tokens:
-    def __init__(self, secret: str, ttl_s: int, clock: Callable[[], float] = time.time) -> None:
+    """Signs and checks session tokens (HS256). `previous`: the secret being rotated out;
+    tokens it signed stay valid until they expire, new ones are signed with `secret`."""
+
+    def __init__(self, secret: str, ttl_s: int, clock: Callable[[], float] = time.time,
+                 previous: str | None = None) -> None:
         self._secret = secret
+        self._kid = key_id(secret)
+        self._keys = {self._kid: secret}
+        if previous:
+            self._keys[key_id(previous)] = previous
         self._ttl_s = ttl_s
         self._clock = clock
 
     def issue(self, user_id: str, username: str) -> str:
         now = int(self._clock())
         claims = {"sub": user_id, "name": username, "iat": now, "exp": now + self._ttl_s}
-        return jwt.encode(claims, self._secret, algorithm="HS256")
+        return jwt.encode(claims, self._secret, algorithm="HS256", headers={"kid": self._kid})
 
     def verify(self, token: str) -> Identity:
         """The Identity of a valid token; TokenError otherwise (bad, forged, expired)."""
         try:
+            # A token from before key ids were named is checked against the current secret.
+            kid = jwt.get_unverified_header(token).get("kid", self._kid)
+            secret = self._keys.get(kid) if isinstance(kid, str) else None
+            if secret is None:
+                raise TokenError("signed with an unknown key")
             claims = jwt.decode(
-                token, self._secret, algorithms=["HS256"],
+                token, secret, algorithms=["HS256"],
                 # Expiry is checked below against the injected clock.
                 options={"require": ["sub", "exp"], "verify_exp": False, "verify_iat": False})
             expires_at = int(claims["exp"])

@@ -164,6 +164,9 @@ SETTINGS: tuple[Setting, ...] = (
             "JWT signing secret (share it between gateways); unset: a random one created once "
             "in the data dir (0600, written, fsynced, linked into place, so gateways starting "
             "together agree)", min=MIN_SECRET_BYTES, shown_default="generated"),
+    Setting("ECE_SECRET_PREVIOUS", "secret_previous", "str", None,
+            "the JWT secret being rotated out: tokens it signed stay valid until they expire "
+            "(docs/operations.md)", min=MIN_SECRET_BYTES),
     Setting("ECE_PROVENANCE_KEY", "provenance_key", "str", None,
             "the exchange's Ed25519 key signing token provenance, base64 of its 32 raw bytes "
             "(share it between gateways; never rotate it without re-publishing the old public "
@@ -192,6 +195,9 @@ SETTINGS: tuple[Setting, ...] = (
             "price projections, each owning the cards that hash to it", min=1, max=64),
     Setting("ECE_BEHAVIOUR_SHARDS", "behaviour_shards", "int", 1,
             "behaviour projections, each owning the users that hash to it", min=1, max=64),
+    Setting("ECE_PORTFOLIOS", "portfolios", "bool", True,
+            "run the portfolio actors (with `ECE_ANALYTICS`) and serve the portfolio routes "
+            "(0: they answer 503 UNAVAILABLE)"),
     Setting("ECE_PORTFOLIO_SHARDS", "portfolio_shards", "int", 1,
             "portfolio actors, each owning the users that hash to it", min=1, max=64),
     Setting("ECE_RISK_FREE_RATE", "risk_free_rate", "float", 0.0,
@@ -227,9 +233,12 @@ SETTINGS: tuple[Setting, ...] = (
     _limit("ECE_MAX_HOSTS", "max_hosts", 100,
            "auction host actors, each ~80 MB (listing answers `OVERLOADED` beyond)"),
     _limit("ECE_SEND_QUEUE", "send_queue", 1024, "per-socket send queue (then close 1013)"),
+    _positive("ECE_SLOW_CLIENT_MS", "slow_client_ms", 500.0,
+              "a socket whose send queue stays at least half full this long is closed 1013"),
     _limit("ECE_MAX_INFLIGHT", "max_inflight", 20_000,
            "gateway-wide commands in flight (then `OVERLOADED`)"),
-    Setting("ECE_BATCHING", "batching", "bool", True, "0 = the naive baseline (benchmark only)"),
+    Setting("ECE_BATCHING", "batching", "bool", True,
+            "0 = the baseline: one Ray call per command, nothing else changed (benchmark only)"),
     Setting("ECE_STORE", "store_url_override", "str", None,
             "override the store URL, e.g. `memory:bench` (benchmark only)"),
     Setting("ECE_INSTANCE", "instance", "str", "ece",
@@ -255,6 +264,7 @@ class Settings:
     seed: bool = _default("seed")
     mongodb_uri: str | None = _default("mongodb_uri")
     ray_address: str | None = _default("ray_address")
+    secret_previous: str | None = _default("secret_previous")
     ray_cpus: int = _default("ray_cpus")
     store_url_override: str | None = _default("store_url_override")
     instance: str = _default("instance")
@@ -271,6 +281,7 @@ class Settings:
     analytics: bool = _default("analytics")
     price_shards: int = _default("price_shards")
     behaviour_shards: int = _default("behaviour_shards")
+    portfolios: bool = _default("portfolios")
     portfolio_shards: int = _default("portfolio_shards")
     risk_free_rate: float = _default("risk_free_rate")
     concentration_share: float = _default("concentration_share")
@@ -279,6 +290,7 @@ class Settings:
     rate_per_s: float = _default("rate_per_s")
     rate_burst: float = _default("rate_burst")
     send_queue: int = _default("send_queue")
+    slow_client_ms: float = _default("slow_client_ms")
     max_inflight: int = _default("max_inflight")
     token_ttl_s: int = 7 * 24 * 3600  # not a setting
     bots: int = _default("bots")

@@ -1,7 +1,7 @@
 """Live events: one long-poll per auction host per gateway, fanned out to local sockets.
 
-The pollers are the hub's `Feeds`: `HostFeeds`, one per host; or, for the benchmark's naive
-baseline (ECE_BATCHING=0), `WatcherFeeds`, one per watcher. Whoever builds the `Hub` picks one.
+The pollers are the hub's `HostFeeds`: one per host, for every auction of it watched here
+(the benchmark's baseline, ECE_BATCHING=0, uses them too).
 
 Every subscription tracks the last seq its socket received. An event is sent only if it is the
 next one; an older one is dropped (duplicate) and a newer one triggers a fill from the store's
@@ -117,7 +117,6 @@ class Subscription:
 class Hub:
     def __init__(
         self, router: Router, store: Store, present: Callable[[dict], Awaitable[dict]],
-        feeds: type[Feeds],
     ) -> None:
         self.router = router
         self.present = present
@@ -126,7 +125,7 @@ class Hub:
         self.host_of: dict[str, str] = {}
         self.host_auctions: dict[str, set[str]] = {}
         self._tasks: set[asyncio.Task] = set()
-        self.feeds = feeds(self)
+        self.feeds = HostFeeds(self)
 
     def spawn(self, coroutine) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -156,7 +155,7 @@ class Hub:
             self._discard(conn, auction_id, sub)
             return self._dropped(conn, auction_id, req_id)
         if host is not None:
-            self._watch(host, auction_id, sub)
+            self._watch(host, auction_id)
         # Read again now that live events are being buffered: nothing can fall in between.
         record = await self.store.get_auction(auction_id) or record
         if sub.closed:
@@ -201,7 +200,6 @@ class Hub:
             del subs[conn]
         if sub is not None:
             sub.closed = True
-            self.feeds.unwatch(conn, auction_id)
         if subs is not None and not subs:
             del self.subs[auction_id]
             host = self.host_of.pop(auction_id, None)
@@ -224,10 +222,10 @@ class Hub:
         for sub in list(subs.values()):
             sub.deliver(event, cache)
 
-    def _watch(self, host: str, auction_id: str, sub: Subscription) -> None:
+    def _watch(self, host: str, auction_id: str) -> None:
         self.host_of[auction_id] = host
         self.host_auctions.setdefault(host, set()).add(auction_id)
-        self.feeds.watch(host, sub)
+        self.feeds.watch(host)
 
     def resync(self, host: str) -> None:
         """Have every subscription to `host`'s auctions read the log: its feed restarted."""
@@ -243,34 +241,32 @@ class Hub:
 # ---- feeds: how events come from the hosts ---------------------------------------------------
 
 
-class Feeds:
-    """Long-polls of the hosts' event feeds, run as the hub's tasks."""
+class HostFeeds:
+    """Long-polls of the hosts' event feeds, run as the hub's tasks: one poller per host, for
+    every auction of that host watched here; events dispatched to each subscription,
+    serialised once per encoding."""
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.pollers: dict[Any, asyncio.Task] = {}
+        self.pollers: dict[str, asyncio.Task] = {}
 
-    def watch(self, host: str, sub: Subscription) -> None:
-        """`sub` (already registered with the hub) wants the live events of its auction."""
-        raise NotImplementedError
+    def watch(self, host: str) -> None:
+        """An auction of `host` is watched here (already registered with the hub): poll it."""
+        if host not in self.pollers or self.pollers[host].done():
+            self.pollers[host] = self.hub.spawn(self._run(host))
 
-    def unwatch(self, conn: Connection, auction_id: str) -> None:
-        """`conn`'s subscription to `auction_id` has closed."""
-
-    async def _poll(self, host: str, auction_id: str | None, running: Callable[[], bool],
-                    deliver: Callable[[list[dict], bool], None]) -> None:
-        """Poll `host`'s feed (of one auction, or all) while `running()`; hand each reply's
-        events to `deliver(events, restarted)`, `restarted` when the feed may have skipped
-        some (the first reply, or a reset) so the log must be read."""
+    async def _run(self, host: str) -> None:
+        """Poll `host`'s feed while any of its auctions is watched here and dispatch each
+        reply's events; after a reply that may have skipped some (the first one, or a
+        reset), every subscription to the host's auctions reads the log."""
+        hub = self.hub
         epoch: str | None = None
         cursor = -1  # start at the feed's head; subscriptions fill from the log
         backoff = 0.05
-        handle = self.hub.router.host(host).handle
-        while running():
+        handle = hub.router.host(host).handle
+        while hub.host_auctions.get(host):
             try:
-                page: FeedPage = await handle.poll.remote(
-                    epoch, cursor, POLL_TIMEOUT_S, 10_000, auction_id
-                )
+                page: FeedPage = await handle.poll.remote(epoch, cursor, POLL_TIMEOUT_S, 10_000)
             except asyncio.CancelledError:
                 raise
             except (RayError, Exception) as exc:  # host restarting: back off and retry
@@ -281,45 +277,8 @@ class Feeds:
             backoff = 0.05
             first = epoch is None
             epoch, cursor = page.epoch, page.cursor
-            deliver(page.events, page.reset or first)
-
-
-class HostFeeds(Feeds):
-    """One poller per host, for every auction of that host watched here: events dispatched
-    to each subscription, serialised once per encoding."""
-
-    def watch(self, host: str, sub: Subscription) -> None:
-        if host not in self.pollers or self.pollers[host].done():
-            self.pollers[host] = self.hub.spawn(self._run(host))
-
-    async def _run(self, host: str) -> None:
-        hub = self.hub
-
-        def deliver(events: list[dict], restarted: bool) -> None:
-            for event in events:
+            for event in page.events:
                 hub.dispatch(event)
-            if restarted:
+            if page.reset or first:
                 hub.resync(host)
-
-        await self._poll(host, None, lambda: bool(hub.host_auctions.get(host)), deliver)
         self.pollers.pop(host, None)
-
-
-class WatcherFeeds(Feeds):
-    """The naive baseline: every watcher pulls its own auction's events from the host."""
-
-    def watch(self, host: str, sub: Subscription) -> None:
-        def deliver(events: list[dict], restarted: bool) -> None:
-            for event in events:
-                sub.deliver(event)
-            if restarted:
-                sub.request_fill()
-
-        key = (sub.conn, sub.auction_id)
-        self.pollers[key] = self.hub.spawn(
-            self._poll(host, sub.auction_id, lambda: not sub.closed, deliver))
-
-    def unwatch(self, conn: Connection, auction_id: str) -> None:
-        task = self.pollers.pop((conn, auction_id), None)
-        if task is not None:
-            task.cancel()

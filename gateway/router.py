@@ -1,8 +1,10 @@
 """Routes commands from this gateway to the hosts that own their auctions and offers.
 
 Commands bound for one host that arrive in the same event-loop tick travel in one Ray call
-(`HostClient`). The benchmark's naive baseline (ECE_BATCHING=0) sends every command in a call
-of its own instead (`DirectHostClient`); the `Router` picks one of the two when it is built.
+(`HostClient`). The benchmark's baseline (ECE_BATCHING=0) sends every command in a call of
+its own instead (`DirectHostClient`), and differs in nothing else: the host still commits the
+commands of concurrent calls together, and events still reach the gateway once per host. The
+`Router` picks one of the two clients when it is built.
 Host failures become `UNAVAILABLE` results, which are transient: a retry with the same
 req_id is answered by the auction itself, which remembers every outcome it committed.
 """
@@ -96,7 +98,7 @@ class BaseHostClient:
 
 
 class DirectHostClient(BaseHostClient):
-    """The naive baseline (ECE_BATCHING=0, for the benchmark): one `submit` call a command."""
+    """The benchmark's baseline (ECE_BATCHING=0): one `submit` call a command."""
 
     def call(self, command: Sent) -> asyncio.Future[Answer]:
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
@@ -151,7 +153,7 @@ class Router:
         self._locations: LRUCache[str, str] = LRUCache(MAX_CACHED_LOCATIONS)
         self._hosts: dict[str, BaseHostClient] = {}
         self._offer_hosts: dict[str, BaseHostClient] = {}
-        # Chosen once: coalescing commands per host, or (the naive baseline) one call each.
+        # Chosen once: coalescing commands per host, or (the baseline) one call each.
         self._host_client: type[BaseHostClient] = (
             HostClient if config.batching else DirectHostClient)
         self._inflight = 0
@@ -202,6 +204,24 @@ class Router:
             return await self._send(command)
         finally:
             self._inflight -= 1
+
+    def send_known(self, command: Command) -> asyncio.Future[Answer] | None:
+        """`send` without a coroutine when the auction's host is known and connected: the
+        future of its answer (NOT_HERE included: the caller falls back to `send`), counted in
+        flight until it resolves. None when `send` must find the host (or refuse)."""
+        if self._inflight >= self.max_inflight:
+            return None
+        name = self._locations.get(command.auction_id)
+        client = self._hosts.get(name) if name is not None else None
+        if client is None or client.dead:
+            return None
+        self._inflight += 1
+        future = client.call(command)
+        future.add_done_callback(self._landed)
+        return future
+
+    def _landed(self, _: asyncio.Future[Answer]) -> None:
+        self._inflight -= 1
 
     async def _send(self, command: Command) -> Reply:
         result = await self._route(command.auction_id, command)

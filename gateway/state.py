@@ -20,7 +20,7 @@ from actors.messages import GetView, Viewed
 from gateway.auth import Tokens
 from gateway.channels import Channels
 from gateway.config import Settings
-from gateway.fanout import HostFeeds, Hub, WatcherFeeds
+from gateway.fanout import Hub
 from gateway.limits import ConnectionCounter, KeyedLimiter, LRUCache
 from gateway.notices import Notices
 from gateway.router import Router
@@ -77,7 +77,8 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.tokens = Tokens(settings.signing_secret(), settings.token_ttl_s)
+        self.tokens = Tokens(settings.signing_secret(), settings.token_ttl_s,
+                             previous=settings.secret_previous)
         # Signs the provenance of the tokens minted here (hosts sign the sales they settle).
         self.signer = Ed25519Signer.from_private_bytes(settings.provenance_private_key())
         self.metrics = Metrics()
@@ -115,9 +116,7 @@ class Gateway:
         await self.notices.start()
         await self.channels.start()
         self.router = Router(self.settings.cluster(), self.store, self.settings.max_inflight)
-        # Chosen once: one poller per host, or (the naive baseline) one per watcher.
-        feeds = HostFeeds if self.settings.batching else WatcherFeeds
-        self.hub = Hub(self.router, self.store, self.present, feeds)
+        self.hub = Hub(self.router, self.store, self.present)
         await self.router.ready()
         self.ready = True
 

@@ -1,18 +1,19 @@
-"""The WebSocket endpoint: one `Connection` per socket, a bounded send queue each."""
+"""The WebSocket endpoint: one `Connection` (gateway/connection.py) per socket."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import time
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from actors.messages import Acked, Refused
+from actors.messages import Acked, Command, Refused, refused
 from gateway.auth import TokenError
 from gateway.channels import MAX_CHANNELS, is_channel
+from gateway.connection import TRY_AGAIN_LATER, Connection  # noqa: F401 (re-exported)
 from gateway.limits import TokenBucket
 from gateway.offers import act_on_offer, make_offer
 from gateway.protocol import (
@@ -22,7 +23,6 @@ from gateway.protocol import (
     BidRequest,
     ProtocolError,
     decode,
-    encode,
     parse_bid,
     parse_since,
     req_id_of,
@@ -35,6 +35,7 @@ from market.errors import (
     INTERNAL,
     INVALID,
     LIMIT_EXCEEDED,
+    NOT_HERE,
     OVERLOADED,
     RATE_LIMITED,
     UNAUTHORIZED,
@@ -47,10 +48,6 @@ from market.offers import MAX_ID_LEN as OFFER_REQ_ID_MAX
 
 log = logging.getLogger("ece.ws")
 
-# Close code for "try again later" (RFC 6455 registry), used for clients too slow to keep up.
-TRY_AGAIN_LATER = 1013
-# How long a slow client gets to take its close frame before the TCP connection is dropped.
-SLOW_CLOSE_S = 10.0
 # Requests one socket may have in flight before it is told OVERLOADED.
 MAX_SOCKET_INFLIGHT = 1_000
 # Trade-offer ops (bots), each the twin of a REST route: op -> the action it takes.
@@ -59,91 +56,6 @@ OFFER_OPS = {"make_offer": "create", "accept_offer": "accept", "decline_offer": 
 # Subscribes one socket may have being answered at once (each reads the store): a client
 # sending them faster than they are answered is told OVERLOADED instead of queueing work.
 MAX_PENDING_SUBSCRIBES = 32
-
-
-class Connection:
-    __slots__ = (
-        "closing",
-        "encoding",
-        "expires_at",
-        "inflight",
-        "ip",
-        "me",
-        "me_ticket",
-        "pending_subscribes",
-        "queue",
-        "subscriptions",
-        "transport",
-        "user_id",
-        "writer",
-        "ws",
-    )
-
-    def __init__(self, ws: web.WebSocketResponse, queue_size: int, ip: str = "?") -> None:
-        self.ws = ws
-        self.ip = ip
-        self.user_id: str | None = None
-        self.expires_at = 0.0  # epoch seconds at which the identity's token expires
-        self.encoding = JSON
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=queue_size)
-        # auction id -> the subscribe request that owns it; a subscribe still being answered
-        # checks it is still the owner before it registers anything (see Hub.subscribe).
-        self.subscriptions: dict[str, object] = {}
-        self.me: str | None = None  # the user whose channel this socket is subscribed to
-        self.me_ticket: object | None = None  # the `me` subscribe request that owns it
-        self.inflight = 0
-        self.pending_subscribes = 0
-        self.closing = False
-        self.writer: asyncio.Task | None = None
-        self.transport: asyncio.Transport | None = None
-
-    def wants(self, auction_id: str, ticket: object) -> bool:
-        """Is the subscribe request `ticket` still wanted (socket open, not unsubscribed)?"""
-        return not self.closing and self.subscriptions.get(auction_id) is ticket
-
-    def current_user(self) -> str | None:
-        """The user id while the token that proved it is valid; anonymous once it expires."""
-        if self.user_id is not None and time.time() >= self.expires_at:
-            return None
-        return self.user_id
-
-    def send(self, message: dict, cache: dict | None = None, encoding: str | None = None) -> None:
-        if self.closing:
-            return
-        encoding = encoding or self.encoding
-        frame = cache.get(encoding) if cache is not None else None
-        if frame is None:
-            frame = encode(message, encoding)
-            if cache is not None:
-                cache[encoding] = frame
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            # A client that cannot keep up is cut loose rather than growing our memory.
-            self.closing = True
-            asyncio.get_running_loop().create_task(self._close_slow())
-
-    async def _close_slow(self) -> None:
-        """Queue the 1013 close behind what is already buffered; drop the peer if it stalls."""
-        with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
-            await asyncio.wait_for(
-                self.ws.close(code=TRY_AGAIN_LATER, message=b"send queue full"), SLOW_CLOSE_S
-            )
-        if self.writer is not None:
-            self.writer.cancel()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.abort()
-
-    async def write_loop(self) -> None:
-        try:
-            while True:
-                frame = await self.queue.get()
-                if isinstance(frame, str):
-                    await self.ws.send_str(frame)
-                else:
-                    await self.ws.send_bytes(frame)
-        except (ConnectionError, RuntimeError, asyncio.CancelledError):
-            pass
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
@@ -169,7 +81,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
                 raise ApiError(LIMIT_EXCEEDED, "too many connections for this user")
             user_held = True
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=30.0, compress=False)
-        conn = Connection(ws, gateway.settings.send_queue, ip)
+        conn = Connection(ws, gateway.settings.send_queue,
+                          gateway.settings.slow_client_ms / 1000, ip)
         if identity is not None:
             conn.user_id, conn.expires_at = identity.user_id, identity.expires_at
         await ws.prepare(request)
@@ -200,6 +113,8 @@ async def _serve(gateway: Gateway, conn: Connection, bad_token: bool) -> None:
                 encoding, data = MSGPACK, msg.data
             else:
                 break
+            if conn.closing:
+                continue  # cut as too slow: what it still sends is read until the close
             conn.encoding = encoding
             try:
                 # Before decoding: a flood costs a bucket check per frame, not a parse.
@@ -210,6 +125,8 @@ async def _serve(gateway: Gateway, conn: Connection, bad_token: bool) -> None:
             except ProtocolError as exc:
                 gateway.metrics.errors.labels(exc.code).inc()
                 conn.send(exc.frame(), encoding=encoding)
+            if conn.backed_up():
+                await conn.drained()  # back-pressure: the next frame waits for room
     finally:
         conn.closing = True  # first: a subscribe still in flight must not register now
         gateway.connections.discard(conn)
@@ -253,8 +170,7 @@ async def _dispatch(gateway: Gateway, conn: Connection, message: dict, encoding:
         # Bids run concurrently so one socket can pipeline; the answer keeps its encoding.
         # The bidder is who the socket is when the bid arrives: a later `auth` on the same
         # socket must not change who this bid is from.
-        task = gateway.hub.spawn(_bid(gateway, conn, user_id, bid, encoding))
-        task.add_done_callback(lambda _: _finished(conn))
+        _bid(gateway, conn, user_id, bid, encoding)
     elif op in OFFER_OPS:
         user_id = conn.current_user()
         if user_id is None:
@@ -392,36 +308,66 @@ async def _subscribe_me(gateway: Gateway, conn: Connection, user_id: str, since:
                                 req_id).frame(), encoding=encoding)
     finally:
         conn.pending_subscribes -= 1
+        conn.settled()
 
 
 def _finished(conn: Connection) -> None:
     conn.inflight -= 1
+    conn.settled()
 
 
-async def _bid(
-    gateway: Gateway, conn: Connection, user_id: str, bid: BidRequest, encoding: str
-) -> None:
-    req_id, auction_id = bid.req_id, bid.auction_id
+def _bid(gateway: Gateway, conn: Connection, user_id: str, bid: BidRequest,
+         encoding: str) -> None:
+    """Send a bid on its way; `_answer_bid` answers it. No task and no coroutine per bid when
+    the auction's host is known: the router's future calls back (else `_bid_routed`)."""
     started = time.perf_counter()
-    reply: dict[str, Any]
     if gateway.bids_by_user.take(user_id) is not None:
-        reply = {"op": "error", "req_id": req_id, "code": RATE_LIMITED,
-                 "message": "bid rate limit reached; retry shortly"}
+        _answer_bid(gateway, conn, bid, encoding, started,
+                    refused(RATE_LIMITED, "bid rate limit reached; retry shortly"))
+        return
+    # The bidder is the token's user only, never anything in the message.
+    command = bid.command(user_id)
+    future = gateway.router.send_known(command)
+    if future is None:
+        gateway.hub.spawn(_bid_routed(gateway, conn, command, bid, encoding, started))
     else:
-        # The bidder is the token's user only, never anything in the message.
-        result = await gateway.router.send(bid.command(user_id))
-        if isinstance(result, Acked):
-            reply = {"op": "ack", "req_id": req_id, "auction_id": auction_id, **result.ack}
-        elif isinstance(result, Refused):
-            reply = {"op": "error", "req_id": req_id, "auction_id": auction_id,
-                     **result.error}
-        else:
-            reply = {"op": "error", "req_id": req_id, "auction_id": auction_id,
-                     **error_dict(INTERNAL, "unexpected reply to a bid")}
-    code = reply.get("code", "OK")
-    gateway.metrics.bids.labels(code).inc()
+        future.add_done_callback(
+            functools.partial(_bid_landed, gateway, conn, command, bid, encoding, started))
+
+
+def _bid_landed(gateway: Gateway, conn: Connection, command: Command, bid: BidRequest,
+                encoding: str, started: float, future: asyncio.Future) -> None:
+    result = future.result() if not future.cancelled() else None
+    if isinstance(result, Refused) and result.code == NOT_HERE:  # moved: `send` finds it
+        gateway.hub.spawn(_bid_routed(gateway, conn, command, bid, encoding, started))
+    else:
+        _answer_bid(gateway, conn, bid, encoding, started, result)
+
+
+async def _bid_routed(gateway: Gateway, conn: Connection, command: Command, bid: BidRequest,
+                      encoding: str, started: float) -> None:
+    result = None
+    try:
+        result = await gateway.router.send(command)
+    finally:
+        _answer_bid(gateway, conn, bid, encoding, started, result)
+
+
+def _answer_bid(gateway: Gateway, conn: Connection, bid: BidRequest, encoding: str,
+                started: float, result: object) -> None:
+    reply: dict[str, Any]
+    req_id, auction_id = bid.req_id, bid.auction_id
+    if isinstance(result, Acked):
+        reply = {"op": "ack", "req_id": req_id, "auction_id": auction_id, **result.ack}
+    elif isinstance(result, Refused):
+        reply = {"op": "error", "req_id": req_id, "auction_id": auction_id, **result.error}
+    else:
+        reply = {"op": "error", "req_id": req_id, "auction_id": auction_id,
+                 **error_dict(INTERNAL, "unexpected reply to a bid")}
+    gateway.metrics.bids.labels(reply.get("code", "OK")).inc()
     gateway.metrics.bid_seconds.observe(time.perf_counter() - started)
     conn.send(reply, encoding=encoding)
+    _finished(conn)
 
 
 async def _offer_op(gateway: Gateway, conn: Connection, user_id: str, message: dict,
@@ -466,4 +412,5 @@ async def _subscribe(
             gateway.watches.note(user_id, auction_id)
     finally:
         conn.pending_subscribes -= 1
+        conn.settled()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -279,25 +280,34 @@ def _close_code(data: bytes) -> int | None:
 
 
 async def test_slow_client_is_disconnected_with_1013(ray_cluster, tmp_path):
-    async with gateway_with(tmp_path, send_queue=8, rate_per_s=1e6, rate_burst=1e6) as ece:
-        http, api, gateway = ece.http, ece.api, ece.gateway
+    """A client that sends requests and reads nothing: once its answers have filled the
+    kernel's buffers (they grow to a few MiB) and back up into its send queue for
+    ECE_SLOW_CLIENT_MS, it is cut with 1013. (Until then back-pressure stops the server from
+    reading its frames, test_ws_burst.py: it sends only while the server reads.)"""
+    async with gateway_with(tmp_path, send_queue=8, frame_rate=1e6, frame_burst=1e6) as ece:
+        http, gateway = ece.http, ece.gateway
         port = port_of(ece.runner)
-        view = await api.auction(await api.signup("s"))
         sock = await asyncio.to_thread(_raw_ws_connect, port, "/ws")
-        frame = _masked_text_frame(json.dumps({"op": "subscribe",
-                                               "auction_id": view["auction_id"]}))
-        # Each subscribe makes the server send a snapshot, to a client that reads nothing.
-        await asyncio.to_thread(sock.sendall, frame * 3000)
-        await wait_for(lambda: all(c.closing for c in gateway.connections), timeout=30,
-                       message="slow client cut off")
-        # Now read everything that was sent: it ends with a close frame, code 1013.
+        conn = await wait_for(lambda: next(iter(gateway.connections), None), timeout=10)
+        # A JSON value that is not an object: answered by an INVALID error of ~90 bytes.
+        chunk = _masked_text_frame("1") * 1_000
+        for _ in range(1_000):  # at most 90 MB of answers (a few MiB fill the buffers)
+            # A chunk more only while the server reads: none is left unread at the cut.
+            await wait_for(lambda: conn.closing or conn.resume is None, timeout=30,
+                           message="the server reading again, or the cut")
+            if conn.closing:
+                break
+            await asyncio.to_thread(sock.sendall, chunk)
+        assert conn.closing, "slow client not cut off"
+        # Now read what was sent: it ends with a close frame, code 1013.
         sock.settimeout(15)
         data = b""
-        while True:
-            chunk = await asyncio.to_thread(sock.recv, 65536)
-            if not chunk:
-                break
-            data += chunk
+        with contextlib.suppress(OSError):
+            while b"send queue full" not in data[-64:]:  # the close frame's reason
+                got = await asyncio.to_thread(sock.recv, 65536)
+                if not got:
+                    break
+                data += got
         sock.close()
         assert _close_code(data) == 1013
         # The server still serves others.

@@ -1,5 +1,5 @@
-"""Fan-out without Ray: a subscription's catch-up, the feed's restart requests, and both
-kinds of pollers (per host; per watcher, the naive baseline) delivering the same events."""
+"""Fan-out without Ray: a subscription's catch-up, the feed's restart requests, and the
+per-host poller delivering a host's events (the benchmark's baseline polls the same way)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from actors.messages import FeedPage
-from gateway.fanout import HostFeeds, Hub, Subscription, WatcherFeeds
+from gateway.fanout import Hub, Subscription
 from testkit.client import wait_for
 
 
@@ -53,7 +53,7 @@ async def test_an_event_published_while_a_fill_runs_is_not_lost() -> None:
     """A new poller starts at the feed's head; an event committed before that head but after
     the subscription's log read must still arrive (it is in the log: durable first)."""
     store = FakeStore()
-    hub = Hub(router=None, store=store, present=None, feeds=HostFeeds)  # type: ignore[arg-type]
+    hub = Hub(router=None, store=store, present=None)  # type: ignore[arg-type]
     conn = FakeConnection()
     sub = Subscription(hub, conn, "a1", "english")  # type: ignore[arg-type]
     hub.subs["a1"] = {conn: sub}  # type: ignore[dict-item]
@@ -77,7 +77,7 @@ async def test_an_event_published_while_a_fill_runs_is_not_lost() -> None:
 def test_a_subscription_that_is_not_syncing_fills_at_once() -> None:
     async def scenario() -> list[int]:
         store = FakeStore()
-        hub = Hub(router=None, store=store, present=None, feeds=HostFeeds)  # type: ignore[arg-type]
+        hub = Hub(router=None, store=store, present=None)  # type: ignore[arg-type]
         conn = FakeConnection()
         sub = Subscription(hub, conn, "a1", "english")  # type: ignore[arg-type]
         sub.syncing = False
@@ -102,7 +102,7 @@ class FakeHost:
 
     def __init__(self, replies: list[FeedPage]) -> None:
         self.replies = replies
-        self.asked: list[str | None] = []  # the auction each poll was for (None: all)
+        self.polls = 0
 
     @property
     def handle(self) -> FakeHost:
@@ -112,8 +112,8 @@ class FakeHost:
     def poll(self) -> FakeHost:
         return self
 
-    def remote(self, epoch, cursor, timeout, limit, auction_id):
-        self.asked.append(auction_id)
+    def remote(self, epoch, cursor, timeout, limit):
+        self.polls += 1
         return self._answer()
 
     async def _answer(self) -> FeedPage:
@@ -131,24 +131,28 @@ class FakeRouter:
         return self._host
 
 
-@pytest.mark.parametrize(("feeds", "asked"), [(HostFeeds, None), (WatcherFeeds, "a1")])
 @pytest.mark.asyncio
-async def test_both_feeds_deliver_the_same_events(feeds, asked) -> None:
+async def test_one_poller_per_host_delivers_to_every_watcher() -> None:
     store = FakeStore()
     events = [store.append(1), store.append(2)]
     host = FakeHost([FeedPage("e1", 2, False, events)])
-    hub = Hub(router=FakeRouter(host), store=store, present=None,  # type: ignore[arg-type]
-              feeds=feeds)
-    conn = FakeConnection()
-    sub = Subscription(hub, conn, "a1", "english")  # type: ignore[arg-type]
-    sub.syncing = False
-    conn.subscriptions["a1"] = object()
-    hub.subs["a1"] = {conn: sub}  # type: ignore[dict-item]
-    hub._watch("h", "a1", sub)
-    await wait_for(lambda: _seqs(conn) == [1, 2] and not sub.filling, timeout=10,
-                   message="both events delivered")
-    assert host.asked[0] == asked
-    hub.unsubscribe(conn, "a1")
+    hub = Hub(router=FakeRouter(host), store=store, present=None)  # type: ignore[arg-type]
+    conns = [FakeConnection() for _ in range(3)]
+    subs = []
+    for conn in conns:
+        sub = Subscription(hub, conn, "a1", "english")  # type: ignore[arg-type]
+        sub.syncing = False
+        conn.subscriptions["a1"] = object()
+        hub.subs.setdefault("a1", {})[conn] = sub  # type: ignore[index]
+        hub._watch("h", "a1")
+        subs.append(sub)
+    await wait_for(lambda: all(_seqs(c) == [1, 2] for c in conns)
+                   and not any(s.filling for s in subs), timeout=10,
+                   message="both events delivered to every watcher")
+    # Three watchers, one poll at a time for the host: the first reply, then one waiting.
+    assert len(hub.feeds.pollers) == 1 and host.polls == 2
+    for conn in conns:
+        hub.unsubscribe(conn, "a1")
     assert hub.subs == {} and hub.host_of == {}
     await hub.close()
     await asyncio.gather(*hub._tasks, return_exceptions=True)

@@ -1,5 +1,6 @@
 """The gateway's two ways of sending commands to a host, without Ray: both answer every command
-with its own result; `HostClient` coalesces, `DirectHostClient` (the naive baseline) does not."""
+with its own result; `HostClient` coalesces, `DirectHostClient` (the benchmark's baseline)
+does not."""
 
 from __future__ import annotations
 
