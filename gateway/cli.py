@@ -22,6 +22,7 @@ from typing import Any
 
 import uvloop
 
+from gateway import status as ops
 from gateway.config import Settings
 
 log = logging.getLogger("ece")
@@ -77,7 +78,8 @@ async def serve(settings: Settings) -> None:
         from actors.portfolio.actor import get_or_create_portfolios
 
         await get_or_create_analytics(settings.cluster()).ready.remote()
-        for portfolio in get_or_create_portfolios(settings.cluster()):
+        for portfolio in (get_or_create_portfolios(settings.cluster())
+                          if settings.portfolios else []):
             await portfolio.ready.remote()
     app = build_app(settings)
     runner = web.AppRunner(app, shutdown_timeout=10.0, access_log=None)
@@ -152,7 +154,19 @@ def main(argv: list[str] | None = None) -> int:
     rebuild.add_argument("what", choices=["analytics", "portfolio"])
     rebuild.add_argument("--resume", action="store_true",
                          help="continue an interrupted rebuild instead of starting over")
+    status = sub.add_parser("status", help="the cluster's nodes, hosts, projection lag and "
+                            "store health; exit 1 when unhealthy, 2 when unreachable")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--max-lag", type=float, default=ops.Limits.max_lag_s,
+                        help="seconds a projection may be behind (default %(default)s)")
+    status.add_argument("--sample", type=float, default=1.0,
+                        help="seconds between the two samples of the hosts' rates")
     args = parser.parse_args(argv)
+    if args.command == "status":
+        settings = _settings()
+        if settings is None:
+            return 2
+        return ops.run(settings, args.json, ops.Limits(max_lag_s=args.max_lag), args.sample)
     if args.command in ("seed", "rebuild"):
         return _maintenance(args)
     if args.command == "verify-provenance":

@@ -234,6 +234,36 @@ def test_tokens_without_a_name_claim_verify_with_an_empty_username():
     assert Tokens(SECRET, ttl_s=60).verify(token) == Identity("u-1", "", 4_000_000_000)
 
 
+OLD_SECRET = "r" * 40
+
+
+def test_a_rotated_out_secret_keeps_its_tokens_valid_until_they_expire():
+    """Rotation: gateways run with ECE_SECRET=new and ECE_SECRET_PREVIOUS=old."""
+    old_token = Tokens(OLD_SECRET, ttl_s=3600).issue("u-1", "alice")
+    rotating = Tokens(SECRET, ttl_s=3600, previous=OLD_SECRET)
+    assert rotating.verify(old_token).user_id == "u-1"
+    new_token = rotating.issue("u-2", "bob")
+    assert jwt.get_unverified_header(new_token)["kid"] == auth.key_id(SECRET)
+    assert Tokens(SECRET, ttl_s=3600).verify(new_token).user_id == "u-2"
+    # Once the previous secret is dropped, its tokens are refused.
+    with pytest.raises(TokenError, match="unknown key"):
+        Tokens(SECRET, ttl_s=3600).verify(old_token)
+
+
+@pytest.mark.parametrize("kid", [auth.key_id(OLD_SECRET), auth.key_id(SECRET), "0" * 16])
+def test_a_key_id_names_the_key_it_must_verify_with(kid):
+    """A token naming a key it was not signed with is refused (no trying each key)."""
+    forged = jwt.encode({"sub": "u-1", "exp": 4_000_000_000}, "f" * 40, algorithm="HS256",
+                        headers={"kid": kid})
+    with pytest.raises(TokenError):
+        Tokens(SECRET, ttl_s=3600, previous=OLD_SECRET).verify(forged)
+
+
+def test_a_token_from_before_key_ids_verifies_with_the_current_secret():
+    legacy = jwt.encode({"sub": "u-1", "exp": 4_000_000_000}, SECRET, algorithm="HS256")
+    assert Tokens(SECRET, ttl_s=60, previous=OLD_SECRET).verify(legacy).user_id == "u-1"
+
+
 def test_module_defaults():
     assert auth.HASH_CONCURRENCY == 2
     assert (auth.ARGON2_MEMORY_KIB, auth.ARGON2_TIME_COST, auth.ARGON2_PARALLELISM) == (

@@ -1,0 +1,200 @@
+"""`ece status [--json]`: what an operator, a load balancer or a cron job asks of a running
+cluster. The Ray nodes; the auction hosts with the node each runs on, its auctions and its
+commands per second (two samples `sample_s` apart); every projection's lag; the store's
+health. Exit 0 when healthy, 1 when not (each reason printed), 2 when the cluster or the
+instance cannot be reached at all.
+
+`collect` gathers (a Ray driver joining the cluster, like `ece serve` with ECE_RAY_ADDRESS)
+and `assess` judges, purely, so its rules are unit tested."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from actors.analytics.runner import read_lag
+from gateway.config import Settings
+from storage import open_store
+
+HEALTHY, UNHEALTHY, UNREACHABLE = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What `assess` tolerates."""
+
+    max_lag_s: float = 60.0  # a projection further behind than this is unhealthy (`--max-lag`)
+    max_store_ms: float = 2_000.0  # the store's answer to a one-row read
+    call_timeout_s: float = 5.0  # an actor's answer to `stats` / `hosts`
+
+
+def assess(status: dict[str, Any], limits: Limits) -> list[str]:
+    """The reasons `status` (as `collect` builds it) is unhealthy; empty when healthy."""
+    problems: list[str] = []
+    alive = {n["node_id"] for n in status["nodes"] if n["alive"]}
+    if not alive:
+        problems.append("no live Ray node")
+    if status.get("directory_error"):
+        problems.append(f"directory: {status['directory_error']}")
+    for host in status["hosts"]:
+        if host.get("error"):
+            problems.append(f"host {host['name']}: {host['error']}")
+        elif host["node_id"] not in alive:
+            problems.append(f"host {host['name']} runs on a node that is not alive")
+    store = status["store"]
+    if store.get("error"):
+        problems.append(f"store: {store['error']}")
+    elif store["read_ms"] > limits.max_store_ms:
+        problems.append(f"store: a one-row read took {store['read_ms']:.0f} ms "
+                        f"(limit {limits.max_store_ms:.0f})")
+    for name, lag in sorted(status["projections"].items()):
+        if lag["seconds_behind"] > limits.max_lag_s:
+            problems.append(f"projection {name}: {lag['seconds_behind']:.0f} s behind "
+                            f"({lag['facts_behind']} facts; limit {limits.max_lag_s:.0f} s)")
+    return problems
+
+
+async def _call(method: Any, timeout: float) -> Any:
+    return await asyncio.wait_for(method.remote(), timeout)
+
+
+async def _hosts(settings: Settings, limits: Limits, sample_s: float
+                 ) -> tuple[list[dict[str, Any]], str | None]:
+    import ray
+
+    cluster = settings.cluster()
+    try:
+        directory = ray.get_actor(cluster.directory_name(), namespace=cluster.namespace)
+        placed: dict[str, int] = await _call(directory.hosts, limits.call_timeout_s)
+    except (ValueError, TimeoutError, ray.exceptions.RayError) as exc:
+        return [], _reason(exc)
+
+    async def sample(name: str) -> dict[str, Any]:
+        try:
+            handle = ray.get_actor(name, namespace=cluster.namespace)
+            stats: dict[str, Any] = await _call(handle.stats, limits.call_timeout_s)
+            return {**stats, "at": time.monotonic()}
+        except (ValueError, TimeoutError, ray.exceptions.RayError) as exc:
+            return {"error": _reason(exc)}
+
+    names = sorted(placed)
+    first = await asyncio.gather(*(sample(n) for n in names))
+    await asyncio.sleep(sample_s)  # the rate's interval, not a synchronisation
+    second = await asyncio.gather(*(sample(n) for n in names))
+    out = []
+    for name, a, b in zip(names, first, second, strict=True):
+        row: dict[str, Any] = {"name": name, "placed": placed[name]}
+        if "error" in b or "error" in a:
+            row["error"] = b.get("error") or a.get("error")
+        else:
+            span = max(b["at"] - a["at"], 1e-3)
+            row.update(node_id=b["node_id"], auctions=b["auctions"],
+                       offer_threads=b["offer_threads"],
+                       commands_per_s=round(max(0, b["commands"] - a["commands"]) / span, 1))
+        out.append(row)
+    return out, None
+
+
+async def _store(settings: Settings, limits: Limits) -> tuple[dict[str, Any], dict[str, Any]]:
+    cluster = settings.cluster()
+    store = open_store(settings.store_url)
+    try:
+        t = time.monotonic()
+        await asyncio.wait_for(store.open(), limits.call_timeout_s)
+        await asyncio.wait_for(store.sales_position(), limits.call_timeout_s)
+        health = {"url": _redacted(settings.store_url),
+                  "read_ms": round((time.monotonic() - t) * 1000, 1)}
+        lag = await asyncio.wait_for(
+            read_lag(store, cluster.price_shards, cluster.behaviour_shards,
+                     int(time.time() * 1000), cluster.portfolio_shards),
+            limits.call_timeout_s) if settings.analytics else {}
+        return health, lag
+    except Exception as exc:  # any failure of the store is what this reports
+        return {"url": _redacted(settings.store_url), "error": _reason(exc)}, {}
+    finally:
+        await store.close()
+
+
+async def collect(settings: Settings, limits: Limits, sample_s: float = 1.0) -> dict[str, Any]:
+    """The cluster as a driver sees it (Ray must be initialised)."""
+    import ray
+
+    nodes = [{"node_id": n["NodeID"], "address": n["NodeManagerAddress"], "alive": n["Alive"],
+              "cpus": n.get("Resources", {}).get("CPU", 0.0)} for n in ray.nodes()]
+    (hosts, directory_error), (store, lag) = await asyncio.gather(
+        _hosts(settings, limits, sample_s), _store(settings, limits))
+    for node in nodes:
+        on = [h for h in hosts if h.get("node_id") == node["node_id"]]
+        node["hosts"] = len(on)
+        node["auctions"] = sum(h["auctions"] for h in on)
+        node["commands_per_s"] = round(sum(h["commands_per_s"] for h in on), 1)
+    return {"instance": settings.instance, "nodes": nodes, "hosts": hosts,
+            "directory_error": directory_error, "store": store, "projections": lag}
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+def _redacted(url: str) -> str:
+    """The store URL without a password."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        creds, _, host = rest.rpartition("@")
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+def render(status: dict[str, Any], problems: list[str]) -> str:
+    """The human form of `ece status`."""
+    lines = [f"instance {status['instance']}: "
+             + ("healthy" if not problems else f"UNHEALTHY ({len(problems)})")]
+    for node in status["nodes"]:
+        state = "alive" if node["alive"] else "DEAD"
+        lines.append(f"node {node['node_id'][:12]} {node['address']} {state}: "
+                     f"{node['hosts']} hosts, {node['auctions']} auctions, "
+                     f"{node['commands_per_s']} commands/s")
+    for host in status["hosts"]:
+        if host.get("error"):
+            lines.append(f"  host {host['name']}: {host['error']}")
+        else:
+            lines.append(f"  host {host['name']} on {host['node_id'][:12]}: "
+                         f"{host['auctions']} auctions, {host['offer_threads']} offer threads, "
+                         f"{host['commands_per_s']} commands/s")
+    store = status["store"]
+    lines.append(f"store {store['url']}: "
+                 + (store["error"] if store.get("error") else f"read in {store['read_ms']} ms"))
+    for name, lag in sorted(status["projections"].items()):
+        lines.append(f"  projection {name}: {lag['facts_behind']} facts, "
+                     f"{lag['seconds_behind']} s behind")
+    lines.extend(f"problem: {p}" for p in problems)
+    return "\n".join(lines)
+
+
+def run(settings: Settings, as_json: bool, limits: Limits, sample_s: float) -> int:
+    """`ece status`: join the cluster, collect, print, and the exit code."""
+    import ray
+
+    try:
+        ray.init(address=settings.ray_address or "auto", namespace="ece",
+                 log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        print(f"cannot reach the Ray cluster: {_reason(exc)}", file=sys.stderr)
+        return UNREACHABLE
+    try:
+        status = asyncio.run(collect(settings, limits, sample_s))
+    finally:
+        ray.shutdown()
+    problems = assess(status, limits)
+    if as_json:
+        print(json.dumps({**status, "healthy": not problems, "problems": problems}, indent=2))
+    else:
+        print(render(status, problems))
+    if status["directory_error"] and not status["hosts"]:
+        return UNREACHABLE if "ValueError" in status["directory_error"] else UNHEALTHY
+    return UNHEALTHY if problems else HEALTHY
