@@ -10,9 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.rest import ApiError, caller, json_body
+from gateway.rest import ApiError, caller, json_answer, json_body
 from gateway.state import gateway_of
-from market.errors import INVALID, PORTFOLIO_NOT_FOUND, UNAUTHORIZED
+from market.errors import INVALID, PORTFOLIO_NOT_FOUND, UNAUTHORIZED, UNAVAILABLE
 from market.offers import MAX_ID_LEN
 from market.portfolio import portfolio_view
 
@@ -34,6 +34,12 @@ def public_view(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def served(request: web.Request) -> None:
+    """Refuse a portfolio route on a gateway started with ECE_PORTFOLIOS=0."""
+    if not gateway_of(request).settings.portfolios:
+        raise ApiError(UNAVAILABLE, "portfolios are off on this server (ECE_PORTFOLIOS=0)")
+
+
 async def is_public(request: web.Request, user_id: str) -> bool:
     """Whether `user_id` (the caller) has made their portfolio public."""
     user = await gateway_of(request).store.get_user(user_id)
@@ -44,11 +50,13 @@ async def is_public(request: web.Request, user_id: str) -> bool:
 
 @routes.get("/api/portfolio/visibility")
 async def my_visibility(request: web.Request) -> web.Response:
+    served(request)
     return web.json_response({"public": await is_public(request, caller(request))})
 
 
 @routes.put("/api/portfolio/visibility")
 async def set_visibility(request: web.Request) -> web.Response:
+    served(request)
     user_id = caller(request)
     body = await json_body(request)
     public = body.get("public")
@@ -61,6 +69,7 @@ async def set_visibility(request: web.Request) -> web.Response:
 
 @routes.get("/api/users/{user_id}/portfolio")
 async def public_portfolio(request: web.Request) -> web.Response:
+    served(request)
     user_id = request.match_info["user_id"]
     if len(user_id) > MAX_ID_LEN:
         raise ApiError(INVALID, f"a user id has at most {MAX_ID_LEN} characters")
@@ -71,5 +80,4 @@ async def public_portfolio(request: web.Request) -> web.Response:
     doc = await store.get_projection_doc("portfolio", user_id)
     if doc is None:  # nothing held yet (or not folded yet): an empty portfolio
         doc = {**portfolio_view([], {}, {}, {}, 0), "computed_at": None}
-    return web.json_response({"user_id": user_id, "username": user["username"],
-                              **public_view(doc)})
+    return json_answer({"user_id": user_id, "username": user["username"], **public_view(doc)})

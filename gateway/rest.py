@@ -8,6 +8,7 @@ import re
 import secrets
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from actors.clock import now_ms
@@ -41,6 +42,22 @@ USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")
 STATUSES = ("scheduled", "live", "closed", "cancelled")
 MAX_METADATA_BYTES = 4096
 MAX_LIMIT = 500
+
+
+def _plain(value: Any) -> Any:
+    """What msgspec does not encode itself: int subclasses (bson's Int64, from MongoDB)."""
+    if isinstance(value, int):
+        return int(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+# Compact JSON, ~6x faster than json.dumps on large answers (a history, a portfolio).
+encode_json = msgspec.json.Encoder(enc_hook=_plain).encode
+
+
+def json_answer(body: Any, status: int = 200) -> web.Response:
+    """`web.json_response` for large bodies: encoded with msgspec."""
+    return web.Response(body=encode_json(body), status=status, content_type="application/json")
 
 
 def error_body(code: str, message: str, **details: Any) -> dict[str, Any]:

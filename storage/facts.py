@@ -172,6 +172,11 @@ class FactStore(abc.ABC):
     async def get_projection_doc(self, kind: str, key: str) -> Json | None: ...
 
     @abc.abstractmethod
+    async def get_projection_json(self, kind: str, key: str) -> bytes | None:
+        """`get_projection_doc` as compact JSON bytes, decoded by nobody on the way (a route
+        that answers a large document as it is stored)."""
+
+    @abc.abstractmethod
     async def get_projection_docs(self, kind: str, keys: list[str]) -> dict[str, Json]:
         """The stored documents of these keys (missing ones left out)."""
 

@@ -406,6 +406,14 @@ class SqliteFacts:
 
         return await self._run(q)
 
+    async def get_projection_json(self: _Host, kind: str, key: str) -> bytes | None:
+        def q() -> bytes | None:
+            row = self._db.execute("SELECT data FROM projection_docs WHERE kind=? AND key=?",
+                                   (kind, key)).fetchone()
+            return None if row is None else str(row[0]).encode()
+
+        return await self._run(q)
+
     async def get_projection_docs(self: _Host, kind: str, keys: list[str]) -> dict[str, Json]:
         if not keys:
             return {}

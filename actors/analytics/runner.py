@@ -12,6 +12,7 @@ projection from the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
@@ -63,10 +64,16 @@ class Runner:
         self.checkpoint = 0
         self.cursor = GapCursor(0, name=f"{projection.name} feed")
         self.folded = 0  # rows folded since start (progress, metrics)
+        self._woken = asyncio.Event()
 
     @property
     def name(self) -> str:
         return self.projection.name
+
+    def wake(self) -> None:
+        """Step now rather than after the idle pause: the projection has work that comes from
+        outside its feed (a portfolio told that values changed)."""
+        self._woken.set()
 
     async def restore(self) -> None:
         """Load the checkpoint and rebuild in-memory state as of it."""
@@ -143,7 +150,9 @@ class Runner:
                 continue
             delays = backoff_delays()
             if n < self.page:
-                await asyncio.sleep(POLL_S)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._woken.wait(), POLL_S)
+                self._woken.clear()
 
 
 async def read_lag(store: Store, price_shards: int, behaviour_shards: int,

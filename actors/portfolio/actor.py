@@ -60,10 +60,12 @@ class PortfolioCore:
             log.warning("%s: fell behind the analytics log; revaluing every portfolio",
                         self.projection.name)
             self.projection.revalue_all()
+            self.runner.wake()
             self.cursor.pos = int(rows[0]["pos"]) - 1
         for message in self.cursor.take(rows):
             if message["channel"] == VALUES_CHANNEL:
-                self.projection.revalue(message["data"]["positions"])
+                if self.projection.revalue(message["data"]["positions"]):
+                    self.runner.wake()  # its holders are told at the next flush: now
             elif message["type"] == "index":
                 self.projection.values.forget_indexes()
         return len(rows)

@@ -23,7 +23,7 @@ import hashlib
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,7 +41,7 @@ from market.portfolio import (
     totals,
 )
 from market.prices import DAY_MS, bucket_start
-from market.valuation import index_level
+from market.valuation import Valuation, index_level
 from storage import Store
 from storage.records import AnalyticsMessage
 
@@ -52,6 +52,7 @@ RISK_DAYS = 365
 USERS_PER_MESSAGE = 500
 MAX_DAYS = 3 * 366  # flow and snapshot days read and kept per user
 FULL_BUDGET_S = 0.1  # CPU a flush spends at most recomputing revalued users' portfolios
+TOLD_BUDGET_S = 0.01  # ... when it also has events to send (they wait for the flush)
 
 
 class History:
@@ -182,7 +183,8 @@ class PortfolioProjection:
     async def flush(self, now: int, more: bool = False) -> tuple[list[Put], list[AnalyticsMessage]]:
         """Accounts that changed get their whole portfolio now. Users only revalued are told
         at once (their totals and changed holdings, `totals`: cheap) and their whole
-        portfolios recomputed after, FULL_BUDGET_S of CPU per flush, oldest first."""
+        portfolios recomputed after, FULL_BUDGET_S of CPU per flush (TOLD_BUDGET_S when it
+        tells someone), oldest first."""
         await self.load()
         if more and not self.changed_accounts:
             return [], []
@@ -192,14 +194,19 @@ class PortfolioProjection:
         changed, self.changed_accounts = self.changed_accounts, set()
         revalued, self.stale = sorted(self.stale - changed), set()
         told: dict[str, Any] = {}
-        for user in revalued:
-            acct = self.accounts.get(user)
-            if acct is None:
-                continue
-            event = self._event(user, await self._quick(user, acct), news=False)
+        accounts = [(user, acct) for user in revalued
+                    if (acct := self.accounts.get(user)) is not None]
+        # One read of every value they need (a sale of a card held by thousands: one).
+        values = await self.values.values({lot.position for _, acct in accounts
+                                           for lot in acct.lots.values()})
+        for user, acct in accounts:
+            event = self._event(user, self._quick(user, acct, values), news=False)
             if event is not None:
                 told[user] = event
             self.deferred.setdefault(user, None)
+        # Those told wait for few whole portfolios (their message goes out with this flush):
+        # a small budget then, the full one when nobody waits.
+        budget = TOLD_BUDGET_S if told else FULL_BUDGET_S
         # The flows go first: a save is written kind by kind in the order the kinds come, so
         # a crash part way leaves them stored without the accounts at worst, and a redone
         # batch skips the rows their `pos` has counted (never the other way: lost flows).
@@ -207,7 +214,7 @@ class PortfolioProjection:
         puts: list[Put] = []
         started = time.process_time()
         for user in [*sorted(changed), *(u for u in list(self.deferred) if u not in changed)]:
-            if user not in changed and time.process_time() - started > FULL_BUDGET_S:
+            if user not in changed and time.process_time() - started >= budget:
                 break
             self.deferred.pop(user, None)
             acct = self.accounts.get(user)
@@ -239,11 +246,11 @@ class PortfolioProjection:
             for i in range(0, len(users), USERS_PER_MESSAGE)]
         return flows + puts, messages
 
-    async def _quick(self, user: str, acct: Account) -> dict[str, Any]:
+    def _quick(self, user: str, acct: Account,
+               values: Mapping[str, Valuation | None]) -> dict[str, Any]:
         """What an event needs of a portfolio: its totals and each holding's value (the
         shape `_event` reads from a whole view); the return as last computed."""
         lots = sorted(acct.lots.values(), key=lambda lot: (lot.position, lot.asset_id))
-        values = await self.values.values([lot.position for lot in lots])
         twr = (self.shown.get(user) or {}).get("total", {}).get("twr")
         return {"totals": totals(lots, values, acct.realised, twr),
                 "holdings": [{"asset_id": lot.asset_id,

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import importlib
 import itertools
+import json
 import sqlite3
 import time
 import uuid
@@ -320,6 +321,10 @@ async def test_puts_replace_whole_documents_and_none_deletes(store: Store) -> No
         ("candle", "k1", doc), ("candle", "k2", {"o": 1}), ("index", "k1", {"i": 1}),
         ("candle", "k3", {"o": 3})]) is True
     assert await store.get_projection_doc("candle", "k1") == doc
+    # The same document as compact JSON bytes, for a route to answer without decoding it.
+    raw = await store.get_projection_json("candle", "k1")
+    assert raw is not None and json.loads(raw) == doc and b" " not in raw
+    assert await store.get_projection_json("candle", "nope") is None
     assert await store.save_projection("p", 1, 2, [
         ("candle", "k1", {"c": 1}),  # replaced whole: no merge with what was stored
         ("candle", "k2", None), ("candle", "gone", None),  # deleting nothing is fine

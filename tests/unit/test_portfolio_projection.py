@@ -5,6 +5,7 @@ value changed, `portfolio` events, and a restart from the persisted accounts."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,23 @@ async def test_holdings_basis_pnl_and_live_revaluation(store: SqliteStore) -> No
     p.revalue([P2])
     docs, messages = await run(p, store, [], NOW + 2)
     assert messages == [] and ("portfolio", "ann") not in docs
+
+
+@pytest.mark.asyncio
+async def test_a_steady_stream_of_revaluations_does_not_starve_whole_portfolios(
+        store: SqliteStore) -> None:
+    """Every flush has someone to tell; the deferred views still get some of each."""
+    p = PortfolioProjection(store)
+    await run(p, store, ROWS)
+    written = []
+    for i in range(4):
+        assert await store.save_projection("market", 0, 0, [valuation(P1, 9_000 + i)])
+        p.revalue([P1])
+        docs, messages = await run(p, store, [], NOW + 1 + i)
+        assert messages, "each revaluation is told at once"
+        if ("portfolio", "ben") in docs:
+            written.append(docs["portfolio", "ben"]["totals"]["value"])
+    assert written == [9_000, 9_001, 9_002, 9_003]
 
 
 @pytest.mark.asyncio
@@ -254,7 +272,7 @@ async def test_holders_are_told_at_once_and_their_whole_portfolios_follow(
     p = PortfolioProjection(store)
     await run(p, store, rows)
     assert await store.save_projection("market", 0, 0, [valuation(P1, 9_500)])
-    monkeypatch.setattr(module, "FULL_BUDGET_S", -1.0)  # no time for whole portfolios
+    monkeypatch.setattr(module, "TOLD_BUDGET_S", -1.0)  # no time for whole portfolios
     assert len(p.revalue([P1])) == 40
     docs, messages = await run(p, store, [], NOW + 1)
     told = {u: m for message in messages for u, m in message["data"]["users"].items()}
@@ -262,7 +280,6 @@ async def test_holders_are_told_at_once_and_their_whole_portfolios_follow(
     assert all(m["total"]["value"] == 9_500 and m["changed"][0]["value"]["point"] == 9_500
                for m in told.values())
     assert not [k for k in docs if k[0] == "portfolio"]  # not recomputed yet
-    monkeypatch.setattr(module, "FULL_BUDGET_S", 10.0)
     docs, messages = await run(p, store, [], NOW + 2)
     assert messages == []  # told already
     assert {key for kind, key in docs if kind == "portfolio"} == {f"u{i}" for i in range(40)}
@@ -310,3 +327,38 @@ async def test_a_card_moved_in_kind_long_ago_is_valued_as_it_was_then(
     [held] = docs["portfolio", "ben"]["holdings"]
     assert held["basis_how"] == "swap" and held["cost_basis"] == 4_000  # the index halves it
     assert held["value"]["point"] == 8_000 and held["pnl"] == 4_000
+
+
+@pytest.mark.asyncio
+async def test_a_revaluation_wakes_the_runner_instead_of_waiting_out_its_poll(
+        store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from actors.analytics import runner as runner_module
+    from actors.analytics.runner import Runner
+    from tests.storage.test_ownership_contract import sell
+    from tests.storage.test_provenance_contract import minted
+
+    monkeypatch.setattr(runner_module, "POLL_S", 120.0)  # an idle runner would sleep 2 min
+    await minted(store, "x1", "ann")
+    await sell(store, "x1", "auc1", "ann", "ben", price=4_000)
+    p = PortfolioProjection(store)
+    runner = Runner(store, p)
+    task = asyncio.create_task(runner.run())
+    try:
+        head = await store.ownership_position()
+        async with asyncio.timeout(30):
+            while runner.checkpoint < head:  # the first fold, then the runner idles
+                await asyncio.sleep(0.05)
+        told_before = len(await store.analytics_log(0))
+        assert await store.save_projection("market", 0, 0,
+                                           [valuation("card_1|PSA|9", 6_000)])
+        assert p.revalue(["card_1|PSA|9"]) == {"ben"}
+        runner.wake()
+        async with asyncio.timeout(30):  # far less than the 120 s poll
+            while len(await store.analytics_log(0)) == told_before:
+                await asyncio.sleep(0.05)
+        [message] = (await store.analytics_log(0))[told_before:]
+        assert message["data"]["users"]["ben"]["total"]["value"] == 6_000
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
