@@ -5,6 +5,7 @@ time, feed position); a batch's sales are merged in when they are next read.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -52,6 +53,10 @@ class Book:
         self._key: IntArray = np.zeros(0, dtype=np.int64)
         self._price: IntArray = np.zeros(0, dtype=np.int64)
         self._pending: list[tuple[IntArray, IntArray]] = []
+        # The projections read the book in worker threads (`asyncio.to_thread`: the market's
+        # indexes, the valuations) while the event loop extends it: sales added and merged
+        # under this lock, so that none is dropped by a merge running beside an `extend`.
+        self._lock = threading.Lock()
 
     def extend(self, segments: Sequence[str], at: Sequence[int], price: Sequence[int],
                pos: Sequence[int], clean: Sequence[bool]) -> None:
@@ -72,24 +77,26 @@ class Book:
             raise ValueError("sale times must be epoch ms from 1970 to 2109")
         ok = np.asarray(clean, dtype=bool)
         keys = np.asarray(codes, dtype=np.int64) << _AT_BITS | times
-        self._pending.append((keys[ok], np.asarray(price, dtype=np.int64)[ok]))
+        with self._lock:
+            self._pending.append((keys[ok], np.asarray(price, dtype=np.int64)[ok]))
         self.sales += len(times)
         self.suspect += len(times) - int(ok.sum())
         latest = int(times.max())
         self.last_at = latest if self.last_at is None else max(self.last_at, latest)
 
     def _merged(self) -> tuple[IntArray, IntArray]:
-        if self._pending:
-            keys = np.concatenate([k for k, _ in self._pending])
-            prices = np.concatenate([p for _, p in self._pending])
-            self._pending = []
-            order = np.argsort(keys, kind="stable")  # stable: feed order among equals
-            keys, prices = keys[order], prices[order]
-            # After the equal keys held: those came earlier in the feed.
-            where = np.searchsorted(self._key, keys, side="right")
-            self._key = np.insert(self._key, where, keys)
-            self._price = np.insert(self._price, where, prices)
-        return self._key, self._price
+        with self._lock:
+            if self._pending:
+                keys = np.concatenate([k for k, _ in self._pending])
+                prices = np.concatenate([p for _, p in self._pending])
+                self._pending = []
+                order = np.argsort(keys, kind="stable")  # stable: feed order among equals
+                keys, prices = keys[order], prices[order]
+                # After the equal keys held: those came earlier in the feed.
+                where = np.searchsorted(self._key, keys, side="right")
+                self._key = np.insert(self._key, where, keys)
+                self._price = np.insert(self._price, where, prices)
+            return self._key, self._price
 
     def arrays_of(self, codes: Sequence[int]) -> tuple[IntArray, IntArray, IntArray]:
         """(ids, at, price) of the clean sales of the segments with these codes, sorted by

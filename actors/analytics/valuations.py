@@ -86,7 +86,7 @@ class Valuations:
         cards = None if full else self.pending
         self.pending = set()
         groups: dict[tuple[str, str], list[str]] = defaultdict(list)
-        for key in book.segments:
+        for key in list(book.segments):  # a copy: the event loop may add segments meanwhile
             card_id, grader, _ = key.split("|")
             if cards is None or card_id in cards:
                 groups[card_id, grader].append(key)

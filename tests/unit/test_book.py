@@ -74,3 +74,39 @@ def test_times_out_of_range_are_refused() -> None:
         Book().extend(["s"], [-1], [100], [1], [True])
     with pytest.raises(ValueError):
         Book().extend(["s"], [2**42], [100], [1], [True])
+
+
+def test_no_sale_is_lost_when_readers_in_threads_merge_beside_extend() -> None:
+    """The projections read the book in worker threads while the event loop extends it: a
+    merge running beside an `extend` must not drop the sales appended meanwhile."""
+    import sys
+    import threading
+
+    book = Book()
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                ids, at, price = book.arrays(list(book.segments))
+                assert len(ids) == len(at) == len(price)
+        except BaseException as exc:  # reported by the test below
+            failures.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for pos in range(1, 20_001):
+            book.extend([f"c{pos % 7}|PSA|9"], [1_000 + pos], [100], [pos], [True])
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        sys.setswitchinterval(interval)
+    assert failures == []
+    _, at, price = book.arrays(sorted(book.segments))
+    assert len(at) == len(price) == 20_000
