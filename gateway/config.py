@@ -233,7 +233,7 @@ SETTINGS: tuple[Setting, ...] = (
     _limit("ECE_MAX_HOSTS", "max_hosts", 100,
            "auction host actors, each ~80 MB (listing answers `OVERLOADED` beyond)"),
     _limit("ECE_SEND_QUEUE", "send_queue", 1024, "per-socket send queue (then close 1013)"),
-    _positive("ECE_SLOW_CLIENT_MS", "slow_client_ms", 500.0,
+    _positive("ECE_SLOW_CLIENT_MS", "slow_client_ms", 2000.0,
               "a socket whose send queue stays at least half full this long is closed 1013"),
     _limit("ECE_MAX_INFLIGHT", "max_inflight", 20_000,
            "gateway-wide commands in flight (then `OVERLOADED`)"),
