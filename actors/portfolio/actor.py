@@ -14,8 +14,7 @@ from typing import Any
 
 import ray
 
-from actors.analytics.actor import lower_priority
-from actors.analytics.runner import Runner
+from actors.analytics.actor import PoliteRunner, Throttle, lower_priority
 from actors.analytics.valuations import VALUES_CHANNEL
 from actors.config import ClusterConfig
 from actors.directory import get_or_create
@@ -37,10 +36,14 @@ class PortfolioCore:
     def __init__(self, config: ClusterConfig, shard: int, store: Store | None = None) -> None:
         self.config = config
         self.store = store if store is not None else open_store(config.store_url)
+        # Polite like the analytics actor: catch-up pages, and the whole portfolios of users
+        # already told, wait while other processes keep the CPUs busy.
+        self.throttle = Throttle()
         self.projection = PortfolioProjection(
             self.store, shard, config.portfolio_shards, risk_free=config.risk_free_rate,
-            threshold=config.concentration_share)
-        self.runner = Runner(self.store, self.projection)
+            threshold=config.concentration_share,
+            busy=lambda: self.throttle.others_busy() > self.throttle.share)
+        self.runner = PoliteRunner(self.store, self.projection, self.throttle)
         self.cursor = GapCursor(0, name=f"{self.projection.name} values")
         self._tail = Tailer(self.step_values, f"{self.projection.name} values", PAGE, POLL_S,
                             RETRY_S)

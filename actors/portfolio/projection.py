@@ -53,6 +53,7 @@ USERS_PER_MESSAGE = 500
 MAX_DAYS = 3 * 366  # flow and snapshot days read and kept per user
 FULL_BUDGET_S = 0.1  # CPU a flush spends at most recomputing revalued users' portfolios
 TOLD_BUDGET_S = 0.01  # ... when it also has events to send (they wait for the flush)
+MAX_DEFER_S = 2.0  # longest a busy machine holds off the whole portfolios of users told
 
 
 class History:
@@ -87,7 +88,12 @@ class PortfolioProjection:
 
     def __init__(self, store: Store, shard: int = 0, shards: int = 1,
                  values: Values | None = None, risk_free: float = 0.0,
-                 threshold: float = 0.25) -> None:
+                 threshold: float = 0.25, busy: Callable[[], bool] = lambda: False,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        # busy(): the machine is busy with other work (the bid path); the whole portfolios
+        # of users already told then wait, MAX_DEFER_S at most between two flushes' worth.
+        self.busy, self.clock = busy, clock
+        self.deferred_at = clock()  # when deferred whole portfolios were last worked on
         self.store = store
         self.shard, self.shards = shard, shards
         self.name = f"portfolio.{shard}"
@@ -194,6 +200,8 @@ class PortfolioProjection:
         changed, self.changed_accounts = self.changed_accounts, set()
         revalued, self.stale = sorted(self.stale - changed), set()
         told: dict[str, Any] = {}
+        if not self.deferred:
+            self.deferred_at = self.clock()  # the wait of the users told now starts
         accounts = [(user, acct) for user in revalued
                     if (acct := self.accounts.get(user)) is not None]
         # One read of every value they need (a sale of a card held by thousands: one).
@@ -202,11 +210,15 @@ class PortfolioProjection:
         for user, acct in accounts:
             event = self._event(user, self._quick(user, acct, values), news=False)
             if event is not None:
-                told[user] = event
+                told[user] = {**event, "at": now}
             self.deferred.setdefault(user, None)
         # Those told wait for few whole portfolios (their message goes out with this flush):
         # a small budget then, the full one when nobody waits.
         budget = TOLD_BUDGET_S if told else FULL_BUDGET_S
+        if self.deferred and self.clock() - self.deferred_at < MAX_DEFER_S and self.busy():
+            budget = -1.0  # only the accounts that changed: the rest is not news
+        elif self.deferred:
+            self.deferred_at = self.clock()
         # The flows go first: a save is written kind by kind in the order the kinds come, so
         # a crash part way leaves them stored without the accounts at worst, and a redone
         # batch skips the rows their `pos` has counted (never the other way: lost flows).
@@ -236,7 +248,7 @@ class PortfolioProjection:
                     puts.append((SNAP, f"{user}|{today}", history.snap[today]))
             event = self._event(user, view, news=user in changed)
             if event is not None:
-                told[user] = event
+                told[user] = {**event, "at": now}
         if len(self.values) > 2 * len(self.holders) + 1_000:
             self.values.keep(set(self.holders))
         users = sorted(told)

@@ -67,8 +67,13 @@ async def test_a_bought_card_is_valued_and_revalued_live(ray_cluster, tmp_path, 
         [changed] = event["changed"]
         assert changed["asset_id"] == asset_id
         assert changed["value"]["point"] == 15_000  # the median of 10,000 and 20,000
-        assert event["total"]["value"] == 15_000
-        mine = await api.expect(200, "GET", "/api/portfolio", buyer)
+        assert event["total"]["value"] == 15_000 and isinstance(event["at"], int)
+
+        async def caught_up() -> dict | None:  # the whole portfolio follows the event
+            mine = await api.expect(200, "GET", "/api/portfolio", buyer)
+            return mine if mine["computed_at"] >= event["at"] else None
+
+        mine = await wait_for(caught_up, timeout=60, message="the portfolio as of the event")
         assert mine["totals"]["value"] == 15_000 and mine["holdings"][0]["pnl"] == 5_000
         history = await api.expect(200, "GET", "/api/portfolio/history?range=1m", buyer)
         assert history["points"][-1]["value"] == 15_000

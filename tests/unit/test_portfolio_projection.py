@@ -121,6 +121,29 @@ async def test_a_steady_stream_of_revaluations_does_not_starve_whole_portfolios(
 
 
 @pytest.mark.asyncio
+async def test_a_busy_machine_holds_off_whole_portfolios_of_users_told_but_not_for_long(
+        store: SqliteStore) -> None:
+    """The bid path first: while others keep the CPUs busy, users told of a new value get
+    their whole portfolio MAX_DEFER_S later at most; accounts that changed never wait."""
+    from actors.portfolio.projection import MAX_DEFER_S
+
+    now = [100.0]
+    p = PortfolioProjection(store, busy=lambda: True, clock=lambda: now[0])
+    docs, _ = await run(p, store, ROWS)
+    assert ("portfolio", "ben") in docs  # rows: news, written at once however busy
+    assert await store.save_projection("market", 0, 0, [valuation(P1, 9_100)])
+    p.revalue([P1])
+    docs, messages = await run(p, store, [], NOW + 1)
+    assert messages and ("portfolio", "ben") not in docs  # told at once, the view waits
+    now[0] += MAX_DEFER_S / 2
+    docs, _ = await run(p, store, [], NOW + 2)
+    assert ("portfolio", "ben") not in docs
+    now[0] += MAX_DEFER_S / 2 + 0.01
+    docs, _ = await run(p, store, [], NOW + 3)
+    assert docs["portfolio", "ben"]["totals"]["value"] == 9_100
+
+
+@pytest.mark.asyncio
 async def test_a_restart_reads_the_accounts_and_a_redone_batch_counts_once(
         store: SqliteStore) -> None:
     first = PortfolioProjection(store)

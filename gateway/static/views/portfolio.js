@@ -23,6 +23,7 @@ import { visibilitySwitch } from "./portfolio_visibility.js";
 
 const NEXT = "#/portfolio";
 const REFRESH_MS = 800; // a burst of live events: one re-read
+const STALE_READS = 40; // re-reads of a portfolio older than the last event before showing it
 const NAMES_AT_ONCE = 4;
 const names = new Map(); // card_id -> its name (or a placeholder while unknown), for every visit
 
@@ -42,6 +43,8 @@ export class PortfolioView {
     this.range = "1y";
     this.portfolio = null;
     this.points = [];
+    this.liveAt = 0; // the newest live event's `at`: a portfolio read older than it waits
+    this.stale = 0;
     this.generation = 0;
     this.root = h("section", { class: "page portfolio", testid: "portfolio-page", "aria-busy": "true" },
       h("div", { class: "page__head" }, h("div", null,
@@ -240,6 +243,7 @@ export class PortfolioView {
 
   onLive(message) {
     if (message.type !== "portfolio" || !this.portfolio || this.gone) return;
+    this.liveAt = Math.max(this.liveAt, message.at ?? 0);
     const { portfolio, changed } = applyLive(this.portfolio, message);
     this.portfolio = portfolio;
     if (this.stats) {
@@ -264,6 +268,11 @@ export class PortfolioView {
     try {
       const [portfolio, history] = await Promise.all([api.portfolio(token), api.portfolioHistory(token, this.range)]);
       if (this.gone) return;
+      if ((portfolio.computed_at ?? Infinity) < this.liveAt && this.stale++ < STALE_READS) {
+        this.again = true; // older than an event shown already: not shown, read again
+        return;
+      }
+      this.stale = 0;
       const changed = movedSince(this.portfolio, portfolio);
       this.portfolio = portfolio;
       this.points = history?.points ?? [];
