@@ -38,10 +38,10 @@ test-fast: $(TEST_STAMP)
 	node --test tests/js/
 	$(PY) -m pytest -q -m "not browser and not slow"
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(PY) -m loadtests.bench $(BENCH_ARGS)
 
-bench-quick: $(STAMP)
+bench-quick: $(TEST_STAMP)
 	$(PY) -m loadtests.bench --quick
 
 LOCUST_HOST ?= http://127.0.0.1:8080

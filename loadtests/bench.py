@@ -6,8 +6,10 @@ One run measures, on this machine:
    `market/` rules engine alone (in-process, no I/O);
 2. end to end: K English auctions x B bidders x W watchers; saturating bids/s (closed loop),
    bid->ack and bid->event latency, then the same latencies at half that rate (open loop);
-3. the naive baseline (ECE_BATCHING=0) on the same workload;
-4. fan-out: one auction, many watchers, event deliveries/s;
+3. the baseline (ECE_BATCHING=0: the gateway sends one Ray call per bid; nothing else
+   changes) on the same workload;
+4. fan-out: one auction, many watchers, event deliveries/s; and the hot auction
+   (loadtests/stages_hot.py): one auction, 200 bidders, its serial limit in bids/s;
 5. footprint: gateway RSS per idle WebSocket; host memory per live auction at the default
    hosting (ECE_AUCTIONS_PER_ACTOR=500) and at one auction per actor;
 6. durability cost: the SQLite file store against the in-memory store (ECE_STORE=memory:NAME);
@@ -15,7 +17,11 @@ One run measures, on this machine:
    durable and published (the host core in-process on a SQLite file, no Ray, no gateway);
 8. trade offers: accepted swaps per second end to end, and accept->settled latency;
 9. analytics (loadtests/stages_analytics.py): projection ingest, index rebuild, the card
-   history route at a fixed rate, and the bid path with the projections busy vs off.
+   history route at a fixed rate, and the bid path with the projections busy vs off;
+10. portfolios (loadtests/stages_portfolio.py): GET /api/portfolio at a fixed rate (1,000
+   holdings, 10,000 users, 1,000,000 sales stored), and the bid path with the portfolio
+   actors busy vs off (ECE_PORTFOLIOS); and (loadtests/stages_portfolio_push.py) a sale
+   settled -> each holder's `portfolio` event, 10,000 users holding the card.
 
 Servers run as subprocesses (own sessions, stopped by pid/pgid). The first one starts Ray; the
 others join it (ECE_RAY_ADDRESS) under their own ECE_INSTANCE, each with its own data dir.
@@ -51,8 +57,17 @@ from loadtests.params import Params
 from loadtests.servers import ANOMALIES, start_server
 from loadtests.stages_analytics import ANALYTICS_STAGES, add_to_report, index_stage, ingest_stage
 from loadtests.stages_analytics_server import bidpath_stage, history_stage
+from loadtests.stages_capacity import add_to_report as add_capacity_report
+from loadtests.stages_capacity import capacity_stage
+from loadtests.stages_hot import STAGE as HOT_STAGE
+from loadtests.stages_hot import add_hot_report, hot_auction_stage
 from loadtests.stages_local import close_lag_stage, echo_limit, rules_engine
 from loadtests.stages_offers import offers_stage
+from loadtests.stages_portfolio import PORTFOLIO_STAGES, add_portfolio_report
+from loadtests.stages_portfolio import bidpath_stage as portfolio_bidpath_stage
+from loadtests.stages_portfolio import read_stage as portfolio_read_stage
+from loadtests.stages_portfolio_push import STAGE as PUSH_STAGE
+from loadtests.stages_portfolio_push import add_push_report, push_stage
 from loadtests.stages_server import e2e_stage, fanout_stage, ray_calls
 from testkit.processes import ROOT, Managed, ray_address_of
 
@@ -61,7 +76,8 @@ from testkit.processes import ROOT, Managed, ray_address_of
 # (no ECE server), stages_server.py (against ECE servers), footprint.py (memory).
 RESULTS = ROOT / "loadtests" / "results"
 # Stages the report knows, plus those that only add a figure of their own.
-STAGES = (*report.STAGES, "close_lag", *ANALYTICS_STAGES)
+STAGES = (*report.STAGES, "close_lag", *ANALYTICS_STAGES, PUSH_STAGE, *PORTFOLIO_STAGES,
+          "capacity", HOT_STAGE)
 
 
 def machine_info(tmp: Path) -> dict[str, Any]:
@@ -99,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--measure", type=float, help="seconds per throughput window")
     parser.add_argument("--profile", type=Path, help="py-spy the gateway and hosts into DIR")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (server logs)")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="capacity: leave servers and generators on every CPU")
     parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(STAGES)}")
     args = parser.parse_args(argv)
 
@@ -179,17 +197,26 @@ def main(argv: list[str] | None = None) -> int:
             "history": {"ECE_ANALYTICS": "0"},
             "analytics_on": {"ECE_ANALYTICS": "1"},
             "analytics_off": {"ECE_ANALYTICS": "0"},
+            # Sale -> holders' portfolio events: its own projections and 10,000 holders.
+            "pushed": {"ECE_ANALYTICS": "1"},
+            # GET /api/portfolio's store (filled by the stage; nothing folds it), and two
+            # gateways differing in ECE_PORTFOLIOS only.
+            "pfread": {"ECE_ANALYTICS": "0"},
+            "portfolios_on": {"ECE_ANALYTICS": "1", "ECE_PORTFOLIOS": "1"},
+            "portfolios_off": {"ECE_ANALYTICS": "1", "ECE_PORTFOLIOS": "0"},
         }
         needs = {"inmemory": "inmemory", "naive": "baseline", "checked": "checked",
                  "nocheck": "unchecked",
                  "hosted": "auctions_hosted",
                  "per_actor": "auctions_per_actor",
                  "history": "analytics_history", "analytics_on": "analytics_bidpath",
-                 "analytics_off": "analytics_bidpath"}
+                 "analytics_off": "analytics_bidpath", "pushed": PUSH_STAGE,
+                 "pfread": "portfolio_read", "portfolios_on": "portfolio_bidpath",
+                 "portfolios_off": "portfolio_bidpath"}
         joined: dict[str, Managed] = {}
         t_join = time.monotonic()
         for name, env in joined_specs.items():
-            if needs[name] not in wanted:
+            if needs[name] not in wanted and not (name == "naive" and "capacity" in wanted):
                 continue
             srv = start_server(name, tmp, {"ECE_RAY_ADDRESS": ray_address,
                                         "ECE_INSTANCE": f"b{bench_id}{name}", **ray_env, **env})
@@ -208,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         stage("unchecked", e2e_stage, params, joined.get("nocheck"), main_srv, "unchecked",
               False, args.profile)
         stage("fanout", fanout_stage, params, main_srv, main_srv)
+        stage(HOT_STAGE, hot_auction_stage, params, main_srv, main_srv)
         stage("offers", offers_stage, params, main_srv)
         stage("inmemory", e2e_stage, params, joined.get("inmemory"), main_srv, "inmemory",
               False, args.profile)
@@ -217,6 +245,11 @@ def main(argv: list[str] | None = None) -> int:
               params.auctions_default, 120.0 if not params.quick else 20.0)
         stage("auctions_per_actor", auctions_stage, params, joined.get("per_actor"), main_srv,
               1, params.auctions_per_actor_max, params.per_actor_budget_s)
+        stage("capacity", capacity_stage, params, main_srv, joined.get("naive"), main_srv, tmp)
+        stage(PUSH_STAGE, push_stage, params, joined.get("pushed"))
+        stage("portfolio_read", portfolio_read_stage, params, joined.get("pfread"))
+        stage("portfolio_bidpath", portfolio_bidpath_stage, params, joined.get("portfolios_on"),
+              joined.get("portfolios_off"), main_srv)
         # Last: the bid-path stage leaves its analytics actor folding after its window.
         stage("analytics_history", history_stage, params, joined.get("history"))
         stage("analytics_bidpath", bidpath_stage, params, joined.get("analytics_on"),
@@ -260,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
         if lag is None:
             result["missing_stages"].append("close_lag")
     add_to_report(result, stages, wanted, params)
+    add_push_report(result, stages, wanted)
+    add_capacity_report(result, stages, wanted)
+    add_hot_report(result, stages, wanted)
+    add_portfolio_report(result, stages, wanted, params)
     result["setup_anomalies"] = {k: {"count": len(v), "first": v[0]}
                                  for k, v in ANOMALIES.items()}
     result["generated_at"] = datetime.now(UTC).isoformat(timespec="seconds")

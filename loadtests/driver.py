@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import os
 import queue
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psutil
 from hdrh.histogram import HdrHistogram
 
-from loadtests import gen
+from loadtests import gen, worker
 from loadtests.usage import cpu_seconds
 
 
@@ -41,6 +43,7 @@ class LoadResult:
     ack_by_second: list[dict[str, float]] = field(default_factory=list)
     cpu_cores: dict[str, float] = field(default_factory=dict)
     ready: list[dict] = field(default_factory=list)
+    lag: dict[str, float] = field(default_factory=dict)  # generator: send time - intended
 
     @property
     def answered_per_s(self) -> float:
@@ -63,32 +66,37 @@ class LoadResult:
             "ack_by_second": [[s["count"], s["p50"], s["p99"]] for s in self.ack_by_second],
             "counts": {k: v for k, v in t.items()},
             "cpu_cores": {k: round(v, 2) for k, v in self.cpu_cores.items()},
+            "send_lag_ms": self.lag,
         }
 
 
-def merge(results: list[dict]) -> tuple[dict[str, Any], HdrHistogram, HdrHistogram,
+HISTOGRAMS = ("ack_hist", "event_hist", "lag_hist")
+
+
+def merge(results: list[dict]) -> tuple[dict[str, Any], dict[str, HdrHistogram],
                                        list[dict[str, float]]]:
+    """Totals summed, histograms (by name) added, and the per-second ack percentiles."""
     totals: dict[str, Any] = {}
     other: dict[str, int] = {}
-    ack = gen.new_histogram()
-    event = gen.new_histogram()
+    hists = {name: gen.new_histogram() for name in HISTOGRAMS}
     seconds: dict[int, HdrHistogram] = {}
     for r in results:
         for second, encoded in r.get("ack_by_second", {}).items():
             seconds.setdefault(int(second), gen.new_histogram()).decode_and_add(encoded)
         for key, value in r.items():
-            if key in ("ack_hist", "event_hist", "window_s", "ack_by_second"):
+            if key in HISTOGRAMS or key in ("window_s", "ack_by_second"):
                 continue
             if key == "other_errors":
                 for code, n in value.items():
                     other[code] = other.get(code, 0) + n
             elif isinstance(value, (int, float)):
                 totals[key] = totals.get(key, 0) + value
-        ack.decode_and_add(r["ack_hist"])
-        event.decode_and_add(r["event_hist"])
+        for name, hist in hists.items():
+            if name in r:
+                hist.decode_and_add(r[name])
     totals["other_errors"] = other
     by_second = [percentiles_ms(seconds[k]) for k in sorted(seconds)]
-    return totals, ack, event, by_second
+    return totals, hists, by_second
 
 
 class Generators:
@@ -100,7 +108,7 @@ class Generators:
         self.start_event = ctx.Event()
         self.results = ctx.Queue()
         self.procs = [
-            ctx.Process(target=gen.worker_main, args=(job, i, self.start_event, self.results),
+            ctx.Process(target=worker.worker_main, args=(job, i, self.start_event, self.results),
                         daemon=True, name=f"ece-gen-{i}")
             for i, job in enumerate(jobs)
         ]
@@ -165,13 +173,28 @@ def _busy_seconds() -> float:
         times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
 
 
+def pin_threads(procs: list[psutil.Process], cpus: set[int] | None) -> None:
+    """Every thread of `procs` onto `cpus` (None: every CPU of the machine). A process's new
+    threads and children inherit it; processes already gone are skipped."""
+    target = cpus if cpus else set(range(os.cpu_count() or 1))
+    for proc in procs:
+        for task in Path(f"/proc/{proc.pid}/task").glob("*"):
+            with contextlib.suppress(OSError, ValueError):
+                os.sched_setaffinity(int(task.name), target)
+
+
 def run_load(jobs: list[dict], cpu_groups: dict[str, list[psutil.Process]] | None = None,
-             ready_timeout: float = 120.0, on_window=None) -> LoadResult:
+             ready_timeout: float = 120.0, on_window=None,
+             server_cpus: set[int] | None = None) -> LoadResult:
     """Run `jobs` (one per process) to completion; sample CPU over the measurement window.
 
-    `on_window(seconds)` is called when the window opens (e.g. to start a profiler)."""
+    `on_window(seconds)` is called when the window opens (e.g. to start a profiler).
+    `server_cpus`: the processes of `cpu_groups` run on those CPUs only for the run (the
+    generators' own CPUs are their jobs' `cpus`)."""
     warmup = float(jobs[0]["warmup_s"])
     measure = float(jobs[0]["measure_s"])
+    pinned = [p for procs in (cpu_groups or {}).values() for p in procs] if server_cpus else []
+    pin_threads(pinned, server_cpus)
     generators = Generators(jobs)
     try:
         ready = generators.wait_ready(ready_timeout)
@@ -197,6 +220,8 @@ def run_load(jobs: list[dict], cpu_groups: dict[str, list[psutil.Process]] | Non
         results = generators.wait_results(float(jobs[0].get("drain_s", 3.0)) + 60)
     finally:
         generators.close()
-    totals, ack, event, by_second = merge(results)
-    return LoadResult(measure, totals, percentiles_ms(ack), percentiles_ms(event), by_second,
-                      cores, ready)
+        pin_threads(pinned, None)
+    totals, hists, by_second = merge(results)
+    return LoadResult(measure, totals, percentiles_ms(hists["ack_hist"]),
+                      percentiles_ms(hists["event_hist"]), by_second, cores, ready,
+                      percentiles_ms(hists["lag_hist"]))

@@ -6,6 +6,9 @@ A *job* (a plain dict, so it pickles) lists the sockets one worker process opens
   closed-loop (``mode="closed"``: ``window`` bids outstanding, the next one sent as soon as an
   answer comes back) or open-loop (``mode="open"``: one bid every ``1/rate`` seconds on a fixed
   schedule, latency measured from the *intended* send time so a stall is not hidden).
+  ``mode="poisson"`` is the capacity sweep's open loop (``loadtests.gen_poisson``): one
+  Poisson arrival process per generator process, a realistic bid mix, every late answer
+  counted.
 * ``watchers``: ``{"auction_id", "token"?}``; each subscribes and counts event deliveries.
 
 A bid's amount is the smallest acceptable one the bidder knows of (``min_bid`` from its last
@@ -16,7 +19,11 @@ event to the send time of the bid that caused it by (auction, bidder, amount) on
 The echo server answers a bid frame with the frame itself; an answer whose ``op`` is ``bid``
 counts as answered, so the same job measures the bare WebSocket round trip.
 
-``kind="idle"`` only opens ``count`` authenticated sockets and holds them until told to stop.
+``kind="idle"`` only opens ``count`` authenticated sockets and holds them until told to stop
+(``loadtests.gen_idle``).
+
+A generator process runs on uvloop when it is installed (``"loop": "asyncio"`` in the job
+says otherwise) and on the CPUs its job's ``cpus`` lists, if any.
 
 Protocol with the parent: put ``("ready", index, info)`` once connected, wait for ``start``, run
 ``warmup_s + measure_s``, drain, put ``("result", index, stats)``. Everything is bounded in time.
@@ -26,12 +33,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
+import os
 import random
 import resource
 import time
-import traceback
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,8 +82,10 @@ class Stats:
     disconnects: int = 0
     connect_failures: int = 0
     late_answers: int = 0  # answered after the window (drain)
+    events_missing: int = 0  # open-loop cohort: accepted bids whose event never came
     ack_hist: HdrHistogram = field(default_factory=new_histogram)
     event_hist: HdrHistogram = field(default_factory=new_histogram)
+    lag_hist: HdrHistogram = field(default_factory=new_histogram)  # send time - intended
     # Second of the window -> bid->ack histogram: shows whether a queue builds up over time.
     ack_by_second: dict[int, HdrHistogram] = field(default_factory=dict)
 
@@ -89,7 +97,9 @@ class Stats:
             "deliveries": self.deliveries, "bid_events": self.bid_events,
             "unmatched_events": self.unmatched_events, "disconnects": self.disconnects,
             "connect_failures": self.connect_failures, "late_answers": self.late_answers,
+            "events_missing": self.events_missing,
             "ack_hist": self.ack_hist.encode(), "event_hist": self.event_hist.encode(),
+            "lag_hist": self.lag_hist.encode(),
             "ack_by_second": {k: h.encode() for k, h in self.ack_by_second.items()},
         }
 
@@ -342,6 +352,22 @@ class Run:
 
     # ---- the run -------------------------------------------------------------------------
 
+    def start_tasks(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.tasks = [loop.create_task(self.watcher_loop(ws)) for ws in self.watchers]
+        self.tasks += [loop.create_task(self.bidder_loop(b)) for b in self.bidders]
+        if self.mode == "open" and self.bidders:
+            rate = float(self.job["rate_per_bidder"])
+            self.tasks += [loop.create_task(self.open_sender(b, rate)) for b in self.bidders]
+
+    def owed(self) -> bool:
+        """Answers still owed after the window (the drain waits for them, bounded)."""
+        return any(b.pending for b in self.bidders)
+
+    def count_unanswered(self) -> None:
+        unanswered = sum(len(b.pending) for b in self.bidders)
+        if unanswered:
+            self.stats.other_errors["UNANSWERED"] = unanswered
+
     async def run(self, index: int, start, results) -> None:
         job = self.job
         connector = aiohttp.TCPConnector(limit=0, force_close=False)
@@ -358,77 +384,32 @@ class Run:
                 results.put(("error", index, "start signal never came"))
                 return
             self.clock = clock = Clock(float(job["warmup_s"]), float(job["measure_s"]))
-            self.tasks = [loop.create_task(self.watcher_loop(ws)) for ws in self.watchers]
-            bid_tasks = [loop.create_task(self.bidder_loop(b)) for b in self.bidders]
-            self.tasks += bid_tasks
-            if self.mode == "open" and self.bidders:
-                rate = float(job["rate_per_bidder"])
-                self.tasks += [loop.create_task(self.open_sender(b, rate)) for b in self.bidders]
+            self.start_tasks(loop)
             await asyncio.sleep(max(0.0, clock.window_end - time.perf_counter()))
             clock.sending = False
             # Drain: answers still owed, bounded.
             drain_until = time.perf_counter() + float(job.get("drain_s", 3.0))
-            while time.perf_counter() < drain_until and any(b.pending for b in self.bidders):
+            while time.perf_counter() < drain_until and self.owed():
                 await asyncio.sleep(0.05)
-            unanswered = sum(len(b.pending) for b in self.bidders)
-            if unanswered:
-                self.stats.other_errors["UNANSWERED"] = unanswered
+            self.count_unanswered()
             await self.close_all()
         out = self.stats.to_dict()
         out["window_s"] = float(job["measure_s"])
         results.put(("result", index, out))
 
 
-async def hold_idle(job: dict, index: int, start, results) -> None:
-    """Open `count` sockets, report, hold them until `start` (here: the stop signal) is set."""
-    base = job["url"].rstrip("/")
-    token = job.get("token")
-    url = f"{base}/ws" + (f"?token={token}" if token else "")
-    gate = asyncio.Semaphore(int(job.get("connect_concurrency", 200)))
-    failures = 0
-    sockets: list[aiohttp.ClientWebSocketResponse] = []
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as http:
-
-        async def one() -> None:
-            nonlocal failures
-            async with gate:
-                try:
-                    sockets.append(await http.ws_connect(url, autoping=True, heartbeat=None))
-                except (aiohttp.ClientError, OSError, TimeoutError):
-                    failures += 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(int(job["count"]))))
-        elapsed = time.perf_counter() - started
-        results.put(("ready", index, {"connected": len(sockets), "connect_failures": failures,
-                                      "connect_s": elapsed}))
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, start.wait, float(job.get("hold_timeout", 120)))
-        alive = sum(1 for ws in sockets if not ws.closed)
-
-        async def close(ws: aiohttp.ClientWebSocketResponse) -> None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(), 2)
-
-        for first in range(0, len(sockets), 500):
-            await asyncio.gather(*(close(ws) for ws in sockets[first:first + 500]))
-    results.put(("result", index, {"connected": len(sockets), "alive_at_end": alive,
-                                   "connect_failures": failures, "connect_s": elapsed}))
+def pin(cpus: list[int] | None) -> None:
+    """Keep this process (and the threads it starts) on `cpus`, where the OS allows it."""
+    if cpus and hasattr(os, "sched_setaffinity"):
+        with contextlib.suppress(OSError, ValueError):
+            os.sched_setaffinity(0, set(cpus))
 
 
-def worker_main(job: dict, index: int, start, results) -> None:
-    """Entry point of one generator process (multiprocessing, spawn)."""
-    raise_nofile()
-    # The generator's own collection pauses would be counted as server latency: keep them
-    # rare (the same setting the gateway and hosts use).
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 50)
+def uvloop_run():
+    """`uvloop.run` when uvloop is installed (a generator fast enough not to be the limit),
+    else `asyncio.run`."""
     try:
-        if job.get("kind") == "idle":
-            asyncio.run(hold_idle(job, index, start, results))
-        else:
-            asyncio.run(Run(job).run(index, start, results))
-    except BaseException:
-        results.put(("error", index, traceback.format_exc()))
-        raise
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run

@@ -65,7 +65,8 @@ FIGURES = (
      "end to end, joined gateway, buying-power check on"),
     ("unchecked_bids_per_s", "unchecked", "bids_per_s", "bids/s",
      "end to end, joined gateway, buying-power check off"),
-    ("baseline_bids_per_s", "baseline", "bids_per_s", "bids/s", "naive baseline (BATCHING=0)"),
+    ("baseline_bids_per_s", "baseline", "bids_per_s", "bids/s",
+     "baseline (BATCHING=0: a Ray call per bid)"),
     ("baseline_ack_p99_ms", "baseline", "ack_p99_ms", "ms", "  bid->ack p99, baseline"),
     ("fanout_deliveries_per_s", "fanout", "deliveries_per_s", "deliveries/s",
      "fan-out: one auction, many watchers"),
@@ -101,6 +102,7 @@ LATENCIES = (
     ("buying-power check off, saturating", "unchecked", "saturated"),
     ("naive baseline, saturating", "baseline", "saturated"),
     ("fan-out, 1 auction", "fanout", "details"),
+    ("hot auction, closed loop", "hot_auction", "saturated"),
 )
 
 

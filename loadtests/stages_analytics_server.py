@@ -143,12 +143,13 @@ async def _fill(path: Path, n: int) -> dict[str, Any]:
 
 
 async def _open_loop(url: str | Sequence[str], rate: float, seconds: float, warmup_s: float,
-                     seed: int = 5, weights: Sequence[float] | None = None) -> dict[str, Any]:
+                     seed: int = 5, weights: Sequence[float] | None = None,
+                     headers: dict[str, str] | None = None) -> dict[str, Any]:
     """GET `url` (or one of several, drawn by `weights`) with Poisson arrivals at `rate`/s for
     warmup_s + seconds; every answer of the measured part counted (status, or the
     exception's name), its latency taken from the intended send time (a late send or a
     queue in the client counts in full), also apart by the answer's `X-Cache` (the history
-    cache's hit or miss); the client's own CPU."""
+    cache's hit or miss); the client's own CPU. `headers` go with every request (auth)."""
     urls = [url] if isinstance(url, str) else list(url)
     cum = list(itertools.accumulate(weights or [1.0] * len(urls)))
     rng = random.Random(seed)
@@ -170,7 +171,7 @@ async def _open_loop(url: str | Sequence[str], rate: float, seconds: float, warm
             nonlocal ok_total
             cache = None
             try:
-                async with http.get(target) as response:
+                async with http.get(target, headers=headers) as response:
                     body = await response.read()
                     key = str(response.status)
                     cache = response.headers.get("X-Cache")
@@ -373,12 +374,12 @@ class _Sampler(threading.Thread):
         return best
 
 
-def _analytics_procs(ray_root: Managed) -> list[psutil.Process]:
+def _analytics_procs(ray_root: Managed, prefix: str = "ray::Analytics") -> list[psutil.Process]:
     out = []
     for proc in ray_processes(ray_root):
         with contextlib.suppress(psutil.Error):
             cmd = proc.cmdline()
-            if cmd and cmd[0].startswith("ray::Analytics"):
+            if cmd and cmd[0].startswith(prefix):
                 out.append(proc)
     return out
 
@@ -393,9 +394,11 @@ def _saturated(params: Params, server: Managed, ray_root: Managed,
     hosts = instance_hosts(ray_root, before)
     groups = cpu_groups(server, ray_root, hosts)
     analytics = _analytics_procs(ray_root)
-    ids = {p.pid for p in analytics}
+    portfolios = _analytics_procs(ray_root, "ray::Portfolio")  # every instance's, too
+    ids = {p.pid for p in analytics + portfolios}
     groups["ray_other"] = [p for p in groups["ray_other"] if p.pid not in ids]
     groups["analytics"] = analytics
+    groups["portfolio"] = portfolios
     prepared = before_load()
     window: dict[str, float] = {}
 

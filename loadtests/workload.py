@@ -66,3 +66,22 @@ def bid_jobs(params: Params, base: str, work: Workload, mode: str,
                     for _ in range(params.watchers)]
         jobs.append(load_job(params, base, bidders, watchers, mode, rate_per_bidder))
     return jobs
+
+
+def poisson_jobs(params: Params, base: str, work: Workload, rate: float, watchers: int,
+                 cpus: list[int] | None, seed: int) -> list[dict]:
+    """Open-loop jobs (`loadtests.gen_poisson`): `rate` bids/s in all, Poisson per process,
+    the auctions split between the processes with their bidders and watchers."""
+    jobs = []
+    parts = split(work.auctions, params.procs)
+    for i, part in enumerate(parts):
+        bidders = [{"auction_id": v["auction_id"], "token": acct.token,
+                    "bidder_id": acct.user_id, "floor": v.get("min_bid") or 100}
+                   for v in part for acct in work.bidders]
+        watching = [{"auction_id": v["auction_id"]} for v in part for _ in range(watchers)]
+        job = load_job(params, base, bidders, watching, "poisson",
+                       warmup_s=params.capacity_warmup_s, measure_s=params.capacity_measure_s)
+        job.update(rate=rate * len(part) / len(work.auctions), drain_s=params.capacity_drain_s,
+                   cpus=cpus, seed=seed * 1000 + i)
+        jobs.append(job)
+    return jobs

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from loadtests.report import STAGES
+from loadtests.stages_capacity import FIGURES as CAPACITY_FIGURES
+from loadtests.stages_capacity import GOALS as CAPACITY_GOALS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,12 +58,21 @@ def test_quick_bench_writes_every_stage(tmp_path: Path) -> None:
             assert isinstance(value, (int, float)) and not isinstance(value, bool), (stage, name)
             assert math.isfinite(value) and value > 0, (stage, name, value)
 
+    # The capacity figures are null when no step met the latency target (a loaded machine):
+    # a result, not a missing key. Every key must be there.
+    capacity_keys = {key for key, _, _ in CAPACITY_FIGURES} | {
+        "capacity_over_baseline", "capacity_over_echo", "cpu_per_bid_over_echo"}
+    assert capacity_keys <= set(result["figures"]) | set(result["ratios"])
     for key, figure in result["figures"].items():
+        if key in capacity_keys and figure["value"] is None:
+            continue
         assert isinstance(figure["value"], (int, float)) and figure["value"] > 0, key
     for key, value in result["ratios"].items():
+        if key in capacity_keys and value is None:
+            continue
         assert isinstance(value, (int, float)) and value > 0, key
     assert {g["goal"] for g in result["goals"]} and all(
-        isinstance(g["met"], bool) for g in result["goals"])
+        isinstance(g["met"], bool) or g["goal"] in CAPACITY_GOALS for g in result["goals"])
     machine = result["machine"]
     assert machine["cpu_count"] >= 1 and machine["memory_bytes"] > 0
     assert machine["python"] and machine["ray"] and machine["aiohttp"]
