@@ -212,10 +212,7 @@ def test_the_leader_is_never_picked() -> None:
 # ---- the chart --------------------------------------------------------------------------------
 
 def test_capacity_chart_writes_a_png(tmp_path) -> None:
-    import pytest
-
-    pytest.importorskip("matplotlib")
-    from loadtests.charts import capacity_chart
+    from loadtests.charts import capacity_chart  # matplotlib: in the test extra
 
     steps = [{"offered_per_s": r, "ack_p50_ms": p50, "ack_p99_ms": p99}
              for r, p50, p99 in ((100, 2.0, 5.0), (200, 3.0, 9.0), (400, 9.0, 80.0))]
