@@ -18,13 +18,14 @@ from prometheus_client import Counter
 
 from actors.analytics.market import INDEX_INTERVALS
 from actors.analytics.market import MOVER_WINDOWS as MOVERS
-from gateway.rest import ApiError, caller, encode_json, query_int
+from gateway.rest import ApiError, caller, query_int
 from gateway.state import Gateway, gateway_of
 from market.behaviour import empty_summary
 from market.catalog import CATEGORIES, RAW, segment_key
 from market.errors import CARD_NOT_FOUND, INDEX_NOT_FOUND, INVALID, MarketError
 from market.prices import INTERVALS
 from storage import Store
+from storage.facts import encode_json
 
 routes = web.RouteTableDef()
 

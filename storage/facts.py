@@ -22,11 +22,26 @@ reads an auction's watchers (`auction_watchers`) when it folds the auction's clo
 from __future__ import annotations
 
 import abc
+from typing import Any
+
+import msgspec
 
 from market.catalog import parse_grader, segment_key
 from market.errors import MarketError
 from market.money import MAX_AMOUNT
 from storage.records import AnalyticsMessage, ClosingRecord, Json, SaleRecord
+
+
+def _plain_int(value: Any) -> Any:
+    """What msgspec does not encode itself: int subclasses (bson's Int64, from MongoDB)."""
+    if isinstance(value, int):
+        return int(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+# Compact JSON of stored documents and of the routes that answer them: the same bytes as
+# json.dumps(separators=(",", ":")), several times faster.
+encode_json = msgspec.json.Encoder(enc_hook=_plain_int).encode
 
 # Sources of a sale.
 SOURCE_AUCTION, SOURCE_OFFER, SOURCE_EXTERNAL = "auction", "offer", "external"

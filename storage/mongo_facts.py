@@ -57,7 +57,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, cast
 
-import msgspec
 from pymongo import (
     ASCENDING,
     DESCENDING,
@@ -111,15 +110,6 @@ FACT_INDEXES: dict[str, list[IndexModel]] = {
 # BATCH_S (at least MIN_BATCH, at most BATCH).
 FIRST_BATCH, MIN_BATCH, BATCH, BATCH_S = 200, 20, 5_000, 0.5
 _SEP = "\x00"  # between a projection document's kind and key in its _id
-
-
-def _plain_int(value: Any) -> Any:
-    if isinstance(value, int):  # bson's Int64
-        return int(value)
-    raise TypeError(f"cannot encode {type(value).__name__}")
-
-
-_ENCODE_JSON = msgspec.json.Encoder(enc_hook=_plain_int).encode
 
 
 def _sale_doc(sale: Mapping[str, Any]) -> Doc:
@@ -476,7 +466,7 @@ class MongoFacts:
 
     async def get_projection_json(self: _Host, kind: str, key: str) -> bytes | None:
         doc = await self._coll("projection_docs").find_one({"_id": _doc_id(kind, key)})
-        return None if doc is None else _ENCODE_JSON(doc["doc"])
+        return None if doc is None else facts.encode_json(doc["doc"])
 
     async def get_projection_docs(self: _Host, kind: str, keys: list[str]) -> dict[str, Json]:
         if not keys:

@@ -66,14 +66,13 @@ _INSERT_WATCH = ("INSERT INTO watches(auction_id, user_id, at) SELECT ?1, ?2, ?3
                  f" WHERE {_OPEN_AUCTION} AND NOT {_WATCHED}")
 
 
-_ENCODE = msgspec.json.Encoder().encode
 _DECODE = msgspec.json.Decoder().decode
 
 
 def _dumps(value: Any) -> str:
     # msgspec: the same compact JSON as json.dumps, several times faster (every projection
     # result passes here).
-    return _ENCODE(value).decode()
+    return facts.encode_json(value).decode()
 
 
 # -- appended inside the store's own write transactions ---------------------------------------
