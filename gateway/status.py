@@ -101,8 +101,9 @@ async def _hosts(settings: Settings, limits: Limits, sample_s: float
 
 async def _store(settings: Settings, limits: Limits) -> tuple[dict[str, Any], dict[str, Any]]:
     cluster = settings.cluster()
-    store = open_store(settings.store_url)
+    store = None
     try:
+        store = open_store(settings.store_url)  # a bad URL is a store problem too
         t = time.monotonic()
         await asyncio.wait_for(store.open(), limits.call_timeout_s)
         await asyncio.wait_for(store.sales_position(), limits.call_timeout_s)
@@ -114,9 +115,11 @@ async def _store(settings: Settings, limits: Limits) -> tuple[dict[str, Any], di
             limits.call_timeout_s) if settings.analytics else {}
         return health, lag
     except Exception as exc:  # any failure of the store is what this reports
-        return {"url": _redacted(settings.store_url), "error": _reason(exc)}, {}
+        url = _redacted(settings.store_url)  # error texts may quote the URL: never its password
+        return {"url": url, "error": _reason(exc).replace(settings.store_url, url)}, {}
     finally:
-        await store.close()
+        if store is not None:
+            await store.close()
 
 
 async def collect(settings: Settings, limits: Limits, sample_s: float = 1.0) -> dict[str, Any]:

@@ -64,3 +64,17 @@ def test_a_store_password_is_never_printed() -> None:
     assert _redacted("mongodb://ece:s3cret@db.internal:27017/ece") == \
         "mongodb://ece:***@db.internal:27017/ece"
     assert _redacted("sqlite:///data/ece.db") == "sqlite:///data/ece.db"
+
+
+def test_a_store_url_that_cannot_be_opened_is_a_store_problem_without_its_password() -> None:
+    import asyncio
+    from pathlib import Path
+
+    from gateway.config import Settings
+    from gateway.status import _store
+
+    settings = Settings(data_dir=Path("/tmp/ece-status-test"),
+                        mongodb_uri="notmongo://ece:s3cret@db.internal/ece")
+    health, lag = asyncio.run(_store(settings, Limits()))
+    assert health["error"] and lag == {}
+    assert "s3cret" not in str(health)
