@@ -3,6 +3,12 @@ where each lives.
 
 Placement state is derived from the store (each auction record names its host), so a restarted
 directory rebuilds it by reading the open auctions; nothing here needs to be durable itself.
+Which node each host runs on is Ray's to say: the directory asks the hosts (`stats`).
+
+With a shared store (MongoDB) a new host goes to the least-loaded alive node that is not
+draining, with soft affinity (Ray may restart it elsewhere if that node dies). Hosts are the
+unit of move (actors.moves: drain, rebalance). The embedded store (SQLite) is a file on one
+machine: every actor stays on its node.
 """
 
 from __future__ import annotations
@@ -13,11 +19,11 @@ from collections import OrderedDict
 from typing import Any
 
 import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.config import ClusterConfig
-from actors.host import AuctionHost
-from actors.placement import choose_host
+from actors.moves import Mover
+from actors.nodes import AliveNodes, Hosts, RayHosts, shared, strategy
+from actors.placement import choose_host, choose_node
 from market.offers import is_offer_id
 from storage import Store, open_store
 from storage.base import LIVE_OFFER_STATUSES, OPEN_STATUSES
@@ -31,19 +37,27 @@ MAX_TOMBSTONES = 10_000
 
 
 class DirectoryCore:
-    def __init__(self, config: ClusterConfig, store: Store | None = None) -> None:
+    def __init__(self, config: ClusterConfig, store: Store | None = None,
+                 hosts: Hosts | None = None) -> None:
         self.config = config
+        self.actors: Hosts = hosts if hosts is not None else RayHosts(config)
         self.store: Store = store if store is not None else open_store(config.store_url)
         self.location: dict[str, str] = {}  # live auction -> host name
         self.load: dict[str, int] = {}  # host name -> live auctions placed on it
         self.handles: dict[str, ray.actor.ActorHandle[Any]] = {}
+        self.node_of: dict[str, str] = {}  # host name -> the Ray node it runs on
+        self.draining: set[str] = set()  # nodes no new or moved host goes to
+        self.moving: dict[str, asyncio.Future[None]] = {}  # host name -> its move's end
+        self.alive = AliveNodes(self.actors)
         self._released: OrderedDict[str, None] = OrderedDict()
         self._next_index = 0
         self._lock = asyncio.Lock()
+        self.moves = Mover(self)
         self._ready = asyncio.get_running_loop().create_task(self._start())
 
     async def _start(self) -> None:
         await self.store.open()
+        await self.alive.refresh()
         for record in await self.store.open_auctions():
             # Every open auction was created through a host, so its record names one.
             self._assign(record["auction_id"], record.get("host") or self.config.host_name(0))
@@ -54,12 +68,13 @@ class DirectoryCore:
         # Start every host that owns open auctions: each rebuilds them and runs their timers,
         # which is how auctions whose end passed during a downtime get closed on start.
         for name in list(self.load):
-            self._handle(name)
+            self.start(name)
         # Finished auctions whose settlement never ran (crash in between) belong to no live
         # host any more; hosts settle their own, this catches the rest.
         for record in await self.store.unsettled_finished():
-            self._handle(record.get("host") or self.config.host_name(0))
+            self.start(record.get("host") or self.config.host_name(0))
         await asyncio.gather(*(h.ready.remote() for h in self.handles.values()))
+        await self.refresh_nodes()
 
     def _assign(self, auction_id: str, host: str) -> None:
         self.location[auction_id] = host
@@ -68,18 +83,53 @@ class DirectoryCore:
         if index is not None:
             self._next_index = max(self._next_index, index + 1)
 
-    def _handle(self, name: str) -> ray.actor.ActorHandle[Any]:
+    def start(self, name: str, node: str | None = None) -> ray.actor.ActorHandle[Any]:
+        """The host `name`, started (on `node`, or the least-loaded one) if not running."""
         handle = self.handles.get(name)
         if handle is None:
-            handle = AuctionHost.options(  # type: ignore[attr-defined]
-                name=name,
-                namespace=self.config.namespace,
-                lifetime="detached",
-                get_if_exists=True,
-                scheduling_strategy=placement(self.config),
-            ).remote(name, self.config.to_dict())
-            self.handles[name] = handle
+            target = node or self.target_node()
+            handle = self.handles[name] = self.actors.spawn(name, target)
+            if target is not None:
+                self.node_of[name] = target  # until the host says where it runs
         return handle
+
+    async def _started(self, name: str) -> ray.actor.ActorHandle[Any]:
+        """`start`, after the end of a move of that host if one is under way."""
+        while (moving := self.moving.get(name)) is not None:
+            await asyncio.shield(moving)
+        return self.start(name)
+
+    # ---- nodes ---------------------------------------------------------------------------
+
+    def target_node(self) -> str | None:
+        """The node for a new host (shared store only): see placement.choose_node."""
+        if not shared(self.config):
+            return None
+        self.alive.soon()  # listed again in the background if stale
+        placed = self.placed()
+        return choose_node({n: sum(h.values()) for n, h in placed.items()},
+                           {n: len(h) for n, h in placed.items()}, self.draining)
+
+    def placed(self) -> dict[str, dict[str, int]]:
+        """Every alive node (as last listed) -> its hosts -> their live auctions."""
+        placed: dict[str, dict[str, int]] = {node: {} for node in self.alive.nodes}
+        for name in self.handles:
+            node = self.node_of.get(name)
+            if node in placed:
+                placed[node][name] = self.load.get(name, 0)
+        return placed
+
+    async def refresh_nodes(self) -> None:
+        """List the alive nodes and ask every host where it runs (Ray may have restarted
+        one elsewhere)."""
+        await self.alive.refresh()
+        names = [n for n in self.handles if n not in self.moving]
+        answers = await asyncio.gather(
+            *(asyncio.wait_for(self.handles[n].stats.remote(), 10.0) for n in names),
+            return_exceptions=True)
+        for name, answer in zip(names, answers, strict=True):
+            if isinstance(answer, dict) and name in self.handles and name not in self.moving:
+                self.node_of[name] = answer["node_id"]
 
     def _host_count(self) -> int:
         return len(self.load.keys() | self.handles.keys())
@@ -103,7 +153,7 @@ class DirectoryCore:
                 return None
             self._released.pop(auction_id, None)
             self._assign(auction_id, name)
-            handle = self._handle(name)
+        handle = await self._started(name)
         await handle.ready.remote()
         return name
 
@@ -123,7 +173,8 @@ class DirectoryCore:
             if auction_id not in self.location:
                 log.info("adopting auction %s on %s from the store", auction_id, host)
                 self._assign(auction_id, host)
-                self._handle(host)
+                if host not in self.moving:  # else the move starts it
+                    self.start(host)
             return self.location[auction_id]
 
     async def _stored_host(self, entity_id: str) -> str | None:
@@ -145,15 +196,15 @@ class DirectoryCore:
         finished stays retired, whatever stale location a gateway still holds.
         """
         await self._ready
+        moving = self.moving.get(name)
+        if moving is not None:  # being moved: it is started elsewhere by the move
+            await asyncio.shield(moving)
+            return
         async with self._lock:
-            if self.load.get(name, 0) <= 0:
+            if self.load.get(name, 0) <= 0 or self.actors.running(name):
                 return
-            try:
-                ray.get_actor(name, namespace=self.config.namespace)
-                return
-            except ValueError:
-                self.handles.pop(name, None)
-                handle = self._handle(name)
+            self.handles.pop(name, None)
+            handle = self.start(name)
         await handle.ready.remote()
 
     async def release(self, auction_id: str, host: str) -> None:
@@ -169,15 +220,29 @@ class DirectoryCore:
                 return
             del self.location[auction_id]
             self.load[host] -= 1
-            if self.load[host] == 0 and self.config.auctions_per_actor == 1:
-                del self.load[host]
-                handle = self.handles.pop(host, None)
-                if handle is not None:
-                    ray.kill(handle, no_restart=True)
+            if self.load[host] > 0 or self.config.auctions_per_actor != 1:
+                return
+            del self.load[host]
+            self.node_of.pop(host, None)
+        # A move of it under way would start it again: retire whatever it leaves running.
+        while (moving := self.moving.get(host)) is not None:
+            await asyncio.shield(moving)
+        if host in self.load:  # placed on again meanwhile (adopted from the store)
+            return
+        self.node_of.pop(host, None)
+        handle = self.handles.pop(host, None)
+        if handle is not None:
+            self.actors.kill(handle)
 
     async def hosts(self) -> dict[str, int]:
         await self._ready
         return dict(self.load)
+
+    async def nodes(self) -> dict[str, Any]:
+        """Alive nodes -> hosts -> live auctions, and the nodes draining."""
+        await self._ready
+        await self.refresh_nodes()
+        return {"nodes": self.placed(), "draining": sorted(self.draining)}
 
     async def ready(self) -> bool:
         await self._ready
@@ -186,8 +251,9 @@ class DirectoryCore:
     async def shutdown(self) -> None:
         """Kill every host (tests and `ece` shutdown of a private cluster)."""
         for handle in self.handles.values():
-            ray.kill(handle, no_restart=True)
+            self.actors.kill(handle)
         self.handles.clear()
+        self.node_of.clear()
 
 
 def _host_index(name: str) -> int | None:
@@ -217,6 +283,18 @@ class Directory:
     async def hosts(self) -> dict[str, int]:
         return await self.core.hosts()
 
+    async def nodes(self) -> dict[str, Any]:
+        return await self.core.nodes()
+
+    async def drain(self, node_id: str) -> dict[str, Any]:
+        return await self.core.moves.drain(node_id)
+
+    async def rebalance(self) -> dict[str, Any]:
+        return await self.core.moves.rebalance()
+
+    async def move(self, name: str, node: str | None = None) -> dict[str, Any]:
+        return await self.core.moves.move(name, node)
+
     async def ready(self) -> bool:
         return await self.core.ready()
 
@@ -224,24 +302,17 @@ class Directory:
         await self.core.shutdown()
 
 
-def placement(config: ClusterConfig) -> str | NodeAffinitySchedulingStrategy:
-    """Spread over the nodes when the store is shared (MongoDB); an embedded store is a file
-    on one machine, so everything that opens it stays on this node."""
-    if config.store_url.startswith(("mongodb://", "mongodb+srv://")):
-        return "SPREAD"
-    return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-
-
 def get_or_create(actor_class: Any, name: str, config: ClusterConfig,
                   *args: Any) -> ray.actor.ActorHandle[Any]:
     """The instance's named, detached actor `name` of `actor_class`, created if missing
-    (`args` follow the config in its constructor)."""
+    (`args` follow the config in its constructor); spread over the nodes with a shared store,
+    on this node with the embedded one (see actors.nodes.strategy)."""
     handle: ray.actor.ActorHandle[Any] = actor_class.options(
         name=name,
         namespace=config.namespace,
         lifetime="detached",
         get_if_exists=True,
-        scheduling_strategy=placement(config),
+        scheduling_strategy=strategy(config, None),
     ).remote(config.to_dict(), *args)
     return handle
 

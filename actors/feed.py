@@ -1,27 +1,96 @@
-"""A bounded, cursor-addressed buffer of published events that gateways long-poll.
+"""A bounded, cursor-addressed buffer of published events that gateways long-poll, each
+reading only the auctions it watches.
 
-One feed per auction host: every gateway reads the same events with its own cursor, so an
-event batch crosses the Ray boundary once per gateway, not once per watcher.
+One feed per auction host. Every gateway (a *reader*) registers the auction ids its sockets
+watch on this host — its *interest*, versioned and changed by deltas, so a poll never resends
+thousands of ids — and each poll returns only the events of those auctions: adding gateways
+does not multiply the traffic, and an event batch still crosses the Ray boundary once per
+gateway that wants some of it, never once per watcher. Cursors stay host-wide (they count
+every event published since the feed started), so the resume rules do not depend on the
+filter: a reader whose cursor fell out of the ring, or of another epoch, or unknown here
+(registered with an earlier life of the host, or forgotten after `READER_TTL_S` unseen), gets
+`reset` and refills from the store. A change of interest wakes that reader's waiting poll, so
+the events of an auction watched mid-poll go out at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 
 from actors.messages import Event, FeedPage
 
+# A reader neither polling nor changing its interest for this long is forgotten (a gateway
+# that went away); if it comes back, its next poll is answered with `reset`.
+READER_TTL_S = 300.0
+UNKNOWN = -1  # the interest version held for a reader this feed does not know
+
+
+@dataclass
+class Interest:
+    """One reader's wanted auction ids, at `version`; `seen`: its last poll or change."""
+
+    version: int
+    auctions: set[str] = field(default_factory=set)
+    seen: float = 0.0
+
+
+class Interests:
+    """Every reader's interest. A change names the version it applies to (`base`): applied
+    only on that version, so a reader that lost track (this host restarted, or forgot it)
+    learns the version held and sends its whole set (`base=None`) instead."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 ttl_s: float = READER_TTL_S) -> None:
+        self.clock = clock
+        self.ttl_s = ttl_s
+        self.readers: dict[str, Interest] = {}
+
+    def change(self, reader: str, base: int | None, version: int,
+               add: Iterable[str], remove: Iterable[str]) -> int:
+        """Apply a change (`base` None: replace the whole set by `add`); the version held
+        afterwards — `version` if applied, else the one held before (UNKNOWN if none)."""
+        now = self.clock()
+        self._forget_idle(now)
+        held = self.readers.get(reader)
+        if base is None:
+            held = self.readers[reader] = Interest(version, set(add), now)
+            return version
+        if held is None or held.version != base:
+            return UNKNOWN if held is None else held.version
+        held.auctions.update(add)
+        held.auctions.difference_update(remove)
+        held.version, held.seen = version, now
+        return version
+
+    def of(self, reader: str) -> set[str] | None:
+        """The auctions `reader` wants (a live set: later changes show), None if unknown."""
+        held = self.readers.get(reader)
+        if held is None:
+            return None
+        held.seen = self.clock()
+        return held.auctions
+
+    def _forget_idle(self, now: float) -> None:
+        idle = [r for r, held in self.readers.items() if now - held.seen > self.ttl_s]
+        for reader in idle:
+            del self.readers[reader]
+
 
 class EventFeed:
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, interests: Interests | None = None) -> None:
         # A new epoch after every (re)start tells readers their cursor means nothing here.
         self.epoch = uuid.uuid4().hex
         self._events: deque[Event] = deque(maxlen=capacity)
         self._head = 0  # cursor just past the newest event
         self._changed = asyncio.Condition()
+        self.interests = interests if interests is not None else Interests()
+        self._generation = 0  # bumped by every interest change: waiting readers look again
 
     async def publish(self, events: list[Event]) -> None:
         if not events:
@@ -31,35 +100,86 @@ class EventFeed:
         async with self._changed:
             self._changed.notify_all()
 
-    def read(
-        self, epoch: str | None, cursor: int, limit: int, auction_id: str | None = None
-    ) -> FeedPage:
-        """Events after `cursor`; `reset` when the reader may have missed some (see read_ring)."""
-        return read_ring(self._events, self._head, self.epoch, epoch, cursor, limit, auction_id)
-
-    async def wait(self, epoch: str | None, cursor: int, timeout: float) -> None:
-        """Return once something is readable after `cursor` (or at the timeout)."""
-        if cursor < 0 or epoch != self.epoch or cursor != self._head:
-            return
+    async def register(self, reader: str, base: int | None, version: int,
+                       add: Iterable[str], remove: Iterable[str]) -> int:
+        """Change `reader`'s interest (see `Interests.change`) and wake its waiting poll."""
+        held = self.interests.change(reader, base, version, add, remove)
+        self._generation += 1
         async with self._changed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self._head != cursor), timeout
-                )
+            self._changed.notify_all()
+        return held
+
+    def read(
+        self, epoch: str | None, cursor: int, limit: int, reader: str | None = None
+    ) -> FeedPage:
+        """Events after `cursor`, only those `reader` wants when given (all without one);
+        `reset` when the reader may have missed some (see read_ring), or is unknown here."""
+        wanted = None if reader is None else self.interests.of(reader)
+        if reader is not None and wanted is None:
+            return FeedPage(self.epoch, self._head, cursor >= 0, [])
+        return read_ring(self._events, self._head, self.epoch, epoch, cursor, limit, wanted)
+
+    async def wait(self, epoch: str | None, cursor: int, timeout: float,
+                   reader: str | None = None) -> None:
+        """Return once something is readable after `cursor` for `reader` (or at the timeout):
+        an event it wants, a reason to reset, or half a ring of events it does not want (read
+        now, its cursor moves to the head before the ring forgets it)."""
+        if cursor < 0 or epoch != self.epoch:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        scanned, generation = cursor, self._generation
+        async with self._changed:
+            while True:
+                if generation != self._generation:  # the interest changed: look again
+                    scanned, generation = cursor, self._generation
+                wanted = None if reader is None else self.interests.of(reader)
+                if reader is not None and wanted is None:
+                    return
+                if self._readable(cursor, scanned, wanted):
+                    return
+                scanned = self._head
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+
+    def _readable(self, cursor: int, scanned: int, wanted: Collection[str] | None) -> bool:
+        head, held = self._head, len(self._events)
+        if cursor == head:
+            return False
+        oldest = head - held
+        if wanted is None or not oldest <= cursor < head:
+            return True
+        maxlen = self._events.maxlen or held
+        if head - cursor >= max(1, maxlen // 2):
+            return True
+        return has_wanted(self._events, head, max(scanned, cursor), wanted)
+
+
+def has_wanted(events: Sequence[Event], head: int, start: int, wanted: Collection[str]) -> bool:
+    """Whether the ring (`head` just past its newest) holds an event of `wanted` at or after
+    cursor `start` (clamped to the ring). Looks at the newest first."""
+    oldest = head - len(events)
+    for index in range(len(events) - 1, max(start, oldest) - oldest - 1, -1):
+        if events[index]["auction_id"] in wanted:
+            return True
+    return False
 
 
 def read_ring(
     events: Sequence[Event], head: int, epoch: str, reader_epoch: str | None, cursor: int,
-    limit: int, auction_id: str | None = None,
+    limit: int, wanted: Collection[str] | None = None,
 ) -> FeedPage:
     """A reader's next batch from a ring holding the newest events, `head` just past the last.
 
     Cursors count events since the feed (re)started: the ring holds `head - len(events)` up to
     `head`. A negative cursor means "from now on": the head and no events. A cursor of another
     epoch, fallen out of the ring or ahead of the head restarts at the oldest event held, with
-    `reset` (the reader may have missed some). At most `limit` events, only `auction_id`'s when
-    given; the cursor returned is just past the last event looked at (the head when none
-    matched).
+    `reset` (the reader may have missed some). At most `limit` events, only those of the
+    auctions in `wanted` when given; the cursor returned is just past the last event looked at
+    (the head when none matched).
     """
     if cursor < 0:
         return FeedPage(epoch, head, False, [])
@@ -74,7 +194,7 @@ def read_ring(
             break
         event = events[index]
         end = oldest + index + 1
-        if auction_id is None or event["auction_id"] == auction_id:
+        if wanted is None or event["auction_id"] in wanted:
             chosen.append(event)
     if not chosen and not reset:
         end = head

@@ -121,10 +121,19 @@ class AuctionHostCore(SerialLoop[Command, Reply]):
 
     async def poll(
         self, epoch: str | None, cursor: int, timeout: float, limit: int = 10_000,
+        reader: str | None = None,
     ) -> FeedPage:
+        """The feed's events after `cursor`: only the auctions `reader` registered with
+        `interest` when given (a gateway), every event without one."""
         await self._wait_ready()
-        await self.feed.wait(epoch, cursor, timeout)
-        return self.feed.read(epoch, cursor, limit)
+        await self.feed.wait(epoch, cursor, timeout, reader)
+        return self.feed.read(epoch, cursor, limit, reader)
+
+    async def interest(self, reader: str, base: int | None, version: int,
+                       add: list[str], remove: list[str]) -> int:
+        """Change the auctions `reader` polls (actors.feed.Interests.change): the version held."""
+        await self._wait_ready()
+        return await self.feed.register(reader, base, version, add, remove)
 
     async def close(self) -> None:
         """Stop the loop and every background step; close the store if the core opened it."""
@@ -354,8 +363,11 @@ class AuctionHostCore(SerialLoop[Command, Reply]):
 
         A fence is spurious when the colliding events were a fenced batch of another writer,
         visible only until it deletes them (MongoDB); then the store still ends at our last
-        durable seq and the auction is ours. If events after it stay, another owner (a stale
-        process of the same name, or the host it moved to) writes it: stay out.
+        durable seq and the auction is ours. If the record names another host, it moved:
+        stay out. If events after our seq stay and the record still names this host, they are
+        the late write of an earlier life of this host (a move or a restart keeps the name,
+        and Ray runs one actor per name): they stand, and this host serves the auction again
+        from the store, those events included.
         """
         for pause in (0.0, *FENCE_RECHECKS_S):
             if pause:
@@ -374,8 +386,17 @@ class AuctionHostCore(SerialLoop[Command, Reply]):
             except Exception:
                 log.warning("host %s: reload of fenced %s failed", self.name, auction_id,
                             exc_info=True)
-        log.warning("host %s: auction %s is written by another owner; not serving it",
-                    self.name, auction_id)
+        try:
+            record = await self.store.get_auction(auction_id)
+            if record is None or record.get("host") != self.name or \
+                    auction_id in self.auctions:
+                return
+            await self._load(record)
+            log.warning("host %s: serving auction %s again with the late events of an earlier "
+                        "life of this host", self.name, auction_id)
+        except Exception:
+            log.warning("host %s: auction %s fenced and not reloaded; the host's next "
+                        "restart serves it", self.name, auction_id, exc_info=True)
 
     # ---- settlement (saga after a close) -------------------------------------------------
 
@@ -455,8 +476,13 @@ class AuctionHost:
 
     async def poll(
         self, epoch: str | None, cursor: int, timeout: float, limit: int = 10_000,
+        reader: str | None = None,
     ) -> FeedPage:
-        return await self.core.poll(epoch, cursor, timeout, limit)
+        return await self.core.poll(epoch, cursor, timeout, limit, reader)
+
+    async def interest(self, reader: str, base: int | None, version: int,
+                       add: list[str], remove: list[str]) -> int:
+        return await self.core.interest(reader, base, version, add, remove)
 
     async def ready(self) -> bool:
         await self.core.ready()

@@ -1,4 +1,6 @@
-"""Where a new auction goes, as a pure function of the directory's view of its hosts."""
+"""Placement decisions as pure functions of the directory's view: which host a new auction
+goes to (`choose_host`), which node a new host goes to (`choose_node`), and where hosts move
+when a node drains (`drain_moves`) or the nodes are evened out (`rebalance_moves`)."""
 
 from __future__ import annotations
 
@@ -26,3 +28,65 @@ def choose_host(
     if len(load.keys() | set(started)) >= max_hosts:
         return None
     return host_name(next_index)
+
+
+# ---- nodes: where a host actor runs (a shared store only; the embedded one pins all) --------
+
+Move = tuple[str, str]  # (host name, node it goes to)
+
+
+def choose_node(auctions: Mapping[str, int], hosts: Mapping[str, int],
+                draining: Collection[str] = ()) -> str | None:
+    """The node for a new host: the alive, not draining node with the fewest live auctions,
+    then the fewest hosts, then the smallest id (deterministic). `auctions` names every alive
+    node (0 when empty); `hosts` counts the hosts on each. None when no node qualifies."""
+    candidates = [(count, hosts.get(node, 0), node) for node, count in auctions.items()
+                  if node not in draining]
+    return min(candidates)[2] if candidates else None
+
+
+def drain_moves(leaving: Mapping[str, int], auctions: Mapping[str, int],
+                draining: Collection[str] = ()) -> list[Move]:
+    """Where each host of a leaving node goes: the largest host first, each to the node that
+    is least loaded at that moment (greedy longest-processing-time). `leaving` counts the live
+    auctions of each host to move; `auctions` those of every alive node. Empty when no node
+    can take them (every other node is draining)."""
+    load = {node: count for node, count in auctions.items() if node not in draining}
+    if not load:
+        return []
+    moves: list[Move] = []
+    for count, host in sorted(((c, h) for h, c in leaving.items()), reverse=True):
+        target = min(load, key=lambda node: (load[node], node))
+        moves.append((host, target))
+        load[target] += count
+    return moves
+
+
+def rebalance_moves(placed: Mapping[str, Mapping[str, int]],
+                    draining: Collection[str] = ()) -> list[Move]:
+    """Host moves that even out live auctions over the nodes that are not draining.
+
+    `placed`: node -> host -> live auctions (every alive node, empty ones too). Repeatedly
+    moves, from the most to the least loaded node, the host whose size is closest to half
+    their difference, while that strictly lowers the larger of the two; each move lowers the
+    sum of squared node loads, so this ends. At the end no single host move narrows the gap
+    between the most and the least loaded node.
+    """
+    nodes = {node: dict(hosts) for node, hosts in placed.items() if node not in draining}
+    moved: dict[str, str] = {}  # host -> its node at the end (a host may move twice)
+    while len(nodes) > 1:
+        load = {node: sum(hosts.values()) for node, hosts in nodes.items()}
+        src = max(nodes, key=lambda node: (load[node], node))
+        dst = min(nodes, key=lambda node: (load[node], node))
+        gap = load[src] - load[dst]
+        # Moving a host of size s leaves max(load[src] - s, load[dst] + s): lower only if
+        # 0 < s < gap.
+        fits = [(abs(2 * size - gap), host) for host, size in nodes[src].items()
+                if 0 < size < gap]
+        if not fits:
+            break
+        host = min(fits)[1]
+        nodes[dst][host] = nodes[src].pop(host)
+        moved[host] = dst
+    was = {host: node for node, hosts in placed.items() for host in hosts}
+    return [(host, node) for host, node in moved.items() if was[host] != node]

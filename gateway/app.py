@@ -21,6 +21,7 @@ from gateway.offers import routes as offer_routes
 from gateway.portfolio import routes as portfolio_routes
 from gateway.public_portfolio import routes as public_portfolio_routes
 from gateway.rest import ApiError, error_body, routes
+from gateway.sio import attach as attach_socketio
 from gateway.state import GATEWAY, Gateway
 from gateway.tokens import routes as token_routes
 from gateway.valuations import routes as valuation_routes
@@ -105,6 +106,7 @@ def build_app(settings: Settings) -> web.Application:
     app.add_routes(portfolio_routes)
     app.add_routes(public_portfolio_routes)
     app.router.add_get("/ws", websocket_handler)
+    attach_socketio(app)  # /socket.io/: the same sessions as /ws
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/config.js", config_js)
     app.router.add_get("/", index)

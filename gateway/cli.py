@@ -41,6 +41,13 @@ def prepare_environment(env: MutableMapping[str, str] = os.environ,
         env.setdefault("RAY_AUTH_MODE", "token")
 
 
+def several_nodes_here() -> dict[str, str]:
+    """Ray's environment for several nodes on this one machine, each on its own loopback
+    address (the multi-node tests, testkit.cluster): the multi-node mode a private Ray
+    (prepare_environment) turns off."""
+    return {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}
+
+
 def init_ray(settings: Settings) -> None:
     import ray
 
@@ -59,12 +66,16 @@ def init_ray(settings: Settings) -> None:
         )
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, index: int = 0) -> int:
+    """Serve until SIGTERM/SIGINT. `index` > 0: one of the processes the first one started
+    (gateway.processes). Returns the exit code: 1 when a gateway process ended on its own."""
     import ray
     from aiohttp import web
 
     from actors.directory import get_or_create_directory
     from gateway.app import build_app
+    from gateway.limits import process_share
+    from gateway.processes import SERVING, Children, lifeline
     from gateway.state import GATEWAY
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -81,26 +92,42 @@ async def serve(settings: Settings) -> None:
         for portfolio in (get_or_create_portfolios(settings.cluster())
                           if settings.portfolios else []):
             await portfolio.ready.remote()
-    app = build_app(settings)
+    app = build_app(process_share(settings))  # this process's share of the limits
     runner = web.AppRunner(app, shutdown_timeout=10.0, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
-    url = f"http://{settings.host}:{settings.port}/"
-    print(f"ECE is serving on {url}", flush=True)
-    print(f"ECE_RAY_ADDRESS={ray.get_runtime_context().gcs_address}", flush=True)
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    children = Children()
+    if index:
+        lifeline(loop, stop.set)  # the first process gone: shut down
+    elif settings.gateways > 1:
+        try:  # the others first: when the port answers, every process serves
+            await children.start(settings.gateways - 1,
+                                 ray.get_runtime_context().gcs_address, stop.set)
+        except RuntimeError as exc:
+            log.error("%s; stopping", exc)
+            await children.wait()
+            await runner.cleanup()
+            return 1
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.gateways > 1)
+    await site.start()
+    url = f"http://{settings.host}:{settings.port}/"
+    if index:
+        print(f"{SERVING} {index + 1} of {settings.gateways} (pid {os.getpid()}) is serving "
+              f"on {url}", flush=True)
+    else:
+        print(f"ECE is serving on {url}", flush=True)
+        print(f"ECE_RAY_ADDRESS={ray.get_runtime_context().gcs_address}", flush=True)
     demo = None
-    if settings.seed:
+    if settings.seed and not index:
         from gateway.seed import run_demo
 
         demo = asyncio.create_task(run_demo(url, settings, app[GATEWAY]))
     await stop.wait()
     print("ECE shutting down", flush=True)
+    children.terminate()  # they drain their sockets meanwhile
     if demo is not None:
         demo.cancel()
     gateway = app[GATEWAY]
@@ -110,6 +137,19 @@ async def serve(settings: Settings) -> None:
             break
         await asyncio.sleep(0.05)
     await runner.cleanup()  # closes sockets with 1001 (going away)
+    await children.wait()
+    return 1 if children.failed else 0
+
+
+def _process_problems(settings: Settings) -> list[str]:
+    """Why ECE_GATEWAYS processes cannot serve with these settings (empty: they can)."""
+    from gateway.limits import share_problems
+
+    if settings.gateways == 1:
+        return []
+    port = ["ECE_PORT=0 with ECE_GATEWAYS > 1: the processes must share a port"
+            ] if settings.port == 0 else []
+    return port + share_problems(settings)
 
 
 def _settings() -> Settings | None:
@@ -139,7 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     prepare_environment()
     parser = argparse.ArgumentParser(prog="ece", description="Elite Card Exchange server")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the gateway (and a local Ray unless ECE_RAY_ADDRESS)")
+    serve_cmd = sub.add_parser("serve", help="run the gateway (and a local Ray unless "
+                               "ECE_RAY_ADDRESS); ECE_GATEWAYS processes on one port")
+    # Internal: one of the processes `ece serve` starts with ECE_GATEWAYS > 1.
+    serve_cmd.add_argument("--gateway-process", type=int, default=0, help=argparse.SUPPRESS)
     verify = sub.add_parser("verify-provenance",
                             help="check a token's provenance chain: hashes, signatures, owners")
     verify.add_argument("token_id")
@@ -157,16 +200,41 @@ def main(argv: list[str] | None = None) -> int:
     status = sub.add_parser("status", help="the cluster's nodes, hosts, projection lag and "
                             "store health; exit 1 when unhealthy, 2 when unreachable")
     status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.add_argument("--max-lag", type=float, default=ops.Limits.max_lag_s,
+    status.add_argument("--max-lag", type=ops.seconds, default=ops.Limits.max_lag_s,
                         help="seconds a projection may be behind (default %(default)s)")
-    status.add_argument("--sample", type=float, default=1.0,
+    status.add_argument("--sample", type=ops.seconds, default=1.0,
                         help="seconds between the two samples of the hosts' rates")
+    status.add_argument("--join-timeout", type=ops.seconds, default=ops.JOIN_DEADLINE_S,
+                        help="seconds to wait for the Ray cluster before exit 2 "
+                        "(default %(default)s)")
+    drain = sub.add_parser("drain", help="move every auction host off a node (it can leave "
+                           "then); exit 1 when refused or a move failed, 2 when unreachable")
+    drain.add_argument("node_id", help="the Ray node id, or a unique prefix of it "
+                       "(as `ece status` prints)")
+    rebalance = sub.add_parser("rebalance", help="move auction hosts to even out live "
+                               "auctions over the nodes (e.g. onto a node that joined)")
+    for moves in (drain, rebalance):
+        moves.add_argument("--json", action="store_true", help="machine-readable output")
+        moves.add_argument("--timeout", type=ops.seconds, default=600.0,
+                           help="seconds to wait for the moves (default %(default)s)")
+        moves.add_argument("--join-timeout", type=ops.seconds, default=ops.JOIN_DEADLINE_S,
+                           help="seconds to wait for the Ray cluster before exit 2 "
+                           "(default %(default)s)")
     args = parser.parse_args(argv)
+    if args.command in ("drain", "rebalance"):
+        from gateway import moves as move_ops
+
+        settings = _settings()
+        if settings is None:
+            return 2
+        return move_ops.run(settings, args.command, getattr(args, "node_id", None),
+                            args.json, args.timeout, args.join_timeout)
     if args.command == "status":
         settings = _settings()
         if settings is None:
             return 2
-        return ops.run(settings, args.json, ops.Limits(max_lag_s=args.max_lag), args.sample)
+        return ops.run(settings, args.json, ops.Limits(max_lag_s=args.max_lag), args.sample,
+                       args.join_timeout)
     if args.command in ("seed", "rebuild"):
         return _maintenance(args)
     if args.command == "verify-provenance":
@@ -177,13 +245,18 @@ def main(argv: list[str] | None = None) -> int:
         settings = _settings()
         if settings is None:
             return 2
+        problems = _process_problems(settings)
+        if problems:
+            print(f"ece: bad setting: {'; '.join(problems)}", file=sys.stderr)
+            return 2
         logging.basicConfig(
             level=settings.log_level,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
         try:
             # uvloop: the gateway is an I/O loop first; it makes sockets and frames cheaper.
-            asyncio.run(serve(settings), loop_factory=uvloop.new_event_loop)
+            return asyncio.run(serve(settings, args.gateway_process),
+                               loop_factory=uvloop.new_event_loop)
         finally:
             import ray
 

@@ -146,6 +146,9 @@ def _limit(env: str, field: str, default: int, description: str) -> Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("ECE_HOST", "host", "str", "127.0.0.1", "address the gateway listens on"),
     Setting("ECE_PORT", "port", "int", 8080, "port the gateway listens on", min=0, max=65535),
+    Setting("ECE_GATEWAYS", "gateways", "int", 1,
+            "gateway processes sharing the port (`SO_REUSEPORT`); each enforces 1/N of the "
+            "per-user, per-address and in-flight limits (docs/operations.md)", min=1, max=8),
     Setting("ECE_DATA_DIR", "data_dir", "path", Path("data"),
             "SQLite store file, JWT secret, demo accounts", shown_default="./data"),
     Setting("ECE_SEED", "seed", "bool", True,
@@ -235,6 +238,10 @@ SETTINGS: tuple[Setting, ...] = (
     _limit("ECE_SEND_QUEUE", "send_queue", 1024, "per-socket send queue (then close 1013)"),
     _positive("ECE_SLOW_CLIENT_MS", "slow_client_ms", 2000.0,
               "a socket whose send queue stays at least half full this long is closed 1013"),
+    _positive("ECE_IDLE_CLIENT_MS", "idle_client_ms", 90_000.0,
+              "a socket that completes no frame this long is closed 1008 (a quiet one is "
+              "pinged every third of it, at most every 30 s, and its pong counts); one that "
+              "takes none of our frames this long is closed 1013"),
     _limit("ECE_MAX_INFLIGHT", "max_inflight", 20_000,
            "gateway-wide commands in flight (then `OVERLOADED`)"),
     Setting("ECE_BATCHING", "batching", "bool", True,
@@ -260,6 +267,7 @@ class Settings:
     # Defaults come from SETTINGS; fields not there are not read from the environment.
     host: str = _default("host")
     port: int = _default("port")
+    gateways: int = _default("gateways")
     data_dir: Path = _default("data_dir")  # noqa: RUF009 (a Path is immutable)
     seed: bool = _default("seed")
     mongodb_uri: str | None = _default("mongodb_uri")
@@ -291,6 +299,7 @@ class Settings:
     rate_burst: float = _default("rate_burst")
     send_queue: int = _default("send_queue")
     slow_client_ms: float = _default("slow_client_ms")
+    idle_client_ms: float = _default("idle_client_ms")
     max_inflight: int = _default("max_inflight")
     token_ttl_s: int = 7 * 24 * 3600  # not a setting
     bots: int = _default("bots")

@@ -1,13 +1,17 @@
 """A WebSocket's `Connection`: its identity, its bounded send queue and writer task, and
-the back-pressure rule that tells a client sending in bursts from one too slow to read."""
+the back-pressure rule that tells a client sending in bursts from one too slow to read.
+
+The transport is what `ws` stands for (`Socket`): aiohttp's WebSocketResponse for /ws, or
+the Socket.IO session's stand-in (gateway/sio.py), which also frames messages its own way
+(`frame_of`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-
-from aiohttp import web
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from gateway.protocol import JSON, encode
 
@@ -15,6 +19,20 @@ from gateway.protocol import JSON, encode
 TRY_AGAIN_LATER = 1013
 # How long a slow client gets to take its close frame before the TCP connection is dropped.
 SLOW_CLOSE_S = 10.0
+# Close code for a socket idle too long (RFC 6455: policy violation), and how long its close
+# frame may take: one stalled inside a frame could not even read our close's answer.
+IDLE = 1008
+IDLE_CLOSE_S = 1.0
+
+
+class Socket(Protocol):
+    """Where a `Connection`'s writer puts its frames, and how it is closed."""
+
+    async def send_str(self, data: str) -> None: ...
+
+    async def send_bytes(self, data: bytes) -> None: ...
+
+    async def close(self, *, code: int = ..., message: bytes = ...) -> bool: ...
 
 
 class Connection:
@@ -32,6 +50,7 @@ class Connection:
         "closing",
         "encoding",
         "expires_at",
+        "heard_at",
         "high_since",
         "high_water",
         "inflight",
@@ -45,11 +64,13 @@ class Connection:
         "subscriptions",
         "transport",
         "user_id",
+        "watch",
         "writer",
+        "written",
         "ws",
     )
 
-    def __init__(self, ws: web.WebSocketResponse, queue_size: int, slow_client_s: float,
+    def __init__(self, ws: Socket, queue_size: int, slow_client_s: float,
                  ip: str = "?") -> None:
         self.ws = ws
         self.ip = ip
@@ -72,6 +93,9 @@ class Connection:
         self.pending_subscribes = 0
         self.closing = False
         self.writer: asyncio.Task | None = None
+        self.written = 0  # frames the writer has handed over (it is stalled if this stays)
+        self.heard_at = time.monotonic()  # when the last whole frame came in
+        self.watch: asyncio.TimerHandle | None = None  # the idle check (`watch_idle`)
         self.transport: asyncio.Transport | None = None
 
     def wants(self, auction_id: str, ticket: object) -> bool:
@@ -90,9 +114,18 @@ class Connection:
         encoding = encoding or self.encoding
         frame = cache.get(encoding) if cache is not None else None
         if frame is None:
-            frame = encode(message, encoding)
+            frame = self.frame_of(message, encoding)
             if cache is not None:
                 cache[encoding] = frame
+        self._enqueue(frame)
+
+    def control(self, write: Callable[[], Awaitable[None]]) -> None:
+        """Queue a control frame (a pong: `write` sends it) behind the frames queued already,
+        so that a client that pings and never reads fills its queue like any other."""
+        if not self.closing:
+            self._enqueue(write)
+
+    def _enqueue(self, frame: str | bytes | Callable[[], Awaitable[None]]) -> None:
         try:
             self.queue.put_nowait(frame)
         except asyncio.QueueFull:
@@ -106,12 +139,52 @@ class Connection:
             elif now - self.high_since > self.slow_client_s:
                 self.cut()
 
-    def cut(self) -> None:
-        """Close a client that cannot keep up with 1013 (once)."""
+    def frame_of(self, message: dict, encoding: str) -> str | bytes:
+        """The frame `message` goes out as (`cache` keeps it per encoding)."""
+        return encode(message, encoding)
+
+    def cut(self, code: int = TRY_AGAIN_LATER, reason: bytes = b"send queue full",
+            grace_s: float = SLOW_CLOSE_S) -> None:
+        """Close a client that cannot keep up with 1013 (once); `grace_s` for its close."""
         if not self.closing:
             self.closing = True
             self._wake()
-            asyncio.get_running_loop().create_task(self._close_slow())
+            asyncio.get_running_loop().create_task(self._close_slow(code, reason, grace_s))
+
+    def heard(self) -> None:
+        """A whole frame came in (data, ping or pong)."""
+        self.heard_at = time.monotonic()
+
+    def watch_idle(self, idle_s: float) -> None:
+        """Close the socket, 1008, once no whole frame has come in for `idle_s` while it was
+        read (a client trickling a frame it never finishes keeps it otherwise: its bytes
+        put off the heartbeat's ping), and 1013 once its writer has handed over nothing for
+        `idle_s` with frames waiting (a client that sends but never reads). One timer per
+        socket, moved on lazily: a frame costs `heard`, a time stamp."""
+        loop = asyncio.get_running_loop()
+        written, moved_at = self.written, time.monotonic()
+
+        def check() -> None:
+            nonlocal written, moved_at
+            now = time.monotonic()
+            if self.closing:
+                return
+            if self.resume is not None:  # we are not reading (back-pressure): not idle
+                self.heard_at = now
+            if now - self.heard_at >= idle_s:
+                self.cut(IDLE, b"idle", IDLE_CLOSE_S)
+                return
+            waiting = self.queue.qsize() > 0 or (
+                self.transport is not None and self.transport.get_write_buffer_size() > 0)
+            if self.written != written or not waiting:
+                written, moved_at = self.written, now
+            elif now - moved_at >= idle_s:
+                self.cut()  # frames wait and none was taken for idle_s: it does not read
+                return
+            due = min(self.heard_at, moved_at) + idle_s
+            self.watch = loop.call_later(max(due - now, 0.05), check)
+
+        self.watch = loop.call_later(idle_s, check)
 
     def backed_up(self) -> bool:
         """Are frames queued plus answers owed at the high-water mark (stop reading)?"""
@@ -149,13 +222,14 @@ class Connection:
                 pass
             finally:
                 self.resume = None
+                self.heard_at = time.monotonic()  # not reading was ours: not idle time
 
-    async def _close_slow(self) -> None:
-        """Queue the 1013 close behind what is already buffered; drop the peer if it stalls."""
+    async def _close_slow(self, code: int, reason: bytes, grace_s: float) -> None:
+        """Queue the close behind what is already buffered; drop the peer if it stalls."""
+        if self.watch is not None:
+            self.watch.cancel()
         with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
-            await asyncio.wait_for(
-                self.ws.close(code=TRY_AGAIN_LATER, message=b"send queue full"), SLOW_CLOSE_S
-            )
+            await asyncio.wait_for(self.ws.close(code=code, message=reason), grace_s)
         if self.writer is not None:
             self.writer.cancel()
         if self.transport is not None and not self.transport.is_closing():
@@ -167,10 +241,16 @@ class Connection:
                 frame = await self.queue.get()
                 if isinstance(frame, str):
                     await self.ws.send_str(frame)
-                else:
+                elif isinstance(frame, bytes):
                     await self.ws.send_bytes(frame)
+                else:
+                    await frame()  # a control frame (`control`)
+                self.written += 1
                 if self.high_since is not None and self.queue.qsize() < self.high_water:
                     self.high_since = None
                 self.settled()
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             pass
+        finally:  # the socket's session is over: its idle check too
+            if self.watch is not None:
+                self.watch.cancel()

@@ -1,7 +1,8 @@
 """Live events: one long-poll per auction host per gateway, fanned out to local sockets.
 
-The pollers are the hub's `HostFeeds`: one per host, for every auction of it watched here
-(the benchmark's baseline, ECE_BATCHING=0, uses them too).
+The pollers are the hub's `HostFeeds` (`gateway.feeds`): one per host, bringing only the
+events of the auctions of it watched here (the benchmark's baseline, ECE_BATCHING=0, uses them
+too).
 
 Every subscription tracks the last seq its socket received. An event is sent only if it is the
 next one; an older one is dropped (duplicate) and a newer one triggers a fill from the store's
@@ -14,13 +15,13 @@ functions in `gateway.resume`; this module does the I/O around them.
 from __future__ import annotations
 
 import asyncio
-import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ray.exceptions import RayError
+from prometheus_client import CollectorRegistry
 
-from actors.messages import FeedPage
+from gateway.feeds import FeedCounters, HostFeeds
 from gateway.protocol import ProtocolError
 from gateway.resume import Replay, classify, merge, resume_plan
 from gateway.router import FINISHED, Router
@@ -31,11 +32,8 @@ from storage import Store
 if TYPE_CHECKING:
     from gateway.ws import Connection
 
-log = logging.getLogger("ece.fanout")
-
 # Resuming further back than this sends a fresh snapshot instead of the whole log.
 MAX_REPLAY = 1_000
-POLL_TIMEOUT_S = 2.0
 
 
 def event_frame(event: dict) -> dict:
@@ -117,14 +115,18 @@ class Subscription:
 class Hub:
     def __init__(
         self, router: Router, store: Store, present: Callable[[dict], Awaitable[dict]],
+        registry: CollectorRegistry | None = None,
     ) -> None:
+        """`registry`: where the feed counters go (the gateway's `/metrics`)."""
         self.router = router
         self.present = present
         self.store = store
+        self.reader = uuid.uuid4().hex  # this gateway, to the hosts' feeds
         self.subs: dict[str, dict[Connection, Subscription]] = {}
         self.host_of: dict[str, str] = {}
         self.host_auctions: dict[str, set[str]] = {}
         self._tasks: set[asyncio.Task] = set()
+        self.counters = FeedCounters(registry if registry is not None else CollectorRegistry())
         self.feeds = HostFeeds(self)
 
     def spawn(self, coroutine) -> asyncio.Task:
@@ -155,11 +157,15 @@ class Hub:
             self._discard(conn, auction_id, sub)
             return self._dropped(conn, auction_id, req_id)
         if host is not None:
-            self._watch(host, auction_id)
+            # Once the host filters our feed by it, the store read below misses nothing.
+            await self._watch(host, auction_id)
+            if not conn.wants(auction_id, ticket):
+                self._discard(conn, auction_id, sub)
+                return self._dropped(conn, auction_id, req_id)
         # Read again now that live events are being buffered: nothing can fall in between.
         record = await self.store.get_auction(auction_id) or record
-        if sub.closed:
-            return
+        if sub.closed:  # unsubscribed, overtaken or its socket gone meanwhile
+            return self._dropped(conn, auction_id, req_id)
         current = record["seq"]
         plan = resume_plan(since, current, MAX_REPLAY)
         if isinstance(plan, Replay):
@@ -205,6 +211,7 @@ class Hub:
             host = self.host_of.pop(auction_id, None)
             if host is not None:
                 self.host_auctions.get(host, set()).discard(auction_id)
+                self.feeds.unwatch(host)
 
     def drop(self, conn: Connection) -> None:
         for auction_id in list(conn.subscriptions):
@@ -214,18 +221,24 @@ class Hub:
         """Subscriptions held for sockets (a bound the tests check)."""
         return sum(len(subs) for subs in self.subs.values())
 
-    def dispatch(self, event: dict) -> None:
+    def dispatch(self, event: dict) -> bool:
+        """Hand a live event to its auction's subscriptions; False if it has none here."""
         subs = self.subs.get(event["auction_id"])
         if not subs:
-            return
+            return False
         cache: dict = {}  # each encoding is serialised once per event, not once per socket
         for sub in list(subs.values()):
             sub.deliver(event, cache)
+        return True
 
-    def _watch(self, host: str, auction_id: str) -> None:
+    async def _watch(self, host: str, auction_id: str) -> None:
+        """Watch `auction_id` on `host`; returns once the host knows (or could not be told:
+        then it is told later, and every subscription to it reads the log again)."""
         self.host_of[auction_id] = host
-        self.host_auctions.setdefault(host, set()).add(auction_id)
-        self.feeds.watch(host)
+        auctions = self.host_auctions.setdefault(host, set())
+        added = auction_id not in auctions
+        auctions.add(auction_id)
+        await self.feeds.watch(host, added).registered()
 
     def resync(self, host: str) -> None:
         """Have every subscription to `host`'s auctions read the log: its feed restarted."""
@@ -236,49 +249,3 @@ class Hub:
     async def close(self) -> None:
         for task in list(self.feeds.pollers.values()) + list(self._tasks):
             task.cancel()
-
-
-# ---- feeds: how events come from the hosts ---------------------------------------------------
-
-
-class HostFeeds:
-    """Long-polls of the hosts' event feeds, run as the hub's tasks: one poller per host, for
-    every auction of that host watched here; events dispatched to each subscription,
-    serialised once per encoding."""
-
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        self.pollers: dict[str, asyncio.Task] = {}
-
-    def watch(self, host: str) -> None:
-        """An auction of `host` is watched here (already registered with the hub): poll it."""
-        if host not in self.pollers or self.pollers[host].done():
-            self.pollers[host] = self.hub.spawn(self._run(host))
-
-    async def _run(self, host: str) -> None:
-        """Poll `host`'s feed while any of its auctions is watched here and dispatch each
-        reply's events; after a reply that may have skipped some (the first one, or a
-        reset), every subscription to the host's auctions reads the log."""
-        hub = self.hub
-        epoch: str | None = None
-        cursor = -1  # start at the feed's head; subscriptions fill from the log
-        backoff = 0.05
-        handle = hub.router.host(host).handle
-        while hub.host_auctions.get(host):
-            try:
-                page: FeedPage = await handle.poll.remote(epoch, cursor, POLL_TIMEOUT_S, 10_000)
-            except asyncio.CancelledError:
-                raise
-            except (RayError, Exception) as exc:  # host restarting: back off and retry
-                log.info("poll %s failed: %s", host, type(exc).__name__)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
-                continue
-            backoff = 0.05
-            first = epoch is None
-            epoch, cursor = page.epoch, page.cursor
-            for event in page.events:
-                hub.dispatch(event)
-            if page.reset or first:
-                hub.resync(host)
-        self.pollers.pop(host, None)

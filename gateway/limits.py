@@ -6,10 +6,15 @@ in tables capped at `max_keys`, so a flood of distinct keys (IPs, usernames) can
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.config import Settings
 
 Clock = Callable[[], float]
 
@@ -176,3 +181,44 @@ class LRUCache[K, V]:
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+# Several gateway processes on one port (ECE_GATEWAYS=N, `SO_REUSEPORT`): the kernel hands each
+# connection to a process by a hash of its addresses and ports, so one user's or one address's
+# connections land on any of them, and no process sees the others' counts. Each process
+# therefore enforces 1/N of every limit that spans connections, which keeps the sum honest:
+# a token bucket (rate r, burst b, starting full) admits at most b + r*T in any T seconds, so
+# N buckets of (r/N, b/N) admit at most N * (b/N + r*T/N) = b + r*T together, the bound of the
+# one bucket; and N counters of floor(c/N) hold at most c. The price: a client whose
+# connections all land on one process gets 1/N of its allowance. Limits per socket (frames,
+# subscriptions, send queue) need no share: a socket lives in one process.
+SHARED_RATES = ("rate_per_s", "auth_ip_per_min", "auth_user_per_min", "create_per_min")
+SHARED_BURSTS = ("rate_burst", "auth_ip_burst", "auth_user_burst", "create_burst")
+SHARED_COUNTS = ("max_conn_per_ip", "max_conn_per_user", "max_inflight")
+
+
+def share_problems(settings: Settings) -> list[str]:
+    """Why `settings` cannot be split between its gateway processes: a burst or a count below
+    ECE_GATEWAYS would leave a process less than one (empty when they can)."""
+    from gateway.config import SETTING_BY_FIELD
+
+    n = settings.gateways
+    return [f"{SETTING_BY_FIELD[name].env}={getattr(settings, name):g} is below "
+            f"ECE_GATEWAYS={n}: each gateway process enforces 1/{n} of it"
+            for name in (*SHARED_BURSTS, *SHARED_COUNTS) if getattr(settings, name) < n]
+
+
+def process_share(settings: Settings) -> Settings:
+    """The settings one of `settings.gateways` processes enforces: 1/N of each limit spanning
+    connections (counts rounded down), everything else unchanged. Raises ValueError when a
+    share would be below one (`share_problems`)."""
+    n = settings.gateways
+    if n == 1:
+        return settings
+    problems = share_problems(settings)
+    if problems:
+        raise ValueError("; ".join(problems))
+    shares: dict[str, Any] = {name: getattr(settings, name) / n
+                              for name in (*SHARED_RATES, *SHARED_BURSTS)}
+    shares.update({name: getattr(settings, name) // n for name in SHARED_COUNTS})
+    return dataclasses.replace(settings, **shares)

@@ -48,6 +48,10 @@ FINISHED = ("closed", "cancelled")
 # Submit calls outstanding per host: one being processed, one being filled meanwhile.
 MAX_CALLS_IN_FLIGHT = 2
 MAX_CACHED_LOCATIONS = 100_000
+MAX_HOST_CLIENTS = 10_000
+# A host or directory call not answered by then is answered UNAVAILABLE (far above a loaded
+# commit's time).
+HOST_CALL_TIMEOUT_S = 10.0
 # What travels to a host (auction commands to `submit`, offer commands to `submit_offers`)
 # and back.
 Sent = Command | OfferCommand
@@ -83,7 +87,13 @@ class BaseHostClient:
     async def _send(self, batch: list[tuple[Sent, asyncio.Future[Answer]]]) -> None:
         results: list[Answer]
         try:
-            results = await self.method.remote([command for command, _ in batch])
+            results = await asyncio.wait_for(
+                self.method.remote([command for command, _ in batch]), HOST_CALL_TIMEOUT_S)
+        except TimeoutError:
+            # Seen after a node loss: a call to a host Ray restarted elsewhere that neither
+            # returns nor fails. Retrying with the same req_id is safe (outcomes are kept).
+            log.warning("host %s did not answer within %.0f s", self.name, HOST_CALL_TIMEOUT_S)
+            results = [refused(UNAVAILABLE, "auction host not answering; retry")] * len(batch)
         except ActorDiedError:
             # Dead for good (not restarting): have it recreated; callers retry.
             log.warning("host %s died; asking the directory to revive it", self.name)
@@ -151,8 +161,10 @@ class Router:
         self.directory = get_or_create_directory(config)
         # auction -> host, a cache of the directory's answers (bounded; misses ask again).
         self._locations: LRUCache[str, str] = LRUCache(MAX_CACHED_LOCATIONS)
-        self._hosts: dict[str, BaseHostClient] = {}
-        self._offer_hosts: dict[str, BaseHostClient] = {}
+        # Host clients by name, bounded: with one auction per host (ECE_AUCTIONS_PER_ACTOR=1)
+        # every auction brings a new name; an evicted client is made again on next use.
+        self._hosts: LRUCache[str, BaseHostClient] = LRUCache(MAX_HOST_CLIENTS)
+        self._offer_hosts: LRUCache[str, BaseHostClient] = LRUCache(MAX_HOST_CLIENTS)
         # Chosen once: coalescing commands per host, or (the baseline) one call each.
         self._host_client: type[BaseHostClient] = (
             HostClient if config.batching else DirectHostClient)
@@ -166,13 +178,13 @@ class Router:
         hosts = self._offer_hosts if offers else self._hosts
         client = hosts.get(name)
         if client is not None and client.dead:
-            del hosts[name]
+            hosts.pop(name)
             self.directory.revive.remote(name)
             client = None
         if client is None:
             handle = ray.get_actor(name, namespace=self.config.namespace)
             client = self._host_client(name, handle, "submit_offers" if offers else "submit")
-            hosts[name] = client
+            hosts.put(name, client)
         return client
 
     def inflight(self) -> int:
@@ -181,7 +193,8 @@ class Router:
     async def locate(self, auction_id: str) -> str | None:
         name = self._locations.get(auction_id)
         if name is None:
-            name = await self.directory.locate.remote(auction_id)
+            name = await asyncio.wait_for(self.directory.locate.remote(auction_id),
+                                          HOST_CALL_TIMEOUT_S)
             if name is not None:
                 self._locations.put(auction_id, name)
         return name
@@ -240,7 +253,8 @@ class Router:
                     return None
                 client = self.host(name, offers)
                 if alone:
-                    result = (await client.method.remote([command]))[0]
+                    result = (await asyncio.wait_for(client.method.remote([command]),
+                                                     HOST_CALL_TIMEOUT_S))[0]
                 else:
                     result = await client.call(command)
             except ValueError:
@@ -248,8 +262,8 @@ class Router:
                 # location is stale; the directory knows (and revives nothing it retired).
                 self._locations.pop(key)
                 continue
-            except (RayActorError, RayError) as exc:
-                log.warning("routing %s failed: %s", key, exc)
+            except (RayActorError, RayError, TimeoutError) as exc:
+                log.warning("routing %s failed: %s", key, type(exc).__name__)
                 return refused(UNAVAILABLE, "host unavailable; retry")
             if not (isinstance(result, Refused) and result.code == NOT_HERE):
                 return result
@@ -285,7 +299,7 @@ class Router:
     async def create_offer(self, command: OfferCommand) -> OfferReply:
         """Place a new offer's thread on a host (like an auction) and create it there."""
         thread_id = command.thread_id
-        name = await self.directory.place.remote(thread_id)
+        name = await self._place(thread_id)
         if name is None:
             return refused(OVERLOADED, "no host capacity; retry later")
         result: Answer
@@ -304,9 +318,20 @@ class Router:
             self._locations.put(thread_id, name)
         return cast(OfferReply, result)
 
+    async def _place(self, key: str) -> str | None:
+        """The directory's host for a new auction or offer thread; None when it has no room
+        or does not answer in time (both answered OVERLOADED: retry later)."""
+        try:
+            return cast(str | None, await asyncio.wait_for(self.directory.place.remote(key),
+                                                           HOST_CALL_TIMEOUT_S))
+        except TimeoutError:
+            log.warning("the directory did not place %s within %.0f s", key,
+                        HOST_CALL_TIMEOUT_S)
+            return None
+
     async def create(self, record: AuctionRecord) -> Reply:
         auction_id = record["auction_id"]
-        name = await self.directory.place.remote(auction_id)
+        name = await self._place(auction_id)
         if name is None:  # every host slot (ECE_MAX_HOSTS) is taken
             return refused(OVERLOADED, "no auction host capacity; retry later")
         placed: AuctionRecord = {**record, "host": name}

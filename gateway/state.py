@@ -97,7 +97,10 @@ class Gateway:
                                           settings.create_burst, MAX_KEYS)
                        for kind in ("mints", "listings", "payments", "offers")}
         # `me` subscribes per user (each may replay up to 1,000 stored events).
-        self.me_subscribes = KeyedLimiter(ME_SUBSCRIBES_PER_S, ME_SUBSCRIBES_BURST, MAX_KEYS)
+        # Its share of it with several gateway processes, as for the settings' limits
+        # (gateway.limits.process_share).
+        self.me_subscribes = KeyedLimiter(ME_SUBSCRIBES_PER_S / settings.gateways,
+                                          ME_SUBSCRIBES_BURST / settings.gateways, MAX_KEYS)
         self.conns_by_ip = ConnectionCounter(settings.max_conn_per_ip, MAX_KEYS)
         self.conns_by_user = ConnectionCounter(settings.max_conn_per_user, MAX_KEYS)
         self._listings: LRUCache[str, Listing] = LRUCache(MAX_KEYS)
@@ -116,7 +119,7 @@ class Gateway:
         await self.notices.start()
         await self.channels.start()
         self.router = Router(self.settings.cluster(), self.store, self.settings.max_inflight)
-        self.hub = Hub(self.router, self.store, self.present)
+        self.hub = Hub(self.router, self.store, self.present, self.metrics.registry)
         await self.router.ready()
         self.ready = True
 

@@ -5,13 +5,18 @@ health. Exit 0 when healthy, 1 when not (each reason printed), 2 when the cluste
 instance cannot be reached at all.
 
 `collect` gathers (a Ray driver joining the cluster, like `ece serve` with ECE_RAY_ADDRESS)
-and `assess` judges, purely, so its rules are unit tested."""
+and `assess` judges, purely, so its rules are unit tested. `join_cluster` is how every
+operator command joins: within a deadline, or `Unreachable`."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import logging
+import math
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +26,63 @@ from gateway.config import Settings
 from storage import open_store
 
 HEALTHY, UNHEALTHY, UNREACHABLE = 0, 1, 2
+# How long an operator command waits to join the Ray cluster before it reports it unreachable.
+JOIN_DEADLINE_S = 10.0
+
+
+class Unreachable(Exception):
+    """The Ray cluster could not be joined: it refused, or did not answer in time."""
+
+
+def join_cluster(address: str | None, deadline_s: float = JOIN_DEADLINE_S) -> None:
+    """Join the Ray cluster at `address` (None: `auto`, this machine's) as a driver in the
+    `ece` namespace, or raise `Unreachable` within `deadline_s`.
+
+    `ray.init` retries an address nobody answers at for minutes (its control service, the
+    GCS, in ~35 s attempts), so it runs in a daemon thread the caller waits for with the
+    deadline. A join given up on is left behind: the caller should report and exit."""
+    import ray
+
+    outcome: list[Exception | None] = []
+    done = threading.Event()
+
+    def join() -> None:
+        try:
+            ray.init(address=address or "auto", namespace="ece", log_to_driver=False,
+                     configure_logging=False)
+            outcome.append(None)
+        except Exception as exc:  # ConnectionError, RuntimeError, ValueError, ...
+            outcome.append(exc)
+        finally:
+            done.set()
+
+    # Outside the main thread Ray warns that it sets no SIGTERM handler: true, and harmless.
+    logging.getLogger("ray._private.worker").addFilter(_no_sigterm_warning)
+    threading.Thread(target=join, name="ece-join-ray", daemon=True).start()
+    if not done.wait(deadline_s):
+        raise Unreachable(f"no answer from the Ray cluster at {address or 'auto'} "
+                          f"within {deadline_s:g} s")
+    if outcome[0] is not None:
+        raise Unreachable(_reason(outcome[0])) from outcome[0]
+
+
+def _no_sigterm_warning(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("SIGTERM handler is not set")
+
+
+MAX_SECONDS = 86_400.0  # a duration option's bound (Ray's deadlines overflow near 1e308)
+
+
+def seconds(text: str) -> float:
+    """argparse type of a duration option: seconds, from zero to a day (`MAX_SECONDS`)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or not 0 <= value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: seconds must be between 0 and {MAX_SECONDS:.0f}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -179,15 +241,15 @@ def render(status: dict[str, Any], problems: list[str]) -> str:
     return "\n".join(lines)
 
 
-def run(settings: Settings, as_json: bool, limits: Limits, sample_s: float) -> int:
+def run(settings: Settings, as_json: bool, limits: Limits, sample_s: float,
+        join_deadline_s: float = JOIN_DEADLINE_S) -> int:
     """`ece status`: join the cluster, collect, print, and the exit code."""
     import ray
 
     try:
-        ray.init(address=settings.ray_address or "auto", namespace="ece",
-                 log_to_driver=False, configure_logging=False)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        print(f"cannot reach the Ray cluster: {_reason(exc)}", file=sys.stderr)
+        join_cluster(settings.ray_address, join_deadline_s)
+    except Unreachable as exc:
+        print(f"cannot reach the Ray cluster: {exc}", file=sys.stderr)
         return UNREACHABLE
     try:
         status = asyncio.run(collect(settings, limits, sample_s))

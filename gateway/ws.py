@@ -1,4 +1,8 @@
-"""The WebSocket endpoint: one `Connection` (gateway/connection.py) per socket."""
+"""The WebSocket endpoint: one `Connection` (gateway/connection.py) per socket.
+
+The session core is transport-neutral, and Socket.IO (gateway/sio.py) is served by it too:
+`admit` and `leave` count a socket in and out, `open_session` and `close_session` start and
+end it, `dispatch` serves one decoded request (answers go out through `Connection.send`)."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from actors.messages import Acked, Command, Refused, refused
-from gateway.auth import TokenError
+from gateway.auth import Identity, TokenError
 from gateway.channels import MAX_CHANNELS, is_channel
 from gateway.connection import TRY_AGAIN_LATER, Connection  # noqa: F401 (re-exported)
 from gateway.limits import TokenBucket
@@ -56,61 +60,74 @@ OFFER_OPS = {"make_offer": "create", "accept_offer": "accept", "decline_offer": 
 # Subscribes one socket may have being answered at once (each reads the store): a client
 # sending them faster than they are answered is told OVERLOADED instead of queueing work.
 MAX_PENDING_SUBSCRIBES = 32
+# Seconds between pings to an idle socket (the answer may take half as long).
+HEARTBEAT_S = 30.0
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     gateway: Gateway = gateway_of(request)
     if not gateway.ready:
         raise ApiError(UNAVAILABLE, "shutting down or starting; retry")
-    ip = request.remote or "?"
-    token = _token_of(request)
+    # Caps are checked before the upgrade, so a refused client costs one HTTP answer.
+    identity, bad_token = admit(gateway, request.remote or "?", token_of(request))
+    # Pings are answered through the send queue (`Connection.control`), not by aiohttp.
+    ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, compress=False, autoping=False,
+                               heartbeat=min(HEARTBEAT_S, gateway.settings.idle_client_ms / 3000))
+    conn = Connection(ws, gateway.settings.send_queue, gateway.settings.slow_client_ms / 1000,
+                      request.remote or "?")
+    if identity is not None:
+        conn.user_id, conn.expires_at = identity.user_id, identity.expires_at
+    try:
+        await ws.prepare(request)
+        conn.transport = request.transport
+        await _serve(gateway, conn, ws, bad_token)
+        return ws
+    finally:
+        leave(gateway, conn)
+
+
+def admit(gateway: Gateway, ip: str, token: str | None) -> tuple[Identity | None, bool]:
+    """A new socket, on any transport: (its identity, whether it brought a token that is
+    bad). Counted against its address and its user; over either cap it is refused with
+    LIMIT_EXCEEDED (`ApiError`), counting nothing. `leave` undoes it."""
     identity = None
     if token:
         try:
             identity = gateway.tokens.verify(token)
         except TokenError:
             identity = None
-    # Caps are checked before the upgrade, so a refused client costs one HTTP answer.
     if not gateway.conns_by_ip.acquire(ip):
         raise ApiError(LIMIT_EXCEEDED, "too many connections from this address")
-    conn: Connection | None = None
-    user_held = False
-    try:
-        if identity is not None:
-            if not gateway.conns_by_user.acquire(identity.user_id):
-                raise ApiError(LIMIT_EXCEEDED, "too many connections for this user")
-            user_held = True
-        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=30.0, compress=False)
-        conn = Connection(ws, gateway.settings.send_queue,
-                          gateway.settings.slow_client_ms / 1000, ip)
-        if identity is not None:
-            conn.user_id, conn.expires_at = identity.user_id, identity.expires_at
-        await ws.prepare(request)
-        conn.transport = request.transport
-        await _serve(gateway, conn, bad_token=bool(token) and identity is None)
-        return ws
-    finally:
+    if identity is not None and not gateway.conns_by_user.acquire(identity.user_id):
         gateway.conns_by_ip.release(ip)
-        if conn is not None:
-            _forget_identity(gateway, conn)
-        elif user_held and identity is not None:
-            gateway.conns_by_user.release(identity.user_id)
+        raise ApiError(LIMIT_EXCEEDED, "too many connections for this user")
+    return identity, bool(token) and identity is None
 
 
-async def _serve(gateway: Gateway, conn: Connection, bad_token: bool) -> None:
-    conn.writer = asyncio.get_running_loop().create_task(conn.write_loop())
-    gateway.connections.add(conn)
-    gateway.metrics.connections.inc()
-    settings = gateway.settings
-    limiter = TokenBucket(settings.frame_rate, settings.frame_burst)
+def leave(gateway: Gateway, conn: Connection) -> None:
+    """The socket `admit` let in is gone: its address and user count one fewer."""
+    gateway.conns_by_ip.release(conn.ip)
+    _forget_identity(gateway, conn)
+
+
+async def _serve(gateway: Gateway, conn: Connection, ws: web.WebSocketResponse,
+                 bad_token: bool) -> None:
+    open_session(gateway, conn, bad_token)
+    conn.watch_idle(gateway.settings.idle_client_ms / 1000)
+    limiter = frame_limiter(gateway)
     try:
-        if bad_token:
-            conn.send({"op": "error", "code": UNAUTHORIZED, "message": "invalid token"})
-        async for msg in conn.ws:
+        async for msg in ws:
+            conn.heard()
             if msg.type == WSMsgType.TEXT:
                 encoding, data = JSON, msg.data
             elif msg.type == WSMsgType.BINARY:
                 encoding, data = MSGPACK, msg.data
+            elif msg.type == WSMsgType.PING:
+                if limiter.take():  # a pong waits its turn: pings count as frames
+                    conn.control(functools.partial(ws.pong, msg.data))
+                continue
+            elif msg.type == WSMsgType.PONG:
+                continue  # the heartbeat's answer: heard
             else:
                 break
             if conn.closing:
@@ -121,21 +138,40 @@ async def _serve(gateway: Gateway, conn: Connection, bad_token: bool) -> None:
                 if not limiter.take():
                     raise ProtocolError(RATE_LIMITED, "too many messages")
                 message = decode(data, encoding)
-                await _dispatch(gateway, conn, message, encoding)
+                await dispatch(gateway, conn, message, encoding)
             except ProtocolError as exc:
                 gateway.metrics.errors.labels(exc.code).inc()
                 conn.send(exc.frame(), encoding=encoding)
             if conn.backed_up():
                 await conn.drained()  # back-pressure: the next frame waits for room
     finally:
-        conn.closing = True  # first: a subscribe still in flight must not register now
-        gateway.connections.discard(conn)
-        gateway.metrics.connections.dec()
-        gateway.hub.drop(conn)
-        gateway.channels.drop(conn)
-        _leave_user_channel(gateway, conn)
-        if conn.writer is not None:
-            conn.writer.cancel()
+        close_session(gateway, conn)
+
+
+def frame_limiter(gateway: Gateway) -> TokenBucket:
+    """One socket's allowance of frames (each checked before it is decoded)."""
+    return TokenBucket(gateway.settings.frame_rate, gateway.settings.frame_burst)
+
+
+def open_session(gateway: Gateway, conn: Connection, bad_token: bool) -> None:
+    """A socket starts serving: its writer runs and the gateway counts it."""
+    conn.writer = asyncio.get_running_loop().create_task(conn.write_loop())
+    gateway.connections.add(conn)
+    gateway.metrics.connections.inc()
+    if bad_token:
+        conn.send({"op": "error", "code": UNAUTHORIZED, "message": "invalid token"})
+
+
+def close_session(gateway: Gateway, conn: Connection) -> None:
+    """A socket is gone: nothing of it stays registered (its counts: `leave`)."""
+    conn.closing = True  # first: a subscribe still in flight must not register now
+    gateway.connections.discard(conn)
+    gateway.metrics.connections.dec()
+    gateway.hub.drop(conn)
+    gateway.channels.drop(conn)
+    _leave_user_channel(gateway, conn)
+    if conn.writer is not None:
+        conn.writer.cancel()
 
 
 def _forget_identity(gateway: Gateway, conn: Connection) -> None:
@@ -146,14 +182,14 @@ def _forget_identity(gateway: Gateway, conn: Connection) -> None:
         conn.user_id, conn.expires_at = None, 0.0
 
 
-def _token_of(request: web.Request) -> str | None:
+def token_of(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         return header[7:].strip()
     return request.query.get("token") or None
 
 
-async def _dispatch(gateway: Gateway, conn: Connection, message: dict, encoding: str) -> None:
+async def dispatch(gateway: Gateway, conn: Connection, message: dict, encoding: str) -> None:
     op = message.get("op")
     req_id = req_id_of(message)
     if op == "bid":

@@ -21,7 +21,13 @@ One run measures, on this machine:
 10. portfolios (loadtests/stages_portfolio.py): GET /api/portfolio at a fixed rate (1,000
    holdings, 10,000 users, 1,000,000 sales stored), and the bid path with the portfolio
    actors busy vs off (ECE_PORTFOLIOS); and (loadtests/stages_portfolio_push.py) a sale
-   settled -> each holder's `portfolio` event, 10,000 users holding the card.
+   settled -> each holder's `portfolio` event, 10,000 users holding the card;
+11. processes (loadtests/stages_processes.py): capacity with 1 and 2 gateway processes
+   (ECE_GATEWAYS, reuse_port) and 1, 2 and 4 auction host actors;
+12. fan-out across gateways (loadtests/stages_fanout_gateways.py): events delivered to the
+   gateways over events their sockets needed, three gateways of one instance;
+13. node loss (loadtests/stages_cluster.py, full runs only): a three-node Ray cluster of its
+   own, a worker node SIGKILLed under bidding, time to serve its auctions again.
 
 Servers run as subprocesses (own sessions, stopped by pid/pgid). The first one starts Ray; the
 others join it (ECE_RAY_ADDRESS) under their own ECE_INSTANCE, each with its own data dir.
@@ -59,8 +65,15 @@ from loadtests.stages_analytics import ANALYTICS_STAGES, add_to_report, index_st
 from loadtests.stages_analytics_server import bidpath_stage, history_stage
 from loadtests.stages_capacity import add_to_report as add_capacity_report
 from loadtests.stages_capacity import capacity_stage
+from loadtests.stages_cluster import FIGURES as NODE_LOSS_FIGURES
+from loadtests.stages_cluster import STAGE as NODE_LOSS_STAGE
+from loadtests.stages_cluster import node_loss_stage
+from loadtests.stages_fanout_gateways import FIGURES as FANOUT_GATEWAYS_FIGURES
+from loadtests.stages_fanout_gateways import STAGE as FANOUT_GATEWAYS_STAGE
+from loadtests.stages_fanout_gateways import fanout_gateways_stage
+from loadtests.stages_hot import FIGURES as HOT_FIGURES
 from loadtests.stages_hot import STAGE as HOT_STAGE
-from loadtests.stages_hot import add_hot_report, hot_auction_stage
+from loadtests.stages_hot import hot_auction_stage
 from loadtests.stages_local import close_lag_stage, echo_limit, rules_engine
 from loadtests.stages_offers import offers_stage
 from loadtests.stages_portfolio import PORTFOLIO_STAGES, add_portfolio_report
@@ -68,6 +81,9 @@ from loadtests.stages_portfolio import bidpath_stage as portfolio_bidpath_stage
 from loadtests.stages_portfolio import read_stage as portfolio_read_stage
 from loadtests.stages_portfolio_push import STAGE as PUSH_STAGE
 from loadtests.stages_portfolio_push import add_push_report, push_stage
+from loadtests.stages_processes import SERVERS as PROCESS_SERVERS
+from loadtests.stages_processes import STAGE as PROCESSES_STAGE
+from loadtests.stages_processes import add_processes_report, processes_stage, server_specs
 from loadtests.stages_server import e2e_stage, fanout_stage, ray_calls
 from testkit.processes import ROOT, Managed, ray_address_of
 
@@ -77,7 +93,12 @@ from testkit.processes import ROOT, Managed, ray_address_of
 RESULTS = ROOT / "loadtests" / "results"
 # Stages the report knows, plus those that only add a figure of their own.
 STAGES = (*report.STAGES, "close_lag", *ANALYTICS_STAGES, PUSH_STAGE, *PORTFOLIO_STAGES,
-          "capacity", HOT_STAGE)
+          "capacity", HOT_STAGE, PROCESSES_STAGE, FANOUT_GATEWAYS_STAGE, NODE_LOSS_STAGE)
+# Stages whose figures go into the report as they are: (stage, report rows).
+SELF_REPORTING = ((HOT_STAGE, HOT_FIGURES), (FANOUT_GATEWAYS_STAGE, FANOUT_GATEWAYS_FIGURES),
+                  (NODE_LOSS_STAGE, NODE_LOSS_FIGURES))
+# A three-node cluster of its own takes a minute or two: full runs only, or --only node_loss.
+NOT_QUICK = (NODE_LOSS_STAGE,)
 
 
 def machine_info(tmp: Path) -> dict[str, Any]:
@@ -104,7 +125,8 @@ class TimeLimit(Exception):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="every stage, small, < 5 min")
+    parser.add_argument("--quick", action="store_true",
+                        help="every stage but node_loss, small, < 7 min")
     parser.add_argument("--out", type=Path, help="JSON output (default results/latest.json)")
     parser.add_argument("--k", type=int, help="live auctions in the end-to-end workload")
     parser.add_argument("--b", type=int, help="bidder sockets per auction")
@@ -146,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_term)
     signal.alarm(int(params.time_limit_s))
 
-    wanted = set(STAGES)
+    wanted = set(STAGES) - (set(NOT_QUICK) if params.quick else set())
     if args.only:
         wanted = {name.strip() for name in args.only.split(",")}
         unknown = wanted - set(STAGES)
@@ -172,10 +194,11 @@ def main(argv: list[str] | None = None) -> int:
         stage("rules_engine", rules_engine, params.rules_s, params.auctions, params.bidders)
         stage("echo", echo_limit, params, tmp)
         stage("close_lag", close_lag_stage, params, tmp)
+        stage(NODE_LOSS_STAGE, node_loss_stage, params, tmp)
         stage("analytics_ingest", ingest_stage, params, tmp)
         stage("analytics_index", index_stage, params)
         if not wanted - {"rules_engine", "echo", "close_lag", "analytics_ingest",
-                         "analytics_index"}:
+                         "analytics_index", NODE_LOSS_STAGE}:
             raise StopIteration  # nothing needs a server
 
         # Servers: the first starts Ray; the others join it, each its own instance and data.
@@ -213,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
                  "analytics_off": "analytics_bidpath", "pushed": PUSH_STAGE,
                  "pfread": "portfolio_read", "portfolios_on": "portfolio_bidpath",
                  "portfolios_off": "portfolio_bidpath"}
+        # Stage processes: two servers differing in ECE_GATEWAYS only.
+        joined_specs.update(server_specs(params))
+        needs.update({name: PROCESSES_STAGE for name in PROCESS_SERVERS.values()})
         joined: dict[str, Managed] = {}
         t_join = time.monotonic()
         for name, env in joined_specs.items():
@@ -235,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         stage("unchecked", e2e_stage, params, joined.get("nocheck"), main_srv, "unchecked",
               False, args.profile)
         stage("fanout", fanout_stage, params, main_srv, main_srv)
+        stage(FANOUT_GATEWAYS_STAGE, fanout_gateways_stage, params.quick, tmp, ray_env,
+              ray_address, f"b{bench_id}fanoutgw")
         stage(HOT_STAGE, hot_auction_stage, params, main_srv, main_srv)
         stage("offers", offers_stage, params, main_srv)
         stage("inmemory", e2e_stage, params, joined.get("inmemory"), main_srv, "inmemory",
@@ -246,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         stage("auctions_per_actor", auctions_stage, params, joined.get("per_actor"), main_srv,
               1, params.auctions_per_actor_max, params.per_actor_budget_s)
         stage("capacity", capacity_stage, params, main_srv, joined.get("naive"), main_srv, tmp)
+        stage(PROCESSES_STAGE, processes_stage, params,
+              {g: joined.get(name) for g, name in PROCESS_SERVERS.items()}, main_srv,
+              stages.get("capacity", {}).get("figures", {}).get("capacity_bids_per_s"))
         stage(PUSH_STAGE, push_stage, params, joined.get("pushed"))
         stage("portfolio_read", portfolio_read_stage, params, joined.get("pfread"))
         stage("portfolio_bidpath", portfolio_bidpath_stage, params, joined.get("portfolios_on"),
@@ -295,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     add_to_report(result, stages, wanted, params)
     add_push_report(result, stages, wanted)
     add_capacity_report(result, stages, wanted)
-    add_hot_report(result, stages, wanted)
+    add_processes_report(result, stages, wanted)
+    for name, rows in SELF_REPORTING:
+        report.add_stage(result, stages, wanted, name, rows)
     add_portfolio_report(result, stages, wanted, params)
     result["setup_anomalies"] = {k: {"count": len(v), "first": v[0]}
                                  for k, v in ANOMALIES.items()}

@@ -127,6 +127,6 @@ class Params:
             capacity_factor=2.0 if quick else 1.5,
             capacity_max_steps=3 if quick else 14,
             capacity_pin=not getattr(args, "no_pin", False),
-            time_limit_s=300.0 if quick else 1200.0,
+            time_limit_s=420.0 if quick else 1800.0,
         )
         return p

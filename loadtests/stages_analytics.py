@@ -467,6 +467,4 @@ def add_to_report(result: dict[str, Any], stages: dict[str, Any], wanted: set[st
                         for stage, name, figure, target, op, unit, note in goals
                         if stage in wanted]
     for stage in mine:
-        if (stage not in stages or stages[stage].get("error")) and \
-                stage not in result["missing_stages"]:
-            result["missing_stages"].append(stage)
+        report.mark_missing(result, stages, stage)

@@ -257,6 +257,12 @@ def add_to_report(result: dict[str, Any], stages: dict[str, Any], wanted: set[st
         "capacity_over_echo": ratio("capacity_bids_per_s", "capacity_echo_messages_per_s"),
         "cpu_per_bid_over_echo": ratio("server_cpu_us_per_bid", "echo_cpu_us_per_msg"),
     }
+    # What a bid costs in paced Ray calls (the ray_calls stage): at the knee nothing is
+    # batched, so this says how many calls' worth of fixed cost each bid pays.
+    paced_call = result["figures"].get("ray_call_cpu_us_paced", {}).get("value")
+    per_bid = got.get("server_cpu_us_per_bid")
+    ratios["cpu_per_bid_over_ray_call"] = (round(per_bid / paced_call, 3)
+                                           if per_bid is not None and paced_call else None)
     result["ratios"].update(ratios)
     over_baseline, over_echo, cpu_ratio, half_p99 = GOALS
     result["goals"] += [

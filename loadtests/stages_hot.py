@@ -22,7 +22,6 @@ from typing import Any
 
 import aiohttp
 
-from loadtests import report
 from loadtests.driver import run_load
 from loadtests.params import Params
 from loadtests.servers import BENCH_AUCTION, bench_api, cpu_groups
@@ -114,11 +113,3 @@ def hot_auction_stage(params: Params, server: Managed, ray_root: Managed) -> dic
     }
 
 
-def add_hot_report(result: dict[str, Any], stages: dict[str, Any], wanted: set[str]) -> None:
-    """The stage's figures into the bench's result (in place)."""
-    if STAGE not in wanted:
-        return
-    result["figures"].update(report.figure_rows(stages, FIGURES, wanted))
-    if (STAGE not in stages or stages[STAGE].get("error")) and \
-            STAGE not in result["missing_stages"]:
-        result["missing_stages"].append(STAGE)

@@ -391,6 +391,4 @@ def add_portfolio_report(result: dict[str, Any], stages: dict[str, Any], wanted:
                         for stage, name, figure, target, op, unit, note in goals
                         if stage in wanted]
     for stage in mine:
-        if (stage not in stages or stages[stage].get("error")) and \
-                stage not in result["missing_stages"]:
-            result["missing_stages"].append(stage)
+        report.mark_missing(result, stages, stage)

@@ -377,9 +377,8 @@ FIGURES = (
 
 def add_push_report(result: dict[str, Any], stages: dict[str, Any], wanted: set[str]) -> None:
     """The stage's figures and goal into the bench's result (in place)."""
-    if STAGE not in wanted:
+    if not report.add_stage(result, stages, wanted, STAGE, FIGURES):
         return
-    result["figures"].update(report.figure_rows(stages, FIGURES, wanted))
     holders = report.fig(stages, STAGE, "holders")
     missing = stages.get(STAGE, {}).get("details", {}).get("missing", "?")
     result["goals"].append(report.goal(
@@ -387,6 +386,3 @@ def add_push_report(result: dict[str, Any], stages: dict[str, Any], wanted: set[
         PUSH_GOAL_MS, "<=", "ms",
         f"{holders or 0:,.0f} holders of the card, from the accept's answer; {missing} "
         f"events missing (counted as {EVENT_TIMEOUT_S:g} s)"))
-    if (STAGE not in stages or stages[STAGE].get("error")) and \
-            STAGE not in result["missing_stages"]:
-        result["missing_stages"].append(STAGE)

@@ -47,7 +47,8 @@ def ray_calls(params: Params, address: str, env: dict[str, str], tmp: Path) -> d
         raise RuntimeError(f"raycall exited {proc.returncode}: {log_tail}")
     result = json.loads(lines[-1])
     return {"figures": {"calls_per_s": result["concurrent_calls_per_s"],
-                        "serial_p50_ms": result["serial_p50_ms"]},
+                        "serial_p50_ms": result["serial_p50_ms"],
+                        "paced_cpu_us_per_call": result["paced_cpu_us_per_call"]},
             "details": result}
 
 

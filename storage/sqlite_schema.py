@@ -9,6 +9,7 @@ import time
 from market.provenance import token_id_for
 from storage.base import StoreError
 from storage.sqlite_ownership import backfill_ownership
+from storage.sqlite_upgrade import upgrade_rows
 
 _SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 BUSY_TIMEOUT_S = 10.0
@@ -316,6 +317,7 @@ def connect(path: str, synchronous: str) -> sqlite3.Connection:
             _backfill_token_ids(conn)
             if new_feed:  # a file older than the ownership feed: its owners, once
                 backfill_ownership(conn)
+            upgrade_rows(conn)  # rows older versions wrote, rewritten once
         except BaseException:
             conn.execute("ROLLBACK")
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -50,4 +51,41 @@ async def test_stale_owner_is_fenced_out(tmp_path):
     assert record["view"]["leader_id"] == "u_new" and record["seq"] == 2
     for owner in (old, new):
         await owner.close()
+    await store.close()
+
+
+async def test_a_host_fenced_by_an_earlier_life_of_its_own_name_serves_again(tmp_path):
+    """A move or restart keeps a host's name: a late write of its earlier life fences the new
+    one, whose next look at the store finds the record still naming it. Those events stand
+    and it serves the auction again from the store (not left unserved until a restart)."""
+    url = f"sqlite:///{tmp_path / 'late.db'}"
+    store = open_store(url)
+    await store.open()
+    now = int(time.time() * 1000)
+    await store.create_asset({"asset_id": "c_l", "owner_id": "u_s", "title": "t",
+                              "metadata": {}, "created_at": now})
+    spec = AuctionSpec(auction_id="a_l", asset_id="c_l", seller_id="u_s", type="english",
+                       start_price=100, starts_at=now, ends_at=now + 600_000, created_at=now)
+    await store.create_auction({"auction_id": "a_l", "asset_id": "c_l", "seller_id": "u_s",
+                                "host": "h", "spec": spec.to_dict(),
+                                "view": Auction(spec).view(now), "status": "scheduled",
+                                "seq": 0, "created_at": now})
+    config = ClusterConfig(store_url=url, instance="late")
+    new = AuctionHostCore("h", config)  # this life of host "h"
+    [started] = await new.submit([Activate("a_l")])
+    assert isinstance(started, Viewed)
+    earlier = AuctionHostCore("h", config)  # the earlier life, writing late
+    [late] = await earlier.submit([PlaceBid("a_l", "u_late", "l1", 100)])
+    assert isinstance(late, Acked) and late.ack["seq"] == 2
+    await earlier.close()
+
+    [fenced] = await new.submit([PlaceBid("a_l", "u_new", "n1", 100)])
+    assert isinstance(fenced, Refused) and fenced.code == "UNAVAILABLE"
+    await asyncio.gather(*list(new._background))  # its look at the store, with rechecks
+    [ack] = await new.submit([PlaceBid("a_l", "u_new", "n2", 200)])
+    assert isinstance(ack, Acked) and ack.ack["seq"] == 3  # after the late bid, kept
+    events = await store.load_events("a_l")
+    assert [(e["seq"], e.get("bidder_id")) for e in events] == [
+        (1, None), (2, "u_late"), (3, "u_new")]
+    await new.close()
     await store.close()

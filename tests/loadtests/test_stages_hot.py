@@ -8,7 +8,7 @@ import argparse
 
 from loadtests import report
 from loadtests.params import Params
-from loadtests.stages_hot import STAGE, add_hot_report, figures_of, hot_jobs
+from loadtests.stages_hot import FIGURES, STAGE, figures_of, hot_jobs
 from testkit.client import User
 
 
@@ -50,7 +50,7 @@ def test_the_report_gets_every_hot_auction_key_and_notes_a_missing_stage() -> No
     stages = {STAGE: {"figures": {"bids_per_s": 1.0, "accepted_per_s": 1.0,
                                   "refused_per_s": 0.0, "ack_p50_ms": 1.0, "ack_p99_ms": 1.0,
                                   "server_cpu_cores": 1.0, "server_cpu_us_per_bid": 1.0}}}
-    add_hot_report(result, stages, {STAGE})
+    report.add_stage(result, stages, {STAGE}, STAGE, FIGURES)
     assert result["figures"]["hot_auction_bids_per_s"]["value"] == 1.0
     assert {k for k in result["figures"] if k.startswith("hot_auction_")} == {
         "hot_auction_bids_per_s", "hot_auction_accepted_per_s", "hot_auction_refused_per_s",
@@ -59,7 +59,7 @@ def test_the_report_gets_every_hot_auction_key_and_notes_a_missing_stage() -> No
     assert result["missing_stages"] == []
 
     failed: dict = {"figures": {}, "missing_stages": []}
-    add_hot_report(failed, {STAGE: {"error": "boom", "figures": {}}}, {STAGE})
+    report.add_stage(failed, {STAGE: {"error": "boom", "figures": {}}}, {STAGE}, STAGE, FIGURES)
     assert failed["missing_stages"] == [STAGE]
     assert failed["figures"]["hot_auction_bids_per_s"]["value"] is None
     assert any(stage == STAGE for _, stage, _ in report.LATENCIES)

@@ -4,6 +4,7 @@ per-host poller delivering a host's events (the benchmark's baseline polls the s
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 
@@ -97,24 +98,24 @@ async def _drain(hub: Hub) -> None:
 
 
 class FakeHost:
-    """A host's `poll` (Ray-style: `handle.poll.remote(...)` is awaited): the given replies,
-    then nothing until cancelled."""
+    """A host's `poll` and `interest` (Ray-style: `handle.poll.remote(...)` is awaited): the
+    given replies, then nothing until cancelled; every interest change accepted."""
 
     def __init__(self, replies: list[FeedPage]) -> None:
         self.replies = replies
         self.polls = 0
+        self.changes: list[tuple] = []
+        self.handle = self
+        self.poll = SimpleNamespace(remote=self._poll)
+        self.interest = SimpleNamespace(remote=self._interest)
 
-    @property
-    def handle(self) -> FakeHost:
-        return self
-
-    @property
-    def poll(self) -> FakeHost:
-        return self
-
-    def remote(self, epoch, cursor, timeout, limit):
+    def _poll(self, epoch, cursor, timeout, limit, reader=None):
         self.polls += 1
         return self._answer()
+
+    async def _interest(self, reader, base, version, add, remove) -> int:
+        self.changes.append((base, version, add, remove))
+        return version
 
     async def _answer(self) -> FeedPage:
         if self.replies:
@@ -144,15 +145,61 @@ async def test_one_poller_per_host_delivers_to_every_watcher() -> None:
         sub.syncing = False
         conn.subscriptions["a1"] = object()
         hub.subs.setdefault("a1", {})[conn] = sub  # type: ignore[index]
-        hub._watch("h", "a1")
+        await hub._watch("h", "a1")
         subs.append(sub)
     await wait_for(lambda: all(_seqs(c) == [1, 2] for c in conns)
                    and not any(s.filling for s in subs), timeout=10,
                    message="both events delivered to every watcher")
     # Three watchers, one poll at a time for the host: the first reply, then one waiting.
     assert len(hub.feeds.pollers) == 1 and host.polls == 2
+    # The host was told of the auction once, before the first poll, for all three watchers.
+    assert host.changes == [(None, 1, ["a1"], [])]
     for conn in conns:
         hub.unsubscribe(conn, "a1")
     assert hub.subs == {} and hub.host_of == {}
     await hub.close()
     await asyncio.gather(*hub._tasks, return_exceptions=True)
+
+
+class ClosingStore:
+    """Auction records; the second read closes the subscribing socket meanwhile."""
+
+    def __init__(self, on_second_read) -> None:
+        self.reads = 0
+        self.on_second_read = on_second_read
+
+    async def get_auction(self, auction_id: str) -> dict:
+        self.reads += 1
+        if self.reads == 2:
+            self.on_second_read()
+        return {"auction_id": auction_id, "status": "live", "seq": 3,
+                "spec": {"type": "english"}, "view": {}}
+
+
+class TicketConnection(FakeConnection):
+    def wants(self, auction_id: str, ticket: object) -> bool:
+        return self.subscriptions.get(auction_id) is ticket
+
+
+@pytest.mark.asyncio
+async def test_a_subscribe_overtaken_during_its_last_read_is_still_answered() -> None:
+    """A subscription closed while its snapshot read runs answers `subscribed: False`, as
+    every other overtaken subscribe does: a Socket.IO callback waiting on it must fire."""
+    conn = TicketConnection()
+    hub: Hub
+
+    def unsubscribe() -> None:
+        hub.unsubscribe(conn, "a1")  # type: ignore[arg-type]
+
+    hub = Hub(router=SimpleNamespace(locate=_no_host), store=ClosingStore(unsubscribe),  # type: ignore[arg-type]
+              present=None)  # type: ignore[arg-type]
+    ticket = object()
+    conn.subscriptions["a1"] = ticket
+    await hub.subscribe(conn, "a1", None, "r1", ticket)  # type: ignore[arg-type]
+    assert conn.sent == [{"op": "ack", "req_id": "r1", "auction_id": "a1",
+                          "subscribed": False}]
+    assert not hub.subs
+
+
+async def _no_host(auction_id: str) -> None:
+    return None

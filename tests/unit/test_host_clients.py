@@ -41,3 +41,23 @@ async def test_every_command_gets_its_own_result(client, calls) -> None:
     # Sent in the same loop tick: one call with all ten, or (the baseline) ten calls.
     assert len(host.calls) == calls
 
+
+
+class SilentHost(FakeHost):
+    """A host Ray restarted elsewhere whose call neither returns nor fails (seen after a
+    node loss)."""
+
+    async def _answer(self, commands: list[GetView]) -> list[Viewed]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+@pytest.mark.asyncio
+async def test_a_call_that_never_returns_is_answered_unavailable(monkeypatch) -> None:
+    monkeypatch.setattr("gateway.router.HOST_CALL_TIMEOUT_S", 0.2)
+    sender = HostClient("h", SilentHost())  # type: ignore[arg-type]
+    result = await asyncio.wait_for(sender.call(GetView("a1")), timeout=5)
+    assert result.code == "UNAVAILABLE"  # type: ignore[union-attr]
+    # The call's slot is free again: the next command goes out in a call of its own.
+    second = await asyncio.wait_for(sender.call(GetView("a2")), timeout=5)
+    assert second.code == "UNAVAILABLE"  # type: ignore[union-attr]

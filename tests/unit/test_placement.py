@@ -1,11 +1,11 @@
-"""The directory's placement choice, as a pure function: no Ray, no store."""
+"""The directory's placement choices, as pure functions: no Ray, no store."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.placement import choose_host
+from actors.placement import choose_host, choose_node, drain_moves, rebalance_moves
 
 
 def name(index: int) -> str:
@@ -117,3 +117,131 @@ def test_a_directory_placing_and_releasing_stays_within_its_limits(
             load[host] -= 1
         assert all(0 <= c <= capacity for c in load.values())
         assert len(load) <= max_hosts
+
+
+# ---- nodes -----------------------------------------------------------------------------------
+
+NODES = [f"n{i}" for i in range(5)]
+
+
+def test_a_new_host_goes_to_the_node_with_fewest_auctions_then_fewest_hosts() -> None:
+    assert choose_node({"a": 9, "b": 3, "c": 5}, {"a": 1, "b": 4, "c": 1}) == "b"
+    assert choose_node({"a": 3, "b": 3}, {"a": 2, "b": 1}) == "b"
+    assert choose_node({"b": 0, "a": 0}, {}) == "a"  # ties: the smallest id
+
+
+def test_a_node_that_joined_gets_the_next_host() -> None:
+    assert choose_node({"a": 40, "b": 38, "new": 0}, {"a": 2, "b": 2}) == "new"
+
+
+def test_no_node_for_a_new_host_when_all_drain() -> None:
+    assert choose_node({"a": 1, "b": 2}, {}, draining={"a", "b"}) is None
+    assert choose_node({}, {}) is None
+
+
+@given(auctions=st.dictionaries(st.sampled_from(NODES), st.integers(0, 50), max_size=5),
+       hosts=st.dictionaries(st.sampled_from(NODES), st.integers(0, 5)),
+       draining=st.sets(st.sampled_from(NODES)))
+def test_choose_node_never_picks_a_draining_or_unknown_node(auctions, hosts, draining) -> None:
+    chosen = choose_node(auctions, hosts, draining)
+    open_nodes = auctions.keys() - draining
+    if chosen is None:
+        assert not open_nodes
+    else:
+        assert chosen in open_nodes
+        assert auctions[chosen] == min(auctions[n] for n in open_nodes)
+
+
+sizes = st.integers(0, 20)
+
+
+@given(leaving=st.dictionaries(st.sampled_from([name(i) for i in range(10)]), sizes),
+       auctions=st.dictionaries(st.sampled_from(NODES), st.integers(0, 60), min_size=1,
+                                max_size=5),
+       drained=st.sampled_from(NODES),
+       other_draining=st.sets(st.sampled_from(NODES), max_size=2))
+def test_drain_moves_every_host_to_an_open_node_and_keeps_nodes_even(
+        leaving, auctions, drained, other_draining) -> None:
+    draining = {drained, *other_draining}
+    moves = drain_moves(leaving, auctions, draining)
+    targets = {n: c for n, c in auctions.items() if n not in draining}
+    if not targets:
+        assert moves == []
+        return
+    assert sorted(h for h, _ in moves) == sorted(leaving)  # every host, once
+    assert all(node in targets for _, node in moves)  # never to a draining or unknown node
+    after = dict(targets)
+    for host, node in moves:
+        after[node] += leaving[host]
+    assert sum(after.values()) == sum(targets.values()) + sum(leaving.values())
+    # Greedy least-loaded: the spread never exceeds the larger of the one before and the
+    # largest host moved.
+    before = max(targets.values()) - min(targets.values())
+    assert max(after.values()) - min(after.values()) <= max(before, *leaving.values(), 0)
+
+
+def test_drain_spreads_equal_hosts_evenly() -> None:
+    leaving = {name(i): 5 for i in range(6)}
+    moves = drain_moves(leaving, {"gone": 30, "a": 0, "b": 0, "c": 0}, draining={"gone"})
+    per_node: dict[str, int] = {}
+    for _, node in moves:
+        per_node[node] = per_node.get(node, 0) + 1
+    assert per_node == {"a": 2, "b": 2, "c": 2}
+
+
+placements = st.dictionaries(
+    st.sampled_from(NODES),
+    st.dictionaries(st.sampled_from([name(i) for i in range(12)]), sizes, max_size=4),
+    min_size=1, max_size=5,
+).map(lambda placed: _unique_hosts(placed))
+
+
+def _unique_hosts(placed: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Each host on one node only (the first that drew it)."""
+    seen: set[str] = set()
+    out: dict[str, dict[str, int]] = {}
+    for node, hosts in placed.items():
+        out[node] = {h: c for h, c in hosts.items() if h not in seen}
+        seen |= hosts.keys()
+    return out
+
+
+@settings(max_examples=300)
+@given(placed=placements, draining=st.sets(st.sampled_from(NODES), max_size=2))
+def test_rebalance_evens_out_without_touching_draining_nodes(placed, draining) -> None:
+    moves = rebalance_moves(placed, draining)
+    node_of = {h: n for n, hosts in placed.items() for h in hosts}
+    size = {h: c for hosts in placed.values() for h, c in hosts.items()}
+    assert len({h for h, _ in moves}) == len(moves)  # each host moves at most once
+    for host, node in moves:
+        assert node_of[host] not in draining and node not in draining
+        assert node != node_of[host] and node in placed
+        node_of[host] = node
+    load_before = {n: sum(h.values()) for n, h in placed.items() if n not in draining}
+    load = {n: 0 for n in load_before}
+    for host, node in node_of.items():
+        if node in load:
+            load[node] += size[host]
+    assert sum(load.values()) == sum(load_before.values())
+    if len(load) > 1:
+        spread_before = max(load_before.values()) - min(load_before.values())
+        gap = max(load.values()) - min(load.values())
+        assert gap <= spread_before  # never worse
+        # At the end, no host of the fullest node would narrow the gap by moving to the
+        # emptiest one.
+        fullest = max(load, key=lambda n: (load[n], n))
+        assert all(size[h] == 0 or size[h] >= gap
+                   for h, n in node_of.items() if n == fullest)
+
+
+def test_rebalance_onto_a_node_that_joined() -> None:
+    placed = {"a": {name(0): 5, name(1): 5, name(2): 5}, "b": {name(3): 5, name(4): 5,
+                                                                 name(5): 5}, "new": {}}
+    moves = rebalance_moves(placed)
+    assert len(moves) == 2 and {node for _, node in moves} == {"new"}
+    assert {node for _, node in moves} == {"new"}
+
+
+def test_rebalance_of_an_even_cluster_moves_nothing() -> None:
+    assert rebalance_moves({"a": {name(0): 5}, "b": {name(1): 5}}) == []
+    assert rebalance_moves({"a": {name(0): 10}, "b": {}}) == []  # one host cannot split

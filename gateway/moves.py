@@ -1,0 +1,102 @@
+"""`ece drain NODE_ID` and `ece rebalance`: the operator's commands that move auction hosts
+between Ray nodes (actors.directory does the moves; see docs/operations.md).
+
+Both join the cluster as a driver, like `ece status`, within a deadline; print what moved;
+and exit 0 when done, 1 when refused or a move failed (each reason printed), 2 when the
+cluster or the instance cannot be reached at all."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from gateway.config import Settings
+from gateway.status import (
+    HEALTHY,
+    JOIN_DEADLINE_S,
+    UNHEALTHY,
+    UNREACHABLE,
+    Unreachable,
+    join_cluster,
+)
+
+
+def resolve_node(prefix: str, alive: list[str]) -> tuple[str | None, str | None]:
+    """The alive node whose id starts with `prefix` (as `ece status` prints 12 characters):
+    (node id, None), or (None, why not). An empty prefix names no node (an unset shell
+    variable must not drain the only node)."""
+    if not prefix.strip():
+        return None, "no node id given"
+    found = [node for node in alive if node.startswith(prefix)]
+    if len(found) == 1:
+        return found[0], None
+    if not found:
+        return None, f"no alive node {prefix}"
+    return None, f"{prefix} names {len(found)} nodes; give more of the id"
+
+
+def render(command: str, node_id: str | None, result: dict[str, Any]) -> str:
+    moved = result["moved"]
+    auctions = sum(m["auctions"] for m in moved)
+    head = f"drain of node {node_id}" if command == "drain" else "rebalance"
+    lines = [f"{head}: moved {len(moved)} hosts ({auctions} auctions) "
+             f"in {result['seconds']:.1f} s"]
+    lines += [f"  host {m['host']}: {str(m['from'])[:12]} -> {m['to'][:12]}, "
+              f"{m['auctions']} auctions, {m['offer_threads']} offer threads, "
+              f"{m['seconds']:.2f} s" for m in moved]
+    for node, hosts in sorted(result.get("nodes", {}).items()):
+        state = " (draining)" if node in result.get("draining", []) else ""
+        lines.append(f"node {node[:12]}{state}: {len(hosts)} hosts, "
+                     f"{sum(hosts.values())} auctions")
+    if result.get("error"):
+        lines.append(f"problem: {result['error']}")
+    return "\n".join(lines)
+
+
+def run(settings: Settings, command: str, node: str | None, as_json: bool,
+        timeout: float, join_deadline_s: float = JOIN_DEADLINE_S) -> int:
+    """`ece drain NODE` / `ece rebalance`: join, ask the directory, print, the exit code."""
+    import ray
+
+    from actors.nodes import alive_nodes
+
+    try:
+        join_cluster(settings.ray_address, join_deadline_s)
+    except Unreachable as exc:
+        print(f"cannot reach the Ray cluster: {exc}", file=sys.stderr)
+        return UNREACHABLE
+    try:
+        cluster = settings.cluster()
+        try:
+            directory = ray.get_actor(cluster.directory_name(), namespace=cluster.namespace)
+        except ValueError:
+            print(f"no instance {settings.instance} runs on this cluster", file=sys.stderr)
+            return UNREACHABLE
+        node_id = None
+        if command == "drain":
+            node_id, why = resolve_node(node or "", alive_nodes())
+            if node_id is None:
+                print(f"ece drain: {why}", file=sys.stderr)
+                return UNHEALTHY
+        started = time.monotonic()
+        call: ray.ObjectRef[dict[str, Any]] = (
+            directory.drain.remote(node_id) if node_id else directory.rebalance.remote())
+        result: dict[str, Any]
+        try:
+            result = ray.get(call, timeout=timeout)
+            result.update(ray.get(directory.nodes.remote(), timeout=timeout))
+        except ray.exceptions.GetTimeoutError:
+            result = {"moved": [], "error": f"not finished within {timeout:g} s; the moves go "
+                                            "on in the directory: see `ece status`"}
+        except ray.exceptions.RayError as exc:
+            result = {"moved": [], "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+        result["seconds"] = round(time.monotonic() - started, 3)
+    finally:
+        ray.shutdown()
+    if as_json:
+        print(json.dumps({"command": command, "node_id": node_id, **result}, indent=2))
+    else:
+        print(render(command, node_id, result))
+    return UNHEALTHY if result.get("error") else HEALTHY

@@ -1,0 +1,43 @@
+"""Rewrites of rows an older version of ECE wrote, run once per SQLite file when it is opened
+(inside `connect`'s schema transaction). `PRAGMA user_version` records which have run, so a
+file already upgraded costs one pragma read, and no read path checks rows for them.
+
+1. Projection documents written by Python's `json` (before msgspec) may hold the literals
+   `NaN`, `Infinity` and `-Infinity`, which JSON has not: a Sharpe ratio of a flat history,
+   say. msgspec refuses them, so the raw routes serving those documents answered 500. They
+   become `null`, as msgspec itself writes a non-finite float.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from storage.facts import encode_json
+
+DATA_VERSION = 1  # the rewrites below a file has had, in order
+
+
+def upgrade_rows(conn: sqlite3.Connection) -> None:
+    """Bring the rows of `conn`'s file up to DATA_VERSION (in the caller's transaction)."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version < 1:
+        null_nonfinite_projections(conn)
+    if version < DATA_VERSION:
+        conn.execute(f"PRAGMA user_version={DATA_VERSION}")
+
+
+def null_nonfinite_projections(conn: sqlite3.Connection) -> int:
+    """Rewrite projection documents that are not strict JSON with `null` for NaN and the
+    infinities; the number rewritten. A document that is not JSON at all is left as it is."""
+    rows = conn.execute("SELECT kind, key, data FROM projection_docs"
+                        " WHERE NOT json_valid(data)").fetchall()
+    fixed = []
+    for kind, key, data in rows:
+        try:
+            doc = json.loads(data, parse_constant=lambda _: None)
+        except ValueError:
+            continue
+        fixed.append((encode_json(doc).decode(), kind, key))
+    conn.executemany("UPDATE projection_docs SET data=? WHERE kind=? AND key=?", fixed)
+    return len(fixed)
