@@ -57,8 +57,10 @@ async def test_a_sale_reaches_history_values_tape_and_channels(ray_cluster, tmp_
         history_path = f"/api/cards/{card_id}/history?grader=PSA&grade=9"
 
         async def sold() -> dict | None:
+            # The sales list and the candles are saved by the prices projection's fold and
+            # its save: wait for both (a page between them shows the sale without a candle).
             page = await api.expect(200, "GET", history_path)
-            return page if page["sales"] else None
+            return page if page["sales"] and page["candles"] else None
 
         page = await wait_for(sold, timeout=30, message="the sale in the card's history")
         assert page["sales"] == [{"price": 12_345, "at": page["sales"][0]["at"],
