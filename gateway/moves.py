@@ -18,8 +18,7 @@ from gateway.status import (
     JOIN_DEADLINE_S,
     UNHEALTHY,
     UNREACHABLE,
-    Unreachable,
-    join_cluster,
+    joined,
 )
 
 
@@ -62,10 +61,7 @@ def run(settings: Settings, command: str, node: str | None, as_json: bool,
 
     from actors.nodes import alive_nodes
 
-    try:
-        join_cluster(settings.ray_address, join_deadline_s)
-    except Unreachable as exc:
-        print(f"cannot reach the Ray cluster: {exc}", file=sys.stderr)
+    if not joined(settings, join_deadline_s):
         return UNREACHABLE
     try:
         cluster = settings.cluster()

@@ -241,15 +241,22 @@ def render(status: dict[str, Any], problems: list[str]) -> str:
     return "\n".join(lines)
 
 
+def joined(settings: Settings, deadline_s: float) -> bool:
+    """Join the cluster for a CLI command; False (said on stderr) when it cannot be reached."""
+    try:
+        join_cluster(settings.ray_address, deadline_s)
+    except Unreachable as exc:
+        print(f"cannot reach the Ray cluster: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def run(settings: Settings, as_json: bool, limits: Limits, sample_s: float,
         join_deadline_s: float = JOIN_DEADLINE_S) -> int:
     """`ece status`: join the cluster, collect, print, and the exit code."""
     import ray
 
-    try:
-        join_cluster(settings.ray_address, join_deadline_s)
-    except Unreachable as exc:
-        print(f"cannot reach the Ray cluster: {exc}", file=sys.stderr)
+    if not joined(settings, join_deadline_s):
         return UNREACHABLE
     try:
         status = asyncio.run(collect(settings, limits, sample_s))

@@ -17,13 +17,13 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
-from storage import open_store
+from storage import Store, open_store
 from testkit.client import Api, Socket, User, connect, wait_for
 from testkit.cluster import Cluster
 
@@ -267,15 +267,29 @@ async def _move_watcher(cluster: Cluster, http: aiohttp.ClientSession, old: Watc
     return moved
 
 
-async def nodes_of(cluster: Cluster, auctions: list[str]) -> dict[str, str | None]:
-    """auction -> the Ray node id its host runs on (the store's `host`, located by `ece
-    status`), or None when its host is not running."""
+async def read_store[T](cluster: Cluster, read: Callable[[Store, str], Awaitable[T]],
+                     ids: Iterable[str]) -> dict[str, T]:
+    """`read(store, id)` for each id, on the cluster's store opened for the purpose."""
     store = open_store(cluster.mongo_uri)
     await store.open()
     try:
-        records = {a: await store.get_auction(a) for a in auctions}
+        return {i: await read(store, i) for i in ids}
     finally:
         await store.close()
+
+
+async def events_of(store: Store, auction_id: str) -> list[dict]:
+    return await store.load_events(auction_id)
+
+
+async def record_of(store: Store, auction_id: str) -> Any:
+    return await store.get_auction(auction_id)
+
+
+async def nodes_of(cluster: Cluster, auctions: list[str]) -> dict[str, str | None]:
+    """auction -> the Ray node id its host runs on (the store's `host`, located by `ece
+    status`), or None when its host is not running."""
+    records = await read_store(cluster, record_of, auctions)
     status = await asyncio.to_thread(cluster.status)
     node_of_host = {h["name"]: h.get("node_id") for h in status["hosts"]}
     return {a: node_of_host.get(str(r.get("host"))) if r is not None else None
@@ -337,12 +351,7 @@ async def run(cluster: Cluster, auctions: int = 6, bidders: int = 3, per_auction
             for w in {id(w): w for w in [*watchers, *moved]}.values():
                 with contextlib.suppress(Exception):
                     await w.socket.close()
-    store = open_store(cluster.mongo_uri)
-    await store.open()
-    try:
-        log = {a: await store.load_events(a) for a in ids}
-    finally:
-        await store.close()
+    log = await read_store(cluster, events_of, ids)
     recovery = {a: min(k.received for k in bidding.acks
                        if k.auction_id == a and k.received > killed_at) - killed_at
                 for a in ids}

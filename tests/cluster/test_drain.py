@@ -12,7 +12,7 @@ import time
 import aiohttp
 import pytest
 
-from storage import open_store
+from testkit import node_loss
 from testkit.client import Api, wait_for
 from testkit.cluster import Cluster
 from testkit.node_loss import Bidding, ack_mismatches, caught_up, watch
@@ -108,12 +108,7 @@ async def test_drain_leave_join_and_rebalance_under_bidding(cluster: Cluster):
     assert status["healthy"], status["problems"]
     assert _auctions_by_node(status).get(joined.node_id, 0) > 0
 
-    store = open_store(cluster.mongo_uri)
-    await store.open()
-    try:
-        log = {a: await store.load_events(a) for a in ids}
-    finally:
-        await store.close()
+    log = await node_loss.read_store(cluster, node_loss.events_of, ids)
     for events in log.values():
         assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     # Every acknowledged bid is in its auction's log once, at the seq its ack named; every

@@ -16,19 +16,25 @@ from storage import open_store
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
+async def _live_on_h(store, auction_id: str, asset_id: str) -> None:
+    """An English auction of a new card, its record naming host "h", not started yet."""
+    now = int(time.time() * 1000)
+    await store.create_asset({"asset_id": asset_id, "owner_id": "u_s", "title": "t",
+                              "metadata": {}, "created_at": now})
+    spec = AuctionSpec(auction_id=auction_id, asset_id=asset_id, seller_id="u_s",
+                       type="english", start_price=100, starts_at=now,
+                       ends_at=now + 600_000, created_at=now)
+    await store.create_auction({"auction_id": auction_id, "asset_id": asset_id,
+                                "seller_id": "u_s", "host": "h", "spec": spec.to_dict(),
+                                "view": Auction(spec).view(now), "status": "scheduled",
+                                "seq": 0, "created_at": now})
+
+
 async def test_stale_owner_is_fenced_out(tmp_path):
     url = f"sqlite:///{tmp_path / 'fence.db'}"
     store = open_store(url)
     await store.open()
-    now = int(time.time() * 1000)
-    await store.create_asset({"asset_id": "c_f", "owner_id": "u_s", "title": "t",
-                              "metadata": {}, "created_at": now})
-    spec = AuctionSpec(auction_id="a_f", asset_id="c_f", seller_id="u_s", type="english",
-                       start_price=100, starts_at=now, ends_at=now + 600_000, created_at=now)
-    await store.create_auction({"auction_id": "a_f", "asset_id": "c_f", "seller_id": "u_s",
-                                "host": "h", "spec": spec.to_dict(),
-                                "view": Auction(spec).view(now), "status": "scheduled",
-                                "seq": 0, "created_at": now})
+    await _live_on_h(store, "a_f", "c_f")
     config = ClusterConfig(store_url=url, instance="fence")
     old = AuctionHostCore("h", config)  # the owner before a restart or a move
     [started] = await old.submit([Activate("a_f")])
@@ -61,15 +67,7 @@ async def test_a_host_fenced_by_an_earlier_life_of_its_own_name_serves_again(tmp
     url = f"sqlite:///{tmp_path / 'late.db'}"
     store = open_store(url)
     await store.open()
-    now = int(time.time() * 1000)
-    await store.create_asset({"asset_id": "c_l", "owner_id": "u_s", "title": "t",
-                              "metadata": {}, "created_at": now})
-    spec = AuctionSpec(auction_id="a_l", asset_id="c_l", seller_id="u_s", type="english",
-                       start_price=100, starts_at=now, ends_at=now + 600_000, created_at=now)
-    await store.create_auction({"auction_id": "a_l", "asset_id": "c_l", "seller_id": "u_s",
-                                "host": "h", "spec": spec.to_dict(),
-                                "view": Auction(spec).view(now), "status": "scheduled",
-                                "seq": 0, "created_at": now})
+    await _live_on_h(store, "a_l", "c_l")
     config = ClusterConfig(store_url=url, instance="late")
     new = AuctionHostCore("h", config)  # this life of host "h"
     [started] = await new.submit([Activate("a_l")])

@@ -28,4 +28,4 @@ def test_status_of_an_unreachable_address_exits_2_promptly(tmp_path) -> None:
     took = time.monotonic() - started
     assert done.returncode == UNREACHABLE, done.stdout + done.stderr[-2000:]
     assert "cannot reach the Ray cluster" in done.stderr
-    assert took < 30.0, took  # Ray alone retries for minutes
+    assert took < 60.0, took  # Ray alone retries for minutes (over 500 s seen)
