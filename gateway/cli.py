@@ -56,6 +56,8 @@ def init_ray(settings: Settings) -> None:
     common: dict[str, Any] = {"namespace": "ece", "log_to_driver": False,
                               "configure_logging": False}
     if settings.ray_address:
+        if settings.ray_node_ip:  # this machine's node, not the head's (testkit.cluster)
+            common["_node_ip_address"] = settings.ray_node_ip
         ray.init(address=settings.ray_address, **common)
     else:
         # A private single-node cluster; only loopback, as these machines require.
@@ -119,7 +121,9 @@ async def serve(settings: Settings, index: int = 0) -> int:
               f"on {url}", flush=True)
     else:
         print(f"ECE is serving on {url}", flush=True)
-        print(f"ECE_RAY_ADDRESS={ray.get_runtime_context().gcs_address}", flush=True)
+        context = ray.get_runtime_context()
+        print(f"ECE_RAY_ADDRESS={context.gcs_address} (node {context.get_node_id()})",
+              flush=True)
     demo = None
     if settings.seed and not index:
         from gateway.seed import run_demo

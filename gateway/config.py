@@ -159,6 +159,9 @@ SETTINGS: tuple[Setting, ...] = (
             "embedded store"),
     Setting("ECE_RAY_ADDRESS", "ray_address", "str", None,
             "join a running Ray cluster instead of starting one"),
+    Setting("ECE_RAY_NODE_IP", "ray_node_ip", "str", None,
+            "with `ECE_RAY_ADDRESS`: the address of this machine's Ray node to attach to, "
+            "where several share one machine (unset: Ray's choice, the head's if it is here)"),
     Setting("ECE_RAY_CPUS", "ray_cpus", "int", 2,
             "CPUs of the private Ray started when `ECE_RAY_ADDRESS` is unset", min=1),
     Setting("ECE_AUCTIONS_PER_ACTOR", "auctions_per_actor", "int", 500,
@@ -272,6 +275,7 @@ class Settings:
     seed: bool = _default("seed")
     mongodb_uri: str | None = _default("mongodb_uri")
     ray_address: str | None = _default("ray_address")
+    ray_node_ip: str | None = _default("ray_node_ip")
     secret_previous: str | None = _default("secret_previous")
     ray_cpus: int = _default("ray_cpus")
     store_url_override: str | None = _default("store_url_override")

@@ -4,6 +4,8 @@ from the persisted valuations; a grade never sold is derived from the card's oth
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from actors.analytics.book import segment_parts
@@ -29,11 +31,20 @@ async def card_value(request: web.Request) -> web.Response:
     # Derived (stored so, or a grade never sold): from the grades of that grader with sales.
     prefix = f"{card_id}|{part['grader']}|"
     rows = await gateway.store.scan_projection(KIND, prefix, prefix + "~", MAX_GRADES)
-    docs = [d for _, d in rows]
+    return web.json_response(answer(part, doc, [d for _, d in rows]))
+
+
+def answer(part: dict[str, Any], doc: dict[str, Any] | None,
+           docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The answer for a segment whose own doc is `doc` (None, or derived) from its grader's
+    docs, read after it: a doc saved between the two reads is answered whole, so a value is
+    never shown without the sales it was computed from."""
+    own = next((d for d in docs if d.get("grade") == part["grade"]), None)
+    if own is not None and (own.get("value") or {}).get("method") != DERIVED:
+        return {**own, "derived_from": None}
     sources = [d["grade"] for d in docs
                if d.get("value") and d["value"].get("method") != DERIVED]
     if doc is not None:
-        return web.json_response({**doc, "derived_from": sources})
-    return web.json_response({**part, "value": value_of(docs, part["grade"]), "sales": [],
-                              "sales_365d": 0, "index": None, "computed_at": None,
-                              "derived_from": sources})
+        return {**doc, "derived_from": sources}
+    return {**part, "value": value_of(docs, part["grade"]), "sales": [], "sales_365d": 0,
+            "index": None, "computed_at": None, "derived_from": sources}

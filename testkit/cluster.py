@@ -26,10 +26,9 @@ Every process is ours and is stopped by pid (testkit.processes), never by name. 
 sessions of their own, so a test process killed with SIGKILL leaves them behind: `stop()` (or
 the `with` block) is the only cleanup.
 
-One difference from separate machines: several raylets share this machine, and Ray attaches
-a driver to the head's raylet when it finds more than one (`ray.init` has no setting to pick
-another, short of `_node_ip_address`), so every gateway's Ray client sits on node 0's raylet.
-`kill_node(i)` still kills node i's gateway process with the node.
+Several raylets share this machine, and Ray attaches a driver to the head's raylet when it
+finds more than one here; each gateway is told its own node's address (`ECE_RAY_NODE_IP`),
+so its Ray client sits on its node's raylet, as on separate machines, and dies with it.
 """
 
 from __future__ import annotations
@@ -258,7 +257,8 @@ class Cluster:
         node = self.nodes[index]
         data = self.workdir / f"gateway{index}"
         node.gateway = start_ece(_fresh(self.workdir / f"gateway{index}.log"),
-                                 {**self.env, "ECE_DATA_DIR": str(data), **env},
+                                 {**self.env, "ECE_DATA_DIR": str(data),
+                                  "ECE_RAY_NODE_IP": node.ip, **env},
                                  name=f"gateway{index}")
         return node.gateway
 

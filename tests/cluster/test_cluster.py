@@ -38,6 +38,11 @@ async def test_auctions_created_through_every_gateway_spread_over_nodes(cluster:
         for auction_id in ids:
             for api in apis:
                 assert (await api.get(auction_id))["auction_id"] == auction_id
+    # Each gateway's Ray client is attached to its own node's raylet (ECE_RAY_NODE_IP), as on
+    # separate machines, not to the head's.
+    for node in cluster.nodes:
+        if node.alive and node.gateway is not None:
+            assert f"(node {node.node_id})" in node.gateway.log_tail(100_000), node.index
     status = await asyncio.to_thread(cluster.status)
     assert status["healthy"], status["problems"]
     alive = {n.node_id for n in cluster.nodes if n.alive}

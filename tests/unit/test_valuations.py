@@ -121,3 +121,18 @@ async def test_the_projection_values_after_the_market_and_tells_which_positions_
     for key in moved:
         doc = await store.get_projection_doc("valuation", key)
         assert doc is not None and doc["computed_at"] == now[0]
+
+
+def test_a_value_saved_between_the_routes_two_reads_is_answered_with_its_sales() -> None:
+    # The route read no doc for PSA 9, then scanned the grader's docs after the projection
+    # saved it: the answer is that doc whole, never its value beside an empty sales list.
+    from gateway.valuations import answer
+
+    part = {"card_id": "c1", "grader": "PSA", "grade": 9}
+    value = {"point": 100, "low": 90, "high": 110, "n": 1, "method": "sales",
+             "confidence": "high", "last_sale_at": 1}
+    saved = {**part, "value": value, "sales": [{"price": 100}], "sales_365d": 1}
+    other = {**part, "grade": 10, "value": {**value, "point": 300}, "sales": [{"price": 300}]}
+    assert answer(part, None, [saved, other]) == {**saved, "derived_from": None}
+    never = answer({**part, "grade": 8}, None, [saved, other])
+    assert never["sales"] == [] and never["derived_from"] == [9, 10]
