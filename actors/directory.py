@@ -2,28 +2,35 @@
 where each lives.
 
 Placement state is derived from the store (each auction record names its host), so a restarted
-directory rebuilds it by reading the open auctions; nothing here needs to be durable itself.
-Which node each host runs on is Ray's to say: the directory asks the hosts (`stats`).
+directory rebuilds it by reading the open auctions; the one thing it keeps there itself is
+the set of draining nodes (actors.draining), reloaded on start without the nodes gone since.
+Which node each host runs on is Ray's to say: the directory asks the hosts (`stats`), every
+SAMPLE_S, and reads their command counters then (actors.rates).
 
-With a shared store (MongoDB) a new host goes to the least-loaded alive node that is not
-draining, with soft affinity (Ray may restart it elsewhere if that node dies). Hosts are the
-unit of move (actors.moves: drain, rebalance). The embedded store (SQLite) is a file on one
-machine: every actor stays on its node.
+With a shared store (MongoDB) a new host goes to the alive node with the least load (live
+auctions and recent commands/s: actors.placement.placement_load) that is not draining, with
+soft affinity (Ray may restart it elsewhere if that node dies). Hosts are the unit of move
+(actors.moves: drain, rebalance). The embedded store (SQLite) is a file on one machine:
+every actor stays on its node.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections import OrderedDict
 from typing import Any
 
 import ray
 
 from actors.config import ClusterConfig
+from actors.draining import load_draining, save_draining
 from actors.moves import Mover
 from actors.nodes import AliveNodes, Hosts, RayHosts, shared, strategy
-from actors.placement import choose_host, choose_node
+from actors.placement import choose_host, choose_node, placement_load
+from actors.rates import SAMPLE_S, CommandRates
 from market.offers import is_offer_id
 from storage import Store, open_store
 from storage.base import LIVE_OFFER_STATUSES, OPEN_STATUSES
@@ -34,11 +41,17 @@ log = logging.getLogger("ece.directory")
 # Auctions released while unknown here (e.g. finished right after a directory restart): kept
 # so a concurrent `locate` that read the record just before the close does not adopt them.
 MAX_TOMBSTONES = 10_000
+# How long a host may take to answer `stats` (a dead or stuck one loses its rate).
+STATS_TIMEOUT_S = 10.0
+# The background sampler's `stats` calls per second, at most, averaged over a round.
+MAX_STATS_PER_S = 100
 
 
 class DirectoryCore:
     def __init__(self, config: ClusterConfig, store: Store | None = None,
-                 hosts: Hosts | None = None) -> None:
+                 hosts: Hosts | None = None, sample_s: float | None = SAMPLE_S) -> None:
+        """`sample_s`: how often the hosts' command counters are sampled in the background
+        (with a shared store; None: only when `ask_hosts` is called)."""
         self.config = config
         self.actors: Hosts = hosts if hosts is not None else RayHosts(config)
         self.store: Store = store if store is not None else open_store(config.store_url)
@@ -46,18 +59,24 @@ class DirectoryCore:
         self.load: dict[str, int] = {}  # host name -> live auctions placed on it
         self.handles: dict[str, ray.actor.ActorHandle[Any]] = {}
         self.node_of: dict[str, str] = {}  # host name -> the Ray node it runs on
-        self.draining: set[str] = set()  # nodes no new or moved host goes to
+        self.draining: set[str] = set()  # nodes no new or moved host goes to (stored)
+        self.rates = CommandRates()  # recent commands/s per host
+        self.clock = time.monotonic
         self.moving: dict[str, asyncio.Future[None]] = {}  # host name -> its move's end
         self.alive = AliveNodes(self.actors)
         self._released: OrderedDict[str, None] = OrderedDict()
         self._next_index = 0
         self._lock = asyncio.Lock()
         self.moves = Mover(self)
-        self._ready = asyncio.get_running_loop().create_task(self._start())
+        loop = asyncio.get_running_loop()
+        self._ready = loop.create_task(self._start())
+        self._sampling = (loop.create_task(self._sample_every(sample_s))
+                          if sample_s is not None and shared(config) else None)
 
     async def _start(self) -> None:
         await self.store.open()
         await self.alive.refresh()
+        await self._restore_draining()
         for record in await self.store.open_auctions():
             # Every open auction was created through a host, so its record names one.
             self._assign(record["auction_id"], record.get("host") or self.config.host_name(0))
@@ -75,6 +94,21 @@ class DirectoryCore:
             self.start(record.get("host") or self.config.host_name(0))
         await asyncio.gather(*(h.ready.remote() for h in self.handles.values()))
         await self.refresh_nodes()
+
+    async def _restore_draining(self) -> None:
+        """The draining mark as stored, without the nodes no longer alive (stored so)."""
+        stored = await load_draining(self.store)
+        self.draining = stored & set(self.alive.nodes)
+        if self.draining != stored:
+            await save_draining(self.store, self.draining)
+        if self.draining:
+            log.info("nodes still draining: %s", ", ".join(sorted(self.draining)))
+
+    async def mark_draining(self, node: str) -> None:
+        """No new or moved host goes to `node` from now on, in this directory and (once this
+        returns) in a restarted one."""
+        self.draining.add(node)
+        await save_draining(self.store, self.draining)
 
     def _assign(self, auction_id: str, host: str) -> None:
         self.location[auction_id] = host
@@ -108,7 +142,9 @@ class DirectoryCore:
         self.alive.soon()  # listed again in the background if stale
         placed = self.placed()
         return choose_node({n: sum(h.values()) for n, h in placed.items()},
-                           {n: len(h) for n, h in placed.items()}, self.draining)
+                           {n: len(h) for n, h in placed.items()}, self.draining,
+                           {n: sum(self.rates.per_s.get(h, 0.0) for h in hosts)
+                            for n, hosts in placed.items()})
 
     def placed(self) -> dict[str, dict[str, int]]:
         """Every alive node (as last listed) -> its hosts -> their live auctions."""
@@ -119,17 +155,53 @@ class DirectoryCore:
                 placed[node][name] = self.load.get(name, 0)
         return placed
 
+    def loads(self, placed: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+        """`placed` with each host's live auctions replaced by its `placement_load`."""
+        return {node: {name: placement_load(count, self.rates.per_s.get(name, 0.0))
+                       for name, count in hosts.items()}
+                for node, hosts in placed.items()}
+
     async def refresh_nodes(self) -> None:
         """List the alive nodes and ask every host where it runs (Ray may have restarted
         one elsewhere)."""
         await self.alive.refresh()
-        names = [n for n in self.handles if n not in self.moving]
+        await self.ask_hosts()
+
+    async def ask_hosts(self) -> None:
+        """Ask every host (not being moved) where it runs and how many commands it took, each
+        within STATS_TIMEOUT_S; one that does not answer loses its rate (it counts as idle
+        until it answers again). Nothing waits for this but its caller."""
+        asked = [(n, h) for n, h in self.handles.items() if n not in self.moving]
+        at = self.clock()
         answers = await asyncio.gather(
-            *(asyncio.wait_for(self.handles[n].stats.remote(), 10.0) for n in names),
+            *(asyncio.wait_for(h.stats.remote(), STATS_TIMEOUT_S) for _, h in asked),
             return_exceptions=True)
-        for name, answer in zip(names, answers, strict=True):
-            if isinstance(answer, dict) and name in self.handles and name not in self.moving:
+        for (name, handle), answer in zip(asked, answers, strict=True):
+            if self.handles.get(name) is not handle or name in self.moving:
+                continue  # moved or retired meanwhile: this answer is about the old actor
+            if isinstance(answer, dict):
                 self.node_of[name] = answer["node_id"]
+                if isinstance(answer.get("commands"), int):
+                    self.rates.sample(name, answer["commands"], at)
+            else:
+                self.rates.forget(name)
+        self.rates.keep(self.handles.keys())
+
+    async def _sample_every(self, period_s: float) -> None:
+        """`ask_hosts` every `period_s`, for the rates placement weighs (never on a caller's
+        path: a placement uses the rates as last sampled)."""
+        try:
+            await self._ready
+        except Exception:
+            return  # the directory did not start: its callers see why
+        while True:
+            # The sampling period, not a synchronisation; longer with many hosts (e.g. one
+            # auction per actor), so that sampling stays a small share of the directory's work.
+            await asyncio.sleep(max(period_s, len(self.handles) / MAX_STATS_PER_S))
+            try:
+                await self.ask_hosts()
+            except Exception:
+                log.warning("sampling the hosts failed", exc_info=True)
 
     def _host_count(self) -> int:
         return len(self.load.keys() | self.handles.keys())
@@ -250,6 +322,10 @@ class DirectoryCore:
 
     async def shutdown(self) -> None:
         """Kill every host (tests and `ece` shutdown of a private cluster)."""
+        if self._sampling is not None:
+            self._sampling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampling
         for handle in self.handles.values():
             self.actors.kill(handle)
         self.handles.clear()

@@ -43,7 +43,9 @@ class Mover:
         self._planning = asyncio.Lock()
 
     async def drain(self, node_id: str) -> dict[str, Any]:
-        """Move every host off `node_id` and place nothing new there; idempotent.
+        """Move every host off `node_id` and place nothing new there; idempotent. The mark
+        is stored before anything moves, so a restarted directory keeps it; the hosts go
+        where `placement_load` (live auctions and commands/s) says, as new hosts would.
 
         Answers {"moved": [...], "error": reason or None}, each move as `_move` reports it.
         """
@@ -53,12 +55,16 @@ class Mover:
             return _refusal(EMBEDDED_STORE)
         if node_id not in await core.alive.refresh():
             return _refusal(f"no alive node {node_id}")
-        core.draining.add(node_id)  # at once: no new host goes there while this waits
+        try:  # in memory at once: no new host goes there while this waits
+            await core.mark_draining(node_id)
+        except Exception as exc:
+            log.warning("could not store node %s as draining", node_id, exc_info=True)
+            return _refusal(f"could not store the draining mark: {exc!r}")
         async with self._planning:
             await core.refresh_nodes()
-            placed = core.placed()
-            leaving = placed.get(node_id, {})
-            moves = drain_moves(leaving, {n: sum(h.values()) for n, h in placed.items()},
+            loads = core.loads(core.placed())
+            leaving = loads.get(node_id, {})
+            moves = drain_moves(leaving, {n: sum(h.values()) for n, h in loads.items()},
                                 core.draining)
             if leaving and not moves:
                 return _refusal("every other node is draining: nowhere to move its hosts")

@@ -34,37 +34,65 @@ def choose_host(
 
 Move = tuple[str, str]  # (host name, node it goes to)
 
+# The weight of commands in a node's load: one command/s (a bid, or any command a host
+# takes) counts as this many live auctions. From the capacity model (docs/operations.md, a
+# 2-core 24 GB node): its memory holds ~120,000 live auctions and its CPU answers ~6,000
+# commands/s, so one command/s takes as large a share of a node as ~20 live auctions.
+BID_WEIGHT = 20
+
+
+def placement_load(auctions: int, commands_per_s: float) -> int:
+    """The load of a host or a node: its live auctions plus its recent commands/s times
+    BID_WEIGHT, in whole auctions (rounded: sums of loads stay exact).
+
+    Non-decreasing in both and strictly increasing in `auctions`, so more of both is more
+    load; with equal commands/s, loads are in the order of auctions."""
+    return auctions + round(BID_WEIGHT * max(commands_per_s, 0.0))
+
 
 def choose_node(auctions: Mapping[str, int], hosts: Mapping[str, int],
-                draining: Collection[str] = ()) -> str | None:
-    """The node for a new host: the alive, not draining node with the fewest live auctions,
-    then the fewest hosts, then the smallest id (deterministic). `auctions` names every alive
-    node (0 when empty); `hosts` counts the hosts on each. None when no node qualifies."""
-    candidates = [(count, hosts.get(node, 0), node) for node, count in auctions.items()
-                  if node not in draining]
-    return min(candidates)[2] if candidates else None
+                draining: Collection[str] = (),
+                commands: Mapping[str, float] | None = None) -> str | None:
+    """The node for a new host: the alive, not draining node with the least
+    `placement_load`, then the fewest live auctions, then the fewest hosts, then the smallest
+    id (deterministic). `auctions` names every alive node (0 when empty); `hosts` counts the
+    hosts on each and `commands` their recent commands/s (missing: 0). With equal commands/s
+    everywhere, this is the fewest auctions, then hosts, then the smallest id. None when no
+    node qualifies."""
+    rates = commands or {}
+    candidates = [(placement_load(count, rates.get(node, 0.0)), count, hosts.get(node, 0),
+                   node)
+                  for node, count in auctions.items() if node not in draining]
+    return min(candidates)[3] if candidates else None
 
 
-def drain_moves(leaving: Mapping[str, int], auctions: Mapping[str, int],
+def drain_moves(leaving: Mapping[str, int], nodes: Mapping[str, int],
                 draining: Collection[str] = ()) -> list[Move]:
     """Where each host of a leaving node goes: the largest host first, each to the node that
-    is least loaded at that moment (greedy longest-processing-time). `leaving` counts the live
-    auctions of each host to move; `auctions` those of every alive node. Empty when no node
-    can take them (every other node is draining)."""
-    load = {node: count for node, count in auctions.items() if node not in draining}
+    is least loaded at that moment (greedy longest-processing-time). `leaving` is the load of
+    each host to move and `nodes` that of every alive node, in one unit: the directory
+    passes `placement_load`, so a drain spreads hosts as new hosts are placed. Empty when no
+    node can take them (every other node is draining)."""
+    load = {node: size for node, size in nodes.items() if node not in draining}
     if not load:
         return []
     moves: list[Move] = []
-    for count, host in sorted(((c, h) for h, c in leaving.items()), reverse=True):
+    for size, host in sorted(((c, h) for h, c in leaving.items()), reverse=True):
         target = min(load, key=lambda node: (load[node], node))
         moves.append((host, target))
-        load[target] += count
+        load[target] += size
     return moves
 
 
 def rebalance_moves(placed: Mapping[str, Mapping[str, int]],
                     draining: Collection[str] = ()) -> list[Move]:
     """Host moves that even out live auctions over the nodes that are not draining.
+
+    Live auctions, not `placement_load`: a drain or a new host picks among places it must
+    choose anyway, but a rebalance move is made for the load alone and costs each auction
+    of its host about a second of unavailability; commands/s are a sample of a few seconds
+    that changes as auctions near their end, and a plan by them would chase rates that are
+    gone once it has run (the next rebalance moving the hosts back).
 
     `placed`: node -> host -> live auctions (every alive node, empty ones too). Repeatedly
     moves, from the most to the least loaded node, the host whose size is closest to half

@@ -1,5 +1,8 @@
 """`ece drain NODE_ID` and `ece rebalance`: the operator's commands that move auction hosts
-between Ray nodes (actors.directory does the moves; see docs/operations.md).
+between Ray nodes (actors.directory does the moves; see docs/operations.md). Once the
+directory has moved a drained node's hosts, `ece drain` moves the instance's singletons off
+it too (actors.singletons: the directory, analytics and portfolio actors), so that no ECE
+actor is left there.
 
 Both join the cluster as a driver, like `ece status`, within a deadline; print what moved;
 and exit 0 when done, 1 when refused or a move failed (each reason printed), 2 when the
@@ -12,6 +15,7 @@ import sys
 import time
 from typing import Any
 
+from actors.config import ClusterConfig
 from gateway.config import Settings
 from gateway.status import (
     HEALTHY,
@@ -40,11 +44,16 @@ def render(command: str, node_id: str | None, result: dict[str, Any]) -> str:
     moved = result["moved"]
     auctions = sum(m["auctions"] for m in moved)
     head = f"drain of node {node_id}" if command == "drain" else "rebalance"
-    lines = [f"{head}: moved {len(moved)} hosts ({auctions} auctions) "
-             f"in {result['seconds']:.1f} s"]
+    singles = len(result.get("singletons", []))
+    lines = [f"{head}: moved {len(moved)} hosts ({auctions} auctions)"
+             + (f" and {singles} singletons" if singles else "")
+             + f" in {result['seconds']:.1f} s"]
     lines += [f"  host {m['host']}: {str(m['from'])[:12]} -> {m['to'][:12]}, "
               f"{m['auctions']} auctions, {m['offer_threads']} offer threads, "
               f"{m['seconds']:.2f} s" for m in moved]
+    lines += [f"  {m['name']}: {str(m['from'])[:12]} -> {m['to'][:12]}, "
+              f"{m['restarts']} restart(s), {m['seconds']:.2f} s"
+              for m in result.get("singletons", [])]
     for node, hosts in sorted(result.get("nodes", {}).items()):
         state = " (draining)" if node in result.get("draining", []) else ""
         lines.append(f"node {node[:12]}{state}: {len(hosts)} hosts, "
@@ -52,6 +61,30 @@ def render(command: str, node_id: str | None, result: dict[str, Any]) -> str:
     if result.get("error"):
         lines.append(f"problem: {result['error']}")
     return "\n".join(lines)
+
+
+def _singletons_off(cluster: ClusterConfig, directory: Any, node_id: str,
+                    drained: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """After the hosts: move the singletons off `node_id` (actors.singletons), then check
+    that no actor of the instance is left there."""
+    import ray
+
+    from actors.singletons import ece_actors, move_off
+
+    moves, errors = move_off(cluster, node_id, set(drained.get("draining", [])))
+    out: dict[str, Any] = {"singletons": moves}
+    if any(m["name"] == cluster.directory_name() for m in moves):
+        # A restarted directory rebuilt from the store: drain again (idempotent: marks the
+        # node draining, moves what a host placed meanwhile) and read its view afresh.
+        again = ray.get(directory.drain.remote(node_id), timeout=timeout)
+        out["moved"] = drained["moved"] + again["moved"]
+        out.update(ray.get(directory.nodes.remote(), timeout=timeout))
+        errors += [again["error"]] if again.get("error") else []
+    left = [p.name for p in ece_actors(cluster) if p.node_id == node_id]
+    if left:
+        errors.append(f"still on the node: {', '.join(left)}")
+    out["error"] = "; ".join(errors) or None
+    return out
 
 
 def run(settings: Settings, command: str, node: str | None, as_json: bool,
@@ -83,6 +116,8 @@ def run(settings: Settings, command: str, node: str | None, as_json: bool,
         try:
             result = ray.get(call, timeout=timeout)
             result.update(ray.get(directory.nodes.remote(), timeout=timeout))
+            if node_id is not None and not result.get("error"):
+                result.update(_singletons_off(cluster, directory, node_id, result, timeout))
         except ray.exceptions.GetTimeoutError:
             result = {"moved": [], "error": f"not finished within {timeout:g} s; the moves go "
                                             "on in the directory: see `ece status`"}

@@ -10,8 +10,10 @@ frames to packets:
   `req_id`) goes out as that request's acknowledgement when the client asked for one;
 - every other frame is an event named after its `op` (`event`, `snapshot`, `ack`, `error`).
 
-Frames leave through the Connection's writer one at a time, each once engine.io's writer has
-taken the one before: they back up in the Connection's bounded queue, never in engine.io's.
+Frames leave through the Connection's writer and back up in its bounded queue, not in
+engine.io's: on a websocket one at a time, each once engine.io's writer has taken the one
+before; on long-polling up to `POLL_BATCH`, then the writer waits for a poll to take them.
+Both transports are served; gateway/eio.py bounds every wait of engine.io's on a client.
 Binary attachments are not part of the protocol and are refused before they are buffered.
 """
 
@@ -29,6 +31,8 @@ from aiohttp import web
 from socketio import packet
 
 from gateway.connection import SLOW_CLOSE_S, Connection
+from gateway.eio import POLL_PACKETS
+from gateway.eio import Server as EngineIoServer
 from gateway.protocol import MAX_FRAME, ProtocolError, parse_json, req_id_of
 from gateway.rest import ApiError
 from gateway.state import GATEWAY, Gateway
@@ -53,6 +57,9 @@ ENCODING = "socketio"  # a Socket.IO socket's frames: encoded packets (a `cache`
 ANSWERS = frozenset({"ack", "error", "snapshot", "pong"})
 # Requests of one socket awaiting an acknowledgement: what may be in flight, and then some.
 MAX_ACKS = MAX_SOCKET_INFLIGHT + MAX_PENDING_SUBSCRIBES + 64
+# Frames a polling session's engine.io queue takes before the writer waits for a poll to take
+# them: one poll's answer carries them, with room for engine.io's own packets (a ping...).
+POLL_BATCH = POLL_PACKETS // 2
 _AS_EVENT = -1  # `SioConnection.next_ack`: this frame is an event, whatever its req_id
 # type, attachments, namespace and ack id of a Socket.IO packet (what precedes its data)
 _HEADER = re.compile(r"(\d)(?:\d{1,10}-)?(?:(/[^,]{0,200}),)?(\d{1,20})?")
@@ -110,21 +117,24 @@ class EngineIoSocket:
         eio = self.server.eio
         await eio.send(self.eio_sid, data)
         session = eio.sockets.get(self.eio_sid)
-        if session is not None:
+        if session is not None and session.queue.qsize() >= (
+                1 if session.upgraded else POLL_BATCH):
             await session.queue.join()  # taken by engine.io's writer (or a poll)
 
     async def send_bytes(self, data: bytes) -> None:
         raise TypeError("Socket.IO frames are text")
 
     async def close(self, *, code: int = 1000, message: bytes = b"") -> bool:
-        """End the session (its disconnect handlers run now) and give engine.io's writer
-        up to SLOW_CLOSE_S to take its close packet (then `Connection` drops the peer)."""
+        """End the session (its disconnect handlers run now). On a websocket, give engine.io's
+        writer up to SLOW_CLOSE_S to take its close packet (then `Connection` drops the
+        peer); a polling session's close packet waits for the next poll, if any comes."""
         session = self.server.eio.sockets.get(self.eio_sid)
         if session is None:
             return False
         await session.close(wait=False, reason=self.server.reason.SERVER_DISCONNECT)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(session.queue.join(), SLOW_CLOSE_S)
+        if session.upgraded:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(session.queue.join(), SLOW_CLOSE_S)
         return True
 
 
@@ -213,16 +223,15 @@ class SioServer(socketio.AsyncServer):
             async_mode="aiohttp", serializer=Packet, json=StrictJson,
             max_http_buffer_size=MAX_FRAME, ping_interval=HEARTBEAT_S,
             ping_timeout=HEARTBEAT_S / 2, http_compression=False,
-            # Long-polling is off: engine.io's polling handlers wait without a bound for a
-            # client to poll (e.g. a POST over max_http_buffer_size waits for the session's
-            # queue to empty), which a websocket's TCP connection and our cut do bound.
-            transports=["websocket"],
             # Tokens, not cookies: any origin may connect, as to /ws.
             cors_allowed_origins="*", cors_credentials=False, cookie=None)
         self.gateway = gateway
         self.conns: dict[str, SioConnection] = {}  # engine.io session id -> its socket
         self.on("connect", self._on_connect)
         self.on("disconnect", self._on_disconnect)
+
+    def _engineio_server_class(self) -> type[EngineIoServer]:
+        return EngineIoServer  # engine.io with its waits on clients bounded
 
     # ---- engine.io sessions: one socket each --------------------------------------------
 
@@ -237,7 +246,9 @@ class SioServer(socketio.AsyncServer):
         except ApiError as exc:  # its body: {"error": {code, message}}
             return json.loads(exc.text or "{}").get("error")
         conn = self.conns[eio_sid] = SioConnection(self, eio_sid, ip)
-        conn.transport = request.transport  # the TCP connection to drop after a cut
+        if request.query.get("transport") == "websocket":
+            conn.transport = request.transport  # the TCP connection to drop after a cut
+        # (a polling session has none of its own: its requests' writes have deadlines)
         open_session(gateway, conn, False)
         return await super()._handle_eio_connect(eio_sid, environ)
 

@@ -1,5 +1,6 @@
-"""Socket.IO at /socket.io/: /ws's semantics through python-socketio's client, and the
-attacks a Socket.IO endpoint invites (raw engine.io packets)."""
+"""Socket.IO at /socket.io/: /ws's semantics through python-socketio's client on each
+transport (websocket, long-polling, and its default: polling upgraded to websocket), and the
+attacks a Socket.IO endpoint invites (raw engine.io packets; polling's own: test_sio_polling)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ from tests.integration.conftest import gateway_with
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
+# python-socketio's transports: websocket only, long-polling only, and its default (None):
+# long-polling first, upgraded to websocket.
+TRANSPORTS = pytest.mark.parametrize("transport", ["websocket", "polling", None],
+                                     ids=["websocket", "polling", "upgraded"])
+
 
 class Client:
     """A python-socketio client recording every event it gets."""
@@ -29,9 +35,10 @@ class Client:
         self.sio.on("*", record)
 
     async def connect(self, base: str, token: str | None = None,
-                      transport: str = "websocket") -> Client:
+                      transport: str | None = "websocket") -> Client:
         await self.sio.connect(base, auth={"token": token} if token else None,
-                               transports=[transport], wait_timeout=10)
+                               transports=[transport] if transport else None, wait_timeout=10)
+        assert self.sio.transport() == (transport or "websocket")
         return self
 
     async def call(self, op: str, req_id: str | int | None = "r", **fields) -> dict:
@@ -45,15 +52,19 @@ class Client:
         return [d for e, d in self.got if e == name]
 
 
-async def client(ece, user=None, transport: str = "websocket") -> Client:
+async def client(ece, user=None, transport: str | None = "websocket") -> Client:
     return await Client().connect(ece.base, user.token if user else None, transport)
 
 
-async def test_subscribe_bid_and_events_as_on_ws(ece_hosted):
+@TRANSPORTS
+async def test_subscribe_bid_and_events_as_on_ws(ece_hosted, transport):
     api = ece_hosted.api
     seller, bidder = await api.signup("seller"), await api.signup("bidder")
     auction_id = (await api.auction(seller))["auction_id"]
-    watcher, me = await client(ece_hosted), await client(ece_hosted, bidder)
+    watcher = await client(ece_hosted, transport=transport)
+    me = await client(ece_hosted, bidder, transport)
+    signed_in = await wait_for(lambda: me.of("ack"), message="the connect's auth ack")
+    assert signed_in[0]["user_id"] == bidder.user_id
     ws = await connect(ece_hosted.http, ece_hosted.base)  # /ws alongside, unchanged
     await ws.request({"op": "subscribe", "auction_id": auction_id})
 
@@ -75,9 +86,12 @@ async def test_subscribe_bid_and_events_as_on_ws(ece_hosted):
     pong = await wait_for(lambda: watcher.of("pong"), message="pong event")
     assert pong == [{"op": "pong", "req_id": "no-callback"}]
     assert (await api.get(auction_id))["bid_count"] == 1
+    sessions = _sio_server(ece_hosted).eio.sockets.values()
+    assert {s.upgraded for s in sessions} == {transport != "polling"}
     for c in (watcher, me):
         await c.sio.disconnect()
     await ws.close()
+    await wait_for(lambda: not _sio_server(ece_hosted).conns, message="the sessions gone")
 
 
 async def test_errors_carry_the_ws_codes(ece_hosted):
@@ -108,12 +122,13 @@ async def test_errors_carry_the_ws_codes(ece_hosted):
         await c.sio.disconnect()
 
 
-async def test_resume_with_since_after_a_disconnect(ece_hosted):
+@TRANSPORTS
+async def test_resume_with_since_after_a_disconnect(ece_hosted, transport):
     api = ece_hosted.api
     seller, a, b = [await api.signup(p) for p in ("seller", "a", "b")]
     auction_id = (await api.auction(seller, start_price=100))["auction_id"]
-    bidders = [await client(ece_hosted, a), await client(ece_hosted, b)]
-    watcher = await client(ece_hosted)
+    bidders = [await client(ece_hosted, a, transport), await client(ece_hosted, b, transport)]
+    watcher = await client(ece_hosted, transport=transport)
     await watcher.call("subscribe", auction_id=auction_id)
     ack = await bidders[0].call("bid", req_id="first", auction_id=auction_id, amount=100)
     await wait_for(lambda: any(e["seq"] == ack["seq"] for e in watcher.events(auction_id)))
@@ -124,7 +139,7 @@ async def test_resume_with_since_after_a_disconnect(ece_hosted):
         answer = await bidders[turn % 2 == 0].call("bid", req_id=f"t{turn}",
                                                    auction_id=auction_id, amount=price + 25)
         price = answer["price"]
-    back = await client(ece_hosted)
+    back = await client(ece_hosted, transport=transport)
     resumed = await back.call("subscribe", auction_id=auction_id, since=last_seen)
     assert resumed["op"] == "ack" and resumed["seq"] == answer["seq"]
     live = await bidders[0].call("bid", req_id="live", auction_id=auction_id, amount=price + 25)
@@ -137,27 +152,20 @@ async def test_resume_with_since_after_a_disconnect(ece_hosted):
         await c.sio.disconnect()
 
 
-async def test_long_polling_is_refused(ece_hosted):
-    """Deliberately off (docs/protocol.md): only the websocket transport bounds a session."""
-    with pytest.raises(socketio.exceptions.ConnectionError):
-        await client(ece_hosted, transport="polling")
-    status, body = await ece_hosted.api.request("GET", "/socket.io/?EIO=4&transport=polling")
-    assert status == 400 and "transport" in str(body).lower()
-    assert not ece_hosted.runner.app[SIO].eio.sockets
-
-
-async def test_frames_are_rate_limited_and_connections_capped(ray_cluster, tmp_path):
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_frames_are_rate_limited_and_connections_capped(ray_cluster, tmp_path,
+                                                              transport):
     async with gateway_with(tmp_path, frame_rate=0.1, frame_burst=5, max_conn_per_ip=2) as ece:
-        c = await client(ece)
+        c = await client(ece, transport=transport)
         answers = await asyncio.gather(*(c.call("ping", req_id=i) for i in range(20)))
         codes = [a.get("code") for a in answers]
         assert codes.count("RATE_LIMITED") >= 14 and codes.count(None) <= 6
         # Each callback gets its own answer (a refused one carries no req_id, as on /ws:
         # it is refused before it is parsed).
         assert all(a.get("req_id", i) == i for i, a in enumerate(answers))
-        other = await client(ece)
+        other = await client(ece, transport="polling" if transport == "websocket" else None)
         with pytest.raises(socketio.exceptions.ConnectionError):
-            await client(ece)  # a third from this address, as on /ws
+            await client(ece, transport=transport)  # a third from this address, as on /ws
         for s in (c, other):
             await s.sio.disconnect()
         await wait_for(lambda: len(ece.gateway.conns_by_ip) == 0, message="counts released")

@@ -5,7 +5,14 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.placement import choose_host, choose_node, drain_moves, rebalance_moves
+from actors.placement import (
+    BID_WEIGHT,
+    choose_host,
+    choose_node,
+    drain_moves,
+    placement_load,
+    rebalance_moves,
+)
 
 
 def name(index: int) -> str:
@@ -150,6 +157,80 @@ def test_choose_node_never_picks_a_draining_or_unknown_node(auctions, hosts, dra
     else:
         assert chosen in open_nodes
         assert auctions[chosen] == min(auctions[n] for n in open_nodes)
+
+
+rates = st.floats(0.0, 5_000.0, allow_nan=False)
+node_auctions = st.dictionaries(st.sampled_from(NODES), st.integers(0, 50), max_size=5)
+node_hosts = st.dictionaries(st.sampled_from(NODES), st.integers(0, 5))
+node_rates = st.dictionaries(st.sampled_from(NODES), rates)
+
+
+def today(auctions: dict[str, int], hosts: dict[str, int], draining: set[str]) -> str | None:
+    """The rule before commands counted: fewest auctions, then hosts, then the smallest id."""
+    open_nodes = [(count, hosts.get(n, 0), n) for n, count in auctions.items()
+                  if n not in draining]
+    return min(open_nodes)[2] if open_nodes else None
+
+
+def test_a_node_busy_with_bids_gets_the_new_host_though_it_has_fewer_auctions() -> None:
+    assert choose_node({"a": 2, "b": 5}, {"a": 1, "b": 2}) == "a"
+    # 10 commands/s weigh 200 auctions: "a" is the busier node now.
+    assert choose_node({"a": 2, "b": 5}, {"a": 1, "b": 2}, commands={"a": 10.0}) == "b"
+    assert choose_node({"a": 2, "b": 5}, {}, commands={"a": 0.1, "b": 0.0}) == "a"
+
+
+def test_the_load_weighs_a_command_per_second_as_bid_weight_auctions() -> None:
+    assert placement_load(7, 0.0) == 7
+    assert placement_load(0, 1.0) == BID_WEIGHT
+    assert placement_load(3, 2.5) == 3 + round(2.5 * BID_WEIGHT)
+    assert placement_load(3, -1.0) == 3  # a rate is never negative; treated as none
+
+
+@given(a=st.integers(0, 10_000), b=st.integers(0, 10_000), x=rates, y=rates)
+def test_the_load_grows_with_auctions_and_commands(a, b, x, y) -> None:
+    if a < b and x <= y:
+        assert placement_load(a, x) < placement_load(b, y)
+    if a <= b and x <= y:
+        assert placement_load(a, x) <= placement_load(b, y)
+
+
+@given(auctions=node_auctions, hosts=node_hosts, draining=st.sets(st.sampled_from(NODES)),
+       commands=node_rates)
+def test_choose_node_by_load_never_picks_a_draining_node_and_is_deterministic(
+        auctions, hosts, draining, commands) -> None:
+    chosen = choose_node(auctions, hosts, draining, commands)
+    open_nodes = auctions.keys() - draining
+    assert (chosen is None) == (not open_nodes)
+    assert chosen is None or chosen in open_nodes
+    # The same view in any order gives the same node.
+    again = choose_node(dict(reversed(auctions.items())), dict(reversed(hosts.items())),
+                        set(draining), dict(reversed(commands.items())))
+    assert again == chosen
+    if chosen is not None:  # no open node has less load
+        load = {n: placement_load(auctions[n], commands.get(n, 0.0)) for n in open_nodes}
+        assert load[chosen] == min(load.values())
+
+
+@given(auctions=node_auctions, hosts=node_hosts, draining=st.sets(st.sampled_from(NODES)),
+       rate=rates)
+def test_with_equal_commands_everywhere_choose_node_is_todays_rule(
+        auctions, hosts, draining, rate) -> None:
+    commands = dict.fromkeys(auctions, rate)
+    assert choose_node(auctions, hosts, draining, commands) == today(auctions, hosts, draining)
+    assert choose_node(auctions, hosts, draining) == today(auctions, hosts, draining)
+
+
+@given(auctions=node_auctions, hosts=node_hosts, commands=node_rates,
+       busy=st.sampled_from(NODES), idle=st.sampled_from(NODES),
+       more_auctions=st.integers(1, 1_000), more_commands=st.floats(1e-6, 1_000.0))
+def test_a_node_with_more_auctions_and_more_commands_is_never_chosen_over_one_with_less(
+        auctions, hosts, commands, busy, idle, more_auctions, more_commands) -> None:
+    if busy == idle:
+        return
+    auctions = {**auctions, idle: auctions.get(idle, 0)}
+    auctions[busy] = auctions[idle] + more_auctions
+    commands = {**commands, busy: commands.get(idle, 0.0) + more_commands}
+    assert choose_node(auctions, hosts, (), commands) != busy
 
 
 sizes = st.integers(0, 20)
