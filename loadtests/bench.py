@@ -37,6 +37,7 @@ Results: a table on stdout and JSON in loadtests/results/latest.json (quick.json
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -59,6 +60,7 @@ import psutil
 
 from loadtests import gen, report
 from loadtests.footprint import auctions_stage, idle_stage
+from loadtests.joined import Joined
 from loadtests.params import Params
 from loadtests.servers import ANOMALIES, start_server
 from loadtests.stages_analytics import ANALYTICS_STAGES, add_to_report, index_stage, ingest_stage
@@ -156,12 +158,27 @@ def main(argv: list[str] | None = None) -> int:
     costs: dict[str, Any] = {}
     errors: list[str] = []
     servers: list[Managed] = []
+    joined: Joined | None = None
+
+    stopped: list[str] = []  # why the run was stopped (time limit, signal), once it is
+
+    def stop_run(reason: str) -> None:
+        """Raise TimeLimit here, or, inside a stage's event loop (which would log an exception
+        raised in its callbacks and carry on), cancel the loop's tasks: the stage ends with
+        CancelledError, which `stage` turns into the TimeLimit."""
+        stopped.append(reason)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise TimeLimit(reason) from None
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
 
     def on_alarm(signum, frame):
-        raise TimeLimit(f"time limit {params.time_limit_s:.0f}s reached")
+        stop_run(f"time limit {params.time_limit_s:.0f}s reached")
 
     def on_term(signum, frame):
-        raise TimeLimit(f"stopped by signal {signum}")
+        stop_run(f"stopped by signal {signum}")
 
     signal.signal(signal.SIGALRM, on_alarm)
     signal.signal(signal.SIGTERM, on_term)
@@ -185,7 +202,11 @@ def main(argv: list[str] | None = None) -> int:
             stages[name]["elapsed_s"] = round(time.monotonic() - t, 1)
         except TimeLimit:
             raise
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
+            if stopped:  # cancelled by stop_run, or failed once it cancelled the stage
+                raise TimeLimit(stopped[0]) from exc
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             errors.append(f"{name}: {exc!r}")
             traceback.print_exc()
             stages[name] = {"error": repr(exc), "figures": {}}
@@ -239,52 +260,53 @@ def main(argv: list[str] | None = None) -> int:
         # Stage processes: two servers differing in ECE_GATEWAYS only.
         joined_specs.update(server_specs(params))
         needs.update({name: PROCESSES_STAGE for name in PROCESS_SERVERS.values()})
-        joined: dict[str, Managed] = {}
-        t_join = time.monotonic()
-        for name, env in joined_specs.items():
-            if needs[name] not in wanted and not (name == "naive" and "capacity" in wanted):
-                continue
-            srv = start_server(name, tmp, {"ECE_RAY_ADDRESS": ray_address,
-                                        "ECE_INSTANCE": f"b{bench_id}{name}", **ray_env, **env})
-            servers.append(srv)
-            joined[name] = srv
-        for name, srv in joined.items():
-            costs[f"join_gateway_start_s.{name}"] = round(srv.wait_ready(180), 2)
-        costs["join_all_parallel_s"] = round(time.monotonic() - t_join, 2)
+        specs = {name: env for name, env in joined_specs.items()
+                 if needs[name] in wanted or (name == "naive" and "capacity" in wanted)}
+
+        def instance_of(name: str) -> str:
+            return f"b{bench_id}{name}"
+
+        def start_joined(name: str, env: dict[str, str]) -> Managed:
+            return start_server(name, tmp, {"ECE_RAY_ADDRESS": ray_address,
+                                            "ECE_INSTANCE": instance_of(name), **ray_env, **env})
+
+        joined = Joined(specs, instance_of, start_joined, ray_address, ray_env, costs, errors)
         costs["ray_address"] = ray_address
 
         stage("ray_calls", ray_calls, params, ray_address, ray_env, tmp)
         stage("idle_connections", idle_stage, params, main_srv)
         stage("e2e", e2e_stage, params, main_srv, main_srv, "e2e", True, args.profile)
-        stage("checked", e2e_stage, params, joined.get("checked"), main_srv, "checked",
+        stage("checked", e2e_stage, params, joined.use("checked")[0], main_srv, "checked",
               False, args.profile)
-        stage("unchecked", e2e_stage, params, joined.get("nocheck"), main_srv, "unchecked",
+        stage("unchecked", e2e_stage, params, joined.use("nocheck")[0], main_srv, "unchecked",
               False, args.profile)
+        joined.use()  # the next stages use the head's server only
         stage("fanout", fanout_stage, params, main_srv, main_srv)
         stage(FANOUT_GATEWAYS_STAGE, fanout_gateways_stage, params.quick, tmp, ray_env,
               ray_address, f"b{bench_id}fanoutgw")
         stage(HOT_STAGE, hot_auction_stage, params, main_srv, main_srv)
         stage("offers", offers_stage, params, main_srv)
-        stage("inmemory", e2e_stage, params, joined.get("inmemory"), main_srv, "inmemory",
+        stage("inmemory", e2e_stage, params, joined.use("inmemory")[0], main_srv, "inmemory",
               False, args.profile)
-        stage("baseline", e2e_stage, params, joined.get("naive"), main_srv, "baseline", False,
+        stage("baseline", e2e_stage, params, joined.use("naive")[0], main_srv, "baseline", False,
               args.profile)
-        stage("auctions_hosted", auctions_stage, params, joined.get("hosted"), main_srv, 500,
-              params.auctions_default, 120.0 if not params.quick else 20.0)
-        stage("auctions_per_actor", auctions_stage, params, joined.get("per_actor"), main_srv,
-              1, params.auctions_per_actor_max, params.per_actor_budget_s)
-        stage("capacity", capacity_stage, params, main_srv, joined.get("naive"), main_srv, tmp)
+        stage("capacity", capacity_stage, params, main_srv, joined.use("naive")[0], main_srv, tmp)
         stage(PROCESSES_STAGE, processes_stage, params,
-              {g: joined.get(name) for g, name in PROCESS_SERVERS.items()}, main_srv,
+              dict(zip(PROCESS_SERVERS, joined.use(*PROCESS_SERVERS.values()), strict=True)),
+              main_srv,
               stages.get("capacity", {}).get("figures", {}).get("capacity_bids_per_s"))
-        stage(PUSH_STAGE, push_stage, params, joined.get("pushed"))
-        stage("portfolio_read", portfolio_read_stage, params, joined.get("pfread"))
-        stage("portfolio_bidpath", portfolio_bidpath_stage, params, joined.get("portfolios_on"),
-              joined.get("portfolios_off"), main_srv)
+        stage("auctions_hosted", auctions_stage, params, joined.use("hosted")[0], main_srv, 500,
+              params.auctions_default, 120.0 if not params.quick else 20.0)
+        stage("auctions_per_actor", auctions_stage, params, joined.use("per_actor")[0], main_srv,
+              1, params.auctions_per_actor_max, params.per_actor_budget_s)
+        stage(PUSH_STAGE, push_stage, params, joined.use("pushed")[0])
+        stage("portfolio_read", portfolio_read_stage, params, joined.use("pfread")[0])
+        stage("portfolio_bidpath", portfolio_bidpath_stage, params,
+              *joined.use("portfolios_on", "portfolios_off"), main_srv)
         # Last: the bid-path stage leaves its analytics actor folding after its window.
-        stage("analytics_history", history_stage, params, joined.get("history"))
-        stage("analytics_bidpath", bidpath_stage, params, joined.get("analytics_on"),
-              joined.get("analytics_off"), main_srv)
+        stage("analytics_history", history_stage, params, joined.use("history")[0])
+        stage("analytics_bidpath", bidpath_stage, params,
+              *joined.use("analytics_on", "analytics_off"), main_srv)
     except StopIteration:
         pass
     except TimeLimit as exc:
@@ -297,7 +319,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # cleaning up: finish it
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         t_stop = time.monotonic()
-        for srv in reversed(servers):  # joined gateways first, the Ray head last
+        if joined is not None:
+            joined.stop_all()
+        for srv in reversed(servers):  # the Ray head's server last
             try:
                 srv.stop(grace=20)
             except Exception as exc:
