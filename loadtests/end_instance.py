@@ -16,6 +16,8 @@ import sys
 from testkit.processes import ROOT
 
 JOIN_DEADLINE_S = 60.0
+# What starts this tool's answers on stdout, where Ray also writes (its raylet's warnings).
+REPLY = "end_instance:"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from gateway.status import join_cluster
 
     join_cluster(address, JOIN_DEADLINE_S)
-    print("joined", flush=True)
+    print(f"{REPLY} joined", flush=True)
     for line in sys.stdin:
         config = ClusterConfig(store_url="unused", instance=line.strip())
         found = ece_actors(config)
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                          no_restart=True)
             except ValueError:  # gone meanwhile
                 continue
-        print(f"ended {config.instance} {len(found)}", flush=True)
+        print(f"{REPLY} ended {config.instance} {len(found)}", flush=True)
     return 0
 
 
@@ -53,21 +55,25 @@ class Ender:
             [sys.executable, "-m", "loadtests.end_instance", address], cwd=ROOT,
             env={**os.environ, **env}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             text=True)
-        self._expect("joined")
+        self._expect(f"{REPLY} joined")
 
     def end(self, instance: str) -> int:
         """Kill the instance's actors; how many there were."""
         assert self.proc.stdin is not None
         self.proc.stdin.write(instance + "\n")
         self.proc.stdin.flush()
-        return int(self._expect(f"ended {instance}").split()[-1])
+        return int(self._expect(f"{REPLY} ended {instance} ").split()[-1])
 
     def _expect(self, prefix: str) -> str:
+        """The next answer (Ray's lines on the same stdout are skipped); it must start with
+        `prefix`."""
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.startswith(prefix):
-            raise RuntimeError(f"end_instance: {line!r} (exit {self.proc.poll()})")
-        return line
+        while line := self.proc.stdout.readline():
+            if line.startswith(REPLY):
+                if not line.startswith(prefix):
+                    raise RuntimeError(f"end_instance answered {line!r}, not {prefix!r}")
+                return line
+        raise RuntimeError(f"end_instance ended (exit {self.proc.poll()})")
 
     def close(self) -> None:
         if self.proc.stdin is not None:
