@@ -91,7 +91,9 @@ class Managed:
                 raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(self.base + "/healthz", timeout=1) as response:
-                    if response.status == 200:
+                    # Ours only if our process listens there: a port found free, then taken
+                    # by another server before ours bound it, answers too (ours then exits).
+                    if response.status == 200 and self._listens():
                         self.ready_s = time.monotonic() - self.started_at
                         self.remember_descendants()
                         return self.ready_s
@@ -99,6 +101,17 @@ class Managed:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} not ready after {timeout:.0f}s:\n{self.log_tail()}")
+
+    def _listens(self) -> bool:
+        """Whether this process (or a child of it: ECE_GATEWAYS) listens on its port."""
+        for proc in [self.process(), *self.descendants()]:
+            try:
+                if any(c.status == psutil.CONN_LISTEN and c.laddr.port == self.port
+                       for c in proc.net_connections(kind="tcp")):
+                    return True
+            except psutil.Error:
+                continue
+        return False
 
     def process(self) -> psutil.Process:
         return psutil.Process(self.pid)
