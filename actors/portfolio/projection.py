@@ -222,7 +222,10 @@ class PortfolioProjection:
         # The flows go first: a save is written kind by kind in the order the kinds come, so
         # a crash part way leaves them stored without the accounts at worst, and a redone
         # batch skips the rows their `pos` has counted (never the other way: lost flows).
+        # The day's snapshot goes before the portfolio: a reader that sees a portfolio computed
+        # at some time sees the history point it made (the portfolio is the version carrier).
         flows: list[Put] = []
+        snaps: list[Put] = []
         puts: list[Put] = []
         started = time.process_time()
         for user in [*sorted(changed), *(u for u in list(self.deferred) if u not in changed)]:
@@ -243,9 +246,9 @@ class PortfolioProjection:
                                      digest_size=16).digest()
             if self.digests.get(user) != (today, digest):  # else: the same as written
                 self.digests[user] = (today, digest)
-                puts.append(("portfolio", user, {**view, "computed_at": now}))
                 if today in history.snap:
-                    puts.append((SNAP, f"{user}|{today}", history.snap[today]))
+                    snaps.append((SNAP, f"{user}|{today}", history.snap[today]))
+                puts.append(("portfolio", user, {**view, "computed_at": now}))
             event = self._event(user, view, news=user in changed)
             if event is not None:
                 told[user] = {**event, "at": now}
@@ -256,7 +259,7 @@ class PortfolioProjection:
             {"channel": CHANNEL, "type": "portfolio",
              "data": {"users": {u: told[u] for u in users[i:i + USERS_PER_MESSAGE]}}}
             for i in range(0, len(users), USERS_PER_MESSAGE)]
-        return flows + puts, messages
+        return flows + snaps + puts, messages
 
     def _quick(self, user: str, acct: Account,
                values: Mapping[str, Valuation | None]) -> dict[str, Any]:

@@ -84,6 +84,10 @@ async def test_holdings_basis_pnl_and_live_revaluation(store: SqliteStore) -> No
     assert kept["asset_id"] == "a2" and kept["value"] is None and kept["pnl"] is None
     assert ann["totals"]["value"] is None and ann["totals"]["unvalued"] == 1  # never 0
     assert docs[SNAP, f"ben|{NOW - NOW % DAY}"]["value"] == 8_000
+    # A save is written kind by kind in the order they come: the history point before the
+    # portfolio that made it, so whoever sees the portfolio sees the point too.
+    order = list(dict.fromkeys(kind for kind, _ in docs))
+    assert order.index(SNAP) < order.index("portfolio")
     [message] = messages
     assert message["channel"] == CHANNEL and set(message["data"]["users"]) == {"ann", "ben"}
 
