@@ -11,6 +11,13 @@ filter: a reader whose cursor fell out of the ring, or of another epoch, or unkn
 (registered with an earlier life of the host, or forgotten after `READER_TTL_S` unseen), gets
 `reset` and refills from the store. A change of interest wakes that reader's waiting poll, so
 the events of an auction watched mid-poll go out at once.
+
+A batch of commands can carry its reader's cursor (`begin`, then `carried`): its reply takes
+that reader's page as of the batch's end, and the reader's waiting poll neither wakes for the
+events so carried (`claims`) nor while such a batch runs — one round trip per batch, not a
+submit and a poll. Polls and later replies read from past the claimed events, so each event
+crosses once: every event after the reader's cursor is in a reply already sent or in this
+page (replies that land out of order leave a subscription a gap it fills from the log).
 """
 
 from __future__ import annotations
@@ -91,6 +98,8 @@ class EventFeed:
         self._changed = asyncio.Condition()
         self.interests = interests if interests is not None else Interests()
         self._generation = 0  # bumped by every interest change: waiting readers look again
+        self.claims: dict[str, int] = {}  # reader -> cursor a batch's reply carried it to
+        self.carrying: dict[str, int] = {}  # reader -> batches running that carry its page
 
     async def publish(self, events: list[Event]) -> None:
         if not events:
@@ -104,6 +113,10 @@ class EventFeed:
                        add: Iterable[str], remove: Iterable[str]) -> int:
         """Change `reader`'s interest (see `Interests.change`) and wake its waiting poll."""
         held = self.interests.change(reader, base, version, add, remove)
+        if base is None:  # the reader starts over: its poll sends all after its cursor
+            self.claims.pop(reader, None)
+        for gone in [r for r in self.claims if r not in self.interests.readers]:
+            del self.claims[gone]
         self._generation += 1
         async with self._changed:
             self._changed.notify_all()
@@ -118,6 +131,45 @@ class EventFeed:
         if reader is not None and wanted is None:
             return FeedPage(self.epoch, self._head, cursor >= 0, [])
         return read_ring(self._events, self._head, self.epoch, epoch, cursor, limit, wanted)
+
+    def begin(self, reader: str) -> Interest | None:
+        """A batch that will carry `reader`'s page starts: its poll waits for that page.
+        Returns the interest it starts under, for `carried`."""
+        self.carrying[reader] = self.carrying.get(reader, 0) + 1
+        return self.interests.readers.get(reader)
+
+    async def carried(self, reader: str, began: Interest | None, epoch: str | None,
+                      cursor: int, limit: int) -> FeedPage:
+        """The page a batch's reply carries to `reader` (after `begin`, which gave `began`),
+        from past what earlier replies carried: its events are claimed, so neither the poll
+        nor a later reply sends them again; the poll may wake for what is left. Not if the reader registered its whole interest again meanwhile: a
+        reader does that when it may have lost a reply, and its poll then sends everything
+        after its cursor."""
+        left = self.carrying.get(reader, 1) - 1
+        if left > 0:
+            self.carrying[reader] = left
+        else:
+            self.carrying.pop(reader, None)
+        page = self.next_page(epoch, cursor, limit, reader)
+        held = self.interests.readers.get(reader)
+        if (not page.reset and held is not None and held is began
+                and page.cursor > self.claims.get(reader, -1)):
+            self.claims[reader] = page.cursor
+        async with self._changed:
+            self._changed.notify_all()
+        return page
+
+    def next_page(self, epoch: str | None, cursor: int, limit: int,
+                  reader: str | None = None) -> FeedPage:
+        """A poll's page: `read` from past what batches' replies carried to `reader`."""
+        return self.read(epoch, self.floor(epoch, cursor, reader), limit, reader)
+
+    def floor(self, epoch: str | None, cursor: int, reader: str | None) -> int:
+        """Where a poll of `reader` from `cursor` reads from: past the events a batch's reply
+        carried to it (only within its epoch, and never behind its cursor)."""
+        if reader is None or cursor < 0 or epoch != self.epoch:
+            return cursor
+        return max(cursor, min(self.claims.get(reader, -1), self._head))
 
     async def wait(self, epoch: str | None, cursor: int, timeout: float,
                    reader: str | None = None) -> None:
@@ -136,9 +188,13 @@ class EventFeed:
                 wanted = None if reader is None else self.interests.of(reader)
                 if reader is not None and wanted is None:
                     return
-                if self._readable(cursor, scanned, wanted):
-                    return
-                scanned = self._head
+                # While a batch that carries this reader's page runs, that page brings what
+                # comes meanwhile: look again once it is sent.
+                if reader is None or not self.carrying.get(reader):
+                    start = self.floor(epoch, cursor, reader)
+                    if self._readable(start, max(scanned, start), wanted):
+                        return
+                    scanned = self._head
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return

@@ -127,7 +127,18 @@ class AuctionHostCore(SerialLoop[Command, Reply]):
         `interest` when given (a gateway), every event without one."""
         await self._wait_ready()
         await self.feed.wait(epoch, cursor, timeout, reader)
-        return self.feed.read(epoch, cursor, limit, reader)
+        return self.feed.next_page(epoch, cursor, limit, reader)
+
+    async def submit_read(self, commands: list[Command], reader: str, epoch: str, cursor: int,
+                          limit: int = 10_000) -> tuple[list[Reply], FeedPage]:
+        """`submit`, the reply carrying `reader`'s feed page after `cursor` as of the batch's
+        end (its events published): one round trip for the answers and the events they made."""
+        began = self.feed.begin(reader)
+        try:
+            replies = await self.submit(commands)
+        finally:
+            page = await self.feed.carried(reader, began, epoch, cursor, limit)
+        return replies, page
 
     async def interest(self, reader: str, base: int | None, version: int,
                        add: list[str], remove: list[str]) -> int:
@@ -467,6 +478,11 @@ class AuctionHost:
     async def submit(self, commands: list[Command]) -> list[Reply]:
         self.commands += len(commands)
         return await self.core.submit(commands)
+
+    async def submit_read(self, commands: list[Command], reader: str, epoch: str, cursor: int,
+                          limit: int = 10_000) -> tuple[list[Reply], FeedPage]:
+        self.commands += len(commands)
+        return await self.core.submit_read(commands, reader, epoch, cursor, limit)
 
     async def submit_offers(self, commands: list[OfferCommand]) -> list[OfferReply]:
         return await self.desk.submit(commands)

@@ -128,6 +128,8 @@ class Hub:
         self._tasks: set[asyncio.Task] = set()
         self.counters = FeedCounters(registry if registry is not None else CollectorRegistry())
         self.feeds = HostFeeds(self)
+        if router is not None:  # (none in tests of the hub alone)
+            router.feed_link = self.feeds  # batches' replies bring events too
 
     def spawn(self, coroutine) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coroutine)

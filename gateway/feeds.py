@@ -14,6 +14,15 @@ Every call to a host is bounded (after a node loss, a call to a host Ray restart
 has been seen to neither answer nor fail): one not answered in time is a failure like any
 other, so a subscribe never waits on a silent host for long, nor a poller forever.
 
+A batch of bids to a host carries this gateway's cursor there (`HostFeeds.ask`), and the
+host's reply brings the events after it as of the batch's end (`HostFeeds.landed`): the
+events a batch made come back with its answers, in the same round trip, and the host sends
+each event once (the poll wakes only for the others: timers, other gateways' bids). Replies
+come back in the order they were sent as a rule; one that lands early leaves a subscription a
+gap, which it fills from the log, and drops by seq what it has delivered already. A batch
+whose reply never came may have carried events away: the feed is forgotten, so the host
+drops what it counted as carried and every subscription reads the log.
+
 A host's feed lasts while any of its auctions is watched here: when the last is unwatched,
 the poller tells the host and the hub forgets the host (hosts retire and new names come).
 
@@ -70,6 +79,8 @@ class HostFeed:
         self.changes = 0  # watches and unwatches here so far
         self.sent = -1  # `changes` when the interest the host holds was taken
         self.resync = False  # once the host holds our interest, every subscription reads the log
+        self.epoch: str | None = None  # of the host's feed, as last read
+        self.cursor = -1  # where this gateway has read the feed to
         self.lock = asyncio.Lock()
         self.poller: asyncio.Task | None = None
 
@@ -145,14 +156,28 @@ class HostFeed:
             with contextlib.suppress(ValueError):
                 self.hub.router.host(self.host).dead = True
 
+    def take(self, page: FeedPage, first: bool = False) -> None:
+        """Dispatch a page's events (a poll's or a batch reply's) and move the cursor on."""
+        hub, counters = self.hub, self.hub.counters
+        if not first and not page.reset and page.cursor > self.cursor:
+            counters.published.inc(page.cursor - self.cursor)
+        if page.reset or page.epoch != self.epoch:
+            self.epoch, self.cursor = page.epoch, page.cursor
+        else:
+            self.cursor = max(self.cursor, page.cursor)
+        counters.received.inc(len(page.events))
+        needed = 0
+        for event in page.events:
+            needed += hub.dispatch(event)
+        counters.needed.inc(needed)
+
     async def run(self) -> None:
         """Poll the host's feed while any of its auctions is watched here and dispatch each
         reply's events; after a reply that may have skipped some (the first one, or a
         reset) or a failed call, every subscription to the host's auctions reads the log.
         Once nothing of the host is watched, the host is told and the hub forgets it."""
-        hub, counters = self.hub, self.hub.counters
-        epoch: str | None = None
-        cursor = -1  # start at the feed's head; subscriptions fill from the log
+        hub = self.hub
+        self.epoch, self.cursor = None, -1  # the feed's head; subscriptions fill from the log
         backoff = 0.05
         while hub.host_auctions.get(self.host):
             try:
@@ -161,7 +186,8 @@ class HostFeed:
                 # The router's handle each time: a host moved (`ece drain`) is a new actor.
                 handle = hub.router.host(self.host).handle
                 page: FeedPage = await asyncio.wait_for(
-                    handle.poll.remote(epoch, cursor, POLL_TIMEOUT_S, POLL_LIMIT, hub.reader),
+                    handle.poll.remote(self.epoch, self.cursor, POLL_TIMEOUT_S, POLL_LIMIT,
+                                       hub.reader),
                     POLL_TIMEOUT_S + HOST_CALL_TIMEOUT_S)
             except asyncio.CancelledError:
                 raise
@@ -173,15 +199,8 @@ class HostFeed:
                 backoff = min(backoff * 2, 1.0)
                 continue
             backoff = 0.05
-            first = epoch is None
-            if not first and not page.reset:
-                counters.published.inc(page.cursor - cursor)
-            epoch, cursor = page.epoch, page.cursor
-            counters.received.inc(len(page.events))
-            needed = 0
-            for event in page.events:
-                needed += hub.dispatch(event)
-            counters.needed.inc(needed)
+            first = self.epoch is None
+            self.take(page, first)
             if page.reset:
                 self.forget()  # registered again (and resynced) before the next poll
             elif first:
@@ -199,6 +218,28 @@ class HostFeeds:
         self.hub = hub
         self.feeds: dict[str, HostFeed] = {}
         self.versions = itertools.count(1)  # interest versions, for every host
+
+    def ask(self, host: str) -> tuple[str, str, int] | None:
+        """What a batch to `host` carries to have its reply bring our events: (reader, epoch,
+        cursor); None while the feed has no cursor there (its poller reads first)."""
+        feed = self.feeds.get(host)
+        if feed is None or feed.epoch is None or feed.cursor < 0 or not feed.current():
+            return None
+        return self.hub.reader, feed.epoch, feed.cursor
+
+    def landed(self, host: str, page: FeedPage) -> None:
+        """A batch's reply brought `page`: dispatch it unless the feed moved to another epoch
+        (its poller resets) or a reset page (the poller finds out too)."""
+        feed = self.feeds.get(host)
+        if feed is not None and not page.reset and page.epoch == feed.epoch:
+            feed.take(page)
+
+    def failed(self, host: str) -> None:
+        """A batch that asked for events got no reply: the host may have counted them as sent
+        (its poll will not send them): every subscription to the host reads the log."""
+        feed = self.feeds.get(host)
+        if feed is not None:
+            feed.forget()
 
     def feed(self, host: str) -> HostFeed:
         found = self.feeds.get(host)

@@ -4,7 +4,8 @@ Commands bound for one host that arrive in the same event-loop tick travel in on
 (`HostClient`). The benchmark's baseline (ECE_BATCHING=0) sends every command in a call of
 its own instead (`DirectHostClient`), and differs in nothing else: the host still commits the
 commands of concurrent calls together, and events still reach the gateway once per host. The
-`Router` picks one of the two clients when it is built.
+`Router` picks one of the two clients when it is built. Either way, once the gateway reads a
+host's feed, a batch's reply brings that feed's events too (`FeedLink`, `gateway.feeds`).
 Host failures become `UNAVAILABLE` results, which are transient: a retry with the same
 req_id is answered by the auction itself, which remembers every outcome it committed.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import cast
+from typing import Protocol, cast
 
 import ray
 from ray.exceptions import ActorDiedError, RayActorError, RayError
@@ -22,6 +23,7 @@ from actors.config import ClusterConfig
 from actors.directory import get_or_create_directory
 from actors.messages import (
     Command,
+    FeedPage,
     OfferCommand,
     OfferReply,
     OfferViewed,
@@ -58,6 +60,16 @@ Sent = Command | OfferCommand
 Answer = Reply | OfferViewed
 
 
+class FeedLink(Protocol):
+    """The hub's side of a batch that carries feed events (`gateway.feeds.HostFeeds`)."""
+
+    def ask(self, host: str) -> tuple[str, str, int] | None: ...
+
+    def landed(self, host: str, page: FeedPage) -> None: ...
+
+    def failed(self, host: str) -> None: ...
+
+
 class BaseHostClient:
     """One host's outbound side: `call(command)` is a future of its result that never fails
     (a host that cannot answer yields UNAVAILABLE). Subclasses decide how commands are grouped
@@ -70,6 +82,9 @@ class BaseHostClient:
         self._tasks: set[asyncio.Task] = set()
         self._calls = 0
         self.dead = False
+        # Where a batch's reply brings this gateway's events of the host (the hub's feeds);
+        # None: answers only (offer desks, or no hub).
+        self.feeds: FeedLink | None = None
 
     def call(self, command: Sent) -> asyncio.Future[Answer]:
         raise NotImplementedError
@@ -86,9 +101,16 @@ class BaseHostClient:
 
     async def _send(self, batch: list[tuple[Sent, asyncio.Future[Answer]]]) -> None:
         results: list[Answer]
+        commands = [command for command, _ in batch]
+        ask = self.feeds.ask(self.name) if self.feeds is not None else None
+        page: FeedPage | None = None
         try:
-            results = await asyncio.wait_for(
-                self.method.remote([command for command, _ in batch]), HOST_CALL_TIMEOUT_S)
+            if ask is None:
+                results = await asyncio.wait_for(self.method.remote(commands),
+                                                 HOST_CALL_TIMEOUT_S)
+            else:
+                results, page = await asyncio.wait_for(
+                    self.handle.submit_read.remote(commands, *ask), HOST_CALL_TIMEOUT_S)
         except TimeoutError:
             # Seen after a node loss: a call to a host Ray restarted elsewhere that neither
             # returns nor fails. Retrying with the same req_id is safe (outcomes are kept).
@@ -105,6 +127,11 @@ class BaseHostClient:
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
+        if self.feeds is not None and ask is not None:
+            if page is not None:
+                self.feeds.landed(self.name, page)
+            else:
+                self.feeds.failed(self.name)
 
 
 class DirectHostClient(BaseHostClient):
@@ -169,6 +196,7 @@ class Router:
         self._host_client: type[BaseHostClient] = (
             HostClient if config.batching else DirectHostClient)
         self._inflight = 0
+        self.feed_link: FeedLink | None = None  # set by the hub
 
     async def ready(self) -> None:
         await self.directory.ready.remote()
@@ -184,6 +212,7 @@ class Router:
         if client is None:
             handle = ray.get_actor(name, namespace=self.config.namespace)
             client = self._host_client(name, handle, "submit_offers" if offers else "submit")
+            client.feeds = None if offers else self.feed_link
             hosts.put(name, client)
         return client
 

@@ -269,3 +269,49 @@ async def test_a_poll_wanting_nothing_moves_on_before_the_ring_forgets_its_curso
     await feed.publish([ev(4, "y")])  # half the ring of events it does not want
     await asyncio.wait_for(waiting, 5)
     assert feed.read(feed.epoch, 0, 10, "A") == FeedPage(feed.epoch, 5, False, [])
+
+
+async def test_a_batch_carrying_a_readers_page_keeps_its_poll_asleep_and_claims_its_events(
+) -> None:
+    """A batch's reply carries the reader's page: its poll neither wakes while the batch runs
+    nor for the events the reply carried; it wakes for the others and reads only those."""
+    feed = EventFeed(capacity=100)
+    await feed.register("A", None, 1, ["x"], [])
+    waiting = asyncio.create_task(feed.wait(feed.epoch, 0, 3600, "A"))
+    began = feed.begin("A")
+    await feed.publish([ev(0, "x"), ev(1, "y")])
+    await _yield_a_while()
+    assert not waiting.done()  # the batch's reply brings it
+    page = await feed.carried("A", began, feed.epoch, 0, 10)
+    assert ns(page) == [0] and page.cursor == 2 and not page.reset
+    await _yield_a_while()
+    assert not waiting.done()  # carried already: not a reason to wake
+    await feed.publish([ev(2, "x")])
+    await asyncio.wait_for(waiting, 5)
+    assert ns(feed.next_page(feed.epoch, 0, 10, "A")) == [2]  # not 0 again
+    assert ns(feed.next_page(feed.epoch, 0, 10, "B")) == []  # other readers: unchanged
+
+
+async def test_a_carried_page_of_another_epoch_claims_nothing() -> None:
+    feed = EventFeed(capacity=100)
+    await feed.register("A", None, 1, ["x"], [])
+    await feed.publish([ev(0, "x")])
+    page = await feed.carried("A", feed.begin("A"), "an-earlier-life", 0, 10)
+    assert page.reset and feed.claims == {} and feed.carrying == {}
+    assert ns(feed.next_page(feed.epoch, 0, 10, "A")) == [0]
+
+
+async def test_a_reader_registering_its_whole_interest_again_drops_its_claims() -> None:
+    """A gateway that may have lost a reply sends its whole interest again: its poll then
+    sends every event after its cursor, also those a batch in flight meanwhile carries."""
+    feed = EventFeed(capacity=100)
+    await feed.register("A", None, 1, ["x"], [])
+    await feed.carried("A", feed.begin("A"), feed.epoch, 0, 10)
+    await feed.publish([ev(0, "x")])
+    assert ns(await feed.carried("A", feed.begin("A"), feed.epoch, 0, 10)) == [0]
+    assert ns(feed.next_page(feed.epoch, 0, 10, "A")) == []  # claimed
+    late = feed.begin("A")
+    await feed.register("A", None, 2, ["x"], [])
+    await feed.publish([ev(1, "x")])
+    await feed.carried("A", late, feed.epoch, 0, 10)  # its reply is lost too
+    assert ns(feed.next_page(feed.epoch, 0, 10, "A")) == [0, 1]

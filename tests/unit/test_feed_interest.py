@@ -48,6 +48,18 @@ class Host:
         self.handle = self
         self.poll = SimpleNamespace(remote=self._poll)
         self.interest = SimpleNamespace(remote=self._interest)
+        self.pages_polled = 0  # polls answered with events
+
+    async def submit_read(self, store: Store, bids: list[str], reader, epoch, cursor, limit,
+                          landed: asyncio.Future) -> object:
+        """A batch of bids (auction ids) carrying `reader`'s page, as `AuctionHost.submit_read`:
+        durable, published, then the page read; its reply held until `landed` is done."""
+        feed = self.feed
+        began = feed.begin(reader)
+        await feed.publish([store.append(auction_id) for auction_id in bids])
+        page = await feed.carried(reader, began, epoch, cursor, limit)
+        await landed
+        return page
 
     async def _poll(self, epoch, cursor, timeout, limit, reader=None):
         feed, died = self.feed, self.died
@@ -56,7 +68,9 @@ class Host:
         if died.done():  # a call in flight when its actor dies fails (RayActorError)
             waiting.cancel()
             raise ConnectionError("host died")
-        return feed.read(epoch, cursor, limit, reader)
+        page = feed.next_page(epoch, cursor, limit, reader)
+        self.pages_polled += bool(page.events)
+        return page
 
     async def _interest(self, reader, base, version, add, remove) -> int:
         if self.fail_interest:
@@ -340,4 +354,52 @@ async def test_a_watch_while_the_last_poller_ends_keeps_the_host(monkeypatch) ->
                    timeout=10, message="the new watch's events")
     assert hub.host_auctions == {"h": {"x"}} and list(hub.feeds.pollers) == ["h"]
     assert host.feed.interests.of(hub.reader) == {"x"}
+    await gw.close()
+
+
+async def test_events_brought_by_batch_replies_landing_in_any_order_reach_every_watcher() -> None:
+    """Batches' replies carry the gateway's events (`HostFeeds.ask` / `landed`) and land in
+    reverse order: every watcher still gets every event once, in order, and the poll sends
+    none of them again."""
+    store, host = Store(), Host()
+    gw = Gateway(store, host)
+    await bids(store, host, "x", 1)
+    watcher = await gw.watch("x")
+    feeds = gw.hub.feeds
+    await wait_for(lambda: feeds.ask("h") is not None, timeout=10, message="a cursor")
+    polled = host.pages_polled
+    for _ in range(5):
+        gates = [asyncio.get_running_loop().create_future() for _ in range(4)]
+        batches = []
+        for gate in gates:  # each leaves with the cursor the feed has when it leaves
+            ask = feeds.ask("h")
+            assert ask is not None
+            batches.append(asyncio.create_task(
+                host.submit_read(store, ["x", "x"], *ask, 100, gate)))
+            await asyncio.sleep(0)
+        for gate, batch in reversed(list(zip(gates, batches, strict=True))):
+            gate.set_result(None)
+            feeds.landed("h", await batch)
+    assert whole(watcher, "x", store) and watcher.seqs("x")[-1] == 41
+    assert host.pages_polled == polled  # the replies brought them all
+    await gw.close()
+
+
+async def test_a_batch_reply_that_never_came_has_every_watcher_read_the_log() -> None:
+    store, host = Store(), Host()
+    gw = Gateway(store, host)
+    await bids(store, host, "x", 1)
+    watcher = await gw.watch("x")
+    feeds = gw.hub.feeds
+    await wait_for(lambda: feeds.ask("h") is not None, timeout=10, message="a cursor")
+    ask = feeds.ask("h")
+    assert ask is not None
+    gate = asyncio.get_running_loop().create_future()
+    gate.set_result(None)
+    await host.submit_read(store, ["x"] * 3, *ask, 100, gate)  # the reply is lost
+    feeds.failed("h")
+    await gw.watch("y")  # the next registration: the whole interest, the poll sends all
+    await wait_for(lambda: watcher.seqs("x")[-1:] == [4], timeout=10,
+                   message="the lost reply's events, from the log")
+    assert whole(watcher, "x", store)
     await gw.close()
