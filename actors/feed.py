@@ -14,10 +14,12 @@ the events of an auction watched mid-poll go out at once.
 
 A batch of commands can carry its reader's cursor (`begin`, then `carried`): its reply takes
 that reader's page as of the batch's end, and the reader's waiting poll neither wakes for the
-events so carried (`claims`) nor while such a batch runs — one round trip per batch, not a
-submit and a poll. Polls and later replies read from past the claimed events, so each event
-crosses once: every event after the reader's cursor is in a reply already sent or in this
-page (replies that land out of order leave a subscription a gap it fills from the log).
+events so carried nor while such a batch runs — one round trip per batch, not a submit and a
+poll. Whatever a reply or a poll sends a reader is counted as sent (`claims`), and both read
+from past it, so each event crosses once: every event after the reader's cursor is in a
+reply already sent or in this page (replies that land out of order leave a subscription a
+gap it fills from the log). A reader that lost a reply registers its whole interest again,
+which drops its claims.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ class EventFeed:
         self._changed = asyncio.Condition()
         self.interests = interests if interests is not None else Interests()
         self._generation = 0  # bumped by every interest change: waiting readers look again
-        self.claims: dict[str, int] = {}  # reader -> cursor a batch's reply carried it to
+        self.claims: dict[str, int] = {}  # reader -> cursor up to which it was sent events
         self.carrying: dict[str, int] = {}  # reader -> batches running that carry its page
 
     async def publish(self, events: list[Event]) -> None:
@@ -141,28 +143,34 @@ class EventFeed:
     async def carried(self, reader: str, began: Interest | None, epoch: str | None,
                       cursor: int, limit: int) -> FeedPage:
         """The page a batch's reply carries to `reader` (after `begin`, which gave `began`),
-        from past what earlier replies carried: its events are claimed, so neither the poll
-        nor a later reply sends them again; the poll may wake for what is left. Not if the reader registered its whole interest again meanwhile: a
-        reader does that when it may have lost a reply, and its poll then sends everything
-        after its cursor."""
+        from past what was sent to it already: its events are claimed, so neither the poll
+        nor a later reply sends them again; the poll may wake for what is left. Not claimed
+        if the reader registered its whole interest again meanwhile: a reader does that when
+        it may have lost a reply, and its poll then sends everything after its cursor."""
         left = self.carrying.get(reader, 1) - 1
         if left > 0:
             self.carrying[reader] = left
         else:
             self.carrying.pop(reader, None)
-        page = self.next_page(epoch, cursor, limit, reader)
-        held = self.interests.readers.get(reader)
-        if (not page.reset and held is not None and held is began
-                and page.cursor > self.claims.get(reader, -1)):
-            self.claims[reader] = page.cursor
+        page = self.read(epoch, self.floor(epoch, cursor, reader), limit, reader)
+        if began is not None and self.interests.readers.get(reader) is began:
+            self._claim(reader, page)
         async with self._changed:
             self._changed.notify_all()
         return page
 
     def next_page(self, epoch: str | None, cursor: int, limit: int,
                   reader: str | None = None) -> FeedPage:
-        """A poll's page: `read` from past what batches' replies carried to `reader`."""
-        return self.read(epoch, self.floor(epoch, cursor, reader), limit, reader)
+        """A poll's page: `read` from past what was sent to `reader` already (by batches'
+        replies or polls), then counted as sent."""
+        page = self.read(epoch, self.floor(epoch, cursor, reader), limit, reader)
+        if reader is not None:
+            self._claim(reader, page)
+        return page
+
+    def _claim(self, reader: str, page: FeedPage) -> None:
+        if not page.reset and reader in self.interests.readers:
+            self.claims[reader] = max(page.cursor, self.claims.get(reader, -1))
 
     def floor(self, epoch: str | None, cursor: int, reader: str | None) -> int:
         """Where a poll of `reader` from `cursor` reads from: past the events a batch's reply

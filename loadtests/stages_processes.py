@@ -62,7 +62,7 @@ class Sizes:
 
 EVERY = tuple((g, h) for g in GATEWAYS for h in HOSTS)
 FULL = Sizes(per_host=20, bidders=3, watchers=2, warmup_s=1.0, measure_s=3.0, drain_s=2.0,
-             start_rate=100.0, factor=1.3, max_steps=3, measured=EVERY)
+             start_rate=100.0, factor=1.3, max_steps=5, measured=EVERY)
 # --quick (inside `make test`, where each server and host actor started costs seconds): one
 # step of 2 gateway processes x 2 hosts, one auction per host, on the one server with
 # ECE_GATEWAYS=2; the other figures and the ratios are null.

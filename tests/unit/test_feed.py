@@ -315,3 +315,13 @@ async def test_a_reader_registering_its_whole_interest_again_drops_its_claims() 
     await feed.publish([ev(1, "x")])
     await feed.carried("A", late, feed.epoch, 0, 10)  # its reply is lost too
     assert ns(feed.next_page(feed.epoch, 0, 10, "A")) == [0, 1]
+
+
+async def test_what_a_poll_sent_is_not_carried_again_by_a_batch_that_left_before_it_landed(
+) -> None:
+    feed = EventFeed(capacity=100)
+    await feed.register("A", None, 1, ["x"], [])
+    await feed.publish([ev(0, "x")])
+    assert ns(feed.next_page(feed.epoch, 0, 10, "A")) == [0]  # a poll sent it
+    # A batch that left with the cursor the gateway had before that poll's page landed:
+    assert ns(await feed.carried("A", feed.begin("A"), feed.epoch, 0, 10)) == []
