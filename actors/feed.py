@@ -173,8 +173,8 @@ class EventFeed:
             self.claims[reader] = max(page.cursor, self.claims.get(reader, -1))
 
     def floor(self, epoch: str | None, cursor: int, reader: str | None) -> int:
-        """Where a poll of `reader` from `cursor` reads from: past the events a batch's reply
-        carried to it (only within its epoch, and never behind its cursor)."""
+        """Where a read for `reader` from `cursor` starts: past what was sent to it already
+        (only within its epoch, and never behind its cursor)."""
         if reader is None or cursor < 0 or epoch != self.epoch:
             return cursor
         return max(cursor, min(self.claims.get(reader, -1), self._head))

@@ -357,16 +357,22 @@ async def test_a_watch_while_the_last_poller_ends_keeps_the_host(monkeypatch) ->
     await gw.close()
 
 
+async def watching_x(store: Store, host: Host) -> tuple[Gateway, Conn]:
+    """A gateway with a socket watching "x", once its feed of the host has a cursor."""
+    gw = Gateway(store, host)
+    await bids(store, host, "x", 1)
+    watcher = await gw.watch("x")
+    await wait_for(lambda: gw.hub.feeds.ask("h") is not None, timeout=10, message="a cursor")
+    return gw, watcher
+
+
 async def test_events_brought_by_batch_replies_landing_in_any_order_reach_every_watcher() -> None:
     """Batches' replies carry the gateway's events (`HostFeeds.ask` / `landed`) and land in
     reverse order: every watcher still gets every event once, in order, and the poll sends
     none of them again."""
     store, host = Store(), Host()
-    gw = Gateway(store, host)
-    await bids(store, host, "x", 1)
-    watcher = await gw.watch("x")
+    gw, watcher = await watching_x(store, host)
     feeds = gw.hub.feeds
-    await wait_for(lambda: feeds.ask("h") is not None, timeout=10, message="a cursor")
     polled = host.pages_polled
     for _ in range(5):
         gates = [asyncio.get_running_loop().create_future() for _ in range(4)]
@@ -387,11 +393,8 @@ async def test_events_brought_by_batch_replies_landing_in_any_order_reach_every_
 
 async def test_a_batch_reply_that_never_came_has_every_watcher_read_the_log() -> None:
     store, host = Store(), Host()
-    gw = Gateway(store, host)
-    await bids(store, host, "x", 1)
-    watcher = await gw.watch("x")
+    gw, watcher = await watching_x(store, host)
     feeds = gw.hub.feeds
-    await wait_for(lambda: feeds.ask("h") is not None, timeout=10, message="a cursor")
     ask = feeds.ask("h")
     assert ask is not None
     gate = asyncio.get_running_loop().create_future()

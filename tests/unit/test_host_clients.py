@@ -5,10 +5,12 @@ does not."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
+from ray.exceptions import RayActorError
 
-from actors.messages import GetView, Viewed
+from actors.messages import FeedPage, GetView, Viewed
 from gateway.router import DirectHostClient, HostClient
 
 
@@ -61,3 +63,63 @@ async def test_a_call_that_never_returns_is_answered_unavailable(monkeypatch) ->
     # The call's slot is free again: the next command goes out in a call of its own.
     second = await asyncio.wait_for(sender.call(GetView("a2")), timeout=5)
     assert second.code == "UNAVAILABLE"  # type: ignore[union-attr]
+
+
+class Link:
+    """The hub's side of batches that carry feed events (`router.FeedLink`), recorded."""
+
+    def __init__(self) -> None:
+        self.landed_pages: list[FeedPage] = []
+        self.failures = 0
+
+    def ask(self, host: str) -> tuple[str, str, int]:
+        return ("reader", "epoch", 7)
+
+    def landed(self, host: str, page: FeedPage) -> None:
+        self.landed_pages.append(page)
+
+    def failed(self, host: str) -> None:
+        self.failures += 1
+
+
+class ReadingHost(FakeHost):
+    """`submit_read`: the answers and the reader's page, in one reply; `dies` the call fails."""
+
+    def __init__(self, dies: bool = False) -> None:
+        super().__init__()
+        self.dies = dies
+        self.asked: list[tuple] = []
+
+    @property
+    def submit_read(self) -> SimpleNamespace:
+        return SimpleNamespace(remote=self._read)
+
+    async def _read(self, commands: list[GetView], *ask):
+        self.asked.append(ask)
+        if self.dies:
+            raise RayActorError()
+        answers = await self._answer(commands)
+        return answers, FeedPage("epoch", 9, False, [{"auction_id": "a0", "seq": 3}])
+
+
+@pytest.mark.parametrize("client", [HostClient, DirectHostClient])
+@pytest.mark.asyncio
+async def test_a_batch_carries_the_feed_cursor_and_its_reply_brings_the_page(client) -> None:
+    host, link = ReadingHost(), Link()
+    sender = client("h", host)  # type: ignore[arg-type]
+    sender.feeds = link
+    results = await asyncio.gather(*(sender.call(GetView(f"a{n}")) for n in range(3)))
+    assert [r.auction["auction_id"] for r in results] == ["a0", "a1", "a2"]
+    assert host.asked and all(ask == ("reader", "epoch", 7) for ask in host.asked)
+    assert [p.cursor for p in link.landed_pages] == [9] * len(host.asked)
+    assert link.failures == 0
+
+
+@pytest.mark.asyncio
+async def test_a_batch_whose_reply_never_came_tells_the_feed() -> None:
+    link = Link()
+    sender = HostClient("h", ReadingHost(dies=True))  # type: ignore[arg-type]
+    sender.feeds = link
+    result = await asyncio.wait_for(sender.call(GetView("a1")), timeout=5)
+    assert result.code == "UNAVAILABLE"  # type: ignore[union-attr]
+    assert link.failures == 1 and link.landed_pages == []
