@@ -152,25 +152,21 @@ class EventFeed:
             self.carrying[reader] = left
         else:
             self.carrying.pop(reader, None)
-        page = self.read(epoch, self.floor(epoch, cursor, reader), limit, reader)
-        if began is not None and self.interests.readers.get(reader) is began:
-            self._claim(reader, page)
+        claim = began is not None and self.interests.readers.get(reader) is began
+        page = self.next_page(epoch, cursor, limit, reader, claim)
         async with self._changed:
             self._changed.notify_all()
         return page
 
     def next_page(self, epoch: str | None, cursor: int, limit: int,
-                  reader: str | None = None) -> FeedPage:
+                  reader: str | None = None, claim: bool = True) -> FeedPage:
         """A poll's page: `read` from past what was sent to `reader` already (by batches'
-        replies or polls), then counted as sent."""
+        replies or polls), then (with `claim`) counted as sent."""
         page = self.read(epoch, self.floor(epoch, cursor, reader), limit, reader)
-        if reader is not None:
-            self._claim(reader, page)
-        return page
-
-    def _claim(self, reader: str, page: FeedPage) -> None:
-        if not page.reset and reader in self.interests.readers:
+        if (claim and reader is not None and not page.reset
+                and reader in self.interests.readers):
             self.claims[reader] = max(page.cursor, self.claims.get(reader, -1))
+        return page
 
     def floor(self, epoch: str | None, cursor: int, reader: str | None) -> int:
         """Where a read for `reader` from `cursor` starts: past what was sent to it already

@@ -156,9 +156,10 @@ class HostFeed:
             with contextlib.suppress(ValueError):
                 self.hub.router.host(self.host).dead = True
 
-    def take(self, page: FeedPage, first: bool = False) -> None:
+    def take(self, page: FeedPage) -> None:
         """Dispatch a page's events (a poll's or a batch reply's) and move the cursor on."""
         hub, counters = self.hub, self.hub.counters
+        first = self.epoch is None  # the first page: no cursor to count the host's events from
         if not first and not page.reset and page.cursor > self.cursor:
             counters.published.inc(page.cursor - self.cursor)
         if page.reset or page.epoch != self.epoch:
@@ -200,7 +201,7 @@ class HostFeed:
                 continue
             backoff = 0.05
             first = self.epoch is None
-            self.take(page, first)
+            self.take(page)
             if page.reset:
                 self.forget()  # registered again (and resynced) before the next poll
             elif first:
