@@ -55,3 +55,18 @@ def cpu_groups(server: Managed, ray_root: Managed, hosts: list[psutil.Process]) 
 def instance_hosts(ray_root: Managed, before: set[int]) -> list[psutil.Process]:
     """The auction host processes started since `before` (this instance's, in a shared Ray)."""
     return [p for pid, p in host_processes(ray_root).items() if pid not in before]
+
+
+# Every host process found for a server so far, by the server's pid. A server's hosts take
+# many auctions each, so a later stage's auctions may all go to hosts an earlier stage
+# started: without this their CPU fell outside the server's (the capacity stage of the
+# 17:01 run counted no host and put the host's ~0.3 cores under "not ours").
+_HOSTS_OF: dict[int, dict[int, psutil.Process]] = {}
+
+
+def server_hosts(server: Managed, ray_root: Managed, before: set[int]) -> list[psutil.Process]:
+    """`server`'s host processes still running: those started since `before`, and those
+    found for it before."""
+    seen = _HOSTS_OF.setdefault(server.pid, {})
+    seen.update((p.pid, p) for p in instance_hosts(ray_root, before))
+    return [p for p in seen.values() if p.is_running()]

@@ -25,7 +25,7 @@ from loadtests.driver import LoadResult, run_load
 from loadtests.gen import HIST_MAX_US
 from loadtests.params import Params
 from loadtests.report import goal
-from loadtests.servers import cpu_groups, instance_hosts, start_echo
+from loadtests.servers import cpu_groups, server_hosts, start_echo
 from loadtests.sweep import Ladder, Target, capacity, per_unit_us
 from loadtests.usage import host_processes
 from loadtests.workload import load_job, poisson_jobs, setup_workload, split
@@ -108,7 +108,7 @@ def sweep(params: Params, server: Managed, ray_root: Managed, cpus, half: bool,
     before = set(host_processes(ray_root))
     work = asyncio.run(setup_workload(server.base, params.capacity_auctions,
                                       params.capacity_bidders))
-    hosts = instance_hosts(ray_root, before)
+    hosts = server_hosts(server, ray_root, before)
     ladder = Ladder(start=params.capacity_start_rate, factor=params.capacity_factor,
                     max_steps=params.capacity_max_steps, refine=0 if params.quick else 1)
     steps: list[dict[str, Any]] = []

@@ -18,7 +18,7 @@ import aiohttp
 
 from loadtests.driver import LoadResult, run_load
 from loadtests.params import Params
-from loadtests.servers import BENCH_AUCTION, bench_api, cpu_groups, instance_hosts
+from loadtests.servers import BENCH_AUCTION, bench_api, cpu_groups, server_hosts
 from loadtests.usage import host_processes
 from loadtests.workload import bid_jobs, load_job, refresh, setup_workload, split
 from testkit.client import User
@@ -94,7 +94,7 @@ def e2e_stage(params: Params, server: Managed, ray_root: Managed, label: str,
               half_rate: bool, profile_dir: Path | None) -> dict[str, Any]:
     before = set(host_processes(ray_root))
     work = asyncio.run(setup_workload(server.base, params.auctions, params.bidders))
-    hosts = instance_hosts(ray_root, before)
+    hosts = server_hosts(server, ray_root, before)
     targets = {"gateway": server.pid, **{f"host{i}": h.pid for i, h in enumerate(hosts)}}
     profiler = Profiler(profile_dir, f"{label}-saturated", targets)
     saturated = run_load(bid_jobs(params, server.base, work, "closed"),
