@@ -18,9 +18,12 @@ class ClusterConfig:
     auctions_per_actor: int = 500
     # Cap on auction host actors (each costs ~80 MB): `place` refuses past it (returns None).
     max_hosts: int = 100
-    # False = the benchmark's baseline: the gateway sends one Ray call per command instead of
+    # False = the benchmark's baseline: the gateway sends one call per command instead of
     # coalescing them (gateway.router); hosts, commits and fan-out are unchanged.
     batching: bool = True
+    # True: the gateway sends the bid path's calls (submit, submit_read, submit_offers) to a
+    # host on its own machine over the host's Unix socket (actors.direct); False: by Ray.
+    direct: bool = True
     snapshot_every: int = 200
     feed_capacity: int = 100_000
     # Fees of a settled sale, in basis points of the price (market.ledger.settlement).

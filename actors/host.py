@@ -32,6 +32,7 @@ import ray
 
 from actors.clock import Clock, now_ms
 from actors.config import ClusterConfig
+from actors.direct import DirectServer
 from actors.feed import EventFeed
 from actors.messages import (
     Ack,
@@ -474,6 +475,11 @@ class AuctionHost:
         self.core.on_assets_moved = self.desk.invalidate_assets
         self.core.settler.make_offer = partial(make_offer, cluster)
         self.commands = 0  # commands submitted since the actor started (`ece status` rates)
+        self.direct = DirectServer(self)  # the bid path's calls past Ray (actors.direct)
+
+    async def endpoint(self) -> str:
+        """The path of this host's direct channel (a Unix socket, started on first use)."""
+        return await self.direct.start()
 
     async def submit(self, commands: list[Command]) -> list[Reply]:
         self.commands += len(commands)

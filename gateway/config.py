@@ -248,7 +248,10 @@ SETTINGS: tuple[Setting, ...] = (
     _limit("ECE_MAX_INFLIGHT", "max_inflight", 20_000,
            "gateway-wide commands in flight (then `OVERLOADED`)"),
     Setting("ECE_BATCHING", "batching", "bool", True,
-            "0 = the baseline: one Ray call per command, nothing else changed (benchmark only)"),
+            "0 = the baseline: one call per command, nothing else changed (benchmark only)"),
+    Setting("ECE_DIRECT", "direct", "bool", True,
+            "1 = bid-path calls to a host on this machine over its Unix socket "
+            "(actors.direct); 0 = every call by Ray"),
     Setting("ECE_STORE", "store_url_override", "str", None,
             "override the store URL, e.g. `memory:bench` (benchmark only)"),
     Setting("ECE_INSTANCE", "instance", "str", "ece",
@@ -282,6 +285,7 @@ class Settings:
     instance: str = _default("instance")
     auctions_per_actor: int = _default("auctions_per_actor")
     batching: bool = _default("batching")
+    direct: bool = _default("direct")
     secret: str | None = _default("secret")
     provenance_key: str | None = _default("provenance_key")
     mint: str = _default("mint")
@@ -355,6 +359,7 @@ class Settings:
             namespace="ece",
             auctions_per_actor=self.auctions_per_actor,
             batching=self.batching,
+            direct=self.direct,
             max_hosts=self.max_hosts,
             seller_fee_bps=self.seller_fee_bps,
             buyer_premium_bps=self.buyer_premium_bps,

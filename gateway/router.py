@@ -1,10 +1,12 @@
 """Routes commands from this gateway to the hosts that own their auctions and offers.
 
-Commands bound for one host that arrive in the same event-loop tick travel in one Ray call
-(`HostClient`). The benchmark's baseline (ECE_BATCHING=0) sends every command in a call of
-its own instead (`DirectHostClient`), and differs in nothing else: the host still commits the
-commands of concurrent calls together, and events still reach the gateway once per host. The
-`Router` picks one of the two clients when it is built. Either way, once the gateway reads a
+Commands bound for one host that arrive in the same event-loop tick travel in one call
+(`HostClient`): over the host's direct channel when it runs on this machine (a Unix socket,
+`actors.direct`), else by Ray. The benchmark's baseline (ECE_BATCHING=0) sends every command
+in a call of its own instead (`UnbatchedHostClient`), on the same transport, and differs in
+nothing else: the host still commits the commands of concurrent calls together, and events
+still reach the gateway once per host. The `Router` picks one of the two clients when it is
+built. Either way, once the gateway reads a
 host's feed, a batch's reply brings that feed's events too (`FeedLink`, `gateway.feeds`).
 Host failures become `UNAVAILABLE` results, which are transient: a retry with the same
 req_id is answered by the auction itself, which remembers every outcome it committed.
@@ -14,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol, cast
+import time
+from typing import Any, Protocol, cast
 
 import ray
 from ray.exceptions import ActorDiedError, RayActorError, RayError
 
 from actors.config import ClusterConfig
+from actors.direct import ChannelLost, DirectClient, RemoteFailed
 from actors.directory import get_or_create_directory
 from actors.messages import (
     Command,
@@ -54,6 +58,10 @@ MAX_HOST_CLIENTS = 10_000
 # A host or directory call not answered by then is answered UNAVAILABLE (far above a loaded
 # commit's time).
 HOST_CALL_TIMEOUT_S = 10.0
+# When to look for a host's direct channel again: after finding none on this machine, and
+# after a socket that would not connect (a host process gone, Ray restarting it).
+CHANNEL_ELSEWHERE_RETRY_S = 30.0
+CHANNEL_FAILED_RETRY_S = 1.0
 # What travels to a host (auction commands to `submit`, offer commands to `submit_offers`)
 # and back.
 Sent = Command | OfferCommand
@@ -75,10 +83,16 @@ class BaseHostClient:
     (a host that cannot answer yields UNAVAILABLE). Subclasses decide how commands are grouped
     into `submit` calls."""
 
-    def __init__(self, name: str, handle: ray.actor.ActorHandle, method: str = "submit") -> None:
+    def __init__(self, name: str, handle: ray.actor.ActorHandle, method: str = "submit",
+                 direct: bool = False) -> None:
         self.name = name
         self.handle = handle
-        self.method = getattr(handle, method)  # submit (auctions) or submit_offers
+        self.method = method  # submit (auctions) or submit_offers
+        # Try the host's direct channel (actors.direct) before Ray: ClusterConfig.direct.
+        self.direct = direct
+        self._channel: DirectClient | None = None
+        self._opening = asyncio.Lock()
+        self._channel_retry_at = 0.0
         self._tasks: set[asyncio.Task] = set()
         self._calls = 0
         self.dead = False
@@ -88,6 +102,34 @@ class BaseHostClient:
 
     def call(self, command: Sent) -> asyncio.Future[Answer]:
         raise NotImplementedError
+
+    async def invoke(self, method: str, *args: object) -> Any:
+        """One call of the host's `method`: over its direct channel when the host runs on
+        this machine, else by Ray. Raises what either raises (callers map it to
+        UNAVAILABLE)."""
+        channel = await self._open_channel() if self.direct else None
+        if channel is not None:
+            return await channel.call(method, *args)
+        return await getattr(self.handle, method).remote(*args)
+
+    async def _open_channel(self) -> DirectClient | None:
+        """The connection to the host's socket, opened (or reopened after the host
+        restarted) on demand; None when there is none to open: use Ray."""
+        async with self._opening:
+            if self._channel is not None and not self._channel.closed:
+                return self._channel
+            if time.monotonic() < self._channel_retry_at:
+                return None
+            path = await self.handle.endpoint.remote()
+            try:
+                self._channel = await DirectClient.connect(path)
+            except FileNotFoundError:  # the host runs on another machine
+                self._channel_retry_at = time.monotonic() + CHANNEL_ELSEWHERE_RETRY_S
+                return None
+            except OSError:  # a host process gone (its socket left behind): Ray knows more
+                self._channel_retry_at = time.monotonic() + CHANNEL_FAILED_RETRY_S
+                return None
+            return self._channel
 
     def _spawn(self, batch: list[tuple[Sent, asyncio.Future[Answer]]]) -> None:
         self._calls += 1
@@ -106,11 +148,11 @@ class BaseHostClient:
         page: FeedPage | None = None
         try:
             if ask is None:
-                results = await asyncio.wait_for(self.method.remote(commands),
+                results = await asyncio.wait_for(self.invoke(self.method, commands),
                                                  HOST_CALL_TIMEOUT_S)
             else:
                 results, page = await asyncio.wait_for(
-                    self.handle.submit_read.remote(commands, *ask), HOST_CALL_TIMEOUT_S)
+                    self.invoke("submit_read", commands, *ask), HOST_CALL_TIMEOUT_S)
         except TimeoutError:
             # Seen after a node loss: a call to a host Ray restarted elsewhere that neither
             # returns nor fails. Retrying with the same req_id is safe (outcomes are kept).
@@ -121,7 +163,7 @@ class BaseHostClient:
             log.warning("host %s died; asking the directory to revive it", self.name)
             self.dead = True
             results = [refused(UNAVAILABLE, "auction host restarting; retry")] * len(batch)
-        except (RayActorError, RayError) as exc:
+        except (RayActorError, RayError, ChannelLost, RemoteFailed) as exc:
             log.warning("host %s unavailable: %s", self.name, type(exc).__name__)
             results = [refused(UNAVAILABLE, "auction host restarting; retry")] * len(batch)
         for (_, future), result in zip(batch, results, strict=True):
@@ -134,7 +176,7 @@ class BaseHostClient:
                 self.feeds.failed(self.name)
 
 
-class DirectHostClient(BaseHostClient):
+class UnbatchedHostClient(BaseHostClient):
     """The benchmark's baseline (ECE_BATCHING=0): one `submit` call a command."""
 
     def call(self, command: Sent) -> asyncio.Future[Answer]:
@@ -152,8 +194,9 @@ class HostClient(BaseHostClient):
     database's group commit).
     """
 
-    def __init__(self, name: str, handle: ray.actor.ActorHandle, method: str = "submit") -> None:
-        super().__init__(name, handle, method)
+    def __init__(self, name: str, handle: ray.actor.ActorHandle, method: str = "submit",
+                 direct: bool = False) -> None:
+        super().__init__(name, handle, method, direct)
         self._pending: list[tuple[Sent, asyncio.Future[Answer]]] = []
         self._flush_scheduled = False
 
@@ -194,7 +237,7 @@ class Router:
         self._offer_hosts: LRUCache[str, BaseHostClient] = LRUCache(MAX_HOST_CLIENTS)
         # Chosen once: coalescing commands per host, or (the baseline) one call each.
         self._host_client: type[BaseHostClient] = (
-            HostClient if config.batching else DirectHostClient)
+            HostClient if config.batching else UnbatchedHostClient)
         self._inflight = 0
         self.feed_link: FeedLink | None = None  # set by the hub
 
@@ -211,7 +254,8 @@ class Router:
             client = None
         if client is None:
             handle = ray.get_actor(name, namespace=self.config.namespace)
-            client = self._host_client(name, handle, "submit_offers" if offers else "submit")
+            client = self._host_client(name, handle, "submit_offers" if offers else "submit",
+                                       self.config.direct)
             client.feeds = None if offers else self.feed_link
             hosts.put(name, client)
         return client
@@ -282,7 +326,7 @@ class Router:
                     return None
                 client = self.host(name, offers)
                 if alone:
-                    result = (await asyncio.wait_for(client.method.remote([command]),
+                    result = (await asyncio.wait_for(client.invoke(client.method, [command]),
                                                      HOST_CALL_TIMEOUT_S))[0]
                 else:
                     result = await client.call(command)
@@ -291,7 +335,7 @@ class Router:
                 # location is stale; the directory knows (and revives nothing it retired).
                 self._locations.pop(key)
                 continue
-            except (RayActorError, RayError, TimeoutError) as exc:
+            except (RayActorError, RayError, TimeoutError, ChannelLost, RemoteFailed) as exc:
                 log.warning("routing %s failed: %s", key, type(exc).__name__)
                 return refused(UNAVAILABLE, "host unavailable; retry")
             if not (isinstance(result, Refused) and result.code == NOT_HERE):

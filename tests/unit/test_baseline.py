@@ -1,7 +1,7 @@
 """The benchmark's baseline (ECE_BATCHING=0) differs from ECE in one thing only: the gateway
 sends one `submit` call per command. The host still commits the commands of concurrent calls
 together (its loop drains everything queued), so N concurrent bids arrive as N calls and
-commit in far fewer store transactions. Without Ray: the gateway's `DirectHostClient` over a
+commit in far fewer store transactions. Without Ray: the gateway's `UnbatchedHostClient` over a
 handle whose `submit.remote` runs the host core, on a real SQLite store."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from actors.config import ClusterConfig
 from actors.host import AuctionHostCore
 from actors.messages import Acked, Command, PlaceBid
-from gateway.router import DirectHostClient
+from gateway.router import UnbatchedHostClient
 from market.auction import Auction
 from tests.unit.hostkit import HOST, FailingStore, add_auction, bid, live
 
@@ -61,7 +61,7 @@ async def test_one_call_per_bid_still_commits_concurrent_bids_together(store, cl
     await live(core)
     before = counted.calls["commit"]
     handle = CoreHandle(core)
-    client = DirectHostClient("h", handle)  # type: ignore[arg-type]
+    client = UnbatchedHostClient("h", handle)  # type: ignore[arg-type]
 
     commands = rising_bids(core.auctions["a1"], clock.now, BIDS)
     results = [await f for f in [client.call(c) for c in commands]]

@@ -1,5 +1,5 @@
 """The gateway's two ways of sending commands to a host, without Ray: both answer every command
-with its own result; `HostClient` coalesces, `DirectHostClient` (the benchmark's baseline)
+with its own result; `HostClient` coalesces, `UnbatchedHostClient` (the benchmark's baseline)
 does not."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from types import SimpleNamespace
 import pytest
 from ray.exceptions import RayActorError
 
+from actors.direct import DirectServer, socket_dir
 from actors.messages import FeedPage, GetView, Viewed
-from gateway.router import DirectHostClient, HostClient
+from gateway.router import HostClient, UnbatchedHostClient
 
 
 class FakeHost:
@@ -33,7 +34,7 @@ class FakeHost:
         return [Viewed({"auction_id": c.auction_id}) for c in commands]
 
 
-@pytest.mark.parametrize(("client", "calls"), [(HostClient, 1), (DirectHostClient, 10)])
+@pytest.mark.parametrize(("client", "calls"), [(HostClient, 1), (UnbatchedHostClient, 10)])
 @pytest.mark.asyncio
 async def test_every_command_gets_its_own_result(client, calls) -> None:
     host = FakeHost()
@@ -102,7 +103,7 @@ class ReadingHost(FakeHost):
         return answers, FeedPage("epoch", 9, False, [{"auction_id": "a0", "seq": 3}])
 
 
-@pytest.mark.parametrize("client", [HostClient, DirectHostClient])
+@pytest.mark.parametrize("client", [HostClient, UnbatchedHostClient])
 @pytest.mark.asyncio
 async def test_a_batch_carries_the_feed_cursor_and_its_reply_brings_the_page(client) -> None:
     host, link = ReadingHost(), Link()
@@ -123,3 +124,98 @@ async def test_a_batch_whose_reply_never_came_tells_the_feed() -> None:
     result = await asyncio.wait_for(sender.call(GetView("a1")), timeout=5)
     assert result.code == "UNAVAILABLE"  # type: ignore[union-attr]
     assert link.failures == 1 and link.landed_pages == []
+
+
+class ChannelHost(FakeHost):
+    """A host with a direct channel (actors.direct) on a real Unix socket, and Ray's `submit`
+    beside it (recorded in `calls`): `endpoint.remote()` gives `path`, or `elsewhere` (a
+    path no socket has, as for a host on another machine)."""
+
+    def __init__(self, elsewhere: bool = False) -> None:
+        super().__init__()
+        self.served: list[list[GetView]] = []  # the batches that came by the channel
+        self.elsewhere = elsewhere
+        self.endpoints = 0
+        self.hang = False  # calls by the channel never answer
+        self.server: DirectServer | None = None
+
+    async def start(self) -> None:
+        self.server = DirectServer(SimpleNamespace(submit=self._served))
+        await self.server.start()
+
+    async def _served(self, commands: list[GetView]) -> list[Viewed]:
+        self.served.append(commands)
+        if self.hang:
+            await asyncio.Event().wait()
+        return await self._answer(commands)
+
+    @property
+    def endpoint(self) -> SimpleNamespace:
+        return SimpleNamespace(remote=self._endpoint)
+
+    async def _endpoint(self) -> str:
+        self.endpoints += 1
+        assert self.server is not None and self.server.path is not None
+        return str(socket_dir() / "host-1-elsewhere.sock") if self.elsewhere else self.server.path
+
+
+@pytest.mark.parametrize("client", [HostClient, UnbatchedHostClient])
+@pytest.mark.asyncio
+async def test_a_host_on_this_machine_is_called_over_its_channel_not_ray(client) -> None:
+    host = ChannelHost()
+    await host.start()
+    try:
+        sender = client("h", host, direct=True)  # type: ignore[arg-type]
+        results = await asyncio.gather(*(sender.call(GetView(f"a{n}")) for n in range(4)))
+        assert [r.auction["auction_id"] for r in results] == ["a0", "a1", "a2", "a3"]
+        assert host.calls == []  # nothing by Ray
+        assert sorted(c.auction_id for batch in host.served for c in batch) == [
+            "a0", "a1", "a2", "a3"]
+        assert host.endpoints == 1  # one connection, kept
+    finally:
+        assert host.server is not None
+        await host.server.close()
+
+
+@pytest.mark.asyncio
+async def test_a_host_on_another_machine_is_called_by_ray() -> None:
+    host = ChannelHost(elsewhere=True)
+    await host.start()
+    try:
+        sender = HostClient("h", host, direct=True)  # type: ignore[arg-type]
+        for n in range(3):
+            result = await asyncio.wait_for(sender.call(GetView(f"a{n}")), 5)
+            assert result.auction["auction_id"] == f"a{n}"  # type: ignore[union-attr]
+        assert len(host.calls) == 3 and host.served == []
+        # The host is not asked for its socket again on every batch.
+        assert host.endpoints == 1
+    finally:
+        assert host.server is not None
+        await host.server.close()
+
+
+@pytest.mark.asyncio
+async def test_a_channel_lost_mid_call_answers_unavailable_and_the_next_batch_reconnects(
+) -> None:
+    host = ChannelHost()
+    await host.start()
+    sender = HostClient("h", host, direct=True)  # type: ignore[arg-type]
+    assert (await asyncio.wait_for(sender.call(GetView("a1")), 5)).auction  # type: ignore[union-attr]
+    # A call in flight when the host dies (its connection reset)...
+    host.hang = True
+    pending = sender.call(GetView("a2"))
+    while not host.served or host.served[-1][0].auction_id != "a2":
+        await asyncio.sleep(0.01)
+    assert sender._channel is not None and host.server is not None
+    await host.server.close()
+    sender._channel._writer.transport.abort()
+    assert (await asyncio.wait_for(pending, 5)).code == "UNAVAILABLE"  # type: ignore[union-attr]
+    # ...and Ray restarts it, listening on a new socket: the next batch finds it.
+    host.hang = False
+    await host.start()
+    try:
+        again = await asyncio.wait_for(sender.call(GetView("a3")), 5)
+        assert again.auction["auction_id"] == "a3"  # type: ignore[union-attr]
+        assert host.endpoints == 2 and host.calls == []
+    finally:
+        await host.server.close()
