@@ -477,9 +477,14 @@ class AuctionHost:
         self.commands = 0  # commands submitted since the actor started (`ece status` rates)
         self.direct = DirectServer(self)  # the bid path's calls past Ray (actors.direct)
 
-    async def endpoint(self) -> str:
-        """The path of this host's direct channel (a Unix socket, started on first use)."""
-        return await self.direct.start()
+    async def endpoint(self) -> str | None:
+        """The path of this host's direct channel (a Unix socket, started on first use);
+        None when it cannot listen (gateways then call by Ray)."""
+        try:
+            return await self.direct.start()
+        except OSError:
+            log.exception("host %s: no direct channel; gateways call by Ray", self.core.name)
+            return None
 
     async def submit(self, commands: list[Command]) -> list[Reply]:
         self.commands += len(commands)

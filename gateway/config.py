@@ -250,8 +250,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ECE_BATCHING", "batching", "bool", True,
             "0 = the baseline: one call per command, nothing else changed (benchmark only)"),
     Setting("ECE_DIRECT", "direct", "bool", True,
-            "1 = bid-path calls to a host on this machine over its Unix socket "
-            "(actors.direct); 0 = every call by Ray"),
+            "1 = the bid path's calls to a host on this machine over its Unix socket "
+            "(`actors/direct.py`); 0 = every call by Ray"),
     Setting("ECE_STORE", "store_url_override", "str", None,
             "override the store URL, e.g. `memory:bench` (benchmark only)"),
     Setting("ECE_INSTANCE", "instance", "str", "ece",

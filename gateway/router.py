@@ -122,8 +122,10 @@ class BaseHostClient:
                 return None
             path = await self.handle.endpoint.remote()
             try:
+                if path is None:  # the host could not listen
+                    raise FileNotFoundError
                 self._channel = await DirectClient.connect(path)
-            except FileNotFoundError:  # the host runs on another machine
+            except FileNotFoundError:  # the host runs on another machine (or has no socket)
                 self._channel_retry_at = time.monotonic() + CHANNEL_ELSEWHERE_RETRY_S
                 return None
             except OSError:  # a host process gone (its socket left behind): Ray knows more

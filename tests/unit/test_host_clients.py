@@ -129,12 +129,14 @@ async def test_a_batch_whose_reply_never_came_tells_the_feed() -> None:
 class ChannelHost(FakeHost):
     """A host with a direct channel (actors.direct) on a real Unix socket, and Ray's `submit`
     beside it (recorded in `calls`): `endpoint.remote()` gives `path`, or `elsewhere` (a
-    path no socket has, as for a host on another machine)."""
+    path no socket has, as for a host on another machine), or None when it cannot
+    `listen`."""
 
-    def __init__(self, elsewhere: bool = False) -> None:
+    def __init__(self, elsewhere: bool = False, listens: bool = True) -> None:
         super().__init__()
         self.served: list[list[GetView]] = []  # the batches that came by the channel
         self.elsewhere = elsewhere
+        self.listens = listens  # False: the host could not listen (endpoint gives None)
         self.endpoints = 0
         self.hang = False  # calls by the channel never answer
         self.server: DirectServer | None = None
@@ -153,8 +155,10 @@ class ChannelHost(FakeHost):
     def endpoint(self) -> SimpleNamespace:
         return SimpleNamespace(remote=self._endpoint)
 
-    async def _endpoint(self) -> str:
+    async def _endpoint(self) -> str | None:
         self.endpoints += 1
+        if not self.listens:
+            return None
         assert self.server is not None and self.server.path is not None
         return str(socket_dir() / "host-1-elsewhere.sock") if self.elsewhere else self.server.path
 
@@ -177,9 +181,10 @@ async def test_a_host_on_this_machine_is_called_over_its_channel_not_ray(client)
         await host.server.close()
 
 
+@pytest.mark.parametrize("host", [ChannelHost(elsewhere=True), ChannelHost(listens=False)],
+                         ids=["on another machine", "without a socket"])
 @pytest.mark.asyncio
-async def test_a_host_on_another_machine_is_called_by_ray() -> None:
-    host = ChannelHost(elsewhere=True)
+async def test_a_host_on_another_machine_or_without_a_socket_is_called_by_ray(host) -> None:
     await host.start()
     try:
         sender = HostClient("h", host, direct=True)  # type: ignore[arg-type]
