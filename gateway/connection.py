@@ -19,6 +19,9 @@ from gateway.protocol import JSON, encode
 TRY_AGAIN_LATER = 1013
 # How long a slow client gets to take its close frame before the TCP connection is dropped.
 SLOW_CLOSE_S = 10.0
+# Bytes a socket's transport may hold unsent and still take a frame written at once; past
+# it frames wait in the send queue, where the slow-client rules apply.
+WRITE_AT_ONCE_LIMIT = 64 * 1024
 # Close code for a socket idle too long (RFC 6455: policy violation), and how long its close
 # frame may take: one stalled inside a frame could not even read our close's answer.
 IDLE = 1008
@@ -34,9 +37,14 @@ class Socket(Protocol):
 
     async def close(self, *, code: int = ..., message: bytes = ...) -> bool: ...
 
+    @property
+    def closed(self) -> bool: ...
+
 
 class Connection:
-    """One socket. Its answers and pushes wait in a bounded queue for its writer task.
+    """One socket. Its answers and pushes are written at once when nothing waits before them
+    (`raw`: a plain WebSocket whose transport has room), else they wait in a bounded queue
+    for its writer task.
 
     Back-pressure, not a cut, for a client that sends faster than its answers are written:
     once the frames queued plus the answers owed (requests in flight) reach the high-water
@@ -59,6 +67,7 @@ class Connection:
         "me_ticket",
         "pending_subscribes",
         "queue",
+        "raw",
         "resume",
         "slow_client_s",
         "subscriptions",
@@ -66,6 +75,7 @@ class Connection:
         "user_id",
         "watch",
         "writer",
+        "writing",
         "written",
         "ws",
     )
@@ -93,10 +103,14 @@ class Connection:
         self.pending_subscribes = 0
         self.closing = False
         self.writer: asyncio.Task | None = None
+        self.writing = False  # the writer task holds a frame (sending it, or waiting to)
         self.written = 0  # frames the writer has handed over (it is stalled if this stays)
         self.heard_at = time.monotonic()  # when the last whole frame came in
         self.watch: asyncio.TimerHandle | None = None  # the idle check (`watch_idle`)
         self.transport: asyncio.Transport | None = None
+        # True for /ws: a frame may go to `transport` as bytes of an RFC 6455 frame of our
+        # own (uncompressed, unmasked, server to client) without the queue and the writer.
+        self.raw = False
 
     def wants(self, auction_id: str, ticket: object) -> bool:
         """Is the subscribe request `ticket` still wanted (socket open, not unsubscribed)?"""
@@ -117,7 +131,28 @@ class Connection:
             frame = self.frame_of(message, encoding)
             if cache is not None:
                 cache[encoding] = frame
-        self._enqueue(frame)
+        transport = self._write_at_once()
+        if transport is None:
+            self._enqueue(frame)
+            return
+        # The same bytes for every socket a message goes to (the cache is per message).
+        wire = cache.get((encoding, "wire")) if cache is not None else None
+        if wire is None:
+            wire = ws_frame(frame)
+            if cache is not None:
+                cache[(encoding, "wire")] = wire
+        transport.write(wire)
+        self.written += 1
+
+    def _write_at_once(self) -> asyncio.Transport | None:
+        """The transport to write a frame to now: a plain WebSocket with nothing queued or
+        being written before it, open, and room in its buffer. None: queue it."""
+        transport = self.transport
+        if (not self.raw or transport is None or self.writing or not self.queue.empty()
+                or self.ws.closed or transport.is_closing()
+                or transport.get_write_buffer_size() >= WRITE_AT_ONCE_LIMIT):
+            return None
+        return transport
 
     def control(self, write: Callable[[], Awaitable[None]]) -> None:
         """Queue a control frame (a pong: `write` sends it) behind the frames queued already,
@@ -239,12 +274,14 @@ class Connection:
         try:
             while True:
                 frame = await self.queue.get()
+                self.writing = True
                 if isinstance(frame, str):
                     await self.ws.send_str(frame)
                 elif isinstance(frame, bytes):
                     await self.ws.send_bytes(frame)
                 else:
                     await frame()  # a control frame (`control`)
+                self.writing = False
                 self.written += 1
                 if self.high_since is not None and self.queue.qsize() < self.high_water:
                     self.high_since = None
@@ -254,3 +291,17 @@ class Connection:
         finally:  # the socket's session is over: its idle check too
             if self.watch is not None:
                 self.watch.cancel()
+
+
+def ws_frame(data: str | bytes) -> bytes:
+    """`data` as one whole RFC 6455 frame from a server (section 5.2: FIN, text for str and
+    binary for bytes, no mask, no extension), header and payload in one write."""
+    payload, first = (data.encode(), 0x81) if isinstance(data, str) else (data, 0x82)
+    size = len(payload)
+    if size < 126:
+        header = bytes((first, size))
+    elif size < 1 << 16:
+        header = bytes((first, 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((first, 127)) + size.to_bytes(8, "big")
+    return header + payload

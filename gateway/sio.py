@@ -124,6 +124,11 @@ class EngineIoSocket:
     async def send_bytes(self, data: bytes) -> None:
         raise TypeError("Socket.IO frames are text")
 
+    @property
+    def closed(self) -> bool:
+        """Is the engine.io session gone?"""
+        return self.eio_sid not in self.server.eio.sockets
+
     async def close(self, *, code: int = 1000, message: bytes = b"") -> bool:
         """End the session (its disconnect handlers run now). On a websocket, give engine.io's
         writer up to SLOW_CLOSE_S to take its close packet (then `Connection` drops the

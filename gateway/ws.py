@@ -80,6 +80,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     try:
         await ws.prepare(request)
         conn.transport = request.transport
+        conn.raw = True  # compress=False above: our own frames are what aiohttp would send
         await _serve(gateway, conn, ws, bad_token)
         return ws
     finally:
