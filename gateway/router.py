@@ -6,8 +6,8 @@ Commands bound for one host that arrive in the same event-loop tick travel in on
 in a call of its own instead (`UnbatchedHostClient`), on the same transport, and differs in
 nothing else: the host still commits the commands of concurrent calls together, and events
 still reach the gateway once per host. The `Router` picks one of the two clients when it is
-built. Either way, once the gateway reads a
-host's feed, a batch's reply brings that feed's events too (`FeedLink`, `gateway.feeds`).
+built. Either way, once the gateway reads a host's feed, a batch's reply brings that feed's
+events too (`FeedLink`, `gateway.feeds`).
 Host failures become `UNAVAILABLE` results, which are transient: a retry with the same
 req_id is answered by the auction itself, which remembers every outcome it committed.
 """
