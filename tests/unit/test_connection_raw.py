@@ -14,9 +14,10 @@ import pytest
 from aiohttp import WSMsgType, web
 
 from gateway.connection import Connection, ws_frame
-from gateway.protocol import MSGPACK
+from gateway.protocol import JSON, MSGPACK, encode
 
-SIZES = [0, 1, 125, 126, 65_535, 65_536, 300_000]  # every RFC 6455 length encoding's edges
+SIZES = [0, 1, 125, 126, 65_535, 65_536, 300_000]
+QUEUE_FRAMES = 64  # each test socket's send queue  # every RFC 6455 length encoding's edges
 
 
 class Served:
@@ -29,7 +30,7 @@ class Served:
     async def handler(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(compress=False, autoping=False)
         await ws.prepare(request)
-        conn = Connection(ws, 64, 0.2)
+        conn = Connection(ws, QUEUE_FRAMES, 0.2)
         conn.transport = request.transport
         conn.raw = True
         conn.writer = asyncio.get_running_loop().create_task(conn.write_loop())
@@ -123,6 +124,7 @@ async def test_a_client_that_does_not_read_is_still_cut_with_1013(served) -> Non
         await asyncio.wait_for(server.opened.wait(), 10)
         conn = server.conns[0]
         big = {"op": "event", "pad": "z" * 50_000}
+        frame_bytes = len(ws_frame(encode(big, JSON)))
         # The client reads nothing: the transport's buffer passes the limit (then frames
         # queue), the queue passes its high-water mark, and after slow_client_s it is cut.
         for _ in range(2_000):
@@ -131,11 +133,11 @@ async def test_a_client_that_does_not_read_is_still_cut_with_1013(served) -> Non
                 break
             await asyncio.sleep(0.001)
         assert conn.closing
-        assert conn.queue.qsize() <= 64
+        assert conn.queue.qsize() <= QUEUE_FRAMES
         # What the transport holds is bounded as the queue is: written at once only below
         # the limit, then what aiohttp's writer hands it between its drains.
         assert conn.transport is not None
-        assert conn.transport.get_write_buffer_size() < 64 * 50_100
+        assert conn.transport.get_write_buffer_size() < QUEUE_FRAMES * frame_bytes
         assert not ws.closed
 
 
