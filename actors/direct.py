@@ -92,18 +92,20 @@ class DirectServer:
         self.target = target
         self.path: str | None = None
         self._server: asyncio.AbstractServer | None = None
+        self._starting = asyncio.Lock()  # two gateways asking at once get the same socket
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> str:
         """The socket's path (the server listening on it)."""
-        if self.path is None:
-            directory = socket_dir()
-            _sweep(directory)
-            path = str(directory / f"host-{os.getpid()}-{secrets.token_hex(8)}.sock")
-            self._server = await asyncio.start_unix_server(self._serve, path)
-            os.chmod(path, 0o600)
-            self.path = path
-        return self.path
+        async with self._starting:
+            if self.path is None:
+                directory = socket_dir()
+                _sweep(directory)
+                path = str(directory / f"host-{os.getpid()}-{secrets.token_hex(8)}.sock")
+                self._server = await asyncio.start_unix_server(self._serve, path)
+                os.chmod(path, 0o600)
+                self.path = path
+            return self.path
 
     async def close(self) -> None:
         """Stop listening and drop the calls still running (the actor is going away)."""

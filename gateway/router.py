@@ -121,17 +121,17 @@ class BaseHostClient:
             if time.monotonic() < self._channel_retry_at:
                 return None
             path = await self.handle.endpoint.remote()
-            try:
-                if path is None:  # the host could not listen
-                    raise FileNotFoundError
-                self._channel = await DirectClient.connect(path)
-            except FileNotFoundError:  # the host runs on another machine (or has no socket)
-                self._channel_retry_at = time.monotonic() + CHANNEL_ELSEWHERE_RETRY_S
-                return None
-            except OSError:  # a host process gone (its socket left behind): Ray knows more
-                self._channel_retry_at = time.monotonic() + CHANNEL_FAILED_RETRY_S
-                return None
-            return self._channel
+            retry_s = CHANNEL_ELSEWHERE_RETRY_S  # no socket: the host could not listen
+            if path is not None:
+                try:
+                    self._channel = await DirectClient.connect(path)
+                    return self._channel
+                except FileNotFoundError:  # the host runs on another machine
+                    pass
+                except OSError:  # a host process gone (its socket left behind)
+                    retry_s = CHANNEL_FAILED_RETRY_S
+            self._channel_retry_at = time.monotonic() + retry_s
+            return None
 
     def _spawn(self, batch: list[tuple[Sent, asyncio.Future[Answer]]]) -> None:
         self._calls += 1
