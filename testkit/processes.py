@@ -198,12 +198,16 @@ def ray_address_of(server: Managed, timeout: float = 10.0) -> str:
 
 
 def crash(victim: Managed, known: list[psutil.Process] | None = None) -> list[psutil.Process]:
-    """Crash a server this instant, as a power cut would: SIGSTOP the processes of its tree
-    already known (`known`, else its descendants now), then SIGKILL them and any started
+    """Crash a server this instant, as a power cut would: SIGSTOP its leader and the processes
+    of its tree already known (`known`, else its descendants now), then SIGKILL them and any started
     since, deepest first, then `kill()` the leader, its group and whatever else it recorded.
     Stopping first keeps every process of the tree until the end, so none is orphaned (and
     missed) by its parent dying first. Returns the processes killed, once they are gone."""
     procs = list(victim.descendants() if known is None else known)
+    with contextlib.suppress(psutil.Error):
+        # The leader (the gateway) first: a gateway left running while its hosts die would
+        # answer its clients (UNAVAILABLE) in the moment between, which no power cut does.
+        victim.process().suspend()
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             proc.suspend()
