@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -529,7 +530,8 @@ class AuctionHost:
 
     async def stats(self) -> dict[str, Any]:
         """For `ece status`: where this host runs and what it serves."""
-        return {"node_id": ray.get_runtime_context().get_node_id(),
+        return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(),
+                "nice": os.getpriority(os.PRIO_PROCESS, 0),
                 "auctions": len(self.core.auctions), "offer_threads": len(self.desk.live_threads()),
                 "commands": self.commands}
 

@@ -154,7 +154,7 @@ async def _hosts(settings: Settings, limits: Limits, sample_s: float
             row["error"] = b.get("error") or a.get("error")
         else:
             span = max(b["at"] - a["at"], 1e-3)
-            row.update(node_id=b["node_id"], auctions=b["auctions"],
+            row.update(node_id=b["node_id"], auctions=b["auctions"], nice=b.get("nice", 0),
                        offer_threads=b["offer_threads"],
                        commands_per_s=round(max(0, b["commands"] - a["commands"]) / span, 1))
         out.append(row)
@@ -228,9 +228,14 @@ def render(status: dict[str, Any], problems: list[str]) -> str:
         if host.get("error"):
             lines.append(f"  host {host['name']}: {host['error']}")
         else:
+            # A host below normal priority waits behind the gateway for a CPU (Ray starts
+            # workers at nice 15 unless its node is told otherwise: gateway.cli).
+            nice = (f", at nice {host['nice']} (its node's Ray starts workers below normal "
+                    "priority: docs/operations.md, A cluster)"
+                    if host.get("nice") else "")
             lines.append(f"  host {host['name']} on {host['node_id'][:12]}: "
                          f"{host['auctions']} auctions, {host['offer_threads']} offer threads, "
-                         f"{host['commands_per_s']} commands/s")
+                         f"{host['commands_per_s']} commands/s{nice}")
     store = status["store"]
     lines.append(f"store {store['url']}: "
                  + (store["error"] if store.get("error") else f"read in {store['read_ms']} ms"))

@@ -53,7 +53,7 @@ import psutil
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from gateway.cli import several_nodes_here
+from gateway.cli import several_nodes_here, workers_at_normal_priority
 from testkit.processes import MANY_USERS, ROOT, Managed, free_port, start_ece
 
 MONGO_URI_ENV = "ECE_TEST_MONGODB_URI"
@@ -67,6 +67,7 @@ HEALTH_CHECK = {
 }
 RAY_ENV = {
     **several_nodes_here(),  # multi-node allowed (prepare_environment turns it off)
+    **workers_at_normal_priority(),  # the hosts (workers) not behind the gateways
     "RAY_AUTH_MODE": "disabled",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",  # stop() tears down: nothing to drain

@@ -24,6 +24,7 @@ def test_a_private_ray_stays_on_loopback(tmp_path: Path) -> None:
         env = {"ECE_RAY_ADDRESS": address} if address else {}
         prepare_environment(env, home=tmp_path)
         assert env.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0"
+        assert env.get("RAY_worker_niceness") == "0"  # the hosts not behind the gateway
         assert "RAY_AUTH_MODE" not in env
     env = {"ECE_RAY_ADDRESS": "10.0.0.5:6379"}
     prepare_environment(env, home=tmp_path)
@@ -44,13 +45,19 @@ def test_a_joining_driver_sends_the_local_token(tmp_path: Path) -> None:
     assert "RAY_AUTH_MODE" not in env  # starting our own Ray: no token to send
 
 
+def test_an_operators_worker_niceness_is_kept(tmp_path: Path) -> None:
+    env = {"RAY_worker_niceness": "5"}
+    prepare_environment(env, home=tmp_path)
+    assert env["RAY_worker_niceness"] == "5"
+
+
 def test_ray_environment_is_set_in_one_place() -> None:
     """Tests and benchmark tools call `prepare_environment()`; none sets Ray's variables."""
-    name = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-    setters = sorted(str(path.relative_to(ROOT))
-                     for folder in ("market", "storage", "actors", "gateway", "testkit",
-                                    "loadtests", "tests")
-                     for path in (ROOT / folder).rglob("*.py")
-                     if name in path.read_text(encoding="utf-8")
-                     and path != Path(__file__).resolve())
-    assert setters == ["gateway/cli.py"]
+    for name in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_worker_niceness"):
+        setters = sorted(str(path.relative_to(ROOT))
+                         for folder in ("market", "storage", "actors", "gateway", "testkit",
+                                        "loadtests", "tests")
+                         for path in (ROOT / folder).rglob("*.py")
+                         if name in path.read_text(encoding="utf-8")
+                         and path != Path(__file__).resolve())
+        assert setters == ["gateway/cli.py"], name

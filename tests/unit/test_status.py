@@ -53,6 +53,17 @@ def test_each_unhealthy_part_is_named() -> None:
         assert "UNHEALTHY" in render(status, problems).splitlines()[0]
 
 
+def test_a_host_below_normal_priority_is_shown_with_the_setting_that_fixes_it() -> None:
+    status = healthy()
+    status["hosts"][1]["nice"] = 15
+    lines = render(status, assess(status, Limits())).splitlines()
+    assert lines[0] == "instance ece: healthy"  # slower, not broken
+    assert [line for line in lines if "nice" in line] == [
+        "  host ece:host:1 on bbbbbbbbbbbb: 2 auctions, 1 offer threads, 0.0 commands/s, "
+        "at nice 15 (its node's Ray starts workers below normal priority: "
+        "docs/operations.md, A cluster)"]
+
+
 def test_the_lag_limit_is_the_operators() -> None:
     status = healthy()
     status["projections"]["market"].update(seconds_behind=30.0, facts_behind=2)
