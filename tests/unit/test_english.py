@@ -415,3 +415,28 @@ def test_bid_count_counts_bids_not_proxy_or_self_raises() -> None:
     assert b.ok("A", 4200, max_amount=20_000)["bid_count"] == 4  # the leader's raise
     assert b.auction.bid_count == 4
     assert b.auction.leader_id == "A"
+
+
+def test_a_refused_bid_leaves_no_garbage_for_the_collector() -> None:
+    """A refusal is remembered (a retry gets it again) without the frames that raised it:
+    with them, every refusal left a reference cycle through its caller's frames (a host's
+    whole batch) that only a garbage collection frees."""
+    import gc
+
+    def refuse_some() -> list:
+        b = live(start_price=1000)
+        b.ok("A", 1000)
+        errors = [b.auction.handle_bid("B", f"r{i}", 1000, None, T0 + 1).error
+                  for i in range(50)]
+        assert all(e is not None and e.code == BID_TOO_LOW for e in errors)
+        return [e.__traceback__ for e in errors]
+
+    gc.collect()
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        assert refuse_some() == [None] * 50
+        assert gc.collect() == 0  # nothing unreachable that refcounts did not free
+    finally:
+        if was:
+            gc.enable()
