@@ -87,6 +87,7 @@ from loadtests.stages_processes import SERVERS as PROCESS_SERVERS
 from loadtests.stages_processes import STAGE as PROCESSES_STAGE
 from loadtests.stages_processes import add_processes_report, processes_stage, server_specs
 from loadtests.stages_server import e2e_stage, fanout_stage, ray_calls
+from storage.sqlite_schema import FILE_SUFFIXES
 from testkit.processes import ROOT, Managed, ray_address_of
 
 # The rest of the harness: params.py (the sizes), servers.py (starting the servers, the set-up
@@ -327,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 errors.append(f"stop {srv.name}: {exc!r}")
         costs["stop_all_s"] = round(time.monotonic() - t_stop, 2)
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in FILE_SUFFIXES:
             with contextlib.suppress(OSError):
                 os.remove(f"/dev/shm/ece-{mem_name}.db{suffix}")
         if args.keep:

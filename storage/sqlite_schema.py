@@ -13,6 +13,10 @@ from storage.sqlite_upgrade import upgrade_rows
 
 _SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 BUSY_TIMEOUT_S = 10.0
+# The file beside a store's file that its writers take turns on (`storage.sqlite`).
+WRITER_LOCK = "-writer.lock"
+# Every file of a store at `path`: path + each suffix (clean-ups).
+FILE_SUFFIXES = ("", "-wal", "-shm", WRITER_LOCK)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (

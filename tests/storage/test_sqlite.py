@@ -17,6 +17,7 @@ from market.provenance import token_id_for
 from storage import CommitBatch, Conflict, StoreError, open_store
 from storage.mongo import MongoStore
 from storage.sqlite import SqliteStore
+from storage.sqlite_schema import FILE_SUFFIXES
 from tests.storage.test_contract import asset, auction, event, view
 from tests.storage.test_provenance_contract import follow, mint, verified
 
@@ -99,6 +100,46 @@ async def test_two_processes_write_concurrently(tmp_path: Path) -> None:
                 p.kill()
     assert [p.exitcode for p in procs] == [0, 0, 0]
     await _verify(path, ["p0", "p1", "p2"])
+
+
+async def test_a_write_transaction_holds_the_files_writer_lock_and_only_then(
+        tmp_path: Path) -> None:
+    """Writers take turns on the lock file (woken by the kernel when it frees) instead of
+    sleeping in SQLite's busy handler: held from before BEGIN to after COMMIT or ROLLBACK."""
+    import fcntl
+
+    from storage.sqlite_schema import WRITER_LOCK
+
+    store = SqliteStore(str(tmp_path / "locked.db"))
+    await store.open()
+    probe = os.open(store.path + WRITER_LOCK, os.O_RDWR)  # another writer's view of it
+
+    def free() -> bool:
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(probe, fcntl.LOCK_UN)
+        return True
+
+    def inside(conn: sqlite3.Connection) -> bool:
+        return free()
+
+    def fails(conn: sqlite3.Connection) -> None:
+        raise RuntimeError("the transaction fails")
+
+    try:
+        assert free()
+        assert await store._run(store._write, inside) is False  # taken while it runs
+        assert free()
+        with pytest.raises(RuntimeError):
+            await store._run(store._write, fails)
+        assert free()  # a rolled-back transaction lets it go too
+        await store.create_user({"user_id": "u1", "username": "ann", "password_hash": "h"})
+        assert free()
+    finally:
+        os.close(probe)
+        await store.close()
 
 
 class CommitFailsOnce:
@@ -353,7 +394,7 @@ async def test_memory_store_is_shared_between_instances() -> None:
     finally:
         await a.close()
         await b.close()
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in FILE_SUFFIXES:
             Path(a.path + suffix).unlink(missing_ok=True)
 
 
