@@ -6,7 +6,7 @@ committing one small write transaction (5 rows) at Poisson arrivals of RATE per 
 intended start to its commit (p50/p99/p99.9/max) over all of them. `busy`: SQLite alone (a
 writer that finds the file locked sleeps in the busy handler); `flock`: every transaction
 holds an flock of the file's `WRITER_LOCK` from before BEGIN to after COMMIT, as
-`SqliteStore` does.
+`SqliteStore` does (`storage.sqlite_lock`).
 """
 
 from __future__ import annotations

@@ -6,23 +6,15 @@ read->write upgrade fails with SQLITE_BUSY without waiting on the busy handler).
 instance owns one connection used from one dedicated thread, keeping blocking sqlite3 calls
 off the event loop while preserving sqlite3's one-connection-per-thread comfort zone.
 
-Writers take turns on the file's writer lock first (`WRITER_LOCK`, an flock held from before
-BEGIN IMMEDIATE until after COMMIT or ROLLBACK). SQLite alone lets a writer that finds the
-file locked sleep in its busy handler, in steps of 1, 2, 5, ... up to 100 ms, however soon
-the lock frees: with two or more busy writers on one file (several auction hosts, the
-projection actors) a commit now and then waited 100-300 ms for a lock held for under 1 ms.
-Waiting on the flock, the kernel wakes the next writer as soon as the holder is done
-(docs/performance.md, "Four fixes of 2026-12-04"). Readers take no lock (WAL).
+Writers take turns on the file's writer lock first (`storage.sqlite_lock`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
-import os
 import sqlite3
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -60,10 +52,11 @@ from storage.ownership import auction_change, mint_change
 from storage.records import AssetRecord, AuctionRecord, ProvenanceRecord, TradeRecord, UserRecord
 from storage.sqlite_catalog import SqliteCatalog
 from storage.sqlite_facts import SqliteFacts, append_closing, settle_facts
+from storage.sqlite_lock import WriterLock
 from storage.sqlite_money import SqliteMoney, insert_notices
 from storage.sqlite_offers import SqliteOffers
 from storage.sqlite_ownership import SqliteOwnership, append_ownership
-from storage.sqlite_schema import WRITER_LOCK, connect, sync_mode
+from storage.sqlite_schema import connect, sync_mode
 from storage.sqlite_tokens import (
     ASSET_SELECT,
     SqliteTokens,
@@ -122,7 +115,7 @@ class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, Sqlite
         self.synchronous = sync_mode(synchronous)
         self._conn: sqlite3.Connection | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._writer_lock: int | None = None  # fd of the file's WRITER_LOCK
+        self._writer = WriterLock(path)
 
     # -- plumbing --------------------------------------------------------------------------
     async def _run[T](self, fn: Callable[..., T], *args: Any) -> T:
@@ -143,9 +136,7 @@ class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, Sqlite
         that this connection, and every other process, can keep writing.
         """
         conn = self._db
-        assert self._writer_lock is not None
-        fcntl.flock(self._writer_lock, fcntl.LOCK_EX)  # this file's writers take turns
-        try:
+        with self._writer.turn():  # this file's writers, in every process, take turns
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
@@ -160,8 +151,6 @@ class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, Sqlite
                     raise StoreError(f"commit failed, transaction rolled back: {exc}") from exc
                 raise
             return result
-        finally:
-            fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def open(self) -> None:
@@ -172,8 +161,7 @@ class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, Sqlite
         try:
             self._conn = await loop.run_in_executor(
                 self._pool, connect, self.path, self.synchronous)
-            self._writer_lock = os.open(self.path + WRITER_LOCK,
-                                        os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._writer.open()
         except BaseException:
             if self._conn is not None:
                 self._conn.close()
@@ -191,9 +179,7 @@ class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, Sqlite
             await asyncio.get_running_loop().run_in_executor(pool, conn.close)
         pool.shutdown(wait=True)
         self._pool = None
-        if self._writer_lock is not None:
-            os.close(self._writer_lock)
-            self._writer_lock = None
+        self._writer.close()
 
     # -- users -----------------------------------------------------------------------------
     async def create_user(self, user: UserRecord) -> None:
