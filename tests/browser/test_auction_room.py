@@ -108,6 +108,7 @@ def test_two_bidders_see_each_other_live_until_the_close(start_server, new_page)
     expect(ann.get_by_test_id("leader")).to_have_text(short(bob_id))
     expect(ann.get_by_test_id("bid-count")).to_have_text("2")
     expect(ann.get_by_test_id("standing")).to_have_text("You've been outbid")
+    expect(ann.get_by_test_id("bid-feedback")).not_to_contain_text("high bidder")  # taken back
     # Bob's maximum ($15.00) is his secret: rivals see his bid at the price it set.
     expect(ann.get_by_test_id("history-row").first).to_contain_text(
         f"{short(bob_id)} bid $10.50")

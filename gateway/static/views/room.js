@@ -30,6 +30,7 @@ export class RoomView {
     this.fetchingView = false; // a GET /api/auctions/{id} is in flight
     this.refreshAgain = false; // another was asked for meanwhile
     this.dropRetryAt = 0; // no Dutch price refresh before this (local time)
+    this.feedbackLeadsAt = null; // the seq of our bid when the feedback says we lead
   }
 
   get view() {
@@ -195,14 +196,22 @@ export class RoomView {
 
   render() {
     if (!this.refs || !this.view) return;
+    // "You're the high bidder" goes once a later event shows someone else leading (the
+    // standing line says so); before our bid's own event arrives the view is older than it.
+    const leadsAt = this.feedbackLeadsAt;
+    if (leadsAt !== null && this.room.lastSeq >= leadsAt && this.view.leader_id !== me()) {
+      this.feedback("", "");
+    }
     renderRoom(this, clock.now());
   }
 
   // ---- actions ----------------------------------------------------------------------------
 
-  feedback(text, kind) {
+  /** `leadsAt`: the text says we lead as of that seq; it is taken back once we do not. */
+  feedback(text, kind, leadsAt = null) {
     setText(this.refs.feedback, text);
     this.refs.feedback.dataset.kind = kind;
+    this.feedbackLeadsAt = leadsAt;
   }
 
   sealedKey() {
@@ -260,7 +269,8 @@ export class RoomView {
       } else if (this.view.type === "dutch") {
         this.feedback(`You bought it for ${formatCents(reply.price)}`, "ok");
       } else if (reply.leader_id === me()) {
-        this.feedback(`Bid accepted — you're the high bidder at ${formatCents(reply.price)}`, "ok");
+        this.feedback(`Bid accepted — you're the high bidder at ${formatCents(reply.price)}`, "ok",
+          Number.isInteger(reply.seq) ? reply.seq : null);
       } else {
         this.feedback(`Bid accepted, but another bidder's maximum is higher — price now ${formatCents(reply.price)}`, "warn");
       }
