@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import signal
 import socket
@@ -49,10 +50,33 @@ BENCH_LIMITS = {
 }
 
 
+# Ports picked for servers lie below the kernel's ephemeral range, where a port bound to 0
+# (Ray's workers' servers) or an outgoing connection's local port may land at any moment:
+# a pick from bind(0) was taken in the moment before its server bound it ("address already
+# in use", a quick-bench failure on CI).
+FIRST_PORT = 10_000
+
+
+def ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (32768 unless configured)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nothing listens on now, outside the ephemeral range."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(FIRST_PORT, ephemeral_low())
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 class Managed:
