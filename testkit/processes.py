@@ -51,10 +51,11 @@ BENCH_LIMITS = {
 
 
 # Ports picked for servers lie below the kernel's ephemeral range, where a port bound to 0
-# (Ray's workers' servers) or an outgoing connection's local port may land at any moment:
-# a pick from bind(0) was taken in the moment before its server bound it ("address already
-# in use", a quick-bench failure on CI).
-FIRST_PORT = 10_000
+# or an outgoing connection's local port may land at any moment (a pick from bind(0) was
+# taken in the moment before its server bound it: "address already in use", a quick-bench
+# failure on CI), and above `ray start`'s worker ports (10002-19999 by default), which Ray
+# refuses to give any of its other components.
+FIRST_PORT = 20_000
 
 
 def ephemeral_low() -> int:
