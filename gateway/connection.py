@@ -61,14 +61,17 @@ class Connection:
         "heard_at",
         "high_since",
         "high_water",
+        "idle_s",
         "inflight",
         "ip",
         "me",
         "me_ticket",
+        "moved_at",
         "pending_subscribes",
         "queue",
         "raw",
         "resume",
+        "seen_written",
         "slow_client_s",
         "subscriptions",
         "transport",
@@ -107,6 +110,9 @@ class Connection:
         self.written = 0  # frames the writer has handed over (it is stalled if this stays)
         self.heard_at = time.monotonic()  # when the last whole frame came in
         self.watch: asyncio.TimerHandle | None = None  # the idle check (`watch_idle`)
+        self.idle_s = 0.0
+        self.seen_written = 0  # `written` when the idle check last saw it move
+        self.moved_at = 0.0  # and when that was
         self.transport: asyncio.Transport | None = None
         # True for /ws: a frame may go to `transport` as bytes of an RFC 6455 frame of our
         # own (uncompressed, unmasked, server to client) without the queue and the writer.
@@ -195,31 +201,33 @@ class Connection:
         read (a client trickling a frame it never finishes keeps it otherwise: its bytes
         put off the heartbeat's ping), and 1013 once its writer has handed over nothing for
         `idle_s` with frames waiting (a client that sends but never reads). One timer per
-        socket, moved on lazily: a frame costs `heard`, a time stamp."""
-        loop = asyncio.get_running_loop()
-        written, moved_at = self.written, time.monotonic()
+        socket, moved on lazily: a frame costs `heard`, a time stamp. (A method and slots,
+        not a closure: a closure that reschedules itself refers to itself, a cycle that
+        left every closed socket to the garbage collector.)"""
+        self.idle_s = idle_s
+        self.seen_written, self.moved_at = self.written, time.monotonic()
+        self.watch = asyncio.get_running_loop().call_later(idle_s, self._check_idle)
 
-        def check() -> None:
-            nonlocal written, moved_at
-            now = time.monotonic()
-            if self.closing:
-                return
-            if self.resume is not None:  # we are not reading (back-pressure): not idle
-                self.heard_at = now
-            if now - self.heard_at >= idle_s:
-                self.cut(IDLE, b"idle", IDLE_CLOSE_S)
-                return
-            waiting = self.queue.qsize() > 0 or (
-                self.transport is not None and self.transport.get_write_buffer_size() > 0)
-            if self.written != written or not waiting:
-                written, moved_at = self.written, now
-            elif now - moved_at >= idle_s:
-                self.cut()  # frames wait and none was taken for idle_s: it does not read
-                return
-            due = min(self.heard_at, moved_at) + idle_s
-            self.watch = loop.call_later(max(due - now, 0.05), check)
-
-        self.watch = loop.call_later(idle_s, check)
+    def _check_idle(self) -> None:
+        self.watch = None
+        now = time.monotonic()
+        if self.closing:
+            return
+        if self.resume is not None:  # we are not reading (back-pressure): not idle
+            self.heard_at = now
+        if now - self.heard_at >= self.idle_s:
+            self.cut(IDLE, b"idle", IDLE_CLOSE_S)
+            return
+        waiting = self.queue.qsize() > 0 or (
+            self.transport is not None and self.transport.get_write_buffer_size() > 0)
+        if self.written != self.seen_written or not waiting:
+            self.seen_written, self.moved_at = self.written, now
+        elif now - self.moved_at >= self.idle_s:
+            self.cut()  # frames wait and none was taken for idle_s: it does not read
+            return
+        due = min(self.heard_at, self.moved_at) + self.idle_s
+        self.watch = asyncio.get_running_loop().call_later(max(due - now, 0.05),
+                                                           self._check_idle)
 
     def backed_up(self) -> bool:
         """Are frames queued plus answers owed at the high-water mark (stop reading)?"""
@@ -263,6 +271,7 @@ class Connection:
         """Queue the close behind what is already buffered; drop the peer if it stalls."""
         if self.watch is not None:
             self.watch.cancel()
+            self.watch = None
         with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
             await asyncio.wait_for(self.ws.close(code=code, message=reason), grace_s)
         if self.writer is not None:
@@ -291,6 +300,7 @@ class Connection:
         finally:  # the socket's session is over: its idle check too
             if self.watch is not None:
                 self.watch.cancel()
+                self.watch = None
 
 
 def ws_frame(data: str | bytes) -> bytes:

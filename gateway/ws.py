@@ -85,6 +85,18 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         return ws
     finally:
         leave(gateway, conn)
+        _unhook_heartbeat(request)
+
+
+def _unhook_heartbeat(request: web.Request) -> None:
+    """Break the cycle aiohttp (3.14) leaves behind a WebSocket with a heartbeat: the
+    connection's protocol keeps the heartbeat's data callback, a method of the socket, after
+    the connection is lost (socket -> request -> protocol -> callback -> socket). Only the
+    cyclic collector freed it, with everything the socket held: a thousand sockets closing at
+    once made one collection of 427,070 objects, a 427 ms pause of the whole gateway."""
+    protocol = request.protocol
+    if getattr(protocol, "_data_received_cb", None) is not None:
+        protocol._data_received_cb = None
 
 
 def admit(gateway: Gateway, ip: str, token: str | None) -> tuple[Identity | None, bool]:
