@@ -5,14 +5,13 @@ committing one small write transaction (5 rows) at Poisson arrivals of RATE per 
 8 s to one WAL file with synchronous=FULL; prints the latency from each transaction's
 intended start to its commit (p50/p99/p99.9/max) over all of them. `busy`: SQLite alone (a
 writer that finds the file locked sleeps in the busy handler); `flock`: every transaction
-holds an flock of the file's `WRITER_LOCK` from before BEGIN to after COMMIT, as
-`SqliteStore` does (`storage.sqlite_lock`).
+takes its turn on the store's own writer lock (`storage.sqlite_lock.WriterLock`), as
+`SqliteStore` does.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import multiprocessing as mp
 import os
 import random
@@ -21,7 +20,8 @@ import sys
 import tempfile
 import time
 
-from storage.sqlite_schema import FILE_SUFFIXES, WRITER_LOCK
+from storage.sqlite_lock import WriterLock
+from storage.sqlite_schema import FILE_SUFFIXES
 
 SECONDS = 8.0
 ROW = b"x" * 300
@@ -31,7 +31,8 @@ def _writer(path: str, rate: float, use_flock: bool, out: mp.Queue) -> None:
     conn = sqlite3.connect(path, timeout=10, isolation_level=None)
     conn.execute("PRAGMA busy_timeout=10000")
     conn.execute("PRAGMA synchronous=FULL")
-    lock = os.open(path + WRITER_LOCK, os.O_RDWR | os.O_CREAT, 0o600) if use_flock else None
+    lock = WriterLock(path)
+    lock.open()
     rng = random.Random(os.getpid())
     latencies: list[float] = []
     due = time.perf_counter()
@@ -43,15 +44,10 @@ def _writer(path: str, rate: float, use_flock: bool, out: mp.Queue) -> None:
         wait = due - time.perf_counter()
         if wait > 0:
             time.sleep(wait)  # the arrival's time (the load's schedule, not a synchronisation)
-        if lock is not None:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
+        with lock.turn() if use_flock else contextlib.nullcontext():
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany("INSERT INTO t(v) VALUES (?)", [(ROW,)] * 5)
             conn.execute("COMMIT")
-        finally:
-            if lock is not None:
-                fcntl.flock(lock, fcntl.LOCK_UN)
         latencies.append((time.perf_counter() - due) * 1e3)
     out.put(latencies)
 

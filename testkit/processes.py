@@ -10,6 +10,7 @@ own); a recorded pid is touched only while it still has the start time recorded 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 import re
@@ -56,8 +57,10 @@ BENCH_LIMITS = {
 # failure on CI), and above `ray start`'s worker ports (10002-19999 by default), which Ray
 # refuses to give any of its other components.
 FIRST_PORT = 20_000
+_PICKS = random.Random()  # seeded from the OS: concurrent test processes pick apart
 
 
+@functools.cache
 def ephemeral_low() -> int:
     """The first port of the kernel's ephemeral range (32768 unless configured)."""
     try:
@@ -68,9 +71,8 @@ def ephemeral_low() -> int:
 
 def free_port() -> int:
     """A loopback port nothing listens on now, outside the ephemeral range."""
-    rng = random.Random()
     for _ in range(200):
-        port = rng.randrange(FIRST_PORT, ephemeral_low())
+        port = _PICKS.randrange(FIRST_PORT, ephemeral_low())
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
@@ -78,6 +80,20 @@ def free_port() -> int:
                 continue
             return port
     raise RuntimeError("no free port below the ephemeral range")
+
+
+def threads_of(pid: int) -> dict[str, int]:
+    """Each thread of `pid` as "<tid> <name>" -> its nice value (/proc/<pid>/task/*/stat)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except FileNotFoundError:  # ended meanwhile
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[f"{tid} {name}"] = int(fields[16])  # field 19 of stat: nice
+    return out
 
 
 class Managed:

@@ -6,29 +6,15 @@ left as they were. (Python names no OS thread here, so threads are told apart by
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
 from actors.analytics.actor import ANALYTICS_NICE, get_or_create_analytics
 from testkit.client import unique, wait_for
+from testkit.processes import threads_of
 from tests.integration.conftest import gateway_with
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-def threads_of(pid: int) -> dict[str, int]:
-    """Each thread of `pid` as "<tid> <name>" -> its nice value (/proc/<pid>/task/*/stat)."""
-    out = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-        except FileNotFoundError:  # ended meanwhile
-            continue
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
-        out[f"{tid} {name}"] = int(fields[16])  # field 19 of stat: nice
-    return out
 
 
 async def test_the_analytics_actor_runs_at_the_lowest_priority(ray_cluster, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import ray
 
 from testkit.client import unique
-from tests.integration.test_analytics_priority import threads_of
+from testkit.processes import threads_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
