@@ -46,6 +46,38 @@ async def test_every_command_gets_its_own_result(client, calls) -> None:
 
 
 
+class GatedHost(FakeHost):
+    """Answers a call only once the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def _answer(self, commands: list[GetView]) -> list[Viewed]:
+        await self.gate.wait()
+        return [Viewed({"auction_id": c.auction_id}) for c in commands]
+
+
+@pytest.mark.asyncio
+async def test_commands_arriving_while_a_call_is_out_leave_together_after_it() -> None:
+    """One call in flight per host: what arrives meanwhile, in many ticks, waits and leaves
+    as one batch (with two in flight the first of them left alone, a commit of its own)."""
+    host = GatedHost()
+    sender = HostClient("h", host)  # type: ignore[arg-type]
+    first = sender.call(GetView("a0"))
+    while not host.calls:
+        await asyncio.sleep(0)
+    rest = []
+    for n in range(1, 6):
+        rest.append(sender.call(GetView(f"a{n}")))
+        await asyncio.sleep(0)  # each in a tick of its own
+    assert len(host.calls) == 1
+    host.gate.set()
+    await asyncio.gather(first, *rest)
+    assert [[c.auction_id for c in call] for call in host.calls] == [
+        ["a0"], ["a1", "a2", "a3", "a4", "a5"]]
+
+
 class SilentHost(FakeHost):
     """A host Ray restarted elsewhere whose call neither returns nor fails (seen after a
     node loss)."""
