@@ -247,6 +247,22 @@ async def test_a_waiting_poll_wakes_only_for_events_its_reader_wants() -> None:
     assert ns(feed.read(feed.epoch, 0, 10, "A")) == [2]
 
 
+
+async def test_a_poll_woken_for_nothing_it_wants_ends_at_its_timeout_and_lets_go() -> None:
+    """Woken again and again by events it does not want, a poll still returns when its time
+    is up (one deadline for the whole wait), and holds nothing after: the next publish and
+    the next poll go on."""
+    feed = EventFeed(capacity=100)
+    await feed.register("A", None, 1, ["x"], [])
+    waiting = asyncio.create_task(feed.wait(feed.epoch, 0, 0.2, "A"))
+    for seq in range(5):
+        await feed.publish([ev(seq, "y")])
+        await _yield_a_while()
+    await asyncio.wait_for(waiting, 5)
+    assert ns(feed.read(feed.epoch, 0, 10, "A")) == []
+    await feed.publish([ev(5, "x")])
+    await asyncio.wait_for(feed.wait(feed.epoch, 0, 3600, "A"), 5)  # at once: readable
+
 async def test_watching_an_auction_mid_poll_wakes_the_poll_for_its_events_held() -> None:
     feed = EventFeed(capacity=100)
     await feed.register("A", None, 1, ["x"], [])
