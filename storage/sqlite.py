@@ -51,9 +51,10 @@ from storage.facts import UNSOLD
 from storage.ownership import auction_change, mint_change
 from storage.records import AssetRecord, AuctionRecord, ProvenanceRecord, TradeRecord, UserRecord
 from storage.sqlite_catalog import SqliteCatalog
+from storage.sqlite_commit import write_batch
 from storage.sqlite_facts import SqliteFacts, append_closing, settle_facts
 from storage.sqlite_lock import WriterLock
-from storage.sqlite_money import SqliteMoney, insert_notices
+from storage.sqlite_money import SqliteMoney
 from storage.sqlite_offers import SqliteOffers
 from storage.sqlite_ownership import SqliteOwnership, append_ownership
 from storage.sqlite_schema import connect, sync_mode
@@ -106,27 +107,6 @@ def _rollback(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
-
-
-def _update_views(conn: sqlite3.Connection, views: list[tuple[Any, ...]]) -> None:
-    """Store auctions' views: (view, status, seq, ends_at, auction_id, seq) rows.
-
-    Most commits (a bid) change neither status nor ends_at, and an UPDATE that sets an indexed
-    column rewrites that column's index entries even when the value is the same: the five
-    indexes on status or ends_at made 13.3 WAL pages per one-bid commit where 8.3 do
-    (docs/performance.md). So the rows go first through an UPDATE that sets only view and
-    seq where status and ends_at are unchanged, and only if some row was left does every row
-    go through the whole one (a row updated already matches it again, to the same values)."""
-    if not views:
-        return
-    lean = conn.executemany(
-        "UPDATE auctions SET view=?, seq=? WHERE auction_id=? AND seq<=? AND status=?"
-        " AND ends_at IS ?",
-        [(view, seq, aid, guard, status, ends) for view, status, seq, ends, aid, guard in views])
-    if lean.rowcount < len(views):
-        conn.executemany(
-            "UPDATE auctions SET view=?, status=?, seq=?, ends_at=? WHERE auction_id=? AND seq<=?",
-            views)
 
 
 class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, SqliteFacts,
@@ -449,41 +429,8 @@ class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, Sqlite
         snaps = [
             (_dumps(s), int(s["seq"]), aid, int(s["seq"])) for aid, s in batch.snapshots.items()
         ]
-        insert = "INSERT INTO events(auction_id, seq, data) VALUES (?,?,?)"
-
-        def tx(conn: sqlite3.Connection) -> set[str]:
-            conflicted: set[str] = set()
-            if rows:
-                # Optimistic: one executemany for the whole batch. Only if some (auction_id,
-                # seq) already exists do we redo it per auction to find who is fenced out.
-                conn.execute("SAVEPOINT batch")
-                try:
-                    conn.executemany(insert, rows)
-                except sqlite3.IntegrityError:
-                    conn.execute("ROLLBACK TO batch")
-                    for auction_id, group in groups.items():
-                        conn.execute("SAVEPOINT one")
-                        try:
-                            conn.executemany(insert, group)
-                        except sqlite3.IntegrityError:
-                            conn.execute("ROLLBACK TO one")
-                            conflicted.add(auction_id)
-                        conn.execute("RELEASE one")
-                conn.execute("RELEASE batch")
-            # `seq <= ?` guards: a view/snapshot never moves an auction backwards.
-            if views:
-                _update_views(conn, [v for v in views if v[4] not in conflicted])
-            if snaps:
-                conn.executemany(
-                    "UPDATE auctions SET snapshot=?, snapshot_seq=?"
-                    " WHERE auction_id=? AND snapshot_seq<=?",
-                    [s for s in snaps if s[2] not in conflicted],
-                )
-            insert_notices(conn, [n for n in batch.notices
-                                  if n["data"].get("auction_id") not in conflicted])
-            return conflicted
-
-        return self._write(tx)
+        return self._write(
+            lambda conn: write_batch(conn, rows, groups, views, snaps, batch.notices))
 
     async def load_events(
         self, auction_id: str, after_seq: int = 0, limit: int | None = None
