@@ -5,16 +5,9 @@ the market, behaviour) on its own event loop, beside - never on - the bid path.
 `ece rebuild analytics`, which runs them in its own process.
 
 The actor keeps off the bid path's CPU twice over. Its process runs at the lowest priority
-(`ANALYTICS_NICE`), which ranks it below the auction hosts Ray runs beside it. But Linux
-weighs a nice value only against processes of the same session (autogroups: a gateway or a
-client started in a session of its own gets an equal share whatever our nice), so a
-projection catching up (folding full pages) also waits, before each page, while the other
-processes keep more than `BUSY_SHARE` of the CPUs busy (`Throttle`) - at most `MAX_PAUSE_S`
-a page, so a catch-up always advances, if slowly, whatever else runs on the machine. "The
-CPUs" are those of our container's cgroup v2 when we run in one (its `cpu.stat` and
-`cpu.max`: other tenants' load is not ours to yield to), else the machine's (`/proc/stat`,
-without steal time and without counting guest time twice). Tailing (pages not full) never
-waits. The lag it leaves shows in the metrics.
+(`ANALYTICS_NICE`), which ranks it below the auction hosts Ray runs beside it, and a
+projection catching up keeps to a CPU budget while the CPUs are contended
+(`actors.analytics.throttle`). Tailing (pages not full) never waits.
 """
 
 from __future__ import annotations
@@ -23,12 +16,8 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-import psutil  # type: ignore[import-untyped]
 import ray
 
 from actors.analytics.behaviour import BehaviourProjection
@@ -37,6 +26,7 @@ from actors.analytics.closings import ClosingFacts
 from actors.analytics.market import MarketProjection
 from actors.analytics.prices import PriceProjection
 from actors.analytics.runner import Projection, Runner, read_lag
+from actors.analytics.throttle import Throttle
 from actors.analytics.valuations import ValuationProjection
 from actors.analytics.vetted import FeedVetting
 from actors.clock import now_ms
@@ -68,102 +58,9 @@ def lower_priority(nice: int = ANALYTICS_NICE) -> list[int]:
     return done
 
 
-BUSY_SHARE = 0.75  # the CPUs are busy when others use more than this share of them
-SAMPLE_S = 0.25  # the shortest span over which the others' CPU use is judged
-MAX_PAUSE_S = 2.0  # a catch-up waits this long at most before each page
-
-
-def machine_cpu(times: Callable[[], Any] = psutil.cpu_times) -> float:
-    """CPU-seconds the machine's CPUs have been busy so far: user, nice, system, irq and
-    softirq. Not idle or iowait; not steal (the hypervisor's other guests, not ours to yield
-    to); not guest or guest_nice, which Linux counts in user and nice already."""
-    t = times()
-    return float(t.user + t.nice + t.system + getattr(t, "irq", 0.0)
-                 + getattr(t, "softirq", 0.0))
-
-
-def own_cgroup(proc: Path = Path("/proc/self")) -> Path | None:
-    """The cgroup v2 directory of this process's container: the root of its cgroup namespace
-    (`0::/`) when that is not the system's root cgroup (which has no `cgroup.type`: it is the
-    whole machine, and its `cpu.stat` counts steal time). None elsewhere: a desktop session's
-    or a service's cgroup holds only some of the processes to yield to (not a gateway or a
-    client started in another), so the machine's counters are read."""
-    with contextlib.suppress(OSError):
-        if "0::/" not in (proc / "cgroup").read_text().splitlines():
-            return None
-        for line in (proc / "mountinfo").read_text().splitlines():
-            fields = line.split()
-            if "-" in fields and fields[fields.index("-") + 1] == "cgroup2":
-                found = Path(fields[4])
-                if (found / "cgroup.type").exists() and (found / "cpu.stat").exists():
-                    return found
-    return None
-
-
-def cpu_source(proc: Path = Path("/proc/self")) -> tuple[Callable[[], float], float]:
-    """(CPU-seconds used so far by every process we count, how many CPUs they share): our
-    container's cgroup usage and quota when we run in one, else the machine's."""
-    cpus = float(psutil.cpu_count() or 1)
-    group = own_cgroup(proc)
-    if group is None:
-        return machine_cpu, cpus
-
-    def used() -> float:
-        stat = dict(line.split() for line in (group / "cpu.stat").read_text().splitlines())
-        return int(stat["usage_usec"]) / 1e6
-
-    quota, _, period = (group / "cpu.max").read_text().partition(" ") \
-        if (group / "cpu.max").exists() else ("max", "", "")
-    if quota != "max":
-        cpus = min(cpus, int(quota) / int(period))
-    return used, cpus
-
-
-class Throttle:
-    """Waits, before a catch-up page, while processes other than this one keep the CPUs busy.
-
-    The others' share is judged over the span since the last judgement (our own process's
-    CPU taken out), once that span is `sample_s` long: between pages it is the page just
-    folded, so a machine that is not busy costs a catch-up no pause at all. Readers, clock
-    and sleep are injectable (tests)."""
-
-    def __init__(self, share: float = BUSY_SHARE, sample_s: float = SAMPLE_S,
-                 max_pause_s: float = MAX_PAUSE_S, *,
-                 source: tuple[Callable[[], float], float] | None = None,
-                 mine: Callable[[], float] | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
-        self.share, self.sample_s, self.max_pause_s = share, sample_s, max_pause_s
-        self.used, self.cpus = source if source is not None else cpu_source()
-        if mine is None:
-            me = psutil.Process()
-            mine = lambda: sum(me.cpu_times()[:2])  # noqa: E731 - user + system
-        self.mine, self.clock, self.sleep = mine, clock, sleep
-        self.others = 0.0  # the share of the CPUs others used over the last span judged
-        self.paused_s = 0.0  # waited in all (status)
-        self._at, self._used, self._mine = clock(), self.used(), mine()
-
-    def others_busy(self) -> float:
-        """The share of the CPUs others used since the last judgement, once it is `sample_s`
-        ago; until then, the last one."""
-        now = self.clock()
-        if now - self._at >= self.sample_s:
-            used, mine = self.used(), self.mine()
-            others = max(0.0, (used - self._used) - (mine - self._mine))
-            self.others = others / (now - self._at) / self.cpus
-            self._at, self._used, self._mine = now, used, mine
-        return self.others
-
-    async def wait(self) -> None:
-        start = self.clock()
-        while (left := start + self.max_pause_s - self.clock()) > 0 \
-                and self.others_busy() > self.share:
-            await self.sleep(min(self.sample_s, left))
-        self.paused_s += self.clock() - start
-
-
 class PoliteRunner(Runner):
-    """A `Runner` whose catch-up pages wait for a machine that is not busy (`Throttle`)."""
+    """A `Runner` whose catch-up pages keep to the `Throttle`'s budget. The runners sharing
+    a throttle (one process) take turns: one catch-up page, and its pause, at a time."""
 
     def __init__(self, store: Store, projection: Projection, throttle: Throttle) -> None:
         super().__init__(store, projection)
@@ -171,9 +68,12 @@ class PoliteRunner(Runner):
         self.catching_up = False  # until a page comes full
 
     async def step(self) -> int:
-        if self.catching_up:
-            await self.throttle.wait()
-        n = await super().step()
+        if not self.catching_up:
+            n = await super().step()
+        else:
+            async with self.throttle.turn:
+                await self.throttle.wait()
+                n = await super().step()
         self.catching_up = n >= self.page
         return n
 

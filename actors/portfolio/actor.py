@@ -14,7 +14,8 @@ from typing import Any
 
 import ray
 
-from actors.analytics.actor import PoliteRunner, Throttle, lower_priority
+from actors.analytics.actor import PoliteRunner, lower_priority
+from actors.analytics.throttle import Throttle
 from actors.analytics.valuations import VALUES_CHANNEL
 from actors.config import ClusterConfig
 from actors.directory import get_or_create
@@ -36,13 +37,13 @@ class PortfolioCore:
     def __init__(self, config: ClusterConfig, shard: int, store: Store | None = None) -> None:
         self.config = config
         self.store = store if store is not None else open_store(config.store_url)
-        # Polite like the analytics actor: catch-up pages, and the whole portfolios of users
-        # already told, wait while other processes keep the CPUs busy.
+        # Polite like the analytics actor: catch-up pages keep to the throttle's budget, and
+        # the whole portfolios of users already told wait while the CPUs are contended.
         self.throttle = Throttle()
         self.projection = PortfolioProjection(
             self.store, shard, config.portfolio_shards, risk_free=config.risk_free_rate,
             threshold=config.concentration_share,
-            busy=lambda: self.throttle.others_busy() > self.throttle.share)
+            busy=self.throttle.busy)
         self.runner = PoliteRunner(self.store, self.projection, self.throttle)
         self.cursor = GapCursor(0, name=f"{self.projection.name} values")
         self._tail = Tailer(self.step_values, f"{self.projection.name} values", PAGE, POLL_S,
