@@ -423,7 +423,7 @@ class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, Sqlite
             rows.append(row)
             groups.setdefault(auction_id, []).append(row)
         views = [
-            (_dumps(v), v["status"], int(v["seq"]), v.get("ends_at"), aid, int(v["seq"]))
+            (_dumps(v), int(v["seq"]), aid, int(v["seq"]), v["status"], v.get("ends_at"))
             for aid, v in batch.views.items()
         ]
         snaps = [

@@ -18,7 +18,7 @@ def write_batch(conn: sqlite3.Connection, rows: list[EventRow],
                 snaps: list[tuple[Any, ...]], notices: list[NewNotice]) -> set[str]:
     """Write a batch; the auctions fenced out (another host stored their seq first) are
     returned, and nothing of theirs is written. `groups`: `rows` by auction; `views`:
-    (view, status, seq, ends_at, auction_id, seq); `snaps`: (snapshot, seq, auction_id, seq)."""
+    (view, seq, auction_id, seq, status, ends_at); `snaps`: (snapshot, seq, auction_id, seq)."""
     conflicted: set[str] = set()
     if rows:
         # Optimistic: one executemany for the whole batch. Only if some (auction_id, seq)
@@ -38,7 +38,7 @@ def write_batch(conn: sqlite3.Connection, rows: list[EventRow],
                 conn.execute("RELEASE one")
         conn.execute("RELEASE batch")
     # `seq <= ?` guards: a view/snapshot never moves an auction backwards.
-    _update_views(conn, [v for v in views if v[4] not in conflicted])
+    _update_views(conn, [v for v in views if v[2] not in conflicted])
     if snaps:
         conn.executemany(
             "UPDATE auctions SET snapshot=?, snapshot_seq=? WHERE auction_id=? AND snapshot_seq<=?",
@@ -49,21 +49,21 @@ def write_batch(conn: sqlite3.Connection, rows: list[EventRow],
 
 
 def _update_views(conn: sqlite3.Connection, views: list[tuple[Any, ...]]) -> None:
-    """Store auctions' views: (view, status, seq, ends_at, auction_id, seq) rows.
+    """Store auctions' views: (view, seq, auction_id, seq, status, ends_at) rows.
 
     Most commits (a bid) change neither status nor ends_at, and an UPDATE that sets an indexed
     column rewrites that column's index entries even when the value is the same: the five
     indexes on status or ends_at made 13.3 WAL pages per one-bid commit where 8.3 do
     (docs/performance.md). So the rows go first through an UPDATE that sets only view and
     seq where status and ends_at are unchanged, and only if some row was left does every row
-    go through the whole one (a row updated already matches it again, to the same values)."""
+    go through the whole one (a row updated already matches it again, to the same values).
+    Both take the same rows (numbered parameters)."""
     if not views:
         return
     lean = conn.executemany(
-        "UPDATE auctions SET view=?, seq=? WHERE auction_id=? AND seq<=? AND status=?"
-        " AND ends_at IS ?",
-        [(view, seq, aid, guard, status, ends) for view, status, seq, ends, aid, guard in views])
+        "UPDATE auctions SET view=?1, seq=?2 WHERE auction_id=?3 AND seq<=?4 AND status=?5"
+        " AND ends_at IS ?6", views)
     if lean.rowcount < len(views):
         conn.executemany(
-            "UPDATE auctions SET view=?, status=?, seq=?, ends_at=? WHERE auction_id=? AND seq<=?",
-            views)
+            "UPDATE auctions SET view=?1, seq=?2, status=?5, ends_at=?6"
+            " WHERE auction_id=?3 AND seq<=?4", views)

@@ -57,7 +57,7 @@ BENCH_LIMITS = {
 # failure on CI), and above `ray start`'s worker ports (10002-19999 by default), which Ray
 # refuses to give any of its other components.
 FIRST_PORT = 20_000
-_PICKS = random.Random()  # seeded from the OS: concurrent test processes pick apart
+_PICKS = random.SystemRandom()  # the OS's: concurrent and forked processes pick apart
 
 
 @functools.cache
