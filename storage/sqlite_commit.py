@@ -7,7 +7,7 @@ import sqlite3
 from typing import Any
 
 from storage.records import NewNotice
-from storage.sqlite_money import insert_notices
+from storage.sqlite_money import add_notices
 
 EventRow = tuple[str, int, str]  # (auction_id, seq, data)
 _INSERT_EVENT = "INSERT INTO events(auction_id, seq, data) VALUES (?,?,?)"
@@ -44,7 +44,7 @@ def write_batch(conn: sqlite3.Connection, rows: list[EventRow],
             "UPDATE auctions SET snapshot=?, snapshot_seq=? WHERE auction_id=? AND snapshot_seq<=?",
             [s for s in snaps if s[2] not in conflicted],
         )
-    insert_notices(conn, [n for n in notices if n["data"].get("auction_id") not in conflicted])
+    add_notices(conn, [n for n in notices if n["data"].get("auction_id") not in conflicted])
     return conflicted
 
 

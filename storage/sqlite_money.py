@@ -91,6 +91,24 @@ def _posting(row: tuple[Any, ...]) -> PostingRecord:
             "cause_key": row[4], "at": row[5], "amount": row[6], "balance": row[7]}
 
 
+# A notice gets its user's next seq (MAX + 1) and the next pos; one whose (user_id, key) is
+# stored already is left as it is. One statement: under the writer lock no other seq can come.
+_INSERT_NOTICE = (
+    "INSERT INTO notices(user_id, seq, key, type, at, data)"
+    " SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5 FROM notices WHERE user_id=?1"
+    " ON CONFLICT(user_id, key) DO NOTHING")
+
+
+def _notice_params(notice: NewNotice) -> tuple[Any, ...]:
+    return (notice["user_id"], notice["key"], notice["type"], notice["at"],
+            _dumps(notice["data"]))
+
+
+def add_notices(conn: sqlite3.Connection, notices: Iterable[NewNotice]) -> None:
+    """`insert_notices` for a caller that needs no records back (the bid path's batch)."""
+    conn.executemany(_INSERT_NOTICE, [_notice_params(n) for n in notices])
+
+
 def insert_notices(conn: sqlite3.Connection, notices: Iterable[NewNotice]) -> list[NoticeRecord]:
     """Add `notices` inside the caller's write transaction; returned in the given order.
 
@@ -98,21 +116,16 @@ def insert_notices(conn: sqlite3.Connection, notices: Iterable[NewNotice]) -> li
     stored already is returned as stored instead."""
     out: list[NoticeRecord] = []
     for notice in notices:
-        user_id, key = notice["user_id"], notice["key"]
-        found = conn.execute(_NOTICE_SELECT + " WHERE user_id=? AND key=?",
-                             (user_id, key)).fetchone()
-        if found is not None:
+        params = _notice_params(notice)
+        added = conn.execute(_INSERT_NOTICE + " RETURNING seq, pos", params).fetchone()
+        if added is None:
+            found = conn.execute(_NOTICE_SELECT + " WHERE user_id=? AND key=?",
+                                 (notice["user_id"], notice["key"])).fetchone()
             out.append(_notice(found))
             continue
-        seq = int(conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM notices WHERE user_id=?",
-                               (user_id,)).fetchone()[0])
-        data = _dumps(notice["data"])
-        cur = conn.execute(
-            "INSERT INTO notices(user_id, seq, key, type, at, data) VALUES (?,?,?,?,?,?)",
-            (user_id, seq, key, notice["type"], notice["at"], data),
-        )
-        out.append({"user_id": user_id, "key": key, "type": notice["type"], "at": notice["at"],
-                    "data": json.loads(data), "seq": seq, "pos": cast(int, cur.lastrowid)})
+        out.append({"user_id": notice["user_id"], "key": notice["key"], "type": notice["type"],
+                    "at": notice["at"], "data": json.loads(params[4]), "seq": int(added[0]),
+                    "pos": int(added[1])})
     return out
 
 

@@ -118,3 +118,25 @@ async def test_a_commit_stores_the_notices_of_its_events_but_not_of_fenced_ones(
     assert fenced == {"n1"}
     stored = await owner.load_notices("u_lead")
     assert [(n["seq"], n["key"]) for n in stored] == [(1, "outbid:n2:1")]
+
+
+async def test_a_commits_notices_take_consecutive_seqs_and_again_add_nothing(
+        backend: Backend) -> None:
+    store = await backend.open()
+    await listed(store, "c1")
+    await listed(store, "c2")
+
+    def outbid(user_id: str, auction_id: str, seq: int) -> NewNotice:
+        return NewNotice(user_id=user_id, key=f"outbid:{auction_id}:{seq}", type="outbid",
+                         at=seq, data={"auction_id": auction_id, "amount": 10 * seq})
+
+    notices = [outbid("u_a", "c1", 1), outbid("u_a", "c2", 1), outbid("u_b", "c1", 1)]
+    await store.commit(CommitBatch(events=[event("c1", 1), event("c2", 1)], notices=notices))
+    # The same notices in a later batch (a retried pass): stored once, as they were.
+    await store.commit(CommitBatch(events=[event("c1", 2)],
+                                   notices=[*notices, outbid("u_a", "c1", 2)]))
+    got = {user: [(n["seq"], n["key"], n["data"]["amount"]) for n in
+                  await store.load_notices(user)] for user in ("u_a", "u_b")}
+    assert got == {"u_a": [(1, "outbid:c1:1", 10), (2, "outbid:c2:1", 10),
+                           (3, "outbid:c1:2", 20)],
+                   "u_b": [(1, "outbid:c1:1", 10)]}
