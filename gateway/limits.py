@@ -147,12 +147,14 @@ class ConnectionCounter:
 
 
 class LRUCache[K, V]:
-    """A dict of at most `max_size` entries; putting one more drops the least recently used."""
+    """A dict of at most `max_size` entries; putting one more drops the least recently used,
+    and hands it to `on_evict` (a value that holds a resource: to release it)."""
 
-    def __init__(self, max_size: int) -> None:
+    def __init__(self, max_size: int, on_evict: Callable[[V], None] | None = None) -> None:
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
         self.max_size = max_size
+        self.on_evict = on_evict
         self._data: OrderedDict[K, V] = OrderedDict()
 
     def get(self, key: K, default: V | None = None) -> V | None:
@@ -167,7 +169,9 @@ class LRUCache[K, V]:
         self._data[key] = value
         self._data.move_to_end(key)
         while len(self._data) > self.max_size:
-            self._data.popitem(last=False)
+            _, dropped = self._data.popitem(last=False)
+            if self.on_evict is not None:
+                self.on_evict(dropped)
 
     def pop(self, key: K) -> V | None:
         """Remove `key` (e.g. to invalidate it), returning its value if it was cached."""

@@ -99,12 +99,28 @@ class BaseHostClient:
         self._tasks: set[asyncio.Task] = set()
         self._calls = 0
         self.dead = False
+        self.retired = False  # dropped by the router: the channel closes once idle
         # Where a batch's reply brings this gateway's events of the host (the hub's feeds);
         # None: answers only (offer desks, or no hub).
         self.feeds: FeedLink | None = None
 
     def call(self, command: Sent) -> asyncio.Future[Answer]:
         raise NotImplementedError
+
+    def retire(self) -> None:
+        """The router dropped this client (its cache of clients is bounded): the channel to
+        the host closes as soon as no call is in flight or waiting, so a call already given
+        to it is still answered."""
+        self.retired = True
+        self._close_if_idle()
+
+    def _idle(self) -> bool:
+        return not self._tasks
+
+    def _close_if_idle(self) -> None:
+        if self.retired and self._channel is not None and self._idle():
+            self._channel.close()
+            self._channel = None
 
     async def invoke(self, method: str, *args: object) -> Any:
         """One call of the host's `method`: over its direct channel when the host runs on
@@ -145,6 +161,7 @@ class BaseHostClient:
     def _sent(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
         self._calls -= 1
+        self._close_if_idle()
 
     async def _send(self, batch: list[tuple[Sent, asyncio.Future[Answer]]]) -> None:
         results: list[Answer]
@@ -222,10 +239,18 @@ class HostClient(BaseHostClient):
             batch, self._pending = self._pending, []
             self._spawn(batch)
 
+    def _idle(self) -> bool:
+        return super()._idle() and not self._pending
+
     def _sent(self, task: asyncio.Task) -> None:
         super()._sent(task)
         if self._pending:
             self._schedule_flush()
+
+
+def host_clients(size: int = MAX_HOST_CLIENTS) -> LRUCache[str, BaseHostClient]:
+    """The router's cache of host clients: bounded, and a client dropped is retired."""
+    return LRUCache(size, on_evict=BaseHostClient.retire)
 
 
 class Router:
@@ -237,9 +262,10 @@ class Router:
         # auction -> host, a cache of the directory's answers (bounded; misses ask again).
         self._locations: LRUCache[str, str] = LRUCache(MAX_CACHED_LOCATIONS)
         # Host clients by name, bounded: with one auction per host (ECE_AUCTIONS_PER_ACTOR=1)
-        # every auction brings a new name; an evicted client is made again on next use.
-        self._hosts: LRUCache[str, BaseHostClient] = LRUCache(MAX_HOST_CLIENTS)
-        self._offer_hosts: LRUCache[str, BaseHostClient] = LRUCache(MAX_HOST_CLIENTS)
+        # every auction brings a new name; an evicted client closes its channel (`retire`)
+        # and is made again on next use.
+        self._hosts = host_clients()
+        self._offer_hosts = host_clients()
         # Chosen once: coalescing commands per host, or (the baseline) one call each.
         self._host_client: type[BaseHostClient] = (
             HostClient if config.batching else UnbatchedHostClient)
@@ -255,6 +281,7 @@ class Router:
         client = hosts.get(name)
         if client is not None and client.dead:
             hosts.pop(name)
+            client.retire()
             self.directory.revive.remote(name)
             client = None
         if client is None:

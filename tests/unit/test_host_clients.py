@@ -12,7 +12,8 @@ from ray.exceptions import RayActorError
 
 from actors.direct import DirectServer, socket_dir
 from actors.messages import FeedPage, GetView, Viewed
-from gateway.router import HostClient, UnbatchedHostClient
+from gateway.router import HostClient, UnbatchedHostClient, host_clients
+from testkit.client import wait_for
 
 
 class FakeHost:
@@ -255,4 +256,40 @@ async def test_a_channel_lost_mid_call_answers_unavailable_and_the_next_batch_re
         assert again.auction["auction_id"] == "a3"  # type: ignore[union-attr]
         assert host.endpoints == 2 and host.calls == []
     finally:
+        await host.server.close()
+
+
+@pytest.mark.asyncio
+async def test_a_client_the_router_drops_closes_its_channel_once_its_calls_are_answered(
+) -> None:
+    host = ChannelHost()
+    await host.start()
+    try:
+        cache = host_clients(size=1)
+        first = HostClient("h1", host, direct=True)  # type: ignore[arg-type]
+        cache.put("h1", first)
+        assert (await asyncio.wait_for(first.call(GetView("a1")), 5)).auction  # type: ignore[union-attr]
+        channel = first._channel
+        assert channel is not None
+        pending = first.call(GetView("a2"))  # given to the client, not sent yet
+        cache.put("h2", HostClient("h2", host, direct=True))  # type: ignore[arg-type]
+        assert first.retired and not channel.closed  # kept open for the call
+        answer = await asyncio.wait_for(pending, 5)
+        assert answer.auction["auction_id"] == "a2"  # type: ignore[union-attr]
+        # Its call's task ends (after the answer): then the channel closes.
+        await wait_for(lambda: channel.closed, timeout=5, interval=0.01,
+                       message="the dropped client's channel to close")
+        assert first._channel is None
+        # Idle when dropped: closed at once.
+        second = cache.get("h2")
+        assert second is not None
+        assert (await asyncio.wait_for(second.call(GetView("a3")), 5)).auction  # type: ignore[union-attr]
+        kept = second._channel
+        assert kept is not None and not kept.closed
+        await wait_for(lambda: not second._tasks, timeout=5, interval=0.01,
+                       message="the call's task to end")
+        cache.put("h3", HostClient("h3", host, direct=True))  # type: ignore[arg-type]
+        assert second.retired and kept.closed and second._channel is None
+    finally:
+        assert host.server is not None
         await host.server.close()

@@ -243,6 +243,19 @@ def test_lru_stays_bounded_over_ten_thousand_keys():
     assert len(cache) == 500 and cache.get(9_999) == "9999" and cache.get(0) is None
 
 
+def test_lru_hands_what_it_drops_and_only_that_to_on_evict():
+    dropped: list[int] = []
+    cache: LRUCache[str, int] = LRUCache(2, on_evict=dropped.append)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    cache.get("a")
+    cache.put("c", 3)  # b, the least recently used, goes
+    assert cache.pop("a") == 1  # taken out by the owner: not evicted
+    cache.put("d", 4)
+    cache.put("e", 5)
+    assert dropped == [2, 3]
+
+
 def test_lru_rejects_nonsense():
     with pytest.raises(ValueError):
         LRUCache(0)
