@@ -68,6 +68,9 @@ class Connection:
         "me_ticket",
         "moved_at",
         "pending_subscribes",
+        "ping",
+        "ping_s",
+        "pinged_at",
         "queue",
         "raw",
         "resume",
@@ -111,6 +114,9 @@ class Connection:
         self.heard_at = time.monotonic()  # when the last whole frame came in
         self.watch: asyncio.TimerHandle | None = None  # the idle check (`watch_idle`)
         self.idle_s = 0.0
+        self.ping: Callable[[], Awaitable[None]] | None = None  # see `watch_idle`
+        self.ping_s = 0.0
+        self.pinged_at = 0.0
         self.seen_written = 0  # `written` when the idle check last saw it move
         self.moved_at = 0.0  # and when that was
         self.transport: asyncio.Transport | None = None
@@ -196,17 +202,30 @@ class Connection:
         """A whole frame came in (data, ping or pong)."""
         self.heard_at = time.monotonic()
 
-    def watch_idle(self, idle_s: float) -> None:
+    def watch_idle(self, idle_s: float, ping_s: float = 0.0,
+                   ping: Callable[[], Awaitable[None]] | None = None) -> None:
         """Close the socket, 1008, once no whole frame has come in for `idle_s` while it was
-        read (a client trickling a frame it never finishes keeps it otherwise: its bytes
-        put off the heartbeat's ping), and 1013 once its writer has handed over nothing for
-        `idle_s` with frames waiting (a client that sends but never reads). One timer per
-        socket, moved on lazily: a frame costs `heard`, a time stamp. (A method and slots,
-        not a closure: a closure that reschedules itself refers to itself, a cycle that
-        left every closed socket to the garbage collector.)"""
-        self.idle_s = idle_s
-        self.seen_written, self.moved_at = self.written, time.monotonic()
-        self.watch = asyncio.get_running_loop().call_later(idle_s, self._check_idle)
+        read (a client trickling a frame it never finishes keeps it otherwise), and 1013 once
+        its writer has handed over nothing for `idle_s` with frames waiting (a client that
+        sends but never reads). With `ping` (sends a ping frame), ping the client once
+        nothing has come in for `ping_s`, and again every `ping_s` while nothing does: a
+        quiet client's pongs are frames heard, a gone one's silence runs out `idle_s`. The
+        ping goes through the send queue, like a pong. One timer per socket, moved on
+        lazily: a frame costs `heard`, a time stamp. (A method and slots, not a closure: a
+        closure that reschedules itself refers to itself, a cycle that left every closed
+        socket to the garbage collector; aiohttp's own heartbeat, which this replaces, left
+        one too, and cost a timer reset per frame.)"""
+        self.idle_s, self.ping_s, self.ping = idle_s, ping_s, ping
+        now = time.monotonic()
+        self.seen_written, self.moved_at, self.pinged_at = self.written, now, 0.0
+        self.watch = asyncio.get_running_loop().call_later(self._next_check(now) - now,
+                                                           self._check_idle)
+
+    def _next_check(self, now: float) -> float:
+        due = min(self.heard_at, self.moved_at) + self.idle_s
+        if self.ping is not None:
+            due = min(due, max(self.heard_at, self.pinged_at) + self.ping_s)
+        return max(due, now + 0.05)
 
     def _check_idle(self) -> None:
         self.watch = None
@@ -225,8 +244,10 @@ class Connection:
         elif now - self.moved_at >= self.idle_s:
             self.cut()  # frames wait and none was taken for idle_s: it does not read
             return
-        due = min(self.heard_at, self.moved_at) + self.idle_s
-        self.watch = asyncio.get_running_loop().call_later(max(due - now, 0.05),
+        if self.ping is not None and now - max(self.heard_at, self.pinged_at) >= self.ping_s:
+            self.pinged_at = now
+            self.control(self.ping)
+        self.watch = asyncio.get_running_loop().call_later(self._next_check(now) - now,
                                                            self._check_idle)
 
     def backed_up(self) -> bool:

@@ -71,3 +71,43 @@ async def test_a_writer_stalled_with_frames_waiting_is_cut_1013() -> None:
         conn.heard()  # the client keeps sending (pongs of its own), never reads
         await asyncio.sleep(IDLE_S / 4)
     assert ws.closed_with == TRY_AGAIN_LATER
+
+
+class Pings:
+    """A ping frame sender (what `ws.ping` is): counts the pings the writer sent and, for a
+    client that answers, has its pong heard."""
+
+    def __init__(self, answers: bool) -> None:
+        self.answers = answers
+        self.sent = 0
+        self.conn: Connection | None = None
+
+    async def __call__(self) -> None:
+        self.sent += 1
+        if self.answers and self.conn is not None:
+            self.conn.heard()  # the client's pong
+
+
+@pytest.mark.asyncio
+async def test_a_quiet_client_is_pinged_and_its_pongs_keep_it_open() -> None:
+    ws, transport = FakeSocket(), FakeTransport()
+    pings = Pings(answers=True)
+    conn = _open(ws, queue=8, slow_client_s=60.0)
+    conn.transport = transport  # type: ignore[assignment]
+    pings.conn = conn
+    conn.watch_idle(IDLE_S, IDLE_S / 4, pings)
+    await asyncio.sleep(3 * IDLE_S)  # the span under test: the client says nothing itself
+    assert not conn.closing and ws.closed_with is None
+    assert pings.sent >= 3  # a ping every quarter of the bound, give or take a slow loop
+    conn.writer.cancel()
+
+
+@pytest.mark.asyncio
+async def test_a_client_that_answers_no_ping_is_pinged_again_then_closed_1008() -> None:
+    ws, transport = FakeSocket(), FakeTransport()
+    pings = Pings(answers=False)
+    conn = _open(ws, queue=8, slow_client_s=60.0)
+    conn.transport = transport  # type: ignore[assignment]
+    conn.watch_idle(IDLE_S, IDLE_S / 4, pings)
+    await asyncio.wait_for(_until(lambda: transport.aborted), IDLE_S + 10)
+    assert ws.closed_with == IDLE and pings.sent >= 2
