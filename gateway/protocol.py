@@ -13,6 +13,7 @@ import msgpack
 from actors.messages import PlaceBid
 from market.errors import INVALID, error_dict
 from market.money import is_amount
+from storage.facts import json_text
 
 JSON = "json"
 MSGPACK = "msgpack"
@@ -119,8 +120,8 @@ def decode(data: str | bytes, encoding: str) -> dict:
 
 
 def encode(message: dict, encoding: str) -> str | bytes:
-    if encoding == JSON:
-        return json.dumps(message, separators=(",", ":"))
+    if encoding == JSON:  # msgspec: json.dumps's compact JSON, non-ASCII as UTF-8, ~5x faster
+        return json_text(message)
     return msgpack.packb(message, use_bin_type=True)
 
 

@@ -43,6 +43,11 @@ def _plain_int(value: Any) -> Any:
 # json.dumps(separators=(",", ":")), several times faster.
 encode_json = msgspec.json.Encoder(enc_hook=_plain_int).encode
 
+
+def json_text(value: Any) -> str:
+    """`encode_json` as text: what the SQLite store writes into its JSON columns."""
+    return encode_json(value).decode()
+
 # Sources of a sale.
 SOURCE_AUCTION, SOURCE_OFFER, SOURCE_EXTERNAL = "auction", "offer", "external"
 SALE_SOURCES: tuple[str, ...] = (SOURCE_AUCTION, SOURCE_OFFER, SOURCE_EXTERNAL)

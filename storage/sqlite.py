@@ -47,7 +47,7 @@ from storage.base import (
 )
 from storage.chain import check_mint, check_transfer
 from storage.clock import now_ms
-from storage.facts import UNSOLD
+from storage.facts import UNSOLD, json_text
 from storage.ownership import auction_change, mint_change
 from storage.records import AssetRecord, AuctionRecord, ProvenanceRecord, TradeRecord, UserRecord
 from storage.sqlite_catalog import SqliteCatalog
@@ -74,9 +74,6 @@ _AUCTION_COLS = (
 )
 
 
-def _dumps(value: Any) -> str:
-    # Compact separators: this runs for every event on the hot path.
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _loads(text: str | None) -> Any:
@@ -250,7 +247,7 @@ class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, Sqlite
             asset["asset_id"],
             asset["owner_id"],
             asset["title"],
-            _dumps(asset.get("metadata") or {}),
+            json_text(asset.get("metadata") or {}),
             asset.get("created_at"),
             *(asset.get(f) for f in ("card_id", "grader", "grade", "cert")),
             token_id,
@@ -314,8 +311,8 @@ class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, Sqlite
             asset_id,
             seller_id,
             record["host"],
-            _dumps(record["spec"]),
-            _dumps(view),
+            json_text(record["spec"]),
+            json_text(view),
             record["status"],
             int(record.get("seq", 0)),
             view.get("ends_at", record["spec"].get("ends_at")),
@@ -419,15 +416,15 @@ class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, Sqlite
         rows: list[tuple[str, int, str]] = []
         for event in batch.events:
             auction_id, seq = event_key(event)
-            row = (auction_id, seq, _dumps(event))
+            row = (auction_id, seq, json_text(event))
             rows.append(row)
             groups.setdefault(auction_id, []).append(row)
         views = [
-            (_dumps(v), int(v["seq"]), aid, int(v["seq"]), v["status"], v.get("ends_at"))
+            (json_text(v), int(v["seq"]), aid, int(v["seq"]), v["status"], v.get("ends_at"))
             for aid, v in batch.views.items()
         ]
         snaps = [
-            (_dumps(s), int(s["seq"]), aid, int(s["seq"])) for aid, s in batch.snapshots.items()
+            (json_text(s), int(s["seq"]), aid, int(s["seq"])) for aid, s in batch.snapshots.items()
         ]
         return self._write(
             lambda conn: write_batch(conn, rows, groups, views, snaps, batch.notices))
@@ -450,7 +447,7 @@ class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, Sqlite
         auction_id, asset_id = trade["auction_id"], trade["asset_id"]
         seller_id, buyer_id = trade["seller_id"], trade["buyer_id"]
         trade_row = (auction_id, asset_id, seller_id, buyer_id, trade.get("at"),
-                     trade.get("premium"), trade.get("seller_fee"), _dumps(trade))
+                     trade.get("premium"), trade.get("seller_fee"), json_text(trade))
 
         def tx(conn: sqlite3.Connection) -> bool | None:
             """True: sold and settled now; False: already settled; None: asset moved."""

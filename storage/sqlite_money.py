@@ -17,7 +17,7 @@ from typing import Any, Protocol, cast
 from market.errors import AUCTION_NOT_FOUND, INSUFFICIENT_FUNDS
 from market.ledger import EXTERNAL, USER_PREFIX, is_account
 from storage.base import SETTLE_PAYMENT_FAILED, Conflict, StoreError, prefix_bounds
-from storage.facts import PAYMENT_FAILED_OUTCOME
+from storage.facts import PAYMENT_FAILED_OUTCOME, json_text
 from storage.records import (
     AccountRecord,
     EntryRecord,
@@ -36,8 +36,6 @@ _POSTING_SELECT = (
 _MAX_PROBLEMS = 100  # per kind of problem check_ledger reports
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _guarded(account: str) -> bool:
@@ -101,7 +99,7 @@ _INSERT_NOTICE = (
 
 def _notice_params(notice: NewNotice) -> tuple[Any, ...]:
     return (notice["user_id"], notice["key"], notice["type"], notice["at"],
-            _dumps(notice["data"]))
+            json_text(notice["data"]))
 
 
 def add_notices(conn: sqlite3.Connection, notices: Iterable[NewNotice]) -> None:
@@ -162,7 +160,7 @@ def _apply_entry(conn: sqlite3.Connection, entry: EntryRecord) -> EntryRecord:
     conn.execute(
         "INSERT INTO entries(entry_id, cause, cause_key, at, postings, after)"
         " VALUES (?,?,?,?,?,?)",
-        (entry_id, cause, cause_key, at, _dumps(record["postings"]), _dumps(record["after"])),
+        (entry_id, cause, cause_key, at, json_text(record["postings"]), json_text(record["after"])),
     )
     insert_notices(conn, [
         {"user_id": a.removeprefix(USER_PREFIX), "key": f"payment:{entry_id}",
@@ -361,7 +359,7 @@ class SqliteMoney:
                     "INSERT OR IGNORE INTO second_chances(auction_id, user_id, at, data)"
                     " VALUES (?,?,?,?)",
                     (auction_id, second_chance["user_id"], second_chance["at"],
-                     _dumps(second_chance)),
+                     json_text(second_chance)),
                 )
             append_closing(conn, auction_id, PAYMENT_FAILED_OUTCOME)
             return True

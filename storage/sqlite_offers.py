@@ -29,6 +29,7 @@ from market.errors import (
 )
 from storage.base import LIVE_OFFER_STATUSES, Conflict, StoreError
 from storage.chain import TokenState, check_append
+from storage.facts import json_text
 from storage.records import NewNotice, OfferRecord, ProvenanceRecord
 from storage.sqlite_facts import append_offer_sale
 from storage.sqlite_money import insert_notices
@@ -50,8 +51,6 @@ class _Host(Protocol):
     def _db(self) -> sqlite3.Connection: ...
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _offer(row: tuple[Any, ...]) -> OfferRecord:
@@ -78,7 +77,7 @@ def _row(record: OfferRecord) -> tuple[Any, ...]:
             str(record["offer_id"]), str(record["thread_id"]), str(record["from_id"]),
             str(record["to_id"]), str(record["status"]), record.get("host"),
             _int(record, "created_at"), _int(record, "expires_at"),
-            _int(record, "updated_at"), _int(record, "seq"), _dumps(data),
+            _int(record, "updated_at"), _int(record, "seq"), json_text(data),
         )
     except KeyError as exc:
         raise StoreError(f"offer {record.get('offer_id')!r} lacks {exc.args[0]!r}") from None
@@ -161,7 +160,7 @@ def _move(conn: sqlite3.Connection, lock: str, asset_id: str, frm: str, to: str,
         # Unlocked by this very write: the lock is no reason to refuse its own transfer.
         check_append(record, TokenState(owner, None, False, length, tail_hash))
         conn.execute("INSERT INTO provenance(token_id, seq, record) VALUES (?,?,?)",
-                     (token_id, record["seq"], _dumps(record)))
+                     (token_id, record["seq"], json_text(record)))
     conn.execute("UPDATE assets SET owner_id=?, listed_in=NULL WHERE asset_id=?",
                  (to, asset_id))
     append_offer_sale(conn, asset_id, frm, to, record)  # a priced record: the sale, once
@@ -256,7 +255,7 @@ class SqliteOffers:
         sql = (f"SELECT {_COLS} FROM offers WHERE +status=? AND offer_id IN"
                " (SELECT offer_id FROM offer_assets WHERE asset_id IN"
                " (SELECT value FROM json_each(?))) ORDER BY created_at, offer_id")
-        args = (status, _dumps(list(asset_ids)))
+        args = (status, json_text(list(asset_ids)))
 
         def q() -> list[OfferRecord]:
             return [_offer(r) for r in self._db.execute(sql, args)]
@@ -291,7 +290,7 @@ class SqliteOffers:
     async def unlock_assets(self: _Host, lock: str, asset_ids: list[str]) -> None:
         if not asset_ids:
             return
-        ids = _dumps(list(asset_ids))
+        ids = json_text(list(asset_ids))
 
         def tx(conn: sqlite3.Connection) -> None:
             conn.execute("UPDATE assets SET listed_in=NULL WHERE listed_in=? AND asset_id IN"
