@@ -31,10 +31,30 @@ class FakeTransport:
         self.aborted = True
 
 
-def _watched(ws: FakeSocket, transport: FakeTransport) -> Connection:
+class Pings:
+    """A ping frame sender (what `ws.ping` is): counts the pings the writer sent and, for a
+    client that answers, has its pong heard."""
+
+    def __init__(self, answers: bool) -> None:
+        self.answers = answers
+        self.sent = 0
+        self.conn: Connection | None = None
+
+    async def __call__(self) -> None:
+        self.sent += 1
+        if self.answers and self.conn is not None:
+            self.conn.heard()  # the client's pong
+
+
+def _watched(ws: FakeSocket, transport: FakeTransport, pings: Pings | None = None
+             ) -> Connection:
     conn = _open(ws, queue=8, slow_client_s=60.0)
     conn.transport = transport  # type: ignore[assignment]
-    conn.watch_idle(IDLE_S)
+    if pings is None:
+        conn.watch_idle(IDLE_S)
+    else:
+        pings.conn = conn
+        conn.watch_idle(IDLE_S, IDLE_S / 4, pings)  # a ping every quarter of the bound
     return conn
 
 
@@ -73,29 +93,10 @@ async def test_a_writer_stalled_with_frames_waiting_is_cut_1013() -> None:
     assert ws.closed_with == TRY_AGAIN_LATER
 
 
-class Pings:
-    """A ping frame sender (what `ws.ping` is): counts the pings the writer sent and, for a
-    client that answers, has its pong heard."""
-
-    def __init__(self, answers: bool) -> None:
-        self.answers = answers
-        self.sent = 0
-        self.conn: Connection | None = None
-
-    async def __call__(self) -> None:
-        self.sent += 1
-        if self.answers and self.conn is not None:
-            self.conn.heard()  # the client's pong
-
-
 @pytest.mark.asyncio
 async def test_a_quiet_client_is_pinged_and_its_pongs_keep_it_open() -> None:
-    ws, transport = FakeSocket(), FakeTransport()
-    pings = Pings(answers=True)
-    conn = _open(ws, queue=8, slow_client_s=60.0)
-    conn.transport = transport  # type: ignore[assignment]
-    pings.conn = conn
-    conn.watch_idle(IDLE_S, IDLE_S / 4, pings)
+    ws, transport, pings = FakeSocket(), FakeTransport(), Pings(answers=True)
+    conn = _watched(ws, transport, pings)
     await asyncio.sleep(3 * IDLE_S)  # the span under test: the client says nothing itself
     assert not conn.closing and ws.closed_with is None
     assert pings.sent >= 3  # a ping every quarter of the bound, give or take a slow loop
@@ -104,10 +105,7 @@ async def test_a_quiet_client_is_pinged_and_its_pongs_keep_it_open() -> None:
 
 @pytest.mark.asyncio
 async def test_a_client_that_answers_no_ping_is_pinged_again_then_closed_1008() -> None:
-    ws, transport = FakeSocket(), FakeTransport()
-    pings = Pings(answers=False)
-    conn = _open(ws, queue=8, slow_client_s=60.0)
-    conn.transport = transport  # type: ignore[assignment]
-    conn.watch_idle(IDLE_S, IDLE_S / 4, pings)
+    ws, transport, pings = FakeSocket(), FakeTransport(), Pings(answers=False)
+    conn = _watched(ws, transport, pings)
     await asyncio.wait_for(_until(lambda: transport.aborted), IDLE_S + 10)
-    assert ws.closed_with == IDLE and pings.sent >= 2
+    assert ws.closed_with == IDLE and conn.closing and pings.sent >= 2
