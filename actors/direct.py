@@ -2,10 +2,11 @@
 machine over a Unix socket, past Ray's task RPC.
 
 Ray still places, restarts and addresses every host, and carries every other call (feed
-polls, interest, create, status). Only the bid path's calls travel here (`METHODS`): on this
-machine a Ray actor call costs ~2.6 ms p50 and ~3.4 ms of CPU between caller and actor (bench
-stage `ray_calls`), most of a bid at low rates; a round trip on a Unix socket costs a tenth
-of that. A gateway on another machine finds no socket at the host's path and keeps using Ray.
+interest, create, status). Only the bid path's calls and the gateways' feed polls travel
+here (`METHODS`): on this machine a Ray actor call costs ~2.6 ms p50 and ~3.4 ms of CPU
+between caller and actor (bench stage `ray_calls`), most of a bid at low rates; a round trip
+on a Unix socket costs a tenth of that. A gateway on another machine finds no socket at the
+host's path and keeps using Ray.
 
 The socket lives in a directory only this user can open (0700), named with the process id and
 a random token: a restarted host (a new process) has a new one, and no other machine has it.
@@ -31,7 +32,7 @@ from typing import Any
 log = logging.getLogger("ece.direct")
 
 # The host methods a channel may call (the actor's own, so its counters stay true).
-METHODS = frozenset({"submit", "submit_read", "submit_offers"})
+METHODS = frozenset({"submit", "submit_read", "submit_offers", "poll"})
 # A frame past this is a broken peer, not a batch (a feed page holds at most 10,000 events).
 MAX_FRAME = 256 * 2**20
 _HEADER = 4

@@ -109,6 +109,9 @@ class FakeHost:
         self.poll = SimpleNamespace(remote=self._poll)
         self.interest = SimpleNamespace(remote=self._interest)
 
+    async def invoke(self, method: str, *args):  # a host client's call, by "Ray"
+        return await getattr(self, method).remote(*args)
+
     def _poll(self, epoch, cursor, timeout, limit, reader=None):
         self.polls += 1
         return self._answer()
