@@ -340,14 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - t_start
     result = report.build(params=asdict(params), machine=machine, stages=stages, costs=costs,
                           errors=errors, elapsed_s=elapsed)
-    lag = stages.get("close_lag", {}).get("figures", {}).get("close_lag_p99_ms")
-    if "close_lag" in wanted:
-        n = params.close_lag_auctions
-        result["figures"]["close_lag_p99_ms"] = {
-            "value": lag, "unit": "ms",
-            "what": f"close lag p99, {n:,} auctions ending within 1 s, one host"}
-        if lag is None:
-            result["missing_stages"].append("close_lag")
+    report.add_close_lag(result, stages, wanted, params.close_lag_auctions)
     add_to_report(result, stages, wanted, params)
     add_push_report(result, stages, wanted)
     add_capacity_report(result, stages, wanted)

@@ -55,6 +55,23 @@ def goal(name: str, value: float | None, target: float, op: str, unit: str,
             "met": met, "off_by_factor": gap, "note": note}
 
 
+CLOSE_LAG_GOAL = "close lag p99"
+
+
+def add_close_lag(result: dict[str, Any], stages: dict[str, Any], wanted: set[str],
+                  auctions: int) -> None:
+    """The close lag figure and its goal (issue 13: p99 <= 250 ms), when the stage was wanted."""
+    if "close_lag" not in wanted:
+        return
+    lag = stages.get("close_lag", {}).get("figures", {}).get("close_lag_p99_ms")
+    what = f"{auctions:,} auctions ending within 1 s, one host"
+    result["figures"]["close_lag_p99_ms"] = {"value": lag, "unit": "ms",
+                                            "what": f"close lag p99, {what}"}
+    result["goals"].append(goal(CLOSE_LAG_GOAL, lag, 250, "<=", "ms", what))
+    if lag is None:
+        result["missing_stages"].append("close_lag")
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or b == 0:
         return None
