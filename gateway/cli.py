@@ -34,7 +34,7 @@ def workers_at_normal_priority() -> dict[str, str]:
     The auction hosts are Ray workers and the bid path: at nice 15 they lost every contended
     CPU to the gateway and Ray's own daemons (nice 0), and a bid waited behind them. In one
     A/B of the capacity stage the knee went from 276 to 1,139 bids/s with this alone
-    (docs/performance.md). The projection actors lower themselves to 19
+    (docs/performance/history.md, "Four fixes"). The projection actors lower themselves to 19
     (`actors.analytics.actor.lower_priority`). A node started with `ray start` needs it in
     that command's environment (cluster.yaml, testkit.cluster)."""
     return {"RAY_worker_niceness": "0"}

@@ -355,7 +355,7 @@ class Auction:
             # Without its traceback: it held this call's frames, and through them the
             # caller's (a host's whole batch), in a cycle only a garbage collection frees.
             # At thousands of refusals a second that made the host's collections of the
-            # young generations take up to 0.5 s (docs/performance.md).
+            # young generations take up to 0.5 s (docs/performance/history.md).
             refusal = err.with_traceback(None)
             _remember(self._rejected, bidder_id, req_id, refusal, REFUSALS_PER_BIDDER)
             return BidOutcome(events, None, refusal)

@@ -54,10 +54,10 @@ def _update_views(conn: sqlite3.Connection, views: list[tuple[Any, ...]]) -> Non
     Most commits (a bid) change neither status nor ends_at, and an UPDATE that sets an indexed
     column rewrites that column's index entries even when the value is the same: the five
     indexes on status or ends_at made 13.3 WAL pages per one-bid commit where 8.3 do
-    (docs/performance.md). So the rows go first through an UPDATE that sets only view and
-    seq where status and ends_at are unchanged, and only if some row was left does every row
-    go through the whole one (a row updated already matches it again, to the same values).
-    Both take the same rows (numbered parameters)."""
+    (docs/performance/history.md, "Three fixes"). So the rows go first through an UPDATE
+    that sets only view and seq where status and ends_at are unchanged, and only if some row
+    was left does every row go through the whole one (a row updated already matches it
+    again, to the same values). Both take the same rows (numbered parameters)."""
     if not views:
         return
     lean = conn.executemany(

@@ -6,7 +6,7 @@ file locked sleep in its busy handler, in steps of 1, 2, 5, ... up to 100 ms, ho
 the lock frees: with two or more busy writers on one file (several auction hosts, the
 projection actors) a commit now and then waited 100-300 ms for a lock held for under 1 ms.
 Waiting on the flock, the kernel wakes the next writer as soon as the holder is done
-(docs/performance.md, "Four fixes of 2026-12-04"). Readers take no lock (WAL). A process
+(docs/performance/history.md, "Four fixes of 2026-12-04"). Readers take no lock (WAL). A process
 that dies holding it lets it go with its file descriptors.
 """
 
