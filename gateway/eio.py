@@ -27,6 +27,10 @@ of its server (`Server`), its session (`Session`) or its aiohttp websocket (`Web
   handler then waits for the writer without a bound: every read waits at most pingInterval
   + pingTimeout (an upgrade's two pingTimeout), every write and the close pingTimeout (then
   the TCP connection is dropped) (`Websocket`); one upgrade per session at a time.
+- Its read loop keeps the task a read error came from, in a reference cycle with the loop's
+  frame (every close is such an error): the session's websocket, request and transport
+  waited for the garbage collector. After the upgrade a read that fails or times out
+  returns None, which ends the loop the same way (`Websocket.wait`).
 """
 
 from __future__ import annotations
@@ -147,12 +151,22 @@ class Websocket(aiohttp_driver.WebSocket):
             self._abort()
             raise ConnectionResetError("the client does not read") from None
 
-    async def wait(self) -> str | bytes:
+    async def wait(self) -> str | bytes | None:
         server = self.server
         session = getattr(self.handler, "__self__", None)  # the session it serves
         upgrading = session is not None and session.connected and not session.upgraded
         bound = server.ping_timeout if upgrading else server.ping_interval + server.ping_timeout
-        return await asyncio.wait_for(super().wait(), bound)
+        try:
+            return await asyncio.wait_for(super().wait(), bound)
+        except (OSError, TimeoutError):
+            if upgrading:  # the upgrade's steps expect the error
+                raise
+            # The connection ended (every close raises here) or went silent. Engine.IO's
+            # read loop ends on None as on an error, but it keeps the task an error came
+            # from: the error's traceback holds the loop's frame, which holds the task, and
+            # the session's websocket, request and transport waited in that cycle for the
+            # garbage collector.
+            return None
 
     async def close(self) -> None:
         try:
