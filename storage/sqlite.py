@@ -69,7 +69,8 @@ from storage.sqlite_tokens import (
 log = logging.getLogger(__name__)
 
 _AUCTION_COLS = (
-    "auction_id, asset_id, seller_id, host, spec, view, status, seq, snapshot, settled,"
+    "auction_id, asset_id, seller_id, host, spec, view, status, seq,"
+    " (SELECT data FROM auction_snapshots s WHERE s.auction_id=auctions.auction_id), settled,"
     " created_at, settle_error"
 )
 
@@ -423,9 +424,7 @@ class SqliteStore(SqliteCatalog, SqliteTokens, SqliteMoney, SqliteOffers, Sqlite
             (json_text(v), int(v["seq"]), aid, int(v["seq"]), v["status"], v.get("ends_at"))
             for aid, v in batch.views.items()
         ]
-        snaps = [
-            (json_text(s), int(s["seq"]), aid, int(s["seq"])) for aid, s in batch.snapshots.items()
-        ]
+        snaps = [(aid, int(s["seq"]), json_text(s)) for aid, s in batch.snapshots.items()]
         return self._write(
             lambda conn: write_batch(conn, rows, groups, views, snaps, batch.notices))
 

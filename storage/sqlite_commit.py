@@ -11,6 +11,11 @@ from storage.sqlite_money import add_notices
 
 EventRow = tuple[str, int, str]  # (auction_id, seq, data)
 _INSERT_EVENT = "INSERT INTO events(auction_id, seq, data) VALUES (?,?,?)"
+# A snapshot replaces the stored one unless that one is newer.
+_UPSERT_SNAPSHOT = (
+    "INSERT INTO auction_snapshots(auction_id, seq, data) VALUES (?,?,?)"
+    " ON CONFLICT(auction_id) DO UPDATE SET seq=excluded.seq, data=excluded.data"
+    " WHERE excluded.seq >= auction_snapshots.seq")
 
 
 def write_batch(conn: sqlite3.Connection, rows: list[EventRow],
@@ -18,7 +23,7 @@ def write_batch(conn: sqlite3.Connection, rows: list[EventRow],
                 snaps: list[tuple[Any, ...]], notices: list[NewNotice]) -> set[str]:
     """Write a batch; the auctions fenced out (another host stored their seq first) are
     returned, and nothing of theirs is written. `groups`: `rows` by auction; `views`:
-    (view, seq, auction_id, seq, status, ends_at); `snaps`: (snapshot, seq, auction_id, seq)."""
+    (view, seq, auction_id, seq, status, ends_at); `snaps`: (auction_id, seq, snapshot)."""
     conflicted: set[str] = set()
     if rows:
         # Optimistic: one executemany for the whole batch. Only if some (auction_id, seq)
@@ -40,10 +45,7 @@ def write_batch(conn: sqlite3.Connection, rows: list[EventRow],
     # `seq <= ?` guards: a view/snapshot never moves an auction backwards.
     _update_views(conn, [v for v in views if v[2] not in conflicted])
     if snaps:
-        conn.executemany(
-            "UPDATE auctions SET snapshot=?, snapshot_seq=? WHERE auction_id=? AND snapshot_seq<=?",
-            [s for s in snaps if s[2] not in conflicted],
-        )
+        conn.executemany(_UPSERT_SNAPSHOT, [s for s in snaps if s[0] not in conflicted])
     add_notices(conn, [n for n in notices if n["data"].get("auction_id") not in conflicted])
     return conflicted
 

@@ -457,6 +457,65 @@ async def test_a_bid_commit_rewrites_no_auction_index(tmp_path: Path) -> None:
         await store.close()
 
 
+async def test_a_bid_commit_neither_reads_nor_rewrites_the_snapshot(tmp_path: Path) -> None:
+    """An auction's snapshot (here 100 KB) is not in the row a bid's view UPDATE changes:
+    in the auctions row it cost ~28 WAL pages per one-bid commit whose view changed length
+    (its overflow pages rewritten) and a read of every overflow page when it did not."""
+    store = SqliteStore(str(tmp_path / "snap.db"))
+    await store.open()
+    try:
+        await store.create_asset(asset("as-a0", "u1"))
+        await store.create_auction(auction("a0", "as-a0", "u1"))
+        await store.commit(CommitBatch(events=[event("a0", 1)],
+                                       views={"a0": view("a0", "live", 1)},
+                                       snapshots={"a0": {"seq": 1, "bids": "x" * 100_000}}))
+        before = _wal_pages(store.path)
+        for seq in range(2, 12):  # a view whose length changes each time
+            grown = {**view("a0", "live", seq), "leader": "u" * seq}
+            await store.commit(CommitBatch(events=[event("a0", seq)], views={"a0": grown}))
+        assert (_wal_pages(store.path) - before) / 10 <= 3.0
+        got = await store.get_auction("a0")
+        assert got is not None and got["snapshot"] == {"seq": 1, "bids": "x" * 100_000}
+        assert got["view"]["leader"] == "u" * 11
+    finally:
+        await store.close()
+
+
+async def test_a_file_with_snapshots_in_the_auctions_row_is_migrated(tmp_path: Path) -> None:
+    """Files written before `auction_snapshots` keep each snapshot in the auctions row: on
+    open they move to the table (the newest kept) and the column is emptied."""
+    path = str(tmp_path / "old.db")
+    store = SqliteStore(path)
+    await store.open()
+    for aid in ("x1", "x2"):
+        await store.create_asset(asset(f"as-{aid}", "u1"))
+        await store.create_auction(auction(aid, f"as-{aid}", "u1"))
+    await store.close()
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("ALTER TABLE auctions ADD COLUMN snapshot TEXT")
+        conn.execute("ALTER TABLE auctions ADD COLUMN snapshot_seq INTEGER NOT NULL DEFAULT -1")
+        conn.execute("UPDATE auctions SET snapshot=?, snapshot_seq=4 WHERE auction_id='x1'",
+                     ('{"seq": 4, "old": true}',))
+        conn.execute("PRAGMA user_version=1")  # as the version before wrote it
+
+    again = SqliteStore(path)
+    await again.open()
+    try:
+        x1, x2 = await again.get_auction("x1"), await again.get_auction("x2")
+        assert x1 is not None and x1["snapshot"] == {"seq": 4, "old": True}
+        assert x2 is not None and x2["snapshot"] is None
+        await again.commit(CommitBatch(snapshots={"x1": {"seq": 3, "stale": True}}))
+        assert (await again.get_auction("x1") or {})["snapshot"] == {"seq": 4, "old": True}
+        await again.commit(CommitBatch(snapshots={"x1": {"seq": 5}}))
+        assert (await again.get_auction("x1") or {})["snapshot"] == {"seq": 5}
+    finally:
+        await again.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT count(*) FROM auctions WHERE snapshot IS NOT NULL"
+                            ).fetchone() == (0,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+
+
 async def test_views_land_whether_or_not_status_and_end_time_change(tmp_path: Path) -> None:
     """One batch: a bid (same status and end), a soft-close extension (end moved), a close
     (status changed), and a stale view (an older seq) that must change nothing."""
