@@ -8,14 +8,12 @@ from typing import Any
 
 from storage.records import NewNotice
 from storage.sqlite_money import add_notices
+from storage.sqlite_upgrade import KEEP_NEWER_SNAPSHOT
 
 EventRow = tuple[str, int, str]  # (auction_id, seq, data)
 _INSERT_EVENT = "INSERT INTO events(auction_id, seq, data) VALUES (?,?,?)"
-# A snapshot replaces the stored one unless that one is newer.
-_UPSERT_SNAPSHOT = (
-    "INSERT INTO auction_snapshots(auction_id, seq, data) VALUES (?,?,?)"
-    " ON CONFLICT(auction_id) DO UPDATE SET seq=excluded.seq, data=excluded.data"
-    " WHERE excluded.seq >= auction_snapshots.seq")
+_UPSERT_SNAPSHOT = ("INSERT INTO auction_snapshots(auction_id, seq, data) VALUES (?,?,?)"
+                    + KEEP_NEWER_SNAPSHOT)
 
 
 def write_batch(conn: sqlite3.Connection, rows: list[EventRow],

@@ -18,6 +18,10 @@ import sqlite3
 from storage.facts import encode_json
 
 DATA_VERSION = 2  # the rewrites below a file has had, in order
+# How a snapshot lands in `auction_snapshots` (the commit and the move below): it replaces
+# the stored one unless that one is newer.
+KEEP_NEWER_SNAPSHOT = (" ON CONFLICT(auction_id) DO UPDATE SET seq=excluded.seq, data=excluded.data"
+                       " WHERE excluded.seq >= auction_snapshots.seq")
 
 
 def upgrade_rows(conn: sqlite3.Connection) -> None:
@@ -56,7 +60,6 @@ def move_snapshots(conn: sqlite3.Connection) -> int:
     moved = conn.execute(
         "INSERT INTO auction_snapshots(auction_id, seq, data)"
         " SELECT auction_id, snapshot_seq, snapshot FROM auctions WHERE snapshot IS NOT NULL"
-        " ON CONFLICT(auction_id) DO UPDATE SET seq=excluded.seq, data=excluded.data"
-        " WHERE excluded.seq >= auction_snapshots.seq").rowcount
+        + KEEP_NEWER_SNAPSHOT).rowcount
     conn.execute("UPDATE auctions SET snapshot=NULL WHERE snapshot IS NOT NULL")
     return moved
